@@ -1,0 +1,34 @@
+"""Choosing compute: one name per backend, the same for every step and from every entry point."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from components.backend import ComputeBackend
+from components.errors import InvalidSpecError
+
+ComputeConfig = Mapping[str, Any]
+
+
+def _local(config: ComputeConfig) -> ComputeBackend:
+    from components.local import LocalBackend
+
+    if config:
+        raise InvalidSpecError(
+            "compute_config", f"local compute takes no settings, got {sorted(config)}"
+        )
+    return LocalBackend()
+
+
+# Each factory validates its own ``compute_config`` (a plain dict, as KFP passes it) before any
+# cloud call, and names the offending field.
+BACKENDS: dict[str, Callable[[ComputeConfig], ComputeBackend]] = {"local": _local}
+
+
+def backend_for(compute: str, config: ComputeConfig | None = None) -> ComputeBackend:
+    """The backend named ``compute`` set up from ``config``, or an error listing the ones that exist."""
+    factory = BACKENDS.get(compute)
+    if factory is None:
+        raise InvalidSpecError("compute", f"{compute!r} is not one of {', '.join(BACKENDS)}")
+    return factory(dict(config or {}))

@@ -1,0 +1,93 @@
+"""Scoring a model against labelled rows: metrics, and a page the Kubeflow UI can show.
+
+The model is scored through the compute backend's batch transform, served by the user's own
+inference handlers, so what is measured is what batch scoring will produce later.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from components.errors import InvalidSpecError
+
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+
+
+def regression_metrics(truth: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:
+    """RMSE, MAE and R² of ``predicted`` against ``truth``."""
+    if len(truth) != len(predicted):
+        raise InvalidSpecError(
+            "predictions", f"{len(predicted)} predictions for {len(truth)} labelled rows"
+        )
+    if not truth:
+        raise InvalidSpecError("predictions", "no rows to evaluate")
+    errors = [p - t for t, p in zip(truth, predicted, strict=True)]
+    mean = sum(truth) / len(truth)
+    total = sum((t - mean) ** 2 for t in truth)
+    squared = sum(e * e for e in errors)
+    return {
+        "rmse": math.sqrt(squared / len(errors)),
+        "mae": sum(abs(e) for e in errors) / len(errors),
+        "r2": 1.0 - squared / total if total > 0 else 0.0,
+    }
+
+
+def read_predictions(path: Path) -> list[float]:
+    """One number per line, as the default ``output_fn`` writes."""
+    values = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            values.append(float(line.split(",")[0]))
+        except ValueError:
+            raise InvalidSpecError(
+                "predictions", f"{path.name} line {number} is not a number: {line!r}"
+            ) from None
+    return values
+
+
+def _scatter_svg(truth: Sequence[float], predicted: Sequence[float], size: int = 320) -> str:
+    low = min(min(truth), min(predicted))
+    high = max(max(truth), max(predicted))
+    span = (high - low) or 1.0
+    pad = 30
+
+    def scale(value: float) -> float:
+        return pad + (value - low) / span * (size - 2 * pad)
+
+    points = "".join(
+        f'<circle cx="{scale(t):.1f}" cy="{size - scale(p):.1f}" r="2.5" fill="#2b6cb0" fill-opacity="0.55"/>'
+        for t, p in zip(truth, predicted, strict=True)
+    )
+    return (
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
+        f'aria-label="predicted against measured">'
+        f'<rect width="{size}" height="{size}" fill="white" stroke="#ccc"/>'
+        f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{pad}" stroke="#999" stroke-dasharray="4"/>'
+        f"{points}"
+        f'<text x="{size / 2}" y="{size - 6}" text-anchor="middle" font-size="12">measured</text>'
+        f'<text x="12" y="{size / 2}" font-size="12" transform="rotate(-90 12 {size / 2})" '
+        f'text-anchor="middle">predicted</text></svg>'
+    )
+
+
+def evaluation_page(
+    title: str, metrics: Mapping[str, float], truth: Sequence[float], predicted: Sequence[float]
+) -> str:
+    """A self-contained HTML page: the metrics table and a predicted-against-measured plot."""
+    rows = "".join(
+        f"<tr><th>{html.escape(name)}</th><td>{value:.4f}</td></tr>"
+        for name, value in metrics.items()
+    )
+    return (
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(title)}</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "th,td{padding:4px 12px;border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+        f"<h2>{html.escape(title)}</h2><p>{len(truth)} held-out rows</p>"
+        f"<table>{rows}</table>{_scatter_svg(truth, predicted)}</body></html>"
+    )

@@ -1,0 +1,91 @@
+"""Serve a trained model the way SageMaker's framework containers do, over files.
+
+The training script doubles as the inference script: it defines ``model_fn(model_dir)`` and may
+override ``input_fn(body, content_type)``, ``predict_fn(data, model)`` and
+``output_fn(prediction, accept)``. Batch transform calls them once per input file. Run as
+``python -m components.local.serving`` so that a model is loaded in a process of its own, as in
+a serving container.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+
+def default_input_fn(body: str, content_type: str) -> Any:
+    if content_type == "application/json":
+        return json.loads(body)
+    return body
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    return model.predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> str:
+    values = prediction.tolist() if hasattr(prediction, "tolist") else prediction
+    if accept == "application/json":
+        return json.dumps(values)
+    if isinstance(values, Iterable) and not isinstance(values, str):
+        return "".join(f"{value}\n" for value in values)
+    return f"{values}\n"
+
+
+def load_script(source_dir: Path, entry_point: str) -> ModuleType:
+    sys.path.insert(0, str(source_dir))
+    spec = importlib.util.spec_from_file_location("user_inference_script", source_dir / entry_point)
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"entry_point: cannot import {entry_point} from {source_dir}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "model_fn"):
+        raise SystemExit(
+            f"entry_point: {entry_point} defines no model_fn(model_dir), needed to serve it"
+        )
+    return module
+
+
+def transform_files(
+    script: ModuleType,
+    model_dir: Path,
+    inputs: list[Path],
+    output_dir: Path,
+    content_type: str,
+    accept: str,
+) -> None:
+    input_fn = getattr(script, "input_fn", default_input_fn)
+    predict_fn = getattr(script, "predict_fn", default_predict_fn)
+    output_fn = getattr(script, "output_fn", default_output_fn)
+    model = script.model_fn(str(model_dir))
+    output_dir.mkdir(parents=True, exist_ok=True)
+    for path in inputs:
+        prediction = predict_fn(input_fn(path.read_text(), content_type), model)
+        (output_dir / f"{path.name}.out").write_text(output_fn(prediction, accept))
+        print(f"transformed {path.name}", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--source-dir", type=Path, required=True)
+    parser.add_argument("--entry-point", required=True)
+    parser.add_argument("--model-dir", type=Path, required=True)
+    parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--content-type", default="text/csv")
+    parser.add_argument("--accept", default="text/csv")
+    parser.add_argument("inputs", type=Path, nargs="+")
+    args = parser.parse_args(argv)
+    script = load_script(args.source_dir, args.entry_point)
+    transform_files(
+        script, args.model_dir, args.inputs, args.output_dir, args.content_type, args.accept
+    )
+
+
+if __name__ == "__main__":
+    main()

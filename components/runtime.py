@@ -1,0 +1,43 @@
+"""How a step fails inside a KFP task: one readable line, not a framework traceback.
+
+Inside a task pod, a ``FlywheelError`` becomes the process's last line and exit status 1. When
+``FLYWHEEL_EVENTS`` names a file (the CLI sets it for local runs), the failure is also appended
+there as JSON, so the CLI can say which step failed and why after kfp.local gives up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from components.errors import FlywheelError
+
+EVENTS_VARIABLE = "FLYWHEEL_EVENTS"
+
+
+def record_event(event: dict[str, str]) -> None:
+    target = os.environ.get(EVENTS_VARIABLE)
+    if target:
+        with Path(target).open("a") as events:
+            events.write(json.dumps(event) + "\n")
+
+
+def read_events(path: Path) -> list[dict[str, str]]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@contextlib.contextmanager
+def reported_step(step: str) -> Iterator[None]:
+    """Run a step body; turn a ``FlywheelError`` into a one-line failure of this step."""
+    try:
+        yield
+    except FlywheelError as error:
+        record_event({"step": step, "status": "failed", "error": str(error)})
+        print(f"flywheel: {step} failed: {error}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None

@@ -1,0 +1,77 @@
+"""Train: run the workload's script on the chosen compute and keep its ``model.tar.gz``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from components.backend import LogSink, TrainingJobSpec
+from components.compute import backend_for
+from components.packaging import sha256_of_tree
+from components.workload import load_workload
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    job_name: str
+    compute: str
+    hyperparameters: dict[str, Any]
+    training_metrics: dict[str, float]
+    code_sha256: str
+    entry_point: str
+
+
+def job_name_for(workload_name: str, *parts: object) -> str:
+    """A deterministic job name: the same inputs give the same name (SageMaker's 63-char rule)."""
+    digest = hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[
+        :12
+    ]
+    return f"{workload_name[:50]}-{digest}"
+
+
+def train_model(
+    *,
+    workload_path: str,
+    compute: str,
+    compute_config: Mapping[str, Any] | None = None,
+    hyperparameters: Mapping[str, object],
+    train_path: Path,
+    test_path: Path,
+    model_path: Path,
+    log: LogSink = print,
+) -> TrainedModel:
+    """Train and write the packed model to ``model_path``; hyperparameters are checked first."""
+    workload = load_workload(workload_path)
+    resolved = workload.resolve_hyperparameters(hyperparameters)
+    backend = backend_for(compute, compute_config)
+    code_sha256 = sha256_of_tree(workload.source_dir)
+    job_name = job_name_for(workload.name, resolved, code_sha256, str(train_path), str(test_path))
+    with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
+        result = backend.train(
+            TrainingJobSpec(
+                job_name=job_name,
+                source_dir=str(workload.source_dir),
+                entry_point=workload.entry_point,
+                channels={"train": str(train_path), "test": str(test_path)},
+                hyperparameters=resolved,
+                output_location=scratch,
+                metric_definitions=workload.metric_definitions,
+            ),
+            log,
+        )
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(result.model_artifact, model_path)
+    return TrainedModel(
+        job_name=job_name,
+        compute=compute,
+        hyperparameters=resolved,
+        training_metrics=dict(result.metrics),
+        code_sha256=code_sha256,
+        entry_point=workload.entry_point,
+    )

@@ -1,0 +1,235 @@
+"""KFP v2 components of the training pipeline.
+
+Each component only declares inputs and outputs and hands paths to a step in
+``components.steps``; the runtime image has Flywheel installed, so no package is installed at
+task start (``install_kfp_package=False``) and the local runner starts a task in well under a
+second. Failures surface as one line naming the step (``components.runtime.reported_step``).
+"""
+
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+
+# Built from the repository's Dockerfile; the tag moves with the package version.
+RUNTIME_IMAGE = "ghcr.io/flywheel-mlops/runtime-python3.11:0.1.0"
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def prepare_data(
+    source: str,
+    workload: str,
+    batch_count: int,
+    training_batches: int,
+    test_fraction: float,
+    seed: int,
+    order_by: str,
+    source_fingerprint: str,
+    train: Output[Dataset],
+    test: Output[Dataset],
+    batches: Output[Dataset],
+):
+    """Check the source table and write train/test splits plus ordered batches for replay.
+
+    ``source_fingerprint`` is the source's digest, given so that changed data misses the cache.
+    """
+    from pathlib import Path
+
+    from components.runtime import reported_step
+    from components.steps.prepare import prepare_data as prepare
+
+    with reported_step("prepare-data"):
+        prepared = prepare(
+            source=source,
+            workload_path=workload,
+            batch_count=batch_count,
+            training_batches=training_batches,
+            test_fraction=test_fraction,
+            seed=seed,
+            order_by=order_by,
+            train_path=Path(train.path),
+            test_path=Path(test.path),
+            batches_dir=Path(batches.path),
+        )
+    common = {
+        "source": source,
+        "source_fingerprint": source_fingerprint,
+        "columns": prepared.columns,
+    }
+    train.metadata.update({**common, "rows": prepared.train_rows, "sha256": prepared.train_sha256})
+    test.metadata.update({**common, "rows": prepared.test_rows, "sha256": prepared.test_sha256})
+    batches.metadata.update({**common, "batch_count": prepared.batch_count, "order_by": order_by})
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def train_model(
+    workload: str,
+    compute: str,
+    compute_config: dict,
+    hyperparameters: dict,
+    code_fingerprint: str,
+    train: Input[Dataset],
+    test: Input[Dataset],
+    model: Output[Model],
+):
+    """Run the workload's training script on ``compute`` under the SageMaker contract.
+
+    ``code_fingerprint`` is the script folder's digest, given so that changed code misses the cache.
+    """
+    from pathlib import Path
+
+    from components.runtime import reported_step
+    from components.steps.train import train_model as train_step
+
+    with reported_step("train-model"):
+        trained = train_step(
+            workload_path=workload,
+            compute=compute,
+            compute_config=compute_config,
+            hyperparameters=hyperparameters,
+            train_path=Path(train.path),
+            test_path=Path(test.path),
+            model_path=Path(model.path),
+        )
+    model.metadata.update(
+        {
+            "job_name": trained.job_name,
+            "compute": trained.compute,
+            "hyperparameters": trained.hyperparameters,
+            "metrics": trained.training_metrics,
+            "code_sha256": trained.code_sha256,
+            "code_fingerprint": code_fingerprint,
+            "entry_point": trained.entry_point,
+            "format": "model.tar.gz",
+        }
+    )
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def evaluate_model(
+    workload: str,
+    compute: str,
+    compute_config: dict,
+    model: Input[Model],
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+    report: Output[HTML],
+):
+    """Score the held-out rows through batch transform; log RMSE, MAE and R² and draw them."""
+    import json
+    from pathlib import Path
+
+    from components.runtime import reported_step
+    from components.steps.evaluate import evaluate_model as evaluate
+
+    with reported_step("evaluate-model"):
+        result = evaluate(
+            workload_path=workload,
+            compute=compute,
+            compute_config=compute_config,
+            model_path=Path(model.path),
+            test_path=Path(test.path),
+        )
+    for name, value in result.metrics.items():
+        metrics.log_metric(name, value)
+    metrics.metadata["rows"] = result.rows
+    # The values live in metadata; the file copy lets kfp.local's cache find the artifact on disk.
+    Path(metrics.path).write_text(json.dumps(result.metrics, indent=2))
+    Path(report.path).write_text(result.page)
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def register_model(
+    registry: str,
+    model_name: str,
+    workload: str,
+    run_id: str,
+    run_name: str,
+    model: Input[Model],
+    metrics: Input[Metrics],
+    train: Input[Dataset],
+    test: Input[Dataset],
+) -> NamedTuple("Registered", [("version", int), ("created", bool)]):
+    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run)."""
+    from collections import namedtuple
+    from pathlib import Path
+
+    from components.runtime import reported_step
+    from components.steps.register import register_model as register
+    from components.workload import load_workload
+
+    def dataset(artifact) -> dict:
+        return {key: artifact.metadata.get(key) for key in ("source", "rows", "sha256")} | {
+            "uri": artifact.uri
+        }
+
+    with reported_step("register-model"):
+        registration = register(
+            registry_uri=registry,
+            model_name=model_name or load_workload(workload).name,
+            model_path=Path(model.path),
+            metrics={k: v for k, v in metrics.metadata.items() if k != "rows"},
+            hyperparameters=model.metadata.get("hyperparameters", {}),
+            lineage={
+                "data": {"train": dataset(train), "test": dataset(test)},
+                "code": {
+                    "entry_point": model.metadata.get("entry_point"),
+                    "sha256": model.metadata.get("code_sha256"),
+                    "workload": workload,
+                },
+                "training": {
+                    "job_name": model.metadata.get("job_name"),
+                    "compute": model.metadata.get("compute"),
+                    "metrics": model.metadata.get("metrics", {}),
+                    "model_artifact": model.uri,
+                },
+                "run": {"id": run_id, "name": run_name},
+            },
+        )
+    verb = "registered" if registration.created else "already registered as"
+    print(f"{verb} {registration.version.name} version {registration.version.version}", flush=True)
+    registered = namedtuple("Registered", ["version", "created"])
+    return registered(registration.version.version, registration.created)
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def decide_promotion(
+    registry: str, model_name: str, workload: str, version: int, margin: float
+) -> bool:
+    """Compare the candidate with the champion on the workload's objective; True means promote."""
+    from components.runtime import reported_step
+    from components.steps.gate import decide_promotion as decide
+    from components.workload import load_workload
+
+    with reported_step("decide-promotion"):
+        spec = load_workload(workload)
+        decision = decide(
+            registry_uri=registry,
+            model_name=model_name or spec.name,
+            version=version,
+            metric=spec.objective_metric,
+            goal=spec.objective_goal,
+            margin=margin,
+        )
+    print(f"promote: {decision.promote} ({decision.reason})", flush=True)
+    return decision.promote
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def promote_model(registry: str, model_name: str, workload: str, version: int, margin: float):
+    """Make the candidate the champion, re-checking the gate so a concurrent promotion is respected."""
+    from components.runtime import reported_step
+    from components.steps.gate import promote_if_better
+    from components.workload import load_workload
+
+    with reported_step("promote-model"):
+        spec = load_workload(workload)
+        decision = promote_if_better(
+            registry_uri=registry,
+            model_name=model_name or spec.name,
+            version=version,
+            metric=spec.objective_metric,
+            goal=spec.objective_goal,
+            margin=margin,
+        )
+    print(f"{'promoted' if decision.promote else 'not promoted'}: {decision.reason}", flush=True)

@@ -1,0 +1,194 @@
+"""A workload: the user's training script plus what Flywheel must know about it.
+
+``workload.yaml`` sits next to the script and declares its hyperparameters (with types, so bad
+values are refused before anything runs), its metric regexes, the objective the quality gate
+compares, and the columns of its data. Swapping in your own model means writing this file.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components.errors import InvalidSpecError
+from components.metrics import MetricDefinition
+from components.registry.local import validate_model_name
+
+HYPERPARAMETER_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+TASKS = ("regression", "classification")
+GOALS = ("minimize", "maximize")
+
+
+@dataclass(frozen=True)
+class HyperparameterSpec:
+    name: str
+    type: str
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[Any, ...] = ()
+    help: str = ""
+
+    def coerce(self, value: object) -> Any:
+        """Turn a command-line string or a JSON value into this hyperparameter's type, or refuse."""
+        field = f"hyperparameters.{self.name}"
+        expected = HYPERPARAMETER_TYPES[self.type]
+        coerced = _coerce(value, expected)
+        if coerced is None:
+            raise InvalidSpecError(field, f"expected {self.type}, got {value!r}")
+        if self.choices and coerced not in self.choices:
+            raise InvalidSpecError(field, f"{coerced!r} is not one of {list(self.choices)}")
+        if self.minimum is not None and coerced < self.minimum:
+            raise InvalidSpecError(field, f"{coerced} is below the minimum {self.minimum}")
+        if self.maximum is not None and coerced > self.maximum:
+            raise InvalidSpecError(field, f"{coerced} is above the maximum {self.maximum}")
+        return coerced
+
+
+def _coerce(value: object, expected: type) -> Any:
+    if expected is bool:
+        if isinstance(value, bool):
+            return value
+        lowered = str(value).strip().lower()
+        return {"true": True, "false": False}.get(lowered)
+    if expected is str:
+        return value if isinstance(value, str) else None
+    if isinstance(value, bool):
+        return None
+    if expected is int:
+        if isinstance(value, int):
+            return value
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            return None
+    try:
+        number = float(value) if isinstance(value, int | float | str) else None
+    except ValueError:
+        return None
+    return number if number is not None and math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class DataColumns:
+    """Which columns of the data are the model's input, its label and each row's id."""
+
+    features: tuple[str, ...]
+    label: str
+    id: str
+
+    @property
+    def required(self) -> tuple[str, ...]:
+        return (self.id, *self.features, self.label)
+
+
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    task: str
+    source_dir: Path
+    entry_point: str
+    columns: DataColumns
+    hyperparameters: Mapping[str, HyperparameterSpec]
+    metric_definitions: tuple[MetricDefinition, ...]
+    objective_metric: str
+    objective_goal: str
+    path: Path
+
+    def resolve_hyperparameters(self, overrides: Mapping[str, object]) -> dict[str, Any]:
+        """Defaults overlaid with ``overrides``; unknown names and bad values are refused."""
+        unknown = sorted(set(overrides) - set(self.hyperparameters))
+        if unknown:
+            raise InvalidSpecError(
+                f"hyperparameters.{unknown[0]}",
+                f"unknown hyperparameter; allowed: {', '.join(sorted(self.hyperparameters))}",
+            )
+        resolved = {name: spec.default for name, spec in self.hyperparameters.items()}
+        for name, value in overrides.items():
+            resolved[name] = self.hyperparameters[name].coerce(value)
+        return resolved
+
+
+def _require(raw: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
+    value = raw.get(key)
+    if not isinstance(value, kind):
+        raise InvalidSpecError(f"{where}{key}", f"required, a {kind.__name__}; got {value!r}")
+    return value
+
+
+def _hyperparameter(name: str, raw: Any) -> HyperparameterSpec:
+    where = f"hyperparameters.{name}"
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError(where, "must be a mapping with type and default")
+    kind = raw.get("type")
+    if kind not in HYPERPARAMETER_TYPES:
+        raise InvalidSpecError(
+            f"{where}.type", f"{kind!r} is not one of {list(HYPERPARAMETER_TYPES)}"
+        )
+    spec = HyperparameterSpec(
+        name=name,
+        type=kind,
+        default=None,
+        minimum=raw.get("minimum"),
+        maximum=raw.get("maximum"),
+        choices=tuple(raw.get("choices", ())),
+        help=str(raw.get("help", "")),
+    )
+    return HyperparameterSpec(**{**spec.__dict__, "default": spec.coerce(raw.get("default"))})
+
+
+def load_workload(path: str | Path) -> Workload:
+    """Read and check ``workload.yaml``; every problem names its field."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "workload.yaml"
+    if not path.is_file():
+        raise InvalidSpecError("workload", f"{path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise InvalidSpecError("workload", f"{path} is not valid YAML: {error}") from None
+    if not isinstance(raw, Mapping):
+        raise InvalidSpecError("workload", f"{path} must hold a mapping")
+    name = validate_model_name(_require(raw, "name", str, ""))
+    task = raw.get("task", "regression")
+    if task not in TASKS:
+        raise InvalidSpecError("task", f"{task!r} is not one of {list(TASKS)}")
+    source_dir = (path.parent / raw.get("source_dir", ".")).resolve()
+    entry_point = _require(raw, "entry_point", str, "")
+    if not (source_dir / entry_point).is_file():
+        raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
+    data = _require(raw, "data", Mapping, "")
+    features = _require(data, "feature_columns", list, "data.")
+    columns = DataColumns(
+        features=tuple(str(c) for c in features),
+        label=_require(data, "label_column", str, "data."),
+        id=_require(data, "id_column", str, "data."),
+    )
+    hyperparameters = {
+        n: _hyperparameter(n, spec) for n, spec in raw.get("hyperparameters", {}).items()
+    }
+    metric_definitions = tuple(
+        MetricDefinition.from_mapping(m) for m in raw.get("metric_definitions", [])
+    )
+    objective = _require(raw, "objective", Mapping, "")
+    goal = objective.get("goal", "minimize")
+    if goal not in GOALS:
+        raise InvalidSpecError("objective.goal", f"{goal!r} is not one of {list(GOALS)}")
+    return Workload(
+        name=name,
+        task=task,
+        source_dir=source_dir,
+        entry_point=entry_point,
+        columns=columns,
+        hyperparameters=hyperparameters,
+        metric_definitions=metric_definitions,
+        objective_metric=_require(objective, "metric", str, "objective."),
+        objective_goal=goal,
+        path=path.resolve(),
+    )

@@ -1,0 +1,177 @@
+"""The ``flywheel`` command: run pipelines on the embedded default, and compile them.
+
+Bad input ends in one line naming the option and what is allowed, with exit status 2, before
+anything runs. A failed run ends with the failing step's own reason and exit status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import NoReturn
+
+from rich.console import Console
+
+from components.errors import FlywheelError, InvalidSpecError
+from pipelines import compile as compiling
+from pipelines.training_run import (
+    TrainingRequest,
+    parse_hyperparameter_option,
+    run_training,
+    summary_table,
+)
+
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+
+
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse, but an error is one line: ``flywheel: error: <option>: <problem>``."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"flywheel: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError(text)
+    return value
+
+
+_positive_int.__name__ = "positive integer"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _OneLineParser(prog="flywheel", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
+
+    run = commands.add_parser("run", help="run a pipeline on the embedded default (kfp.local)")
+    pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_OneLineParser)
+    training = pipelines.add_parser("training", help="prepare, train, evaluate, register, gate")
+    defaults = TrainingRequest()
+    training.add_argument(
+        "--workload", default=defaults.workload, help="workload.yaml of the training script"
+    )
+    training.add_argument("--source", default=defaults.source, help="CSV file or builtin:<dataset>")
+    training.add_argument("--compute", default=defaults.compute, help="where training runs: local")
+    training.add_argument(
+        "--hp",
+        dest="hyperparameters",
+        action="append",
+        default=[],
+        type=parse_hyperparameter_option,
+        metavar="NAME=VALUE",
+        help="set a hyperparameter declared in the workload (repeatable)",
+    )
+    training.add_argument("--registry", default=defaults.registry, help="model registry folder")
+    training.add_argument(
+        "--model-name", default="", help="registry name (default: the workload's name)"
+    )
+    training.add_argument(
+        "--batch-count",
+        type=_positive_int,
+        default=defaults.batch_count,
+        help="ordered batches the data is cut into",
+    )
+    training.add_argument(
+        "--training-batches",
+        type=_positive_int,
+        default=defaults.training_batches,
+        help="how many leading batches train the model",
+    )
+    training.add_argument(
+        "--test-fraction",
+        type=float,
+        default=defaults.test_fraction,
+        help="held-out share of the training batches, between 0 and 1",
+    )
+    training.add_argument("--seed", type=int, default=defaults.seed, help="split seed")
+    training.add_argument(
+        "--order-by", default="", help="column that orders the batches (default: file order)"
+    )
+    training.add_argument(
+        "--margin",
+        type=float,
+        default=defaults.margin,
+        help="how much better than the champion a candidate must be to be promoted",
+    )
+    training.add_argument(
+        "--pipeline-root",
+        type=Path,
+        default=Path(defaults.pipeline_root),
+        help="where run artifacts are written",
+    )
+    training.add_argument(
+        "--no-cache", action="store_true", help="run every task, ignoring the cache"
+    )
+    training.add_argument(
+        "-v", "--verbose", action="store_true", help="show kfp.local's full task logs"
+    )
+
+    compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
+    compile_command.add_argument("--output-dir", type=Path, default=compiling.COMPILED_DIR)
+    compile_command.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if the committed files differ from a fresh compile",
+    )
+    return parser
+
+
+def _run_training(args: argparse.Namespace, console: Console) -> int:
+    request = TrainingRequest(
+        workload=args.workload,
+        source=args.source,
+        compute=args.compute,
+        hyperparameters=dict(args.hyperparameters),
+        registry=args.registry,
+        model_name=args.model_name,
+        batch_count=args.batch_count,
+        training_batches=args.training_batches,
+        test_fraction=args.test_fraction,
+        seed=args.seed,
+        order_by=args.order_by,
+        margin=args.margin,
+        pipeline_root=str(args.pipeline_root),
+        cache=not args.no_cache,
+    )
+    result = run_training(request, verbose=args.verbose, console=console)
+    console.print(summary_table(result))
+    return 0
+
+
+def _compile(args: argparse.Namespace, console: Console) -> int:
+    if args.check:
+        problems = compiling.stale_files(args.output_dir)
+        for problem in problems:
+            console.print(f"[red]{problem.path}: {problem.problem}[/red]")
+        if problems:
+            console.print("run `flywheel compile` and commit the result")
+            return EXIT_FAILED
+        console.print(f"compiled pipelines in {args.output_dir} are up to date")
+        return 0
+    for path in compiling.compile_all(args.output_dir):
+        console.print(f"wrote {path}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "run":
+            return _run_training(args, console)
+        return _compile(args, console)
+    except InvalidSpecError as error:
+        print(f"flywheel: error: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FlywheelError as error:
+        print(f"flywheel: failed: {error}", file=sys.stderr)
+        return EXIT_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

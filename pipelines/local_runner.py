@@ -1,0 +1,199 @@
+"""Run a pipeline on the embedded default: KFP's local runner, in subprocesses, with caching.
+
+kfp.local prints every task's executor input and output; that is kept in a log file, while the
+console gets a progress bar naming the task at work and the latest line it printed. When a task
+fails, the step's own one-line reason (``components.runtime``) is raised as ``PipelineFailed``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import re
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kfp import local
+from kfp.dsl.graph_component import GraphComponent
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from components.errors import FlywheelError
+from components.runtime import EVENTS_VARIABLE, read_events
+from pipelines.catalog import task_names
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_EXECUTING = re.compile(r"Executing task '([^']+)'")
+_FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_CACHE_HIT = re.compile(r"Task (\S+) cache hit")
+_SKIPPED = re.compile(r"Skipping (?:conditional )?task (\S+)")
+
+
+class PipelineFailed(FlywheelError):
+    """A task failed; the message is the failing step's own reason where it gave one."""
+
+
+@dataclass
+class TaskLog:
+    """What happened to each task during one run, read from kfp.local's log records."""
+
+    started: list[str] = field(default_factory=list)
+    succeeded: list[str] = field(default_factory=list)
+    cached: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LocalRun:
+    outputs: Mapping[str, Any]
+    run_dir: Path
+    log_file: Path
+    tasks: TaskLog
+
+
+class _TaskWatcher(logging.Filter):
+    """Reads kfp.local's log records (it logs through the root logger) to follow the run."""
+
+    def __init__(self, tasks: TaskLog, progress: Progress, bar: Any) -> None:
+        super().__init__()
+        self.tasks, self.progress, self.bar = tasks, progress, bar
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = _ANSI.sub("", record.getMessage())
+        if match := _EXECUTING.search(message):
+            self.tasks.started.append(match.group(1))
+            self.progress.update(self.bar, description=match.group(1))
+        elif match := _FINISHED.search(message):
+            name, status = match.groups()
+            (self.tasks.succeeded if status == "SUCCESS" else self.tasks.failed).append(name)
+            self.progress.advance(self.bar)
+        elif match := _CACHE_HIT.search(message):
+            self.tasks.cached.append(match.group(1))
+            self.progress.advance(self.bar)
+        elif match := _SKIPPED.search(message):
+            self.tasks.skipped.append(match.group(1))
+            self.progress.advance(self.bar)
+        return True
+
+
+class _LogTee(io.TextIOBase):
+    """Everything to the log file; the console shows the latest meaningful line under the bar."""
+
+    def __init__(self, log: io.TextIOBase, progress: Progress, bar: Any, echo: bool) -> None:
+        self.log, self.progress, self.bar, self.echo = log, progress, bar, echo
+
+    def write(self, text: str) -> int:
+        self.log.write(text)
+        if self.echo:
+            sys.__stdout__.write(text)
+        for line in text.splitlines():
+            line = _ANSI.sub("", line).strip()
+            if (
+                line
+                and not line.startswith(("{", "}", '"', "[KFP Executor"))
+                and " - INFO - " not in line
+            ):
+                self.progress.update(self.bar, status=line[:90])
+        return len(text)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+
+@contextlib.contextmanager
+def _quiet_kfp_warnings() -> Iterator[None]:
+    with warnings.catch_warnings():
+        # Display names and Kubernetes settings matter on a cluster; locally they are no-ops.
+        warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*")
+        yield
+
+
+def run_locally(
+    pipeline: GraphComponent,
+    arguments: Mapping[str, Any],
+    *,
+    pipeline_root: Path,
+    cache: bool = True,
+    verbose: bool = False,
+    console: Console | None = None,
+) -> LocalRun:
+    """Run ``pipeline`` with ``arguments`` on kfp.local's SubprocessRunner and report how it went."""
+    console = console or Console(stderr=True)
+    pipeline_root = pipeline_root.resolve()
+    pipeline_root.mkdir(parents=True, exist_ok=True)
+    before = {p.name for p in pipeline_root.iterdir()}
+    local.init(
+        runner=local.SubprocessRunner(use_venv=False),
+        pipeline_root=str(pipeline_root),
+        enable_caching=cache,
+        raise_on_error=True,
+    )
+    tasks = TaskLog()
+    log_file = pipeline_root / "logs" / f"{pipeline.name}-latest.log"
+    log_file.parent.mkdir(exist_ok=True)
+    events = Path(tempfile.mkstemp(prefix="flywheel-events-", suffix=".jsonl")[1])
+    progress = Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description:<18}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("[dim]{task.fields[status]}"),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+    )
+    bar = progress.add_task("starting", total=len(task_names(pipeline)), status="")
+    watcher = _TaskWatcher(tasks, progress, bar)
+    root_logger = logging.getLogger()
+    previous_events = os.environ.get(EVENTS_VARIABLE)
+    os.environ[EVENTS_VARIABLE] = str(events)
+    try:
+        with (
+            log_file.open("w") as log,
+            progress,
+            _quiet_kfp_warnings(),
+            contextlib.redirect_stdout(_LogTee(log, progress, bar, verbose)),
+        ):
+            root_logger.addFilter(watcher)
+            try:
+                task = pipeline(**arguments)
+            except RuntimeError as error:
+                failures = [e for e in read_events(events) if e.get("status") == "failed"]
+                if failures:
+                    raise PipelineFailed(
+                        f"{failures[-1]['step']} failed: {failures[-1]['error']}"
+                    ) from None
+                failed = tasks.failed[-1] if tasks.failed else "a task"
+                raise PipelineFailed(
+                    f"{failed} failed: {_ANSI.sub('', str(error))}; see {log_file}"
+                ) from None
+            finally:
+                root_logger.removeFilter(watcher)
+    finally:
+        events.unlink(missing_ok=True)
+        if previous_events is None:
+            os.environ.pop(EVENTS_VARIABLE, None)
+        else:
+            os.environ[EVENTS_VARIABLE] = previous_events
+    new_dirs = sorted(
+        p for p in pipeline_root.glob(f"{pipeline.name}-*") if p.name not in before and p.is_dir()
+    )
+    run_dir = new_dirs[-1] if new_dirs else pipeline_root
+    return LocalRun(outputs=dict(task.outputs), run_dir=run_dir, log_file=log_file, tasks=tasks)

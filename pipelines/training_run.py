@@ -1,0 +1,158 @@
+"""``flywheel run training``: check the request, run the pipeline locally, summarise the result."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from components import data
+from components.compute import backend_for
+from components.errors import InvalidSpecError
+from components.packaging import sha256_of_file, sha256_of_tree
+from components.registry import ModelVersion, open_registry
+from components.workload import load_workload
+from pipelines.local_runner import LocalRun, run_locally
+from pipelines.training import DEFAULT_REGISTRY, DEFAULT_SOURCE, DEFAULT_WORKLOAD, training_pipeline
+
+
+@dataclass(frozen=True)
+class TrainingRequest:
+    workload: str = DEFAULT_WORKLOAD
+    source: str = DEFAULT_SOURCE
+    compute: str = "local"
+    compute_config: dict[str, Any] = field(default_factory=dict)
+    hyperparameters: dict[str, Any] = field(default_factory=dict)
+    registry: str = DEFAULT_REGISTRY
+    model_name: str = ""
+    batch_count: int = 5
+    training_batches: int = 2
+    test_fraction: float = 0.2
+    seed: int = 7
+    order_by: str = ""
+    margin: float = 0.0
+    pipeline_root: str = ".flywheel/runs"
+    cache: bool = True
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    version: ModelVersion
+    promoted: bool
+    run: LocalRun
+
+
+def parse_hyperparameter_option(text: str) -> tuple[str, str]:
+    """``--hp name=value`` as a pair; the workload decides later whether the name and value are allowed."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"--hp {text!r}: expected NAME=VALUE")
+    return name.strip(), value
+
+
+parse_hyperparameter_option.__name__ = "NAME=VALUE"
+
+
+def _source_fingerprint(source: str) -> str:
+    if source.startswith(data.BUILTIN_PREFIX):
+        from importlib.metadata import version
+
+        return f"{source}@rdkit-{version('rdkit')}"
+    return sha256_of_file(Path(source))
+
+
+def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
+    """Check everything that can be checked before a task starts, and build the run's arguments.
+
+    Paths are made absolute so tasks find them whatever their working folder.
+    """
+    workload = load_workload(request.workload)
+    hyperparameters = {
+        name: workload.hyperparameters[name].coerce(value)
+        for name, value in request.hyperparameters.items()
+        if name in workload.hyperparameters
+    }
+    workload.resolve_hyperparameters(request.hyperparameters)  # refuses unknown names
+    backend_for(request.compute, request.compute_config)
+    if not 1 <= request.training_batches <= request.batch_count:
+        raise InvalidSpecError(
+            "--training-batches", f"must be between 1 and --batch-count ({request.batch_count})"
+        )
+    if not 0 < request.test_fraction < 1:
+        raise InvalidSpecError(
+            "--test-fraction", f"must be between 0 and 1, got {request.test_fraction}"
+        )
+    if request.margin < 0:
+        raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
+    source = request.source
+    if not source.startswith(data.BUILTIN_PREFIX):
+        source = str(Path(source).resolve())
+    header, rows = data.read_table(source)
+    data.check_table(request.source, header, rows, workload.columns)
+    data.ordered_batches(rows, request.batch_count, request.order_by)
+    code = hashlib.sha256(
+        (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
+    ).hexdigest()
+    return {
+        "workload": str(workload.path),
+        "source": source,
+        "compute": request.compute,
+        "compute_config": dict(request.compute_config),
+        "hyperparameters": hyperparameters,
+        "registry": str(Path(request.registry).resolve()),
+        "model_name": request.model_name,
+        "batch_count": request.batch_count,
+        "training_batches": request.training_batches,
+        "test_fraction": request.test_fraction,
+        "seed": request.seed,
+        "order_by": request.order_by,
+        "margin": request.margin,
+        "source_fingerprint": _source_fingerprint(source),
+        "code_fingerprint": code,
+    }
+
+
+def run_training(
+    request: TrainingRequest, *, verbose: bool = False, console: Console | None = None
+) -> TrainingOutcome:
+    """Run the training pipeline locally and read the registered version back from the registry."""
+    arguments = pipeline_arguments(request)
+    run = run_locally(
+        training_pipeline,
+        arguments,
+        pipeline_root=Path(request.pipeline_root),
+        cache=request.cache,
+        verbose=verbose,
+        console=console,
+    )
+    model_name = request.model_name or load_workload(request.workload).name
+    version = open_registry(arguments["registry"]).get(model_name, int(run.outputs["version"]))
+    return TrainingOutcome(version=version, promoted=bool(run.outputs["promoted"]), run=run)
+
+
+def summary_table(outcome: TrainingOutcome) -> Table:
+    """The short table a person reads at the end of a run."""
+    version = outcome.version
+    table = Table(
+        title=f"{version.name} version {version.version}", show_header=False, title_justify="left"
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row(
+        "stage", f"{version.stage} ({'promoted' if outcome.promoted else 'not promoted'})"
+    )
+    for name, value in version.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    tasks = outcome.run.tasks
+    table.add_row(
+        "tasks", f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache"
+    )
+    table.add_row("model", version.model_uri)
+    table.add_row("artifacts", str(outcome.run.run_dir))
+    table.add_row("log", str(outcome.run.log_file))
+    return table
