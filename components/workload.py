@@ -63,6 +63,9 @@ def _coerce(value: object, expected: type) -> Any:
     if expected is int:
         if isinstance(value, int):
             return value
+        # KFP passes dict parameters through protobuf Struct, which turns every number into a float.
+        if isinstance(value, float):
+            return int(value) if value.is_integer() else None
         try:
             return int(str(value).strip())
         except ValueError:

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from kfp.dsl.graph_component import GraphComponent
 
 from pipelines.training import training_pipeline
 
 PIPELINES: dict[str, GraphComponent] = {"training": training_pipeline}
+# Compiled IR lives in the repository so reviews show what a change does to each pipeline.
+COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
 def task_names(pipeline: GraphComponent) -> list[str]:

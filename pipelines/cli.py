@@ -15,7 +15,7 @@ from typing import NoReturn
 from rich.console import Console
 
 from components.errors import FlywheelError, InvalidSpecError
-from pipelines import compile as compiling
+from pipelines.catalog import COMPILED_DIR
 from pipelines.training_run import (
     TrainingRequest,
     parse_hyperparameter_option,
@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
-    compile_command.add_argument("--output-dir", type=Path, default=compiling.COMPILED_DIR)
+    compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
     compile_command.add_argument(
         "--check",
         action="store_true",
@@ -144,6 +144,8 @@ def _run_training(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compile(args: argparse.Namespace, console: Console) -> int:
+    from pipelines import compile as compiling  # the compiler is only needed here
+
     if args.check:
         problems = compiling.stale_files(args.output_dir)
         for problem in problems:
@@ -159,8 +161,11 @@ def _compile(args: argparse.Namespace, console: Console) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    console = Console()
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # argparse has already printed its one line (or --help)
+        return int(stop.code or 0)
+    console = Console(soft_wrap=True)
     try:
         if args.command == "run":
             return _run_training(args, console)

@@ -1,4 +1,9 @@
-"""Compile every pipeline to KFP IR YAML in a committed folder, and check that folder is fresh."""
+"""Compile every pipeline to KFP IR YAML and to KFP's Kubernetes resources, and check they are fresh.
+
+The IR YAML is for upload and for runs from the UI; the Kubernetes manifests (see
+:mod:`pipelines.kubernetes_manifests`) go to ``manifests/pipelines/`` for ``kubectl apply -f`` and,
+byte for byte the same, into the Helm chart's ``files/``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,15 @@ from pathlib import Path
 
 from kfp import compiler
 
-from pipelines.catalog import PIPELINES
+from pipelines import kubernetes_manifests
+from pipelines.catalog import COMPILED_DIR, PIPELINES
 
-COMPILED_DIR = Path(__file__).parent / "compiled"
+_REPO = Path(__file__).parent.parent
+# The first folder holds the version history the others repeat.
+MANIFEST_DIRS = (
+    _REPO / "manifests" / "pipelines",
+    _REPO / "helm" / "flywheel" / "files" / "pipelines",
+)
 
 
 @dataclass(frozen=True)
@@ -19,22 +30,40 @@ class StaleFile:
     problem: str
 
 
-def compile_all(output_dir: Path = COMPILED_DIR) -> list[Path]:
-    """Write ``<name>.yaml`` for every pipeline; the bytes depend only on the pipeline's code."""
+def _manifest_files(manifest_dirs: tuple[Path, ...]) -> dict[Path, str]:
+    if not manifest_dirs:
+        return {}
+    files = kubernetes_manifests.render_all(PIPELINES, history_dir=manifest_dirs[0])
+    return {folder / name: text for folder in manifest_dirs for name, text in files.items()}
+
+
+def compile_all(
+    output_dir: Path = COMPILED_DIR, manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS
+) -> list[Path]:
+    """Write ``<name>.yaml`` for every pipeline; the bytes depend only on the pipeline's code.
+
+    Each of ``manifest_dirs`` gets the same Kubernetes manifests, one file per pipeline.
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for name, pipeline in PIPELINES.items():
         target = output_dir / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(target))
         written.append(target)
+    for path, text in _manifest_files(manifest_dirs).items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        written.append(path)
     return written
 
 
-def stale_files(output_dir: Path = COMPILED_DIR) -> list[StaleFile]:
+def stale_files(
+    output_dir: Path = COMPILED_DIR, manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS
+) -> list[StaleFile]:
     """Compiled files that differ from what the code compiles to now, or are missing or extra."""
     problems = []
     with tempfile.TemporaryDirectory() as scratch:
-        fresh = {path.name: path for path in compile_all(Path(scratch))}
+        fresh = {path.name: path for path in compile_all(Path(scratch), manifest_dirs=())}
         for name, path in fresh.items():
             committed = output_dir / name
             if not committed.is_file():
@@ -44,4 +73,14 @@ def stale_files(output_dir: Path = COMPILED_DIR) -> list[StaleFile]:
     for committed in sorted(output_dir.glob("*.yaml")):
         if committed.name not in fresh:
             problems.append(StaleFile(committed, "no pipeline compiles to it"))
+    expected = _manifest_files(manifest_dirs)
+    for path, text in expected.items():
+        if not path.is_file():
+            problems.append(StaleFile(path, "missing"))
+        elif path.read_text() != text:
+            problems.append(StaleFile(path, "out of date"))
+    for folder in manifest_dirs:
+        for committed in sorted(folder.glob("*.yaml")):
+            if committed not in expected:
+                problems.append(StaleFile(committed, "no pipeline compiles to it"))
     return problems

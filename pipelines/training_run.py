@@ -89,12 +89,12 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         )
     if request.margin < 0:
         raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
+    header, rows = data.read_table(request.source)
+    data.check_table(request.source, header, rows, workload.columns)
+    data.ordered_batches(rows, request.batch_count, request.order_by)
     source = request.source
     if not source.startswith(data.BUILTIN_PREFIX):
         source = str(Path(source).resolve())
-    header, rows = data.read_table(source)
-    data.check_table(request.source, header, rows, workload.columns)
-    data.ordered_batches(rows, request.batch_count, request.order_by)
     code = hashlib.sha256(
         (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
     ).hexdigest()

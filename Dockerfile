@@ -1,0 +1,24 @@
+# The runtime image of every Flywheel component and of the operator:
+#   docker build -t ghcr.io/flywheel-mlops/runtime-python3.11:0.1.0 .
+# Components are KFP lightweight components with install_kfp_package=False, so everything they
+# import (kfp, Flywheel, the example workload's libraries) must already be in this image.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY components ./components
+COPY pipelines ./pipelines
+COPY operators ./operators
+RUN pip install '.[example]'
+
+# Workloads are found by relative path (examples/qsar/workload.yaml), as in the compiled pipelines.
+COPY examples ./examples
+
+RUN useradd --uid 10001 --create-home flywheel
+USER 10001
+CMD ["flywheel", "--help"]

@@ -1,0 +1,145 @@
+"""What does running the training pipeline through kfp.local cost over calling its steps directly?
+
+Prints, from one run on this machine:
+* the wall time of ``flywheel run training --no-cache`` (a fresh process, every task executed);
+* the wall time of the same steps called one after another in one fresh process;
+* their ratio;
+* the one-off start-up cost of the CLI (importing kfp, which imports its API client), and
+* the framework overhead per task once started: (pipeline - direct - start-up) / tasks.
+  Target: under 0.15 s per task.
+
+Run with ``make benchmark`` or ``.venv/bin/python benchmarks/local_overhead.py``.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from components.steps.evaluate import evaluate_model
+from components.steps.gate import decide_promotion, promote_if_better
+from components.steps.prepare import prepare_data
+from components.steps.register import register_model
+from components.steps.train import train_model
+from components.workload import load_workload
+from pipelines.catalog import task_names
+from pipelines.training import DEFAULT_SOURCE, training_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+WORKLOAD = str(REPO / "examples" / "qsar" / "workload.yaml")
+TARGET_SECONDS_PER_TASK = 0.15
+REPETITIONS = 3
+
+
+def pipeline_seconds(scratch: Path) -> float:
+    command = [
+        sys.executable,
+        "-m",
+        "pipelines.cli",
+        "run",
+        "training",
+        "--no-cache",
+        "--workload",
+        WORKLOAD,
+        "--registry",
+        str(scratch / "registry"),
+        "--pipeline-root",
+        str(scratch / "runs"),
+    ]
+    started = time.perf_counter()
+    subprocess.run(command, check=True, cwd=REPO, capture_output=True)
+    return time.perf_counter() - started
+
+
+def import_seconds(module: str) -> float:
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", f"import {module}"], check=True, cwd=REPO)
+    return time.perf_counter() - started
+
+
+def direct_seconds(scratch: Path) -> float:
+    """The same steps, in a fresh process of their own, with the same inputs."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, __file__, "--direct", str(scratch)], check=True, cwd=REPO)
+    return time.perf_counter() - started
+
+
+def run_steps_directly(scratch: Path) -> None:
+    quiet = lambda _line: None  # noqa: E731
+    workload = load_workload(WORKLOAD)
+    train, test = scratch / "train.csv", scratch / "test.csv"
+    prepare_data(
+        source=DEFAULT_SOURCE,
+        workload_path=WORKLOAD,
+        batch_count=5,
+        training_batches=2,
+        test_fraction=0.2,
+        seed=7,
+        order_by="",
+        train_path=train,
+        test_path=test,
+        batches_dir=scratch / "batches",
+    )
+    model = scratch / "model.tar.gz"
+    trained = train_model(
+        workload_path=WORKLOAD,
+        compute="local",
+        hyperparameters={},
+        train_path=train,
+        test_path=test,
+        model_path=model,
+        log=quiet,
+    )
+    evaluation = evaluate_model(
+        workload_path=WORKLOAD, compute="local", model_path=model, test_path=test, log=quiet
+    )
+    registry = str(scratch / "registry")
+    registration = register_model(
+        registry_uri=registry,
+        model_name=workload.name,
+        model_path=model,
+        metrics=evaluation.metrics,
+        hyperparameters=trained.hyperparameters,
+        lineage={},
+    )
+    gate = {
+        "registry_uri": registry,
+        "model_name": workload.name,
+        "version": registration.version.version,
+        "metric": workload.objective_metric,
+        "goal": workload.objective_goal,
+        "margin": 0.0,
+    }
+    if decide_promotion(**gate).promote:
+        promote_if_better(**gate)
+
+
+def main() -> None:
+    tasks = len(task_names(training_pipeline))
+    # Best of a few repetitions: a 2-core machine's noise is one-sided (it only adds time).
+    through_pipeline = direct = start_up = float("inf")
+    for _ in range(REPETITIONS):
+        with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
+            through_pipeline = min(through_pipeline, pipeline_seconds(Path(first)))
+            direct = min(direct, direct_seconds(Path(second)))
+        start_up = min(start_up, import_seconds("pipelines.cli") - import_seconds("components.steps.train"))
+    overhead = (through_pipeline - direct - start_up) / tasks
+    verdict = "meets" if overhead < TARGET_SECONDS_PER_TASK else "MISSES"
+    print(f"flywheel run training (kfp.local, {tasks} tasks):   {through_pipeline:6.2f} s")
+    print(f"same steps called directly in one process:        {direct:6.2f} s")
+    print(f"ratio pipeline / direct:                          {through_pipeline / direct:6.2f}x")
+    print(f"CLI start-up beyond the direct run's (kfp import): {start_up:6.2f} s, once per run")
+    print(
+        f"framework overhead per task:                      {overhead:6.3f} s "
+        f"({verdict} the {TARGET_SECONDS_PER_TASK} s target)"
+    )
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--direct"]:
+        run_steps_directly(Path(sys.argv[2]))
+    else:
+        main()

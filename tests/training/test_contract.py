@@ -1,0 +1,39 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from components import contract
+
+
+def test_environment_points_every_channel_and_the_model_dir_into_the_layout(tmp_path: Path) -> None:
+    layout = contract.layout_for(tmp_path / "opt" / "ml")
+    environment = contract.environment_for(layout, ["train", "test"], {"epochs": 3, "name": "a"})
+    assert environment["SM_MODEL_DIR"] == str(tmp_path / "opt/ml/model")
+    assert environment["SM_CHANNEL_TRAIN"] == str(tmp_path / "opt/ml/input/data/train")
+    assert environment["SM_CHANNEL_TEST"] == str(tmp_path / "opt/ml/input/data/test")
+    assert json.loads(environment["SM_CHANNELS"]) == ["test", "train"]
+    assert json.loads(environment["SM_HPS"]) == {"epochs": 3, "name": "a"}
+    assert environment["SM_HP_EPOCHS"] == "3"
+    assert environment["SM_OUTPUT_DIR"] == str(tmp_path / "opt/ml/output")
+
+
+def test_hyperparameters_file_holds_strings_as_sagemaker_writes_it(tmp_path: Path) -> None:
+    layout = contract.layout_for(tmp_path)
+    contract.write_hyperparameters_file(layout, {"epochs": 3, "rate": 0.1, "flag": True, "name": "x"})
+    written = json.loads((tmp_path / "input/config/hyperparameters.json").read_text())
+    assert written == {"epochs": "3", "rate": "0.1", "flag": "true", "name": "x"}
+
+
+def test_failure_reason_is_read_from_the_failure_file(tmp_path: Path) -> None:
+    layout = contract.layout_for(tmp_path)
+    assert contract.read_failure_reason(layout) is None
+    layout.output_dir.mkdir(parents=True)
+    layout.failure_file.write_text("out of memory\n")
+    assert contract.read_failure_reason(layout) == "out of memory"
+
+
+@pytest.mark.parametrize("name", ["", "has space", "x" * 65, "-leading"])
+def test_channel_names_that_break_env_vars_or_sagemaker_are_refused(name: str) -> None:
+    with pytest.raises(ValueError, match="channel name"):
+        contract.validate_channel_name(name)

@@ -1,0 +1,97 @@
+from pathlib import Path
+
+import pytest
+
+from components import data
+from components.errors import InvalidSpecError
+from components.metrics import MetricCollector, MetricDefinition
+from components.steps.gate import compare
+from components.workload import load_workload
+
+from .conftest import QSAR_WORKLOAD
+
+
+def test_example_workload_declares_its_script_and_objective() -> None:
+    workload = load_workload(QSAR_WORKLOAD)
+    assert (workload.source_dir / workload.entry_point).is_file()
+    assert workload.objective_metric == "rmse"
+    assert workload.resolve_hyperparameters({})["n_estimators"] == 200
+
+
+def test_hyperparameters_are_coerced_from_command_line_strings(make_workload) -> None:
+    workload = load_workload(make_workload("print()"))
+    resolved = workload.resolve_hyperparameters({"epochs": "5", "rate": "0.25", "verbose": "true"})
+    assert resolved == {"epochs": 5, "rate": 0.25, "verbose": True}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"epoch": "5"}, r"hyperparameters.epoch: unknown hyperparameter; allowed: epochs, rate, verbose"),
+        ({"epochs": "five"}, r"hyperparameters.epochs: expected int, got 'five'"),
+        ({"epochs": "0"}, r"hyperparameters.epochs: 0 is below the minimum 1"),
+        ({"rate": "nan"}, r"hyperparameters.rate: expected float"),
+        ({"verbose": "maybe"}, r"hyperparameters.verbose: expected bool"),
+    ],
+)
+def test_bad_hyperparameters_are_refused_naming_the_field(make_workload, overrides, message) -> None:
+    workload = load_workload(make_workload("print()"))
+    with pytest.raises(InvalidSpecError, match=message):
+        workload.resolve_hyperparameters(overrides)
+
+
+def test_workload_without_its_script_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "workload.yaml").write_text("name: x\nentry_point: missing.py\n")
+    with pytest.raises(InvalidSpecError, match="entry_point: missing.py is not a file"):
+        load_workload(tmp_path / "workload.yaml")
+
+
+def test_builtin_chembl_data_joins_smiles_with_activities() -> None:
+    header, rows = data.read_table("builtin:chembl-CHEMBL2321810")
+    assert header == ["compound_id", "smiles", "pIC50"]
+    assert len(rows) > 1000
+    assert all(row["smiles"] and float(row["pIC50"]) > 0 for row in rows)
+
+
+def test_ordered_batches_keep_order_and_cover_every_row(toy_table: Path) -> None:
+    _, rows = data.read_table(str(toy_table))
+    batches = data.ordered_batches(rows, 3)
+    assert [len(b) for b in batches] == [7, 7, 6]
+    assert [r["id"] for b in batches for r in b] == [str(i) for i in range(20)]
+    by_label = data.ordered_batches(list(reversed(rows)), 2, order_by="y")
+    assert by_label[0][0]["id"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("id,x\n1,2\n", r"lacks column\(s\) y; it has id, x"),
+        ("id,x,y\n", "has no rows"),
+        ("id,x,y\n1,2,\n", "line 2: empty y"),
+        ("id,x,y\n1,2,high\n", "line 2: label y='high' is not a number"),
+    ],
+)
+def test_malformed_tables_are_refused_naming_the_problem(tmp_path: Path, make_workload, content, message) -> None:
+    workload = load_workload(make_workload("print()"))
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    header, rows = data.read_table(str(path))
+    with pytest.raises(InvalidSpecError, match=message):
+        data.check_table(str(path), header, rows, workload.columns)
+
+
+def test_metric_definition_without_a_group_is_refused() -> None:
+    with pytest.raises(InvalidSpecError, match="capturing group"):
+        MetricDefinition("loss", "loss=[0-9.]+")
+    collector = MetricCollector([MetricDefinition("loss", r"loss=([0-9.]+)")])
+    for line in ("loss=0.9", "noise", "loss=0.4"):
+        collector.observe(line)
+    assert collector.final == {"loss": 0.4}
+
+
+def test_gate_promotes_only_a_candidate_better_by_the_margin() -> None:
+    assert compare({"rmse": 0.5}, None, "rmse", "minimize", 0.0).promote
+    assert compare({"rmse": 0.5}, {"rmse": 0.6}, "rmse", "minimize", 0.05).promote
+    assert not compare({"rmse": 0.58}, {"rmse": 0.6}, "rmse", "minimize", 0.05).promote
+    assert compare({"r2": 0.8}, {"r2": 0.7}, "r2", "maximize", 0.0).promote
+    assert not compare({"r2": 0.6}, {"r2": 0.7}, "r2", "maximize", 0.0).promote
