@@ -27,11 +27,14 @@ from components.steps.train import train_model
 from components.workload import load_workload
 from pipelines.catalog import task_names
 from pipelines.training import DEFAULT_SOURCE, training_pipeline
+from pipelines.training_run import TrainingRequest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = str(REPO / "examples" / "qsar" / "workload.yaml")
 TARGET_SECONDS_PER_TASK = 0.15
 REPETITIONS = 3
+# The same inputs `flywheel run training` uses by default.
+DEFAULTS = TrainingRequest()
 
 
 def pipeline_seconds(scratch: Path) -> float:
@@ -74,11 +77,11 @@ def run_steps_directly(scratch: Path) -> None:
     prepare_data(
         source=DEFAULT_SOURCE,
         workload_path=WORKLOAD,
-        batch_count=5,
-        training_batches=2,
-        test_fraction=0.2,
-        seed=7,
-        order_by="",
+        batch_count=DEFAULTS.batch_count,
+        training_batches=DEFAULTS.training_batches,
+        test_fraction=DEFAULTS.test_fraction,
+        seed=DEFAULTS.seed,
+        order_by=DEFAULTS.order_by,
         train_path=train,
         test_path=test,
         batches_dir=scratch / "batches",

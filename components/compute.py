@@ -21,9 +21,27 @@ def _local(config: ComputeConfig) -> ComputeBackend:
     return LocalBackend()
 
 
+def _eks_gpu(config: ComputeConfig) -> ComputeBackend:
+    # The config is the placement (components/eks/placement.py); the backend needs its GPU count.
+    from components.eks import EksGpuBackend, Placement
+
+    return EksGpuBackend(Placement.from_mapping(config))
+
+
+def _sagemaker(config: ComputeConfig) -> ComputeBackend:
+    # Checks every setting now, so a bad config fails before any AWS call (see components/sagemaker/specs.py).
+    from components.sagemaker import SageMakerBackend, SageMakerConfig
+
+    return SageMakerBackend(SageMakerConfig.from_mapping(config))
+
+
 # Each factory validates its own ``compute_config`` (a plain dict, as KFP passes it) before any
 # cloud call, and names the offending field.
-BACKENDS: dict[str, Callable[[ComputeConfig], ComputeBackend]] = {"local": _local}
+BACKENDS: dict[str, Callable[[ComputeConfig], ComputeBackend]] = {
+    "local": _local,
+    "eks-gpu": _eks_gpu,
+    "sagemaker": _sagemaker,
+}
 
 
 def backend_for(compute: str, config: ComputeConfig | None = None) -> ComputeBackend:

@@ -75,11 +75,9 @@ def _scatter_svg(truth: Sequence[float], predicted: Sequence[float], size: int =
     )
 
 
-def evaluation_page(
-    title: str, metrics: Mapping[str, float], truth: Sequence[float], predicted: Sequence[float]
-) -> str:
-    """A self-contained HTML page: the metrics table and a predicted-against-measured plot."""
-    rows = "".join(
+def metrics_page(title: str, metrics: Mapping[str, float], rows: int, figure: str = "") -> str:
+    """A self-contained HTML page: the metrics table and an optional figure."""
+    table = "".join(
         f"<tr><th>{html.escape(name)}</th><td>{value:.4f}</td></tr>"
         for name, value in metrics.items()
     )
@@ -88,6 +86,13 @@ def evaluation_page(
         f"<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
         "th,td{padding:4px 12px;border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
-        f"<h2>{html.escape(title)}</h2><p>{len(truth)} held-out rows</p>"
-        f"<table>{rows}</table>{_scatter_svg(truth, predicted)}</body></html>"
+        f"<h2>{html.escape(title)}</h2><p>{rows} rows</p>"
+        f"<table>{table}</table>{figure}</body></html>"
     )
+
+
+def evaluation_page(
+    title: str, metrics: Mapping[str, float], truth: Sequence[float], predicted: Sequence[float]
+) -> str:
+    """The metrics table and a predicted-against-measured plot."""
+    return metrics_page(title, metrics, len(truth), _scatter_svg(truth, predicted))

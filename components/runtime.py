@@ -32,6 +32,15 @@ def read_events(path: Path) -> list[dict[str, str]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def last_failure() -> str | None:
+    """The latest step failure of this run, where a local run records them; None on a cluster."""
+    target = os.environ.get(EVENTS_VARIABLE)
+    failures = (
+        [e for e in read_events(Path(target)) if e.get("status") == "failed"] if target else []
+    )
+    return f"{failures[-1]['step']} failed: {failures[-1]['error']}" if failures else None
+
+
 @contextlib.contextmanager
 def reported_step(step: str) -> Iterator[None]:
     """Run a step body; turn a ``FlywheelError`` into a one-line failure of this step."""

@@ -159,9 +159,9 @@ def register_model(
     from components.workload import load_workload
 
     def dataset(artifact) -> dict:
-        return {key: artifact.metadata.get(key) for key in ("source", "rows", "sha256")} | {
-            "uri": artifact.uri
-        }
+        return {
+            key: artifact.metadata.get(key) for key in ("source", "rows", "sha256", "columns")
+        } | {"uri": artifact.uri}
 
     with reported_step("register-model"):
         registration = register(
@@ -193,20 +193,74 @@ def register_model(
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def score_champion(
+    registry: str,
+    model_name: str,
+    workload: str,
+    compute: str,
+    compute_config: dict,
+    test: Input[Dataset],
+    metrics: Output[Metrics],
+):
+    """Score the current champion on the candidate's held-out rows, so the gate compares like with like."""
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from components.registry import open_registry
+    from components.runtime import reported_step
+    from components.steps.champion import find_champion
+    from components.steps.evaluate import evaluate_model as evaluate
+    from components.workload import load_workload
+
+    with reported_step("score-champion"):
+        name = model_name or load_workload(workload).name
+        if open_registry(registry).champion(name) is None:
+            metrics.metadata["version"] = 0
+            Path(metrics.path).write_text("{}")
+            print("no champion yet", flush=True)
+            return
+        with tempfile.TemporaryDirectory() as scratch:
+            model_path = Path(scratch) / "model.tar.gz"
+            champion = find_champion(registry_uri=registry, model_name=name, model_path=model_path)
+            result = evaluate(
+                workload_path=workload,
+                compute=compute,
+                compute_config=compute_config,
+                model_path=model_path,
+                test_path=Path(test.path),
+            )
+    for metric, value in result.metrics.items():
+        metrics.log_metric(metric, value)
+    metrics.metadata["version"] = champion.version
+    Path(metrics.path).write_text(json.dumps(result.metrics, indent=2))
+    print(f"champion version {champion.version} on these rows: {result.metrics}", flush=True)
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def decide_promotion(
-    registry: str, model_name: str, workload: str, version: int, margin: float
+    workload: str,
+    version: int,
+    margin: float,
+    candidate: Input[Metrics],
+    champion: Input[Metrics],
 ) -> bool:
-    """Compare the candidate with the champion on the workload's objective; True means promote."""
+    """Compare candidate and champion on the workload's objective; True means promote."""
     from components.runtime import reported_step
     from components.steps.gate import decide_promotion as decide
     from components.workload import load_workload
 
+    def scores(artifact) -> dict:
+        return {k: v for k, v in artifact.metadata.items() if k not in ("rows", "version")}
+
     with reported_step("decide-promotion"):
         spec = load_workload(workload)
+        champion_version = int(champion.metadata.get("version", 0)) or None
         decision = decide(
-            registry_uri=registry,
-            model_name=model_name or spec.name,
-            version=version,
+            candidate_version=version,
+            candidate_metrics=scores(candidate),
+            champion_version=champion_version,
+            champion_metrics=scores(champion) if champion_version else None,
             metric=spec.objective_metric,
             goal=spec.objective_goal,
             margin=margin,
@@ -216,20 +270,23 @@ def decide_promotion(
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
-def promote_model(registry: str, model_name: str, workload: str, version: int, margin: float):
-    """Make the candidate the champion, re-checking the gate so a concurrent promotion is respected."""
+def promote_model(
+    registry: str, model_name: str, workload: str, version: int, champion: Input[Metrics]
+):
+    """Make the candidate the champion, unless another run replaced the champion meanwhile."""
     from components.runtime import reported_step
-    from components.steps.gate import promote_if_better
+    from components.steps.gate import promote_model as promote
     from components.workload import load_workload
 
     with reported_step("promote-model"):
-        spec = load_workload(workload)
-        decision = promote_if_better(
+        compared_with = int(champion.metadata.get("version", 0)) or None
+        decision = promote(
             registry_uri=registry,
-            model_name=model_name or spec.name,
+            model_name=model_name or load_workload(workload).name,
             version=version,
-            metric=spec.objective_metric,
-            goal=spec.objective_goal,
-            margin=margin,
+            compared_with=compared_with,
+            reason=f"beat version {compared_with} on the same held-out rows"
+            if compared_with
+            else "first champion",
         )
     print(f"{'promoted' if decision.promote else 'not promoted'}: {decision.reason}", flush=True)

@@ -6,9 +6,16 @@ from pathlib import Path
 
 from kfp.dsl.graph_component import GraphComponent
 
-from pipelines.training import training_pipeline
+from components.eks import DEFAULT_PLACEMENT_FILE, load_placement
+from pipelines.evaluation import evaluation_pipeline
+from pipelines.training import eks_training_pipeline, training_pipeline
 
-PIPELINES: dict[str, GraphComponent] = {"training": training_pipeline}
+PIPELINES: dict[str, GraphComponent] = {
+    "training": training_pipeline,
+    # The same pipeline with the train task placed on EKS GPU nodes by the default placement.
+    "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
+    "evaluation": evaluation_pipeline,
+}
 # Compiled IR lives in the repository so reviews show what a change does to each pipeline.
 COMPILED_DIR = Path(__file__).parent / "compiled"
 

@@ -14,10 +14,20 @@ from typing import NoReturn
 
 from rich.console import Console
 
+from components.compute import BACKENDS
 from components.errors import FlywheelError, InvalidSpecError
 from pipelines.catalog import COMPILED_DIR
+from pipelines.loop_cli import (
+    add_demo_options,
+    add_evaluation_options,
+    add_report_options,
+    demo_command,
+    report_command,
+    run_evaluation_command,
+)
 from pipelines.training_run import (
     TrainingRequest,
+    load_compute_config,
     parse_hyperparameter_option,
     run_training,
     summary_table,
@@ -51,12 +61,63 @@ def build_parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="run a pipeline on the embedded default (kfp.local)")
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_OneLineParser)
     training = pipelines.add_parser("training", help="prepare, train, evaluate, register, gate")
+    _add_training_options(training)
+    training.add_argument(
+        "--training-batches",
+        type=_positive_int,
+        default=TrainingRequest().training_batches,
+        help="how many leading batches train the model",
+    )
+    evaluation = pipelines.add_parser(
+        "evaluation",
+        help="score batch N with the champion; retrain if quality breaches the threshold",
+    )
+    add_evaluation_options(evaluation)
+    _add_training_options(evaluation)
+    demo = commands.add_parser("demo", help="replay a scenario on the embedded default")
+    scenarios = demo.add_subparsers(dest="scenario", required=True, parser_class=_OneLineParser)
+    add_demo_options(scenarios.add_parser("flywheel", help="train, then replay every later batch"))
+    add_report_options(
+        commands.add_parser("report", help="draw the evaluation history as PNG and HTML")
+    )
+
+    compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
+    compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
+    compile_command.add_argument(
+        "--check",
+        action="store_true",
+        help="fail if the committed files differ from a fresh compile",
+    )
+    return parser
+
+
+def _add_training_options(training: argparse.ArgumentParser) -> None:
+    """Options of every run that trains, or may retrain: data, workload, compute, registry."""
     defaults = TrainingRequest()
     training.add_argument(
         "--workload", default=defaults.workload, help="workload.yaml of the training script"
     )
     training.add_argument("--source", default=defaults.source, help="CSV file or builtin:<dataset>")
-    training.add_argument("--compute", default=defaults.compute, help="where training runs: local")
+    training.add_argument(
+        "--compute",
+        default=defaults.compute,
+        help=f"where training runs: {', '.join(BACKENDS)}",
+    )
+    training.add_argument(
+        "--placement",
+        default="",
+        metavar="FILE",
+        help="with --compute eks-gpu: the pod placement YAML (default: components/eks/"
+        "default_placement.yaml); checked here, applied only on a cluster",
+    )
+    training.add_argument(
+        "--compute-config",
+        type=load_compute_config,
+        default={},
+        metavar="FILE",
+        help="settings for --compute, as YAML or JSON (for sagemaker: role_arn, s3_prefix, "
+        "image_uri or framework, instance_type, spot, ...)",
+    )
     training.add_argument(
         "--hp",
         dest="hyperparameters",
@@ -75,12 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=defaults.batch_count,
         help="ordered batches the data is cut into",
-    )
-    training.add_argument(
-        "--training-batches",
-        type=_positive_int,
-        default=defaults.training_batches,
-        help="how many leading batches train the model",
     )
     training.add_argument(
         "--test-fraction",
@@ -111,26 +166,20 @@ def build_parser() -> argparse.ArgumentParser:
         "-v", "--verbose", action="store_true", help="show kfp.local's full task logs"
     )
 
-    compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
-    compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
-    compile_command.add_argument(
-        "--check",
-        action="store_true",
-        help="fail if the committed files differ from a fresh compile",
-    )
-    return parser
 
-
-def _run_training(args: argparse.Namespace, console: Console) -> int:
-    request = TrainingRequest(
+def training_request(args: argparse.Namespace) -> TrainingRequest:
+    """The training settings of a ``run`` command (evaluation retrains with the same)."""
+    return TrainingRequest(
         workload=args.workload,
         source=args.source,
         compute=args.compute,
+        placement=args.placement,
+        compute_config=args.compute_config,
         hyperparameters=dict(args.hyperparameters),
         registry=args.registry,
         model_name=args.model_name,
         batch_count=args.batch_count,
-        training_batches=args.training_batches,
+        training_batches=getattr(args, "training_batches", TrainingRequest().training_batches),
         test_fraction=args.test_fraction,
         seed=args.seed,
         order_by=args.order_by,
@@ -138,7 +187,10 @@ def _run_training(args: argparse.Namespace, console: Console) -> int:
         pipeline_root=str(args.pipeline_root),
         cache=not args.no_cache,
     )
-    result = run_training(request, verbose=args.verbose, console=console)
+
+
+def _run_training(args: argparse.Namespace, console: Console) -> int:
+    result = run_training(training_request(args), verbose=args.verbose, console=console)
     console.print(summary_table(result))
     return 0
 
@@ -167,8 +219,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     console = Console(soft_wrap=True)
     try:
-        if args.command == "run":
+        if args.command == "run" and args.pipeline == "training":
             return _run_training(args, console)
+        if args.command == "run":
+            return run_evaluation_command(args, training_request(args), console)
+        if args.command == "demo":
+            return demo_command(args, console)
+        if args.command == "report":
+            return report_command(args, console)
         return _compile(args, console)
     except InvalidSpecError as error:
         print(f"flywheel: error: {error}", file=sys.stderr)

@@ -34,7 +34,11 @@ def _manifest_files(manifest_dirs: tuple[Path, ...]) -> dict[Path, str]:
     if not manifest_dirs:
         return {}
     files = kubernetes_manifests.render_all(PIPELINES, history_dir=manifest_dirs[0])
-    return {folder / name: text for folder in manifest_dirs for name, text in files.items()}
+    written = {folder / name: text for folder in manifest_dirs for name, text in files.items()}
+    # Only the kubectl folder is a kustomize base; the chart reads its files itself.
+    kustomization = manifest_dirs[0] / kubernetes_manifests.KUSTOMIZATION
+    written[kustomization] = kubernetes_manifests.kustomization(list(files))
+    return written
 
 
 def compile_all(

@@ -33,7 +33,7 @@ from rich.progress import (
 )
 
 from components.errors import FlywheelError
-from components.runtime import EVENTS_VARIABLE, read_events
+from components.runtime import EVENTS_VARIABLE, last_failure
 from pipelines.catalog import task_names
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -175,11 +175,9 @@ def run_locally(
             try:
                 task = pipeline(**arguments)
             except RuntimeError as error:
-                failures = [e for e in read_events(events) if e.get("status") == "failed"]
-                if failures:
-                    raise PipelineFailed(
-                        f"{failures[-1]['step']} failed: {failures[-1]['error']}"
-                    ) from None
+                reason = last_failure()
+                if reason:
+                    raise PipelineFailed(reason) from None
                 failed = tasks.failed[-1] if tasks.failed else "a task"
                 raise PipelineFailed(
                     f"{failed} failed: {_ANSI.sub('', str(error))}; see {log_file}"

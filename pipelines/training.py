@@ -4,13 +4,19 @@ Every parameter has a default that runs the QSAR example, so the pipeline runs a
 Kubeflow UI and from ``flywheel run training``.
 """
 
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from kfp import dsl
+from kfp.dsl import PipelineTask
+from kfp.dsl.graph_component import GraphComponent
 
 from components import tasks
+from components.eks import Placement
+from components.eks.apply import apply_placement
 
 DEFAULT_WORKLOAD = "examples/qsar/workload.yaml"
+GPU_WORKLOAD = "examples/qsar_torch/workload.yaml"
 DEFAULT_SOURCE = "builtin:chembl-CHEMBL2321810"
 DEFAULT_REGISTRY = ".flywheel/registry"
 
@@ -20,85 +26,133 @@ class TrainingOutputs(NamedTuple):
     promoted: bool
 
 
-@dsl.pipeline(
-    name="flywheel-training",
-    description="Train, evaluate and register a model; promote it if it beats the champion.",
-)
-def training_pipeline(
+def build_training_pipeline(
+    *,
+    name: str = "flywheel-training",
     workload: str = DEFAULT_WORKLOAD,
-    source: str = DEFAULT_SOURCE,
     compute: str = "local",
-    compute_config: dict = {},  # noqa: B006
-    hyperparameters: dict = {},  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
-    registry: str = DEFAULT_REGISTRY,
-    model_name: str = "",
-    batch_count: int = 5,
-    training_batches: int = 2,
-    test_fraction: float = 0.2,
-    seed: int = 7,
-    order_by: str = "",
-    margin: float = 0.0,
-    source_fingerprint: str = "",
-    code_fingerprint: str = "",
-) -> TrainingOutputs:
-    prepared = tasks.prepare_data(
-        source=source,
-        workload=workload,
-        batch_count=batch_count,
-        training_batches=training_batches,
-        test_fraction=test_fraction,
-        seed=seed,
-        order_by=order_by,
-        source_fingerprint=source_fingerprint,
-    ).set_display_name("prepare data")
-    trained = tasks.train_model(
-        workload=workload,
-        compute=compute,
-        compute_config=compute_config,
-        hyperparameters=hyperparameters,
-        code_fingerprint=code_fingerprint,
-        train=prepared.outputs["train"],
-        test=prepared.outputs["test"],
-    ).set_display_name("train")
-    evaluated = tasks.evaluate_model(
-        workload=workload,
-        compute=compute,
-        compute_config=compute_config,
-        model=trained.outputs["model"],
-        test=prepared.outputs["test"],
-    ).set_display_name("evaluate")
-    registered = (
-        tasks.register_model(
-            registry=registry,
-            model_name=model_name,
+    compute_config: dict[str, Any] | None = None,
+    place_training: Callable[[PipelineTask], PipelineTask] = lambda task: task,
+) -> GraphComponent:
+    """The training pipeline with these compute defaults, ``place_training`` set on the train task.
+
+    A backend that trains in the task pod itself (EKS GPU) needs resources and scheduling on that
+    one task, set when the pipeline is compiled; the other steps keep ordinary pods.
+    """
+    default_workload, default_compute = workload, compute
+    default_config = dict(compute_config or {})
+
+    @dsl.pipeline(
+        name=name,
+        description="Train, evaluate and register a model; promote it if it beats the champion.",
+    )
+    def training_pipeline(
+        workload: str = default_workload,
+        source: str = DEFAULT_SOURCE,
+        compute: str = default_compute,
+        compute_config: dict = default_config,
+        hyperparameters: dict = {},  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
+        registry: str = DEFAULT_REGISTRY,
+        model_name: str = "",
+        batch_count: int = 8,
+        training_batches: int = 3,
+        test_fraction: float = 0.2,
+        seed: int = 7,
+        order_by: str = "",
+        margin: float = 0.0,
+        source_fingerprint: str = "",
+        code_fingerprint: str = "",
+    ) -> TrainingOutputs:
+        prepared = tasks.prepare_data(
+            source=source,
             workload=workload,
-            run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-            run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-            model=trained.outputs["model"],
-            metrics=evaluated.outputs["metrics"],
+            batch_count=batch_count,
+            training_batches=training_batches,
+            test_fraction=test_fraction,
+            seed=seed,
+            order_by=order_by,
+            source_fingerprint=source_fingerprint,
+        ).set_display_name("prepare data")
+        trained = tasks.train_model(
+            workload=workload,
+            compute=compute,
+            compute_config=compute_config,
+            hyperparameters=hyperparameters,
+            code_fingerprint=code_fingerprint,
             train=prepared.outputs["train"],
             test=prepared.outputs["test"],
-        )
-        .set_display_name("register")
-        .set_caching_options(False)
-    )
-    gate = (
-        tasks.decide_promotion(
-            registry=registry,
-            model_name=model_name,
+        ).set_display_name("train")
+        place_training(trained)
+        evaluated = tasks.evaluate_model(
             workload=workload,
-            version=registered.outputs["version"],
-            margin=margin,
+            compute=compute,
+            compute_config=compute_config,
+            model=trained.outputs["model"],
+            test=prepared.outputs["test"],
+        ).set_display_name("evaluate")
+        registered = (
+            tasks.register_model(
+                registry=registry,
+                model_name=model_name,
+                workload=workload,
+                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                model=trained.outputs["model"],
+                metrics=evaluated.outputs["metrics"],
+                train=prepared.outputs["train"],
+                test=prepared.outputs["test"],
+            )
+            .set_display_name("register")
+            .set_caching_options(False)
         )
-        .set_display_name("quality gate")
-        .set_caching_options(False)
+        champion = (
+            tasks.score_champion(
+                registry=registry,
+                model_name=model_name,
+                workload=workload,
+                compute=compute,
+                compute_config=compute_config,
+                test=prepared.outputs["test"],
+            )
+            .set_display_name("score champion")
+            .set_caching_options(False)
+        )
+        champion.after(registered)
+        gate = (
+            tasks.decide_promotion(
+                workload=workload,
+                version=registered.outputs["version"],
+                margin=margin,
+                candidate=evaluated.outputs["metrics"],
+                champion=champion.outputs["metrics"],
+            )
+            .set_display_name("quality gate")
+            .set_caching_options(False)
+        )
+        with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
+            tasks.promote_model(
+                registry=registry,
+                model_name=model_name,
+                workload=workload,
+                version=registered.outputs["version"],
+                champion=champion.outputs["metrics"],
+            ).set_display_name("promote").set_caching_options(False)
+        return TrainingOutputs(version=registered.outputs["version"], promoted=gate.output)
+
+    return training_pipeline
+
+
+training_pipeline = build_training_pipeline()
+
+
+def eks_training_pipeline(placement: Placement) -> GraphComponent:
+    """The training pipeline that trains the PyTorch example on EKS GPU nodes, as ``placement`` says."""
+    return build_training_pipeline(
+        name="flywheel-training-eks-gpu",
+        workload=GPU_WORKLOAD,
+        compute="eks-gpu",
+        # The pod needs only the GPU count (SM_NUM_GPUS, torchrun); the rest is compiled into the
+        # task. One key also keeps the compiled file stable: KFP writes dicts in protobuf map order.
+        compute_config={"gpus": placement.gpus},
+        place_training=lambda task: apply_placement(task, placement),
     )
-    with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
-        tasks.promote_model(
-            registry=registry,
-            model_name=model_name,
-            workload=workload,
-            version=registered.outputs["version"],
-            margin=margin,
-        ).set_display_name("promote").set_caching_options(False)
-    return TrainingOutputs(version=registered.outputs["version"], promoted=gate.output)

@@ -8,17 +8,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
 from rich.console import Console
 from rich.table import Table
 
 from components import data
 from components.compute import backend_for
+from components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from components.errors import InvalidSpecError
 from components.packaging import sha256_of_file, sha256_of_tree
 from components.registry import ModelVersion, open_registry
 from components.workload import load_workload
 from pipelines.local_runner import LocalRun, run_locally
-from pipelines.training import DEFAULT_REGISTRY, DEFAULT_SOURCE, DEFAULT_WORKLOAD, training_pipeline
+from pipelines.training import (
+    DEFAULT_REGISTRY,
+    DEFAULT_SOURCE,
+    DEFAULT_WORKLOAD,
+    eks_training_pipeline,
+    training_pipeline,
+)
 
 
 @dataclass(frozen=True)
@@ -27,11 +35,12 @@ class TrainingRequest:
     source: str = DEFAULT_SOURCE
     compute: str = "local"
     compute_config: dict[str, Any] = field(default_factory=dict)
+    placement: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
     registry: str = DEFAULT_REGISTRY
     model_name: str = ""
-    batch_count: int = 5
-    training_batches: int = 2
+    batch_count: int = 8
+    training_batches: int = 3
     test_fraction: float = 0.2
     seed: int = 7
     order_by: str = ""
@@ -78,7 +87,8 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         if name in workload.hyperparameters
     }
     workload.resolve_hyperparameters(request.hyperparameters)  # refuses unknown names
-    backend_for(request.compute, request.compute_config)
+    compute_config = _compute_config(request)
+    backend_for(request.compute, compute_config)
     if not 1 <= request.training_batches <= request.batch_count:
         raise InvalidSpecError(
             "--training-batches", f"must be between 1 and --batch-count ({request.batch_count})"
@@ -102,9 +112,12 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         "workload": str(workload.path),
         "source": source,
         "compute": request.compute,
-        "compute_config": dict(request.compute_config),
+        "compute_config": compute_config,
         "hyperparameters": hyperparameters,
-        "registry": str(Path(request.registry).resolve()),
+        # A folder is made absolute for the tasks; a URI (sagemaker://...) is passed as it is.
+        "registry": request.registry
+        if "://" in request.registry
+        else str(Path(request.registry).resolve()),
         "model_name": request.model_name,
         "batch_count": request.batch_count,
         "training_batches": request.training_batches,
@@ -117,13 +130,50 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     }
 
 
+def load_compute_config(path: str) -> dict[str, Any]:
+    """``--compute-config FILE``: a YAML (or JSON, which is YAML) mapping of backend settings."""
+    file = Path(path)
+    if not file.is_file():
+        raise argparse.ArgumentTypeError(f"{path} does not exist")
+    try:
+        loaded = yaml.safe_load(file.read_text())
+    except yaml.YAMLError as error:
+        raise argparse.ArgumentTypeError(f"{path} is not valid YAML or JSON: {error}") from None
+    if not isinstance(loaded, dict):
+        raise argparse.ArgumentTypeError(f"{path} must hold a mapping of settings")
+    return loaded
+
+
+load_compute_config.__name__ = "compute config file"
+
+
+def _compute_config(request: TrainingRequest) -> dict[str, Any]:
+    """For ``eks-gpu`` the compute config is the placement: ``--placement FILE`` or the default."""
+    if request.compute != "eks-gpu":
+        if request.placement:
+            raise InvalidSpecError("--placement", "applies only to --compute eks-gpu")
+        return dict(request.compute_config)
+    if request.placement and request.compute_config:
+        raise InvalidSpecError("--placement", "give the placement once, not also as compute config")
+    if request.compute_config:
+        return dict(request.compute_config)
+    return load_placement(request.placement or DEFAULT_PLACEMENT_FILE).to_mapping()
+
+
 def run_training(
     request: TrainingRequest, *, verbose: bool = False, console: Console | None = None
 ) -> TrainingOutcome:
-    """Run the training pipeline locally and read the registered version back from the registry."""
+    """Run the training pipeline locally and read the registered version back from the registry.
+
+    With ``eks-gpu`` it runs the EKS variant itself: kfp.local ignores the pod placement, so the
+    same pipeline and training code run here on the CPU.
+    """
     arguments = pipeline_arguments(request)
+    pipeline = training_pipeline
+    if request.compute == "eks-gpu":
+        pipeline = eks_training_pipeline(Placement.from_mapping(arguments["compute_config"]))
     run = run_locally(
-        training_pipeline,
+        pipeline,
         arguments,
         pipeline_root=Path(request.pipeline_root),
         cache=request.cache,

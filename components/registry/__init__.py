@@ -7,7 +7,17 @@ from components.registry.local import LocalModelRegistry, validate_model_name
 
 
 def open_registry(uri: str) -> ModelRegistry:
-    """A registry for ``uri``: a folder path (or ``file://`` URI) opens the local registry."""
+    """A registry for ``uri``: a folder path (or ``file://`` URI) opens the local registry.
+
+    ``sagemaker://<region>/<bucket>/<prefix>?image=<serving image URI>`` opens SageMaker Model
+    Registry in that region (model name = model package group); local model archives and metric
+    reports are uploaded under ``s3://<bucket>/<prefix>``. ``&endpoint_url=`` points at another
+    endpoint (a VPC endpoint, or moto in tests).
+    """
+    if uri.startswith("sagemaker://"):
+        from components.sagemaker.registry import SageMakerModelRegistry
+
+        return SageMakerModelRegistry.from_uri(uri)
     if uri.startswith("file://"):
         return LocalModelRegistry(uri.removeprefix("file://"))
     return LocalModelRegistry(uri)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from components.errors import InvalidSpecError
-from components.registry import ModelRegistry, open_registry
+from components.registry import open_registry
 
 
 @dataclass(frozen=True)
@@ -42,31 +42,33 @@ def compare(
     )
 
 
-def _decide(
-    registry: ModelRegistry, model_name: str, version: int, metric: str, goal: str, margin: float
-) -> GateDecision:
-    candidate = registry.get(model_name, version)
-    champion = registry.champion(model_name)
-    if champion is not None and champion.version == version:
-        return GateDecision(False, f"version {version} is already the champion")
-    return compare(
-        candidate.metrics, None if champion is None else champion.metrics, metric, goal, margin
-    )
-
-
 def decide_promotion(
-    *, registry_uri: str, model_name: str, version: int, metric: str, goal: str, margin: float
+    *,
+    candidate_version: int,
+    candidate_metrics: Mapping[str, float],
+    champion_version: int | None,
+    champion_metrics: Mapping[str, float] | None,
+    metric: str,
+    goal: str,
+    margin: float,
 ) -> GateDecision:
-    """Whether ``version`` should replace the current champion."""
-    return _decide(open_registry(registry_uri), model_name, version, metric, goal, margin)
+    """Whether the candidate should replace the champion, both measured on the same held-out rows."""
+    if champion_version == candidate_version:
+        return GateDecision(False, f"version {candidate_version} is already the champion")
+    return compare(candidate_metrics, champion_metrics, metric, goal, margin)
 
 
-def promote_if_better(
-    *, registry_uri: str, model_name: str, version: int, metric: str, goal: str, margin: float
+def promote_model(
+    *, registry_uri: str, model_name: str, version: int, compared_with: int | None, reason: str
 ) -> GateDecision:
-    """Promote ``version`` if it still beats the champion; another run may have promoted meanwhile."""
+    """Promote ``version`` unless the champion it was compared with has been replaced meanwhile."""
     registry = open_registry(registry_uri)
-    decision = _decide(registry, model_name, version, metric, goal, margin)
-    if decision.promote:
-        registry.promote(model_name, version, decision.reason)
-    return decision
+    current = registry.champion(model_name)
+    current_version = None if current is None else current.version
+    if current_version != compared_with:
+        return GateDecision(
+            False,
+            f"the champion changed to version {current_version} while this run compared against {compared_with}",
+        )
+    registry.promote(model_name, version, reason)
+    return GateDecision(True, reason)

@@ -68,7 +68,8 @@ def train_model(
         model_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(result.model_artifact, model_path)
     return TrainedModel(
-        job_name=job_name,
+        # The backend's own job name: on SageMaker it names the training job in the console.
+        job_name=result.job_name,
         compute=compute,
         hyperparameters=resolved,
         training_metrics=dict(result.metrics),

@@ -42,7 +42,7 @@ def test_bad_hyperparameters_are_refused_naming_the_field(make_workload, overrid
 
 def test_workload_without_its_script_is_refused(tmp_path: Path) -> None:
     (tmp_path / "workload.yaml").write_text("name: x\nentry_point: missing.py\n")
-    with pytest.raises(InvalidSpecError, match="entry_point: missing.py is not a file"):
+    with pytest.raises(InvalidSpecError, match=r"entry_point: missing\.py is not a file"):
         load_workload(tmp_path / "workload.yaml")
 
 

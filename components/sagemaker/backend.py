@@ -1,0 +1,175 @@
+"""SageMaker as a compute backend: the same ``TrainingJobSpec`` the local backend runs, as managed jobs.
+
+Each call plans everything first (uploads by content digest, the full request, its deterministic
+name) so bad input fails before any AWS call; then it uploads, creates or reattaches, and follows
+the job. Local inputs are staged to S3 and S3 outputs fetched back when the caller asked for a
+local folder, so steps need not know where the job ran.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from botocore.exceptions import ClientError
+
+from components.backend import (
+    LogSink,
+    TrainingJobSpec,
+    TrainingResult,
+    TransformJobSpec,
+    TransformResult,
+)
+from components.errors import JobFailedError
+from components.metrics import MetricCollector
+from components.packaging import MODEL_ARCHIVE
+from components.sagemaker.clients import AwsClients
+from components.sagemaker.images import resolve_image
+from components.sagemaker.jobs import TRAINING, TRANSFORM
+from components.sagemaker.model import ensure_model, model_request, serving_environment
+from components.sagemaker.remote_runner import Watch, describe_or_none, run_job
+from components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
+from components.sagemaker.specs import SageMakerConfig
+from components.sagemaker.training import final_metrics, training_request
+from components.sagemaker.transform import transform_request
+
+
+class SageMakerBackend:
+    """Training and batch transform as SageMaker jobs that survive retries and stop on cancel."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        config: SageMakerConfig,
+        *,
+        clients: AwsClients | None = None,
+        watch: Watch | None = None,
+        on_handle: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._clients = clients
+        self._watch = watch
+        self._on_handle = on_handle
+
+    @property
+    def clients(self) -> AwsClients:
+        # Connected on first use: checking a config (the CLI does, before a run) makes no AWS call.
+        if self._clients is None:
+            self._clients = AwsClients.connect(self.config.region, self.config.endpoint_url)
+        return self._clients
+
+    def _stager(self) -> Stager:
+        return Stager(self.clients.s3, self.config.s3_prefix)
+
+    def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
+        """Run ``spec`` as a training job; the model is fetched when ``output_location`` is local."""
+        region = self.clients.region
+        stager = self._stager()
+        with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+            channels = {
+                name: stager.plan_location(f"channels.{name}", location, f"data/{name}")
+                for name, location in spec.channels.items()
+            }
+            request = training_request(
+                spec,
+                self.config,
+                image=resolve_image(self.config, region, "training", self.config.instance_type),
+                code=code.uri,
+                channels={name: staged.uri for name, staged in channels.items()},
+                region=region,
+            )
+            stager.upload(code, *channels.values())
+        collector = MetricCollector(spec.metric_definitions)
+
+        def observe(line: str) -> None:
+            collector.observe(line)
+            log(line)
+
+        description = run_job(
+            self.clients,
+            TRAINING,
+            request,
+            log=observe,
+            watch=self._watch,
+            on_handle=self._on_handle,
+        )
+        name = request["TrainingJobName"]
+        model_uri = parse_s3_uri(
+            "ModelArtifacts", description["ModelArtifacts"]["S3ModelArtifacts"]
+        )
+        model_artifact = str(model_uri)
+        if not is_s3(spec.output_location):
+            target = Path(spec.output_location) / name / "output" / MODEL_ARCHIVE
+            model_artifact = str(stager.download_file(model_uri, target))
+        log(f"[{name}] completed: {model_uri}")
+        metrics = final_metrics(
+            description, {m.name for m in spec.metric_definitions}, collector.final
+        )
+        return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
+
+    def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
+        """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder."""
+        region = self.clients.region
+        stager = self._stager()
+        with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+            model_data = (
+                stager.plan_location("model_artifact", spec.model_artifact, "models")
+                if is_s3(spec.model_artifact)
+                else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
+            )
+            inputs = stager.plan_location("input_location", spec.input_location, "transform-input")
+            output = (
+                parse_s3_uri("output_location", spec.output_location)
+                if is_s3(spec.output_location)
+                else self.config.s3_prefix.child("transform-output", spec.job_name)
+            )
+            image = resolve_image(
+                self.config, region, "inference", self.config.transform_instance_type
+            )
+            model = model_request(
+                spec.job_name,
+                self.config,
+                image=image,
+                model_data=model_data.uri,
+                environment=serving_environment(spec.entry_point, code.uri, region),
+            )
+            # Built before anything is created: a refused transform leaves no model behind.
+            request = transform_request(
+                spec,
+                self.config,
+                model_name=model["ModelName"],
+                input_prefix=inputs.uri,
+                output_prefix=output,
+            )
+            stager.upload(code, model_data, inputs)
+        created_model = ensure_model(self.clients, model, log)
+        try:
+            run_job(
+                self.clients,
+                TRANSFORM,
+                request,
+                log=log,
+                watch=self._watch,
+                on_handle=self._on_handle,
+            )
+        except ClientError:
+            if (
+                created_model
+                and describe_or_none(self.clients, TRANSFORM, request["TransformJobName"]) is None
+            ):
+                self.clients.sagemaker.delete_model(ModelName=model["ModelName"])
+                log(f"[{model['ModelName']}] deleted: the transform job was refused")
+            raise
+        if not is_s3(spec.output_location):
+            fetched = stager.download_prefix(output, Path(spec.output_location))
+            if not fetched:
+                raise JobFailedError(
+                    request["TransformJobName"], f"completed but wrote nothing to {output}"
+                )
+        return TransformResult(
+            job_name=request["TransformJobName"], output_location=spec.output_location
+        )

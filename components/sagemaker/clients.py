@@ -1,0 +1,43 @@
+"""boto3 clients for one region, all with adaptive retries, so throttling slows us down instead of failing the step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+# ``adaptive`` adds client-side rate limiting on top of standard retries: a throttled
+# DescribeTrainingJob waits and retries rather than failing a two-hour job at minute 90.
+RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
+
+
+@dataclass(frozen=True)
+class AwsClients:
+    """The three services a SageMaker job touches. Built once per step and passed in."""
+
+    sagemaker: Any
+    s3: Any
+    logs: Any
+    region: str
+
+    @classmethod
+    def connect(cls, region: str | None, endpoint_url: str | None = None) -> AwsClients:
+        """Clients for ``region``; ``endpoint_url`` points every service at one server (moto, a VPC endpoint)."""
+        session = boto3.session.Session(region_name=region)
+        resolved = session.region_name or "us-east-1"
+
+        def client(service: str) -> Any:
+            return session.client(
+                service, region_name=resolved, endpoint_url=endpoint_url, config=RETRY_CONFIG
+            )
+
+        return cls(
+            sagemaker=client("sagemaker"), s3=client("s3"), logs=client("logs"), region=resolved
+        )
+
+
+def console_url(region: str, kind_path: str, name: str) -> str:
+    """The SageMaker console page of a job, model or endpoint, for log lines people click."""
+    return f"https://{region}.console.aws.amazon.com/sagemaker/home?region={region}#/{kind_path}/{name}"

@@ -1,0 +1,54 @@
+"""Deterministic SageMaker resource names: the same run, task and spec always give the same name.
+
+That is what makes a retry safe: "a job with this name exists" means "this task already launched
+it", so the launcher reattaches instead of creating a duplicate (kubeflow/pipelines#7040).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from components.errors import InvalidSpecError
+
+MAX_NAME_LENGTH = 63
+DIGEST_LENGTH = 10
+# SageMaker's rule for job, model, endpoint and model package group names.
+NAME_PATTERN = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+
+
+def spec_digest(payload: Mapping[str, Any]) -> str:
+    """A short digest of a request: key order and whitespace do not change it."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:DIGEST_LENGTH]
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-zA-Z0-9]", "-", text)).strip("-").lower()
+
+
+def resource_name(run_id: str, task: str, payload: Mapping[str, Any]) -> str:
+    """``<task>-<run>-<digest>``, cut to 63 characters without ever cutting the digest.
+
+    The digest covers the run id and task as well as the payload, so two runs whose slugs
+    collide after cutting still get different names.
+    """
+    digest = spec_digest({"run": run_id, "task": task, "spec": payload})
+    readable = "-".join(part for part in (_slug(task), _slug(run_id)) if part)
+    room = MAX_NAME_LENGTH - DIGEST_LENGTH - 1
+    prefix = readable[:room].rstrip("-")
+    return f"{prefix}-{digest}" if prefix else f"job-{digest}"
+
+
+def validate_name(field: str, name: str) -> str:
+    """Refuse a name SageMaker would refuse, before any call is made."""
+    if len(name) > MAX_NAME_LENGTH:
+        raise InvalidSpecError(field, f"{name!r} is {len(name)} characters; the limit is 63")
+    if not NAME_PATTERN.match(name):
+        raise InvalidSpecError(
+            field, f"{name!r} must be letters, digits and hyphens, starting with a letter or digit"
+        )
+    return name

@@ -1,0 +1,289 @@
+"""SageMaker settings as typed, checked values: every problem is found before any AWS call.
+
+``compute_config`` arrives as a plain dict (a KFP pipeline parameter, or a YAML file given to
+``flywheel run training --compute-config``). :meth:`SageMakerConfig.from_mapping` refuses unknown
+keys, wrong types and values SageMaker would refuse, naming the field; code past this point trusts
+the config. Allowed instance types come from botocore's copy of the SageMaker service model, so
+the list is the real one for each job kind and needs no network.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any, Literal
+
+import botocore.session
+
+from components.errors import InvalidSpecError
+from components.sagemaker.s3 import S3Uri, parse_s3_uri
+
+JobKind = Literal["training", "transform", "processing", "endpoint"]
+_INSTANCE_SHAPES: dict[str, str] = {
+    "training": "TrainingInstanceType",
+    "transform": "TransformInstanceType",
+    "processing": "ProcessingInstanceType",
+    "endpoint": "ProductionVariantInstanceType",
+}
+_ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
+MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's longest MaxRuntimeInSeconds
+MAX_KEEP_ALIVE = 3600
+MAX_HYPERPARAMETER_VALUE = 2500
+MAX_HYPERPARAMETERS = 100
+
+
+@functools.cache
+def allowed_instance_types(kind: JobKind) -> frozenset[str]:
+    """The instance types SageMaker accepts for a job kind, from the bundled service model."""
+    model = botocore.session.get_session().get_service_model("sagemaker")
+    return frozenset(model.shape_for(_INSTANCE_SHAPES[kind]).enum)
+
+
+def check_instance_type(field_name: str, value: str, kind: JobKind) -> str:
+    if value not in allowed_instance_types(kind):
+        close = sorted(
+            t for t in allowed_instance_types(kind) if t.split(".")[1:2] == value.split(".")[1:2]
+        )
+        hint = f"; did you mean one of {', '.join(close[:6])}" if close else ""
+        raise InvalidSpecError(
+            field_name, f"{value!r} is not a SageMaker {kind} instance type{hint}"
+        )
+    return value
+
+
+def check_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
+    """SageMaker takes string hyperparameters only; refuse anything else, and over-long values."""
+    if len(values) > MAX_HYPERPARAMETERS:
+        raise InvalidSpecError("hyperparameters", f"{len(values)} given; SageMaker allows 100")
+    for name, value in values.items():
+        if not isinstance(value, str):
+            raise InvalidSpecError(
+                f"hyperparameters.{name}", f"must be a string after coercion, got {value!r}"
+            )
+        if len(name) > 256 or len(value) > MAX_HYPERPARAMETER_VALUE:
+            raise InvalidSpecError(
+                f"hyperparameters.{name}", "name over 256 or value over 2500 characters"
+            )
+    return dict(values)
+
+
+def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
+    value = raw.get(key, default)
+    if value is default:
+        return value
+    if isinstance(value, bool) and kind in (int, float, (int, float)):
+        raise InvalidSpecError(f"compute_config.{key}", f"expected a number, got {value!r}")
+    if not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise InvalidSpecError(f"compute_config.{key}", f"expected {names}, got {value!r}")
+    return value
+
+
+def _in_range(key: str, value: int, low: int, high: int) -> int:
+    if not low <= value <= high:
+        raise InvalidSpecError(f"compute_config.{key}", f"must be {low}-{high}, got {value}")
+    return value
+
+
+def _choice(key: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise InvalidSpecError(f"compute_config.{key}", f"{value!r} is not one of {list(choices)}")
+    return value
+
+
+def _strings(key: str, value: Any) -> dict[str, str]:
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise InvalidSpecError(f"compute_config.{key}", "must map strings to strings")
+    return dict(value)
+
+
+def _string_list(key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+        raise InvalidSpecError(f"compute_config.{key}", "must be a list of strings")
+    return tuple(value)
+
+
+@dataclass(frozen=True)
+class SageMakerConfig:
+    """Where and how SageMaker runs jobs for one pipeline run (the README lists every key)."""
+
+    role_arn: str
+    s3_prefix: S3Uri
+    region: str | None = None
+    endpoint_url: str | None = None
+    image_uri: str | None = None
+    framework: str | None = None
+    framework_version: str | None = None
+    py_version: str | None = None
+    instance_type: str = "ml.m5.large"
+    instance_count: int = 1
+    volume_size_gb: int = 30
+    max_run_seconds: int = 24 * 3600
+    spot: bool = False
+    max_wait_seconds: int | None = None
+    checkpoint_s3_uri: S3Uri | None = None
+    keep_alive_seconds: int = 0
+    input_mode: str = "File"
+    sharded_channels: tuple[str, ...] = ()
+    subnets: tuple[str, ...] = ()
+    security_group_ids: tuple[str, ...] = ()
+    volume_kms_key_id: str | None = None
+    output_kms_key_id: str | None = None
+    network_isolation: bool = False
+    tags: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+    transform_instance_type: str = "ml.m5.large"
+    transform_instance_count: int = 1
+    max_concurrent_transforms: int = 0
+    max_payload_mb: int = 6
+    batch_strategy: str = "MultiRecord"
+    split_type: str = "None"
+    join_source: str = "None"
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any]) -> SageMakerConfig:
+        """Check a ``compute_config`` dict; every refusal names ``compute_config.<key>``."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise InvalidSpecError(
+                f"compute_config.{unknown[0]}",
+                f"unknown setting; allowed: {', '.join(sorted(known))}",
+            )
+        role_arn = _typed(raw, "role_arn", str, None)
+        if role_arn is None or not _ROLE_ARN.match(role_arn):
+            raise InvalidSpecError(
+                "compute_config.role_arn",
+                f"required, an IAM role ARN (arn:aws:iam::<account>:role/<name>); got {role_arn!r}",
+            )
+        if "s3_prefix" not in raw:
+            raise InvalidSpecError("compute_config.s3_prefix", "required, s3://bucket/prefix")
+        region = _typed(raw, "region", str, None)
+        if region is not None and not _REGION.match(region):
+            raise InvalidSpecError("compute_config.region", f"{region!r} is not an AWS region")
+        image_uri = _typed(raw, "image_uri", str, None)
+        framework = _typed(raw, "framework", str, None)
+        framework_version = _typed(raw, "framework_version", str, None)
+        if (image_uri is None) == (framework is None):
+            raise InvalidSpecError(
+                "compute_config.image_uri",
+                "give either image_uri or framework (with framework_version)",
+            )
+        if framework is not None and framework_version is None:
+            raise InvalidSpecError(
+                "compute_config.framework_version", f"required with framework {framework!r}"
+            )
+        spot = _typed(raw, "spot", bool, False)
+        max_run = _in_range(
+            "max_run_seconds", _typed(raw, "max_run_seconds", int, 24 * 3600), 1, MAX_RUN_LIMIT
+        )
+        max_wait = _typed(raw, "max_wait_seconds", int, None)
+        checkpoint = raw.get("checkpoint_s3_uri")
+        if spot:
+            if checkpoint is None:
+                raise InvalidSpecError(
+                    "compute_config.checkpoint_s3_uri",
+                    "managed spot needs a checkpoint location, or an interrupted job starts over",
+                )
+            if max_wait is None or max_wait < max_run:
+                raise InvalidSpecError(
+                    "compute_config.max_wait_seconds",
+                    f"managed spot needs max_wait_seconds >= max_run_seconds ({max_run}), got {max_wait}",
+                )
+        elif max_wait is not None:
+            raise InvalidSpecError(
+                "compute_config.max_wait_seconds", "only applies with spot: true"
+            )
+        subnets = _string_list("subnets", raw.get("subnets", []))
+        groups = _string_list("security_group_ids", raw.get("security_group_ids", []))
+        if bool(subnets) != bool(groups):
+            raise InvalidSpecError(
+                "compute_config.subnets", "a VPC config needs both subnets and security_group_ids"
+            )
+        return cls(
+            role_arn=role_arn,
+            s3_prefix=parse_s3_uri("compute_config.s3_prefix", raw["s3_prefix"]),
+            region=region,
+            endpoint_url=_typed(raw, "endpoint_url", str, None),
+            image_uri=image_uri,
+            framework=framework,
+            framework_version=framework_version,
+            py_version=_typed(raw, "py_version", str, None),
+            instance_type=check_instance_type(
+                "compute_config.instance_type",
+                _typed(raw, "instance_type", str, "ml.m5.large"),
+                "training",
+            ),
+            instance_count=_in_range(
+                "instance_count", _typed(raw, "instance_count", int, 1), 1, 100
+            ),
+            volume_size_gb=_in_range(
+                "volume_size_gb", _typed(raw, "volume_size_gb", int, 30), 1, 16384
+            ),
+            max_run_seconds=max_run,
+            spot=spot,
+            max_wait_seconds=max_wait,
+            checkpoint_s3_uri=None
+            if checkpoint is None
+            else parse_s3_uri("compute_config.checkpoint_s3_uri", checkpoint),
+            keep_alive_seconds=_in_range(
+                "keep_alive_seconds", _typed(raw, "keep_alive_seconds", int, 0), 0, MAX_KEEP_ALIVE
+            ),
+            input_mode=_choice(
+                "input_mode", _typed(raw, "input_mode", str, "File"), ("File", "FastFile")
+            ),
+            sharded_channels=_string_list("sharded_channels", raw.get("sharded_channels", [])),
+            subnets=subnets,
+            security_group_ids=groups,
+            volume_kms_key_id=_typed(raw, "volume_kms_key_id", str, None),
+            output_kms_key_id=_typed(raw, "output_kms_key_id", str, None),
+            network_isolation=_typed(raw, "network_isolation", bool, False),
+            tags=_strings("tags", raw.get("tags", {})),
+            environment=_strings("environment", raw.get("environment", {})),
+            transform_instance_type=check_instance_type(
+                "compute_config.transform_instance_type",
+                _typed(raw, "transform_instance_type", str, "ml.m5.large"),
+                "transform",
+            ),
+            transform_instance_count=_in_range(
+                "transform_instance_count", _typed(raw, "transform_instance_count", int, 1), 1, 100
+            ),
+            max_concurrent_transforms=_in_range(
+                "max_concurrent_transforms",
+                _typed(raw, "max_concurrent_transforms", int, 0),
+                0,
+                1000,
+            ),
+            max_payload_mb=_in_range(
+                "max_payload_mb", _typed(raw, "max_payload_mb", int, 6), 0, 100
+            ),
+            batch_strategy=_choice(
+                "batch_strategy",
+                _typed(raw, "batch_strategy", str, "MultiRecord"),
+                ("MultiRecord", "SingleRecord"),
+            ),
+            split_type=_choice(
+                "split_type",
+                _typed(raw, "split_type", str, "None"),
+                ("None", "Line", "RecordIO", "TFRecord"),
+            ),
+            join_source=_choice(
+                "join_source", _typed(raw, "join_source", str, "None"), ("None", "Input")
+            ),
+        )
+
+    @property
+    def vpc_config(self) -> dict[str, list[str]] | None:
+        if not self.subnets:
+            return None
+        return {"Subnets": list(self.subnets), "SecurityGroupIds": list(self.security_group_ids)}
+
+    def tag_list(self, extra: Mapping[str, str] | None = None) -> list[dict[str, str]]:
+        """Tags in SageMaker's shape, sorted so the request (and its digest) is stable."""
+        merged = {**self.tags, **(extra or {})}
+        return [{"Key": key, "Value": merged[key]} for key in sorted(merged)]

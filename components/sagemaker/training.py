@@ -1,0 +1,138 @@
+"""A SageMaker training job for a :class:`TrainingJobSpec`, under the training-script contract.
+
+SageMaker's framework containers run ``entry_point`` from ``source_dir`` when it is uploaded as
+``sourcedir.tar.gz`` and named by the ``sagemaker_program`` and ``sagemaker_submit_directory``
+hyperparameters; channels appear under ``/opt/ml/input/data/<channel>``. That is the contract the
+local backend imitates, so the user's script runs here unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from components.backend import TrainingJobSpec
+from components.contract import validate_channel_name
+from components.errors import InvalidSpecError
+from components.sagemaker import naming
+from components.sagemaker.s3 import S3Uri
+from components.sagemaker.specs import SageMakerConfig, check_hyperparameters
+
+CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+
+
+def contract_hyperparameters(
+    hyperparameters: Mapping[str, object], entry_point: str, code: S3Uri, region: str
+) -> dict[str, str]:
+    """The user's hyperparameters as strings, plus what the framework container needs to find the script.
+
+    User values follow the contract (strings as they are, others JSON); the ``sagemaker_*`` keys
+    are JSON-encoded, as the SageMaker Python SDK sends them and the training toolkit reads them.
+    """
+    values: dict[str, object] = {}
+    for name, value in hyperparameters.items():
+        if isinstance(value, str):
+            values[name] = value
+            continue
+        try:
+            values[name] = json.dumps(value)
+        except TypeError:
+            raise InvalidSpecError(
+                f"hyperparameters.{name}", f"{value!r} cannot be turned into a string"
+            ) from None
+    values.update(
+        {
+            "sagemaker_program": json.dumps(entry_point),
+            "sagemaker_submit_directory": json.dumps(str(code)),
+            "sagemaker_region": json.dumps(region),
+            "sagemaker_container_log_level": "20",
+        }
+    )
+    return check_hyperparameters(values)
+
+
+def training_request(
+    spec: TrainingJobSpec,
+    config: SageMakerConfig,
+    *,
+    image: str,
+    code: S3Uri,
+    channels: Mapping[str, S3Uri],
+    region: str,
+) -> dict[str, Any]:
+    """The CreateTrainingJob request, named from a digest of everything else in it."""
+    for channel in config.sharded_channels:
+        if channel not in channels:
+            raise InvalidSpecError(
+                "compute_config.sharded_channels",
+                f"no channel {channel!r}; have {sorted(channels)}",
+            )
+    resources: dict[str, Any] = {
+        "InstanceType": config.instance_type,
+        "InstanceCount": config.instance_count,
+        "VolumeSizeInGB": config.volume_size_gb,
+    }
+    if config.volume_kms_key_id:
+        resources["VolumeKmsKeyId"] = config.volume_kms_key_id
+    if config.keep_alive_seconds:
+        resources["KeepAlivePeriodInSeconds"] = config.keep_alive_seconds
+    stopping: dict[str, int] = {"MaxRuntimeInSeconds": config.max_run_seconds}
+    output: dict[str, str] = {"S3OutputPath": str(config.s3_prefix.child("training"))}
+    if config.output_kms_key_id:
+        output["KmsKeyId"] = config.output_kms_key_id
+    request: dict[str, Any] = {
+        "AlgorithmSpecification": {
+            "TrainingImage": image,
+            "TrainingInputMode": config.input_mode,
+            "MetricDefinitions": [m.as_sagemaker() for m in spec.metric_definitions],
+        },
+        "RoleArn": config.role_arn,
+        "InputDataConfig": [
+            {
+                "ChannelName": validate_channel_name(name),
+                "DataSource": {
+                    "S3DataSource": {
+                        "S3DataType": "S3Prefix",
+                        "S3Uri": str(uri),
+                        "S3DataDistributionType": "ShardedByS3Key"
+                        if name in config.sharded_channels
+                        else "FullyReplicated",
+                    }
+                },
+            }
+            for name, uri in sorted(channels.items())
+        ],
+        "OutputDataConfig": output,
+        "ResourceConfig": resources,
+        "StoppingCondition": stopping,
+        "HyperParameters": contract_hyperparameters(
+            spec.hyperparameters, spec.entry_point, code, region
+        ),
+        "Environment": {**config.environment, **spec.environment},
+        "EnableNetworkIsolation": config.network_isolation,
+        "Tags": config.tag_list({"flywheel:job": spec.job_name}),
+    }
+    if config.spot:
+        request["EnableManagedSpotTraining"] = True
+        stopping["MaxWaitTimeInSeconds"] = config.max_wait_seconds or config.max_run_seconds
+        request["CheckpointConfig"] = {
+            "S3Uri": str(config.checkpoint_s3_uri),
+            "LocalPath": CHECKPOINT_LOCAL_PATH,
+        }
+    if config.vpc_config:
+        request["VpcConfig"] = config.vpc_config
+    name = naming.resource_name(spec.job_name, "train", request)
+    return {"TrainingJobName": naming.validate_name("job_name", name), **request}
+
+
+def final_metrics(
+    description: Mapping[str, Any], defined: set[str], from_logs: Mapping[str, float]
+) -> dict[str, float]:
+    """SageMaker's ``FinalMetricDataList`` for our metric names, falling back to what the logs showed."""
+    reported = {
+        item["MetricName"]: float(item["Value"])
+        for item in description.get("FinalMetricDataList", [])
+        if item["MetricName"] in defined
+    }
+    return {**{k: v for k, v in from_logs.items() if k in defined}, **reported}

@@ -1,0 +1,82 @@
+"""Batch scoring in shards, so a large batch fans out over ``dsl.ParallelFor``."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from components import data
+from components.backend import LogSink, TransformJobSpec
+from components.compute import backend_for
+from components.errors import InvalidSpecError
+from components.steps.train import job_name_for
+from components.workload import load_workload
+
+
+def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:
+    """Shard indexes for a batch: one shard per ``rows_per_shard`` rows, at least one."""
+    if rows_per_shard < 1:
+        raise InvalidSpecError("rows_per_shard", f"must be at least 1, got {rows_per_shard}")
+    _, rows = data.read_table(str(batch_path))
+    return list(range(max(1, math.ceil(len(rows) / rows_per_shard))))
+
+
+def score_shard(
+    *,
+    workload_path: str,
+    compute: str,
+    compute_config: Mapping[str, Any] | None,
+    model_path: Path,
+    batch_path: Path,
+    shard: int,
+    shard_count: int,
+    predictions_path: Path,
+    log: LogSink = print,
+) -> int:
+    """Score rows ``shard::shard_count`` of the batch; writes ``id,prediction`` lines, returns the count."""
+    workload = load_workload(workload_path)
+    _, rows = data.read_table(str(batch_path))
+    mine = rows[shard::shard_count]
+    with tempfile.TemporaryDirectory(prefix="flywheel-score-") as scratch:
+        features = data.write_table(
+            Path(scratch) / "input" / f"shard-{shard:04d}.csv", workload.columns.features, mine
+        )
+        output = Path(scratch) / "output"
+        backend_for(compute, compute_config).transform(
+            TransformJobSpec(
+                job_name=job_name_for(
+                    workload.name, "score", str(model_path), str(batch_path), shard
+                ),
+                model_artifact=str(model_path),
+                source_dir=str(workload.source_dir),
+                entry_point=workload.entry_point,
+                input_location=str(features.parent),
+                output_location=str(output),
+            ),
+            log,
+        )
+        predictions = (output / f"{features.name}.out").read_text().splitlines()
+    predictions = [line for line in predictions if line.strip()]
+    if len(predictions) != len(mine):
+        raise InvalidSpecError(
+            "predictions", f"shard {shard}: {len(predictions)} predictions for {len(mine)} rows"
+        )
+    ids = [row[workload.columns.id] for row in mine]
+    predictions_path.parent.mkdir(parents=True, exist_ok=True)
+    predictions_path.write_text(
+        "".join(f"{i},{p}\n" for i, p in zip(ids, predictions, strict=True))
+    )
+    return len(mine)
+
+
+def read_scored(paths: Sequence[Path]) -> dict[str, str]:
+    """Every shard's predictions by row id (the raw text after the id: a value, or ``label,score``)."""
+    scored: dict[str, str] = {}
+    for path in paths:
+        for line in path.read_text().splitlines():
+            row_id, _, prediction = line.partition(",")
+            scored[row_id] = prediction
+    return scored

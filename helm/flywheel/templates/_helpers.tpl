@@ -1,0 +1,232 @@
+{{/* Names, labels and checks shared by every template. */}}
+
+{{- define "flywheel.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* "<release>-<chart>", or the release name alone when it already contains the chart name. */}}
+{{- define "flywheel.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := include "flywheel.name" . -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 52 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 52 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "flywheel.operatorName" -}}
+{{- printf "%s-operator" (include "flywheel.fullname" .) -}}
+{{- end -}}
+
+{{- define "flywheel.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "flywheel.operatorName" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "flywheel.labels" -}}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
+app.kubernetes.io/name: {{ include "flywheel.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: flywheel
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{- define "flywheel.operatorSelectorLabels" -}}
+app.kubernetes.io/name: {{ include "flywheel.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: retraining-operator
+{{- end -}}
+
+{{- define "flywheel.operatorLabels" -}}
+{{ include "flywheel.labels" . }}
+app.kubernetes.io/component: retraining-operator
+{{- end -}}
+
+{{- define "flywheel.image" -}}
+{{- with .Values.operator.image -}}
+{{- if .digest -}}{{ .repository }}@{{ .digest }}{{- else -}}{{ .repository }}:{{ .tag }}{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Where the Pipeline and PipelineVersion resources live. */}}
+{{- define "flywheel.pipelinesNamespace" -}}
+{{- default .Release.Namespace .Values.pipelines.namespace -}}
+{{- end -}}
+
+{{/*
+The compiled pipelines from files/pipelines/, as a YAML list of {pipeline, versions}: versions
+newest first, cut to pipelines.keepVersions. `flywheel compile` writes one file per pipeline,
+its documents separated by lines that are exactly "---".
+*/}}
+{{- define "flywheel.pipelines" -}}
+{{- $keep := int .Values.pipelines.keepVersions -}}
+{{- range $path, $_ := .Files.Glob "files/pipelines/*.yaml" }}
+{{- $docs := list }}
+{{- range regexSplit "(?m)^---$" ($.Files.Get $path) -1 }}
+{{- if trim . }}{{ $docs = append $docs (fromYaml .) }}{{ end }}
+{{- end }}
+{{- $pipeline := first $docs }}
+{{- if ne (get $pipeline "kind") "Pipeline" }}
+{{- fail (printf "%s must start with a Pipeline; run `flywheel compile`" $path) }}
+{{- end }}
+{{- $versions := rest $docs }}
+- pipeline: {{ toJson $pipeline }}
+  versions: {{ toJson (slice $versions 0 (min $keep (len $versions))) }}
+{{- end }}
+{{- end -}}
+
+{{/* Argo CD: create after the named wave, and do not fail the dry run while a CRD is missing. */}}
+{{- define "flywheel.argocdAnnotations" -}}
+argocd.argoproj.io/sync-wave: {{ . | quote }}
+argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
+{{- end -}}
+
+{{/* Input checks that a JSON schema cannot express, with messages that name the value. */}}
+{{- define "flywheel.validate" -}}
+{{- if and .Values.irsa.enabled (not .Values.irsa.roleArn) -}}
+{{- fail "irsa.roleArn is required when irsa.enabled is true: set it to the operator's IAM role ARN (arn:aws:iam::<account>:role/<name>), or set irsa.enabled=false" -}}
+{{- end -}}
+{{- if not (has .Values.pipelines.mode (list "kubernetes" "api")) -}}
+{{- fail (printf "pipelines.mode must be \"kubernetes\" or \"api\", not %q" (toString .Values.pipelines.mode)) -}}
+{{- end -}}
+{{- $seen := dict -}}
+{{- range $index, $policy := .Values.policies -}}
+{{- if not (kindIs "map" $policy) -}}
+{{- fail (printf "policies[%d] must be a map with name and spec" $index) -}}
+{{- end -}}
+{{- if not $policy.name -}}
+{{- fail (printf "policies[%d].name is required" $index) -}}
+{{- end -}}
+{{- if hasKey $seen $policy.name -}}
+{{- fail (printf "policies[%d].name %q is already used by policies[%d]; policy names must be unique" $index $policy.name (get $seen $policy.name)) -}}
+{{- end -}}
+{{- $_ := set $seen $policy.name $index -}}
+{{- if not (and (kindIs "map" $policy.spec) $policy.spec.pipeline $policy.spec.triggers) -}}
+{{- fail (printf "policies[%d] (%s): spec.pipeline and spec.triggers are required" $index $policy.name) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Every pod of the chart runs non-root with the runtime's default seccomp profile. */}}
+{{- define "flywheel.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: 65532
+runAsGroup: 65532
+fsGroup: 65532
+seccompProfile:
+  type: RuntimeDefault
+{{- end -}}
+
+{{/* Every container: read-only root filesystem, no privilege escalation, no capabilities. */}}
+{{- define "flywheel.containerSecurityContext" -}}
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+{{- end -}}
+
+{{/* The projected token KFP's API server accepts (kfp.client.ServiceAccountTokenVolumeCredentials),
+     and a scratch /tmp, since the root filesystem is read-only. */}}
+{{- define "flywheel.kfpClientVolumes" -}}
+- name: kfp-token
+  projected:
+    sources:
+      - serviceAccountToken:
+          path: token
+          audience: pipelines.kubeflow.org
+          expirationSeconds: 7200
+- name: tmp
+  emptyDir:
+    sizeLimit: 64Mi
+{{- end -}}
+
+{{- define "flywheel.kfpClientVolumeMounts" -}}
+- name: kfp-token
+  mountPath: /var/run/secrets/kubeflow/pipelines
+  readOnly: true
+- name: tmp
+  mountPath: /tmp
+{{- end -}}
+
+{{/*
+Pod spec of a one-shot `python -m pipelines.register` against KFP: the upload Job, and the
+`helm test` that checks the pipelines are registered. Takes root, extra args and a container name.
+*/}}
+{{- define "flywheel.registerPod" -}}
+{{- $root := .root -}}
+serviceAccountName: {{ include "flywheel.serviceAccountName" $root }}
+# Only the projected KFP token below is mounted; this pod does not call the Kubernetes API.
+automountServiceAccountToken: false
+securityContext:
+  {{- include "flywheel.podSecurityContext" $root | nindent 2 }}
+{{- with $root.Values.operator.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+containers:
+  - name: {{ .name }}
+    image: {{ include "flywheel.image" $root }}
+    imagePullPolicy: {{ $root.Values.operator.image.pullPolicy }}
+    command: ["python", "-m", "pipelines.register", "--endpoint", {{ $root.Values.kfp.endpoint | quote }}]
+    args:
+      {{- range .args }}
+      - {{ . | quote }}
+      {{- end }}
+      {{- range (include "flywheel.pipelines" $root | fromYamlArray) }}
+      - /etc/flywheel/pipelines/{{ .pipeline.metadata.name }}.yaml
+      {{- end }}
+    resources:
+      requests:
+        cpu: 50m
+        memory: 128Mi
+      limits:
+        cpu: 500m
+        memory: 256Mi
+    securityContext:
+      {{- include "flywheel.containerSecurityContext" $root | nindent 6 }}
+    volumeMounts:
+      {{- include "flywheel.kfpClientVolumeMounts" $root | nindent 6 }}
+      - name: pipelines
+        mountPath: /etc/flywheel/pipelines
+        readOnly: true
+volumes:
+  {{- include "flywheel.kfpClientVolumes" $root | nindent 2 }}
+  - name: pipelines
+    configMap:
+      name: {{ include "flywheel.pipelinesConfigMap" $root }}
+{{- end -}}
+
+{{- define "flywheel.pipelinesConfigMap" -}}
+{{- printf "%s-pipelines" (include "flywheel.fullname" .) -}}
+{{- end -}}
+
+{{/*
+checkov (`checkov --framework kubernetes`) skips, each with its reason, as annotations of a
+workload. Takes root and the extra "CHECK=reason" entries of that workload.
+*/}}
+{{- define "flywheel.checkovSkips" -}}
+{{- $skips := list "CKV_K8S_15=IfNotPresent with a pinned tag or digest; Always makes every restart depend on the registry" -}}
+{{- if not .root.Values.operator.image.digest -}}
+{{- $skips = append $skips "CKV_K8S_43=pinned by tag by default; set operator.image.digest to pin the digest" -}}
+{{- end -}}
+{{- range $index, $skip := concat $skips .extra }}
+checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
+{{- end }}
+{{- end -}}
+
+{{- define "flywheel.checkovRunToCompletion" -}}
+- "CKV_K8S_8=a run-to-completion pod serves nothing a liveness probe could check"
+- "CKV_K8S_9=a run-to-completion pod serves nothing a readiness probe could check"
+{{- end -}}

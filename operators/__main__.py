@@ -1,0 +1,111 @@
+"""``python -m operators``: run the retraining operator against the current kubeconfig.
+
+``--dev`` runs it against a local world instead, for trying it as a new user would: the
+Kubernetes emulator (kmock), the KFP API stand-in with a pipeline named ``train``, and moto for
+CloudWatch and S3, all on 127.0.0.1. It writes a kubeconfig for kubectl and prints what to do.
+``--dev`` needs the dev extra: ``pip install -e '.[dev]'``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import kopf
+
+from operators import metrics
+
+SAMPLE_BUCKET = "flywheel-feature-lake"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m operators", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--dev", action="store_true",
+                        help="run against a local emulator, KFP stand-in and moto")
+    parser.add_argument("-n", "--namespace", action="append", default=[],
+                        help="namespace to watch (repeatable); all namespaces if omitted")
+    parser.add_argument("--kfp-host", default=None,
+                        help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT or in-cluster)")
+    parser.add_argument("--metrics-port", type=int, default=None,
+                        help="serve Prometheus /metrics on this port")
+    parser.add_argument("--standalone", action="store_true",
+                        help="skip peering: only for a single replica")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    return parser
+
+
+@contextlib.contextmanager
+def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
+    """Start the local stand-ins; yields the environment the operator should run with."""
+    from moto.server import ThreadedMotoServer
+
+    from operators.emulator import EmulatorThread, write_kubeconfig
+    from operators.kfp_standin import KfpStandIn
+
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    try:
+        with EmulatorThread() as cluster, KfpStandIn(finish_after_seconds=30) as kfp:
+            kfp.add_pipeline("train", "v1")
+            host, port = moto.get_host_and_port()
+            # The sample policy watches this bucket; an empty one reads as "no new data yet".
+            boto3.client("s3", region_name="us-east-1", endpoint_url=f"http://{host}:{port}",
+                         aws_access_key_id="dev", aws_secret_access_key="dev"
+                         ).create_bucket(Bucket=SAMPLE_BUCKET)
+            kubeconfig = write_kubeconfig(workdir / "kubeconfig", cluster.url)
+            yield {"KUBECONFIG": str(kubeconfig), "KF_PIPELINES_ENDPOINT": kfp.url,
+                   "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "dev",
+                   "AWS_SECRET_ACCESS_KEY": "dev", "AWS_DEFAULT_REGION": "us-east-1"}
+    finally:
+        moto.stop()
+
+
+def _print_dev_help(env: dict[str, str]) -> None:
+    root = Path(__file__).resolve().parent.parent
+    print(f"""
+Flywheel retraining operator, dev mode. In another shell:
+
+  export KUBECONFIG={env['KUBECONFIG']}
+  export AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']} AWS_ACCESS_KEY_ID=dev \\
+         AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION=us-east-1
+  kubectl apply -f {root / 'manifests/policies/retrainpolicy-sample.yaml'}
+  kubectl annotate rp churn-model flywheel.dev/run-nonce="$(date +%s)" --overwrite
+  kubectl get rp churn-model -o yaml      # status: conditions, triggers, active, recentRuns
+
+KFP stand-in (pipeline "train", runs succeed after 30 s): {env['KF_PIPELINES_ENDPOINT']}
+Press Ctrl+C to stop.
+""", flush=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the emulator's, in --dev
+    if args.kfp_host:
+        os.environ["KF_PIPELINES_ENDPOINT"] = args.kfp_host
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
+    namespaces = args.namespace
+    with contextlib.ExitStack() as stack:
+        if args.dev:
+            workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="flywheel-")))
+            env = stack.enter_context(_dev_world(workdir))
+            os.environ.update(env)
+            namespaces = namespaces or ["default"]
+            _print_dev_help(env)
+        # Imported here: the handlers' settings read the environment prepared above.
+        import operators.handlers  # noqa: F401 - registers the handlers with kopf
+
+        kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=args.standalone)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,189 @@
+"""The poller: reads sources, KFP run states and the clock into ``status.observations``.
+
+It is the only writer of ``status.observations``; the decision (``operators.decision``) is the
+only writer of the rest of status. Owning disjoint fields lets the timer and the event handler
+patch the same object without losing each other's writes. A reading is written only when it
+is due (a source's period has passed) or changed, so that an idle policy costs no API writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from operators import metrics
+from operators.decision import parse_ts, ts
+from operators.kfp_runs import PipelineNotFound, RunLauncher
+from operators.policy import (
+    CloudWatchSource,
+    DataArrival,
+    Metric,
+    Policy,
+    PrometheusSource,
+    Trigger,
+)
+from operators.sources import SourceUnreadable, list_new_objects, read_cloudwatch, read_prometheus
+
+PIPELINE_RECHECK_SECONDS = 300  # a found pipeline can be deleted; look again now and then
+MAX_SOURCE_BACKOFF_SECONDS = 3600
+
+
+@dataclass
+class Services:
+    """The operator's connections to the outside, passed in so that tests can aim them."""
+
+    launcher: RunLauncher
+    aws_client: Callable[[str, str | None], Any]  # (service, region) -> boto3 client
+    clock: Callable[[], datetime]
+    # Bounded: each in-flight KFP or AWS call holds a worker thread.
+    io_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking client call on a worker thread, a bounded number at a time."""
+        async with self.io_slots:
+            return await asyncio.to_thread(fn, *args)
+
+
+def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
+    """A source is due once its period has passed; after errors, exponentially later."""
+    last = parse_ts(seen.get("evaluatedAt"))
+    if last is None:
+        return True
+    errors = int(seen.get("errorCount", 0))
+    wait = min(period * 2 ** min(errors, 16), MAX_SOURCE_BACKOFF_SECONDS) if errors else period
+    return now >= last + timedelta(seconds=wait)
+
+
+async def observe(policy: Policy, status: Mapping[str, Any], *, generation: int,
+                  services: Services) -> dict[str, Any]:
+    """New observations, as a merge patch of ``status.observations`` (empty: nothing new)."""
+    now = services.clock()
+    observations: Mapping[str, Any] = status.get("observations") or {}
+    patch: dict[str, Any] = {}
+    pipeline = await _check_pipeline(policy, observations.get("pipeline"), generation, now,
+                                     services)
+    if pipeline is not None:
+        patch["pipeline"] = pipeline
+    triggers: dict[str, Any] = {}
+    for trigger in policy.triggers:
+        seen = (observations.get("triggers") or {}).get(trigger.name) or {}
+        reading = await _read_trigger(trigger, seen, status, now, services)
+        if reading is not None:
+            triggers[trigger.name] = reading
+    if triggers:
+        patch["triggers"] = triggers
+    runs = await _read_runs(status, observations.get("runs") or {}, services)
+    if runs:
+        patch["runs"] = runs
+    wake = parse_ts(status.get("nextWakeTime"))
+    unlaunched = any(not e.get("runId") for e in status.get("active") or [])
+    if (wake is not None and wake <= now) or unlaunched:
+        # A tick is how the clock becomes an observation: the decision runs again on it.
+        patch["tick"] = ts(now)
+    return patch
+
+
+async def _check_pipeline(policy: Policy, seen: Mapping[str, Any] | None, generation: int,
+                          now: datetime, services: Services) -> dict[str, Any] | None:
+    if seen and seen.get("generation") == generation:
+        checked = parse_ts(seen.get("checkedAt"))
+        wait = PIPELINE_RECHECK_SECONDS if seen.get("ok") else PIPELINE_RECHECK_SECONDS / 10
+        if checked is not None and now < checked + timedelta(seconds=wait):
+            return None
+    result: dict[str, Any] = {"generation": generation, "checkedAt": ts(now)}
+    if policy.pipeline.pipeline_version_ref:
+        # Not resolved yet: it needs the PipelineVersion resource read from Kubernetes.
+        result.update(ok=False, reason="PipelineVersionRefUnsupported",
+                      message="pipeline.pipelineVersionRef is not supported by this operator "
+                              "version yet; use pipeline.name (and pipeline.version)")
+        return result
+    try:
+        resolved = await services.call(services.launcher.resolve, policy.pipeline)
+    except PipelineNotFound as exc:
+        result.update(ok=False, reason="PipelineNotFound", message=str(exc))
+    except Exception as exc:  # any KFP failure means "not resolvable now"
+        metrics.ERRORS.labels("kfp").inc()
+        result.update(ok=False, reason="KfpUnreachable", message=f"{type(exc).__name__}: {exc}")
+    else:
+        result.update(ok=True, reason="Found", message="", pipelineId=resolved.pipeline_id,
+                      versionId=resolved.version_id, experimentId=resolved.experiment_id)
+    return result
+
+
+async def _read_trigger(trigger: Trigger, seen: Mapping[str, Any], status: Mapping[str, Any],
+                        now: datetime, services: Services) -> dict[str, Any] | None:
+    kind = trigger.kind
+    if isinstance(kind, Metric):
+        if not _source_due(seen, kind.period_seconds, now):
+            return None
+        read = _metric_reader(kind, seen, now, services)
+        label = "cloudwatch" if isinstance(kind.source, CloudWatchSource) else "prometheus"
+    elif isinstance(kind, DataArrival):
+        if not _source_due(seen, kind.poll_interval_seconds, now):
+            return None
+        state = next((t for t in status.get("triggers") or [] if t.get("name") == trigger.name),
+                     {})
+        watermark = state.get("watermark", "")
+        arrival = kind
+
+        async def read() -> dict[str, Any]:
+            s3 = services.aws_client("s3", arrival.region)
+            found = await services.call(list_new_objects, s3, arrival, watermark, now)
+            return {"since": found.since, "newObjects": found.new_objects,
+                    "newBytes": found.new_bytes, "maxKey": found.max_key,
+                    "newKeys": found.new_keys}
+
+        label = "s3"
+    else:
+        return None
+    started = time.monotonic()
+    try:
+        reading = await read()
+    except SourceUnreadable as exc:
+        metrics.SOURCE_READS.labels(label, "error").inc()
+        return {"evaluatedAt": ts(now), "errorCount": int(seen.get("errorCount", 0)) + 1,
+                "error": {"reason": exc.reason, "message": exc.message}}
+    finally:
+        metrics.SOURCE_LATENCY.labels(label).observe(time.monotonic() - started)
+    metrics.SOURCE_READS.labels(label, "ok").inc()
+    return {**reading, "evaluatedAt": ts(now), "errorCount": 0, "error": None}
+
+
+def _metric_reader(metric: Metric, seen: Mapping[str, Any], now: datetime, services: Services
+                   ) -> Callable[[], Any]:
+    source = metric.source
+
+    async def read() -> dict[str, Any]:
+        if isinstance(source, PrometheusSource):
+            # Prometheus answers one instant value; the window is kept in the observation.
+            value = await services.call(read_prometheus, source)
+            window = [*list(seen.get("values") or []), value][-metric.evaluation_periods:]
+            return {"values": window}
+        assert isinstance(source, CloudWatchSource)
+        client = services.aws_client("cloudwatch", source.region)
+        values = await services.call(read_cloudwatch, client, source, metric.evaluation_periods,
+                                     now)
+        return {"values": values}
+
+    return read
+
+
+async def _read_runs(status: Mapping[str, Any], seen: Mapping[str, Any], services: Services
+                     ) -> dict[str, Any]:
+    """States of launched runs that changed, and ``None`` for runs no longer active."""
+    active = {e["runKey"]: e for e in status.get("active") or [] if e.get("runId")}
+    patch: dict[str, Any] = {key: None for key in seen if key not in active}
+    for key, entry in active.items():
+        try:
+            state = await services.call(services.launcher.state, entry["runId"])
+        except Exception:  # KFP down: keep the last known state, try next tick
+            metrics.ERRORS.labels("kfp").inc()
+            continue
+        current = {"state": state.state, "finishedTime": state.finished_time}
+        if (seen.get(key) or {}) != current:
+            patch[key] = current
+    return patch

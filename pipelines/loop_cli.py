@@ -1,0 +1,121 @@
+"""CLI commands of the quality loop: ``run evaluation``, ``demo flywheel`` and ``report``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from components.workload import load_workload
+from pipelines.demo import DEMO_THRESHOLD, replay_flywheel
+from pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD
+from pipelines.evaluation_run import EvaluationRequest, evaluation_table, run_evaluation
+from pipelines.report import write_report
+from pipelines.training import DEFAULT_REGISTRY, DEFAULT_WORKLOAD
+from pipelines.training_run import TrainingRequest
+
+
+def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--batch", type=int, required=True, help="which ordered batch to score (0-based)"
+    )
+    parser.add_argument(
+        "--threshold",
+        default=DEFAULT_THRESHOLD,
+        help="retrain when '<metric> above|below <number>', e.g. 'r2 below 0.6'",
+    )
+    parser.add_argument("--history", default=DEFAULT_HISTORY, help="evaluation history folder")
+    parser.add_argument(
+        "--rows-per-shard",
+        type=int,
+        default=5000,
+        help="batch rows per scoring shard (shards run in a ParallelFor)",
+    )
+    parser.add_argument(
+        "--cloudwatch-namespace", default="", help="publish metrics to this CloudWatch namespace"
+    )
+    parser.add_argument("--region", default="", help="AWS region for CloudWatch and SNS")
+    parser.add_argument(
+        "--aws-endpoint-url", default="", help="AWS endpoint override (a local stand-in)"
+    )
+    parser.add_argument("--sns-topic-arn", default="", help="notify this SNS topic of the outcome")
+    parser.add_argument(
+        "--webhook-url", default="", help="notify this Slack-compatible webhook of the outcome"
+    )
+
+
+def run_evaluation_command(
+    args: argparse.Namespace, training: TrainingRequest, console: Console
+) -> int:
+    aws = {"region": args.region, "endpoint_url": args.aws_endpoint_url}
+    cloudwatch = (
+        {"namespace": args.cloudwatch_namespace, **aws} if args.cloudwatch_namespace else {}
+    )
+    notify = {
+        key: value
+        for key, value in {
+            "sns_topic_arn": args.sns_topic_arn,
+            "webhook_url": args.webhook_url,
+            **(aws if args.sns_topic_arn else {}),
+        }.items()
+        if value
+    }
+    request = EvaluationRequest(
+        batch=args.batch,
+        threshold=args.threshold,
+        history=args.history,
+        rows_per_shard=args.rows_per_shard,
+        cloudwatch=cloudwatch,
+        notify=notify,
+        training=training,
+    )
+    console.print(evaluation_table(run_evaluation(request, verbose=args.verbose, console=console)))
+    return 0
+
+
+def add_demo_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path(".flywheel/demo"),
+        help="where the demo keeps its own registry, history, runs and report (reset each time)",
+    )
+    parser.add_argument("--threshold", default=DEMO_THRESHOLD, help="retrain when this holds")
+
+
+def demo_command(args: argparse.Namespace, console: Console) -> int:
+    _, png = replay_flywheel(args.workdir, threshold=args.threshold, console=console)
+    console.print(f"report: {png} and {png.with_suffix('.html')}")
+    return 0
+
+
+def add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry folder")
+    parser.add_argument("--history", default=DEFAULT_HISTORY, help="evaluation history folder")
+    parser.add_argument(
+        "--workload", default=DEFAULT_WORKLOAD, help="workload.yaml (names the model and task)"
+    )
+    parser.add_argument(
+        "--model-name", default="", help="registry name (default: the workload's name)"
+    )
+    parser.add_argument(
+        "--threshold", default=None, help="line to draw (default: the last one evaluated)"
+    )
+    parser.add_argument(
+        "--output-dir", type=Path, default=Path(".flywheel/report"), help="where to write"
+    )
+
+
+def report_command(args: argparse.Namespace, console: Console) -> int:
+    workload = load_workload(args.workload)
+    png, page = write_report(
+        registry_uri=args.registry,
+        history_root=args.history,
+        model_name=args.model_name or workload.name,
+        task=workload.task,
+        output_dir=args.output_dir,
+        threshold=args.threshold,
+    )
+    console.print(f"wrote {png} and {page}")
+    return 0

@@ -1,0 +1,132 @@
+"""Register compiled pipelines with KFP through its REST API, for installs with a database store.
+
+The Helm chart's ``api`` mode runs this as a post-install/post-upgrade hook Job, and ``--verify``
+as a ``helm test``. Each input file is what ``flywheel compile`` writes: a ``Pipeline`` and its
+``PipelineVersion``s, newest first. The version name carries a hash of the spec, so a version that
+already exists is the same pipeline: "already exists" means "already done", and a retried Job
+uploads only what is missing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+
+class PipelineClient(Protocol):
+    """The part of ``kfp.Client`` this module calls."""
+
+    def get_pipeline_id(self, name: str) -> str | None: ...
+
+    def upload_pipeline(
+        self, pipeline_package_path: str, pipeline_name: str, description: str | None = None
+    ) -> Any: ...
+
+    def upload_pipeline_version(
+        self,
+        pipeline_package_path: str,
+        pipeline_version_name: str,
+        pipeline_id: str | None = None,
+        description: str | None = None,
+    ) -> Any: ...
+
+    def list_pipeline_versions(
+        self, pipeline_id: str, page_size: int = 10, filter: str | None = None
+    ) -> Any: ...
+
+
+@dataclass(frozen=True)
+class CompiledVersion:
+    """One PipelineVersion of a manifest file, with what an upload needs."""
+
+    pipeline: str
+    version: str
+    description: str
+    package: list[dict[str, Any]]  # the IR YAML documents: PipelineSpec, then any PlatformSpec
+
+
+def newest_version(manifest_text: str) -> CompiledVersion:
+    """The newest version in a manifest file written by ``flywheel compile``."""
+    documents = list(yaml.safe_load_all(manifest_text))
+    version = next(doc for doc in documents if doc and doc.get("kind") == "PipelineVersion")
+    spec = version["spec"]
+    package = [spec["pipelineSpec"]] + ([spec["platformSpec"]] if "platformSpec" in spec else [])
+    return CompiledVersion(
+        pipeline=spec["pipelineName"],
+        version=spec["versionName"],
+        description=spec.get("description", ""),
+        package=package,
+    )
+
+
+def _version_exists(client: PipelineClient, pipeline_id: str, version: str) -> bool:
+    predicate = {"operation": "EQUALS", "key": "display_name", "stringValue": version}
+    found = client.list_pipeline_versions(
+        pipeline_id, page_size=1, filter=json.dumps({"predicates": [predicate]})
+    )
+    return bool(getattr(found, "pipeline_versions", None))
+
+
+def is_registered(client: PipelineClient, compiled: CompiledVersion) -> bool:
+    pipeline_id = client.get_pipeline_id(compiled.pipeline)
+    return pipeline_id is not None and _version_exists(client, pipeline_id, compiled.version)
+
+
+def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
+    """Upload the version unless KFP has it already; True when something was uploaded."""
+    with tempfile.TemporaryDirectory() as scratch:
+        package = Path(scratch) / f"{compiled.version}.yaml"
+        package.write_text(yaml.safe_dump_all(compiled.package, sort_keys=True))
+        pipeline_id = client.get_pipeline_id(compiled.pipeline)
+        if pipeline_id is None:
+            # KFP creates a pipeline together with a first version named after the pipeline.
+            created = client.upload_pipeline(
+                str(package), pipeline_name=compiled.pipeline, description=compiled.description
+            )
+            pipeline_id = created.pipeline_id
+        elif _version_exists(client, pipeline_id, compiled.version):
+            return False
+        client.upload_pipeline_version(
+            str(package),
+            pipeline_version_name=compiled.version,
+            pipeline_id=pipeline_id,
+            description=compiled.description,
+        )
+        return True
+
+
+def main(argv: Sequence[str] | None = None, client: PipelineClient | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m pipelines.register", description=__doc__)
+    parser.add_argument(
+        "--endpoint", required=True, help="KFP API, e.g. http://ml-pipeline.kubeflow:8888"
+    )
+    parser.add_argument("--verify", action="store_true", help="only check every version exists")
+    parser.add_argument("manifests", nargs="+", type=Path, help="files written by flywheel compile")
+    args = parser.parse_args(argv)
+    if client is None:
+        from operators.kfp_runs import connect  # the projected KFP token, as the operator uses
+
+        client = connect(args.endpoint)
+    missing = 0
+    for path in args.manifests:
+        compiled = newest_version(path.read_text())
+        label = f"{compiled.pipeline} version {compiled.version}"
+        if args.verify:
+            found = is_registered(client, compiled)
+            missing += not found
+            print(f"{label}: {'registered' if found else 'MISSING'}")
+        else:
+            print(f"{label}: {'uploaded' if register(client, compiled) else 'already registered'}")
+    return 1 if missing else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

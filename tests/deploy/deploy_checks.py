@@ -1,0 +1,160 @@
+"""Render the chart and the kustomize overlays, and validate what comes out.
+
+Built-in kinds go through ``kubernetes-validate --strict``; custom resources through ``jsonschema``
+against their CRD's ``openAPIV3Schema``, made strict the way the API server is (unknown fields
+are errors); each PipelineVersion's spec is parsed into KFP's own protos.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+from google.protobuf import json_format
+from kfp.pipeline_spec import pipeline_spec_pb2
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "flywheel"
+MANIFESTS = ROOT / "manifests"
+KFP_CRDS = ROOT.parent / "shared" / "kfp-crds"
+KUBERNETES_VERSION = "1.34.0"
+NAMESPACE = "flywheel"
+# Kinds whose CRD is neither ours nor KFP's; the tests check what matters about them by hand.
+UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+def binary(name: str) -> str:
+    """A binary from ``.venv/bin`` (where ``make test`` puts helm and kubectl) or from PATH."""
+    local = ROOT / ".venv" / "bin" / name
+    found = str(local) if local.is_file() else shutil.which(name)
+    if found is None:
+        pytest.skip(f"{name} is not installed: run tests/tools/fetch_k8s_binaries.py .venv/bin")
+    return found
+
+
+def run(*command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(command, capture_output=True, text=True, check=False)
+
+
+def documents(text: str) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(text) if doc]
+
+
+def helm_template(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
+    """``helm template`` as release "flywheel"; fails the test with helm's own message."""
+    result = run(binary("helm"), "template", "flywheel", str(chart), "-n", NAMESPACE, *args)
+    assert result.returncode == 0, result.stderr
+    return documents(result.stdout)
+
+
+def helm_template_error(*args: str) -> str:
+    """helm's error for values that must be rejected."""
+    result = run(binary("helm"), "template", "flywheel", str(CHART), "-n", NAMESPACE, *args)
+    assert result.returncode != 0, f"helm template accepted {args}"
+    return result.stderr
+
+
+def kustomize(folder: Path) -> list[dict[str, Any]]:
+    result = run(binary("kubectl"), "kustomize", str(folder))
+    assert result.returncode == 0, result.stderr
+    return documents(result.stdout)
+
+
+def _strict(schema: Any) -> Any:
+    """The schema with ``additionalProperties: false`` wherever the API server would prune."""
+    if isinstance(schema, dict):
+        schema = {key: _strict(value) for key, value in schema.items()}
+        if (
+            "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        return schema
+    if isinstance(schema, list):
+        return [_strict(item) for item in schema]
+    return schema
+
+
+_OBJECT_FIELDS = {
+    "apiVersion": {"type": "string"},
+    "kind": {"type": "string"},
+    "metadata": {"type": "object"},
+}
+
+
+def _crd_files() -> list[Path]:
+    ours = sorted((MANIFESTS / "crds").glob("*.yaml"))
+    kfp = sorted(KFP_CRDS.glob("*.yaml")) if KFP_CRDS.is_dir() else []
+    return ours + kfp
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) to the strict schema of every CRD we can read."""
+    schemas = {}
+    for path in _crd_files():
+        for crd in documents(path.read_text()):
+            group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
+            for version in crd["spec"]["versions"]:
+                schema = copy.deepcopy(version["schema"]["openAPIV3Schema"])
+                # Every object may carry these, whether or not its CRD lists them.
+                schema["properties"] = {**_OBJECT_FIELDS, **schema.get("properties", {})}
+                schema = _strict(schema)
+                schemas[(f"{group}/{version['name']}", kind)] = schema
+    return schemas
+
+
+def _check_pipeline_version(doc: dict[str, Any]) -> None:
+    spec = doc["spec"]
+    json_format.ParseDict(spec["pipelineSpec"], pipeline_spec_pb2.PipelineSpec())
+    if "platformSpec" in spec:
+        json_format.ParseDict(spec["platformSpec"], pipeline_spec_pb2.PlatformSpec())
+
+
+def validate(doc: dict[str, Any]) -> None:
+    """Raise if the object is not valid for the API server (or KFP, for pipeline versions)."""
+    key = (doc["apiVersion"], doc["kind"])
+    if doc["kind"] == "PipelineVersion":
+        _check_pipeline_version(doc)
+    if key in UNVALIDATED_KINDS:
+        return
+    schemas = crd_schemas()
+    if key in schemas:
+        jsonschema.validate(doc, schemas[key])
+    elif doc["apiVersion"].startswith("pipelines.kubeflow.org/"):
+        pass  # KFP's CRDs are in ../shared/kfp-crds/ only; without them the proto check stands.
+    else:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def validate_all(docs: list[dict[str, Any]]) -> None:
+    assert docs, "nothing was rendered"
+    for doc in docs:
+        try:
+            validate(doc)
+        except Exception as error:  # name the object: one failure among dozens must be findable
+            raise AssertionError(f"{doc['kind']}/{doc['metadata'].get('name')}: {error}") from error
+
+
+def of_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [doc for doc in docs if doc["kind"] == kind]
+
+
+def pod_specs(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(name, pod spec) of every Pod, and of every workload's pod template."""
+    found = []
+    for doc in docs:
+        if doc["kind"] == "Pod":
+            found.append((doc["metadata"]["name"], doc["spec"]))
+        elif doc["kind"] in {"Deployment", "Job", "StatefulSet", "DaemonSet"}:
+            found.append((doc["metadata"]["name"], doc["spec"]["template"]["spec"]))
+    return found

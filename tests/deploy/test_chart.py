@@ -1,0 +1,268 @@
+"""The Helm chart: lint, valid manifests for every documented combination, clear errors on bad input."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from deploy_checks import (
+    CHART,
+    MANIFESTS,
+    binary,
+    documents,
+    helm_template,
+    helm_template_error,
+    of_kind,
+    pod_specs,
+    run,
+    validate_all,
+)
+
+from pipelines import kubernetes_manifests
+from pipelines.catalog import PIPELINES
+
+ROLE_ARN = "arn:aws:iam::111122223333:role/flywheel-operator"
+DIGEST = "sha256:" + "0" * 64
+POLICY = {
+    "name": "nightly",
+    "spec": {
+        "pipeline": {"name": "flywheel-training"},
+        "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}}],
+    },
+}
+ENVIRONMENTS = sorted((MANIFESTS / "argocd" / "values").glob("*.yaml"))
+# Every combination values.yaml documents; each must render valid, hardened manifests.
+COMBINATIONS = {
+    "defaults": [],
+    "api-mode": ["--set", "pipelines.mode=api"],
+    "irsa-digest-servicemonitor": [
+        "--set",
+        "irsa.enabled=true",
+        "--set",
+        f"irsa.roleArn={ROLE_ARN}",
+        "--set",
+        f"operator.image.digest={DIGEST}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ],
+    "pipelines-in-kubeflow-namespace": ["--set", "pipelines.namespace=kubeflow"],
+    "minimal": [
+        "--set",
+        "podDisruptionBudget.enabled=false",
+        "--set",
+        "networkPolicy.enabled=false",
+        "--set",
+        "tests.enabled=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=existing",
+    ],
+    "policies": ["--set-json", f"policies=[{json.dumps(POLICY)}]"],
+    **{f"argocd-{path.stem}": ["-f", str(path)] for path in ENVIRONMENTS},
+}
+
+
+def test_chart_passes_helm_lint_strict() -> None:
+    result = run(binary("helm"), "lint", "--strict", str(CHART))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("args", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_every_documented_combination_renders_valid_manifests(args: list[str]) -> None:
+    validate_all(helm_template(*args))
+
+
+@pytest.mark.parametrize("args", COMBINATIONS.values(), ids=COMBINATIONS.keys())
+def test_every_pod_runs_non_root_read_only_without_capabilities(args: list[str]) -> None:
+    for name, spec in pod_specs(helm_template(*args)):
+        assert spec["securityContext"]["runAsNonRoot"] is True, name
+        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, name
+        for container in spec["containers"]:
+            security = container["securityContext"]
+            assert security["readOnlyRootFilesystem"] is True, name
+            assert security["allowPrivilegeEscalation"] is False, name
+            assert security["capabilities"]["drop"] == ["ALL"], name
+            assert {"cpu", "memory"} <= set(container["resources"]["requests"]), name
+            assert "memory" in container["resources"]["limits"], name
+
+
+def test_chart_crds_are_the_files_in_manifests_crds() -> None:
+    ours = {path.name: path.read_bytes() for path in (MANIFESTS / "crds").glob("*.yaml")}
+    chart = {path.name: path.read_bytes() for path in (CHART / "crds").glob("*.yaml")}
+    assert chart == ours
+
+
+def test_kubernetes_mode_ships_every_compiled_pipeline_unchanged() -> None:
+    rendered = {doc["metadata"]["name"]: doc for doc in helm_template()}
+    for pipeline in PIPELINES.values():
+        pipeline_doc, version_doc = kubernetes_manifests.current_documents(pipeline)
+        assert rendered[pipeline_doc["metadata"]["name"]]["spec"] == pipeline_doc["spec"]
+        assert rendered[version_doc["metadata"]["name"]]["spec"] == version_doc["spec"]
+
+
+def _chart_with_history(tmp_path: Path, versions: int) -> Path:
+    """A copy of the chart whose one pipeline has ``versions`` versions, newest first."""
+    chart = tmp_path / "flywheel"
+    shutil.copytree(CHART, chart)
+    files = chart / "files" / "pipelines"
+    shutil.rmtree(files)
+    files.mkdir()
+    pipeline_doc, newest = kubernetes_manifests.current_documents(PIPELINES["training"])
+    older = []
+    for index in range(versions - 1):
+        doc = yaml.safe_load(yaml.safe_dump(newest))
+        doc["metadata"]["name"] = doc["spec"]["versionName"] = f"flywheel-training-old{index}"
+        older.append(doc)
+    text = "".join(f"---\n{yaml.safe_dump(doc)}" for doc in [pipeline_doc, newest, *older])
+    (files / "flywheel-training.yaml").write_text(text)
+    return chart
+
+
+@pytest.mark.parametrize("keep", [1, 3])
+def test_kubernetes_mode_keeps_the_configured_number_of_newest_versions(
+    tmp_path: Path, keep: int
+) -> None:
+    chart = _chart_with_history(tmp_path, versions=4)
+    versions = of_kind(
+        helm_template("--set", f"pipelines.keepVersions={keep}", chart=chart), "PipelineVersion"
+    )
+    expected = ["flywheel-training-old0", "flywheel-training-old1"][: keep - 1]
+    assert [doc["metadata"]["name"] for doc in versions][1:] == expected
+    assert len(versions) == keep
+
+
+def test_api_mode_uploads_through_a_hook_job_instead_of_resources() -> None:
+    docs = helm_template("--set", "pipelines.mode=api")
+    assert not of_kind(docs, "PipelineVersion") and not of_kind(docs, "Pipeline")
+    (job,) = of_kind(docs, "Job")
+    assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["command"][:3] == ["python", "-m", "pipelines.register"]
+    (configmap,) = of_kind(docs, "ConfigMap")
+    shipped = {f"{kubernetes_manifests.resource_name(p)}.yaml" for p in PIPELINES.values()}
+    assert set(configmap["data"]) == shipped
+    for text in configmap["data"].values():
+        assert [doc["kind"] for doc in documents(text)] == ["Pipeline", "PipelineVersion"]
+
+
+def test_irsa_puts_the_role_arn_on_the_operator_service_account() -> None:
+    docs = helm_template("--set", "irsa.enabled=true", "--set", f"irsa.roleArn={ROLE_ARN}")
+    (account,) = of_kind(docs, "ServiceAccount")
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE_ARN
+    (deployment,) = of_kind(docs, "Deployment")
+    assert (
+        deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    )
+
+
+def test_operator_rbac_cannot_write_anything_but_policies() -> None:
+    (role,) = of_kind(helm_template(), "ClusterRole")
+    writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
+    for rule in role["rules"]:
+        if writes & set(rule["verbs"]):
+            assert set(rule["resources"]) <= {
+                "retrainpolicies",
+                "retrainpolicies/status",
+                "events",
+                "clusterkopfpeerings",
+                "kopfpeerings",
+            }, rule
+            assert "delete" not in rule["verbs"] and "*" not in rule["verbs"], rule
+
+
+def test_service_monitor_scrapes_the_metrics_service() -> None:
+    docs = helm_template("--set", "metrics.serviceMonitor.enabled=true")
+    (monitor,) = of_kind(docs, "ServiceMonitor")
+    (service,) = of_kind(docs, "Service")
+    labels = service["metadata"]["labels"]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= labels.items()
+    assert monitor["spec"]["endpoints"][0]["port"] in {p["name"] for p in service["spec"]["ports"]}
+
+
+def test_policies_from_values_become_retrain_policies() -> None:
+    docs = helm_template(*COMBINATIONS["policies"])
+    (policy,) = of_kind(docs, "RetrainPolicy")
+    assert policy["metadata"]["name"] == "nightly"
+    assert policy["spec"] == POLICY["spec"]
+
+
+BAD_VALUES = {
+    "wrong pipelines mode": (["--set", "pipelines.mode=database"], r"pipelines[./]mode"),
+    "irsa without role arn": (["--set", "irsa.enabled=true"], r"irsa\.roleArn is required"),
+    "malformed role arn": (
+        ["--set", "irsa.enabled=true", "--set", "irsa.roleArn=my-role"],
+        r"roleArn",
+    ),
+    "policy without triggers": (
+        ["--set-json", 'policies=[{"name":"p","spec":{"pipeline":{"name":"x"}}}]'],
+        r"triggers",
+    ),
+    "policy with a bad name": (
+        [
+            "--set-json",
+            'policies=[{"name":"Bad_Name","spec":{"pipeline":{"name":"x"},'
+            '"triggers":[{"name":"t","manual":{}}]}}]',
+        ],
+        r"name",
+    ),
+    "two policies with one name": (
+        ["--set-json", f"policies=[{json.dumps(POLICY)},{json.dumps(POLICY)}]"],
+        r'policies\[1\]\.name "nightly" is already used by policies\[0\]',
+    ),
+    "typo in a key": (["--set", "operator.replica=2"], r"replica"),
+    "keeping more versions than compile writes": (
+        ["--set", "pipelines.keepVersions=9"],
+        r"keepVersions",
+    ),
+}
+
+
+@pytest.mark.parametrize("args,message", BAD_VALUES.values(), ids=BAD_VALUES.keys())
+def test_bad_values_fail_with_a_message_naming_the_value(args: list[str], message: str) -> None:
+    assert re.search(message, helm_template_error(*args))
+
+
+def test_every_value_has_a_one_line_comment() -> None:
+    """A key preceded by a ``# --`` comment documents its subtree; any other key must be a group."""
+    lines = (CHART / "values.yaml").read_text().splitlines()
+    undocumented = []
+    documented_indent: int | None = None
+    for index, line in enumerate(lines):
+        match = re.match(r"^( *)([A-Za-z][\w-]*):", line)
+        if not match:
+            continue
+        indent = len(match[1])
+        if documented_indent is not None and indent > documented_indent:
+            continue  # inside a documented subtree
+        documented_indent = None
+        if lines[index - 1].strip().startswith("# --"):
+            documented_indent = indent
+            continue
+        following = lines[index + 1] if index + 1 < len(lines) else ""
+        if not following.startswith(" " * (indent + 2)) or line.rstrip().endswith(("{}", "[]")):
+            undocumented.append(line.strip())
+    assert not undocumented
+
+
+def test_notes_tell_the_user_how_to_start_a_run_and_watch_a_policy() -> None:
+    result = run(
+        binary("helm"),
+        "install",
+        "flywheel",
+        str(CHART),
+        "-n",
+        "flywheel",
+        "--dry-run=client",
+        "--set-json",
+        f"policies=[{json.dumps(POLICY)}]",
+    )
+    assert result.returncode == 0, result.stderr
+    notes = result.stdout.split("NOTES:", 1)[1]
+    assert "flywheel.dev/run-nonce" in notes
+    assert "get retrainpolicies -w" in notes
+    assert "describe retrainpolicy nightly" in notes

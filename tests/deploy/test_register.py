@@ -1,0 +1,86 @@
+"""The api-mode upload: idempotent by version name, so a retried hook Job uploads only what is missing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import yaml
+from deploy_checks import MANIFESTS
+
+from pipelines import register
+
+
+def _spec(package_path: str) -> dict[str, Any]:
+    """The PipelineSpec of an uploaded IR YAML file (a PlatformSpec may follow it)."""
+    return next(yaml.safe_load_all(Path(package_path).read_text()))
+
+
+class RecordingKfp:
+    """In-memory KFP pipelines API with the calls ``register`` makes; records every upload."""
+
+    def __init__(self) -> None:
+        self.pipelines: dict[str, str] = {}
+        self.versions: dict[str, list[str]] = {}
+        self.uploads: list[tuple[str, dict[str, Any]]] = []
+
+    def get_pipeline_id(self, name: str) -> str | None:
+        return self.pipelines.get(name)
+
+    def upload_pipeline(
+        self, pipeline_package_path: str, pipeline_name: str, description: str | None = None
+    ) -> Any:
+        pipeline_id = f"id-{pipeline_name}"
+        self.pipelines[pipeline_name] = pipeline_id
+        self.versions[pipeline_id] = [pipeline_name]  # KFP names the first version after it
+        self.uploads.append((pipeline_name, _spec(pipeline_package_path)))
+        return SimpleNamespace(pipeline_id=pipeline_id)
+
+    def upload_pipeline_version(
+        self,
+        pipeline_package_path: str,
+        pipeline_version_name: str,
+        pipeline_id: str | None = None,
+        description: str | None = None,
+    ) -> Any:
+        self.versions[pipeline_id].append(pipeline_version_name)
+        self.uploads.append((pipeline_version_name, _spec(pipeline_package_path)))
+
+    def list_pipeline_versions(
+        self, pipeline_id: str, page_size: int = 10, filter: str | None = None
+    ) -> Any:
+        (predicate,) = json.loads(filter)["predicates"]
+        names = [v for v in self.versions[pipeline_id] if v == predicate["stringValue"]]
+        return SimpleNamespace(pipeline_versions=[SimpleNamespace(display_name=n) for n in names])
+
+
+MANIFEST_FILES = sorted((MANIFESTS / "pipelines").glob("*.yaml"))
+
+
+def test_first_upload_creates_pipeline_and_the_hashed_version() -> None:
+    kfp = RecordingKfp()
+    compiled = register.newest_version(MANIFEST_FILES[0].read_text())
+    assert register.register(kfp, compiled) is True
+    assert compiled.version in kfp.versions[kfp.pipelines[compiled.pipeline]]
+    uploaded = dict(kfp.uploads)[compiled.version]
+    assert uploaded == compiled.package[0]  # the PipelineSpec itself, as KFP's IR YAML
+
+
+def test_second_upload_of_the_same_version_is_already_done() -> None:
+    kfp = RecordingKfp()
+    compiled = register.newest_version(MANIFEST_FILES[0].read_text())
+    register.register(kfp, compiled)
+    uploads = len(kfp.uploads)
+    assert register.register(kfp, compiled) is False
+    assert len(kfp.uploads) == uploads
+
+
+def test_verify_fails_until_every_pipeline_is_registered(capsys) -> None:
+    kfp = RecordingKfp()
+    files = [str(path) for path in MANIFEST_FILES]
+    assert register.main(["--endpoint", "http://kfp", "--verify", *files], client=kfp) == 1
+    assert register.main(["--endpoint", "http://kfp", *files], client=kfp) == 0
+    assert register.main(["--endpoint", "http://kfp", "--verify", *files], client=kfp) == 0
+    assert "MISSING" in capsys.readouterr().out

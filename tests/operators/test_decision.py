@@ -1,0 +1,375 @@
+"""The decision function with plain values: no cluster, no clock, no mocks."""
+
+from __future__ import annotations
+
+import copy
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from operators.decision import Decision, decide, run_key
+from operators.policy import parse_policy
+
+NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
+UID = "4f2c-uid"
+
+
+def make_spec(*triggers: dict[str, Any], **fields: Any) -> dict[str, Any]:
+    return {"pipeline": {"name": "train", "parameters": {"why": "{{ reason }}"}},
+            "triggers": list(triggers), **fields}
+
+
+MANUAL = {"name": "by-hand", "manual": {}}
+METRIC = {"name": "drift", "metric": {
+    "cloudWatch": {"namespace": "Flywheel", "metricName": "RMSE", "periodSeconds": 60},
+    "comparator": "GreaterThanThreshold", "threshold": 0.5,
+    "evaluationPeriods": 3, "datapointsToAlarm": 2}}
+DATA = {"name": "new-data", "dataArrival": {"bucket": "lake", "prefix": "in/",
+                                            "minNewObjects": 2}}
+
+
+def schedule(cron: str = "0 * * * *", **fields: Any) -> dict[str, Any]:
+    return {"name": "hourly", "schedule": {"cron": cron, **fields}}
+
+
+def ready(**observations: Any) -> dict[str, Any]:
+    return {"observations": {"pipeline": {"ok": True}, **observations}}
+
+
+def run(spec: dict[str, Any], status: dict[str, Any], *, now: datetime = NOW,
+        nonce: str | None = None) -> Decision:
+    annotations = {"flywheel.dev/run-nonce": nonce} if nonce else {}
+    return decide(parse_policy(spec), status, annotations=annotations, now=now, generation=1,
+                  uid=UID, name="churn")
+
+
+def then(decision: Decision, **observations: Any) -> dict[str, Any]:
+    """The next status: what was decided, plus the poller's newer observations."""
+    status = copy.deepcopy(decision.status)
+    status["observations"] = {"pipeline": {"ok": True}, **observations}
+    return status
+
+
+def condition(decision: Decision, type_: str) -> dict[str, Any]:
+    return next(c for c in decision.status["conditions"] if c["type"] == type_)
+
+
+def trigger_state(decision: Decision, name: str) -> dict[str, Any]:
+    return next(t for t in decision.status["triggers"] if t["name"] == name)
+
+
+def observed(decision: Decision, state: str = "RUNNING", at: datetime = NOW,
+             **states_by_run_key: str) -> dict[str, Any]:
+    """Status after the poller saw every launched run created and in ``state`` (or its own)."""
+    status = copy.deepcopy(decision.status)
+    runs = {}
+    for entry in status["active"]:
+        entry.setdefault("runId", f"id-{entry['runKey']}")
+        runs[entry["runKey"]] = {"state": states_by_run_key.get(entry["runKey"], state),
+                                 "finishedTime": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+    status["observations"] = {"pipeline": {"ok": True}, "runs": runs}
+    return status
+
+
+def finished(decision: Decision, state: str, at: datetime = NOW) -> dict[str, Any]:
+    return observed(decision, state, at)
+
+
+def running(decision: Decision) -> dict[str, Any]:
+    return observed(decision, "RUNNING")
+
+
+# -- manual -----------------------------------------------------------------------------------
+
+def test_new_nonce_launches_exactly_one_run_with_a_deterministic_key() -> None:
+    first = run(make_spec(MANUAL), ready(), nonce="abc")
+    assert [e["runKey"] for e in first.launches] == [run_key(UID, "by-hand", "nonce:abc")]
+    assert first.launches[0]["runName"] == f"churn-{first.launches[0]['runKey']}"
+    assert first.launches[0]["parameters"] == {"why": "manual nonce abc"}
+    again = run(make_spec(MANUAL), running(first), nonce="abc")
+    assert again.launches == []
+
+
+def test_a_crash_before_status_is_written_decides_the_same_run_key() -> None:
+    one = run(make_spec(MANUAL), ready(), nonce="n1")
+    two = run(make_spec(MANUAL), ready(), nonce="n1")
+    assert one.launches[0]["runKey"] == two.launches[0]["runKey"]
+
+
+def test_a_different_nonce_launches_another_run() -> None:
+    first = run(make_spec(MANUAL, concurrencyPolicy="Allow"), ready(), nonce="n1")
+    second = run(make_spec(MANUAL, concurrencyPolicy="Allow"), running(first), nonce="n2")
+    assert len(second.launches) == 1
+    assert second.launches[0]["runKey"] != first.launches[0]["runKey"]
+
+
+# -- schedule ---------------------------------------------------------------------------------
+
+def test_schedule_starts_from_now_without_firing_for_the_past() -> None:
+    decision = run(make_spec(schedule()), ready())
+    assert decision.launches == []
+    assert trigger_state(decision, "hourly")["nextScheduleTime"] == "2026-03-02T11:00:00Z"
+    assert decision.status["nextScheduleTime"] == "2026-03-02T11:00:00Z"
+
+
+def test_schedule_fires_once_for_a_slot_within_its_deadline() -> None:
+    start = run(make_spec(schedule()), ready(), now=NOW)
+    at_slot = NOW.replace(hour=11, minute=0, second=20)
+    fired = run(make_spec(schedule()), then(start), now=at_slot)
+    assert [e["fireKey"] for e in fired.launches] == ["2026-03-02T11:00:00Z"]
+    later = run(make_spec(schedule(), concurrencyPolicy="Allow"), running(fired),
+                now=at_slot + timedelta(seconds=5))
+    assert later.launches == []
+
+
+def test_schedule_without_catch_up_skips_a_slot_missed_past_the_deadline() -> None:
+    start = run(make_spec(schedule()), ready())
+    after_downtime = NOW.replace(hour=13, minute=5)
+    decision = run(make_spec(schedule()), then(start), now=after_downtime)
+    assert decision.launches == []
+    assert [e.reason for e in decision.events] == ["MissedSchedule"]
+    assert trigger_state(decision, "hourly")["lastScheduleTime"] == "2026-03-02T13:00:00Z"
+
+
+def test_schedule_catch_up_latest_runs_only_the_newest_missed_slot() -> None:
+    spec = make_spec(schedule(catchUp="Latest"))
+    start = run(spec, ready())
+    decision = run(spec, then(start), now=NOW.replace(hour=13, minute=5))
+    assert [e["fireKey"] for e in decision.launches] == ["2026-03-02T13:00:00Z"]
+
+
+def test_schedule_catch_up_latest_still_honours_an_explicit_deadline() -> None:
+    spec = make_spec(schedule(catchUp="Latest", startingDeadlineSeconds=120))
+    start = run(spec, ready())
+    decision = run(spec, then(start), now=NOW.replace(hour=13, minute=5))
+    assert decision.launches == []
+
+
+def test_schedule_uses_its_time_zone() -> None:
+    spec = make_spec(schedule("0 3 * * *", timeZone="Europe/Berlin"))
+    decision = run(spec, ready())
+    assert trigger_state(decision, "hourly")["nextScheduleTime"] == "2026-03-03T02:00:00Z"
+
+
+# -- metric -----------------------------------------------------------------------------------
+
+def metric_obs(*values: float | None, at: str = "2026-03-02T10:00:00Z") -> dict[str, Any]:
+    return {"triggers": {"drift": {"values": list(values), "evaluatedAt": at}}}
+
+
+def test_metric_fires_on_entering_breach_and_not_again_while_in_breach() -> None:
+    spec = make_spec(METRIC, concurrencyPolicy="Allow")
+    quiet = run(spec, ready(**metric_obs(0.1, 0.2, 0.3)))
+    assert quiet.launches == [] and trigger_state(quiet, "drift")["state"] == "Armed"
+    breach = run(spec, then(quiet, **metric_obs(0.2, 0.7, 0.9, at="2026-03-02T10:01:00Z")))
+    assert len(breach.launches) == 1
+    assert trigger_state(breach, "drift")["state"] == "Disarmed"
+    still = run(spec, then(breach, **metric_obs(0.7, 0.9, 0.8, at="2026-03-02T10:02:00Z")))
+    assert still.launches == []
+
+
+def test_metric_rearms_only_after_recovery() -> None:
+    spec = make_spec(METRIC, concurrencyPolicy="Allow")
+    breach = run(spec, ready(**metric_obs(0.7, 0.9, 0.9, at="2026-03-02T10:01:00Z")))
+    recovered = run(spec, then(breach, **metric_obs(0.9, 0.1, 0.1, at="2026-03-02T10:02:00Z")))
+    assert recovered.launches == [] and trigger_state(recovered, "drift")["state"] == "Armed"
+    again = run(spec, then(recovered, **metric_obs(0.1, 0.8, 0.9, at="2026-03-02T10:03:00Z")))
+    assert len(again.launches) == 1
+    assert again.launches[0]["runKey"] != breach.launches[0]["runKey"]
+
+
+def test_metric_needs_datapoints_to_alarm_out_of_evaluation_periods() -> None:
+    spec = make_spec(METRIC)
+    assert run(spec, ready(**metric_obs(0.1, 0.1, 0.9))).launches == []
+    assert len(run(spec, ready(**metric_obs(0.9, 0.1, 0.9))).launches) == 1
+
+
+@pytest.mark.parametrize(("treatment", "fires"), [("breaching", True), ("notBreaching", False),
+                                                  ("missing", False), ("ignore", False)])
+def test_missing_datapoints_follow_treat_missing_data(treatment: str, fires: bool) -> None:
+    metric = copy.deepcopy(METRIC)
+    metric["metric"]["treatMissingData"] = treatment
+    decision = run(make_spec(metric), ready(**metric_obs(None, None, 0.9)))
+    assert bool(decision.launches) is fires
+
+
+def test_a_source_error_never_fires_and_sets_source_error() -> None:
+    obs = {"triggers": {"drift": {"evaluatedAt": "2026-03-02T10:00:00Z",
+                                  "error": {"reason": "Throttling", "message": "slow down"}}}}
+    decision = run(make_spec(METRIC), ready(**obs))
+    assert decision.launches == []
+    assert condition(decision, "SourceError")["status"] == "True"
+    assert condition(decision, "Ready")["status"] == "True"
+
+
+def test_missing_credentials_make_the_policy_not_ready() -> None:
+    obs = {"triggers": {"drift": {"evaluatedAt": "2026-03-02T10:00:00Z",
+                                  "error": {"reason": "NoCredentials", "message": "none found"}}}}
+    decision = run(make_spec(METRIC, MANUAL), ready(**obs), nonce="x")
+    assert decision.launches == []
+    assert condition(decision, "Ready")["reason"] == "SourceCredentialsMissing"
+
+
+def test_an_unknown_pipeline_is_not_ready_and_never_fires() -> None:
+    status = {"observations": {"pipeline": {"ok": False, "reason": "PipelineNotFound",
+                                            "message": "no pipeline named train"}}}
+    decision = run(make_spec(MANUAL), status, nonce="x")
+    assert decision.launches == []
+    ready_condition = condition(decision, "Ready")
+    assert (ready_condition["status"], ready_condition["reason"]) == ("False", "PipelineNotFound")
+
+
+# -- data arrival -----------------------------------------------------------------------------
+
+def data_obs(since: str, count: int, max_key: str, size: int = 10) -> dict[str, Any]:
+    return {"triggers": {"new-data": {"since": since, "newObjects": count, "newBytes": size,
+                                      "maxKey": max_key, "newKeys": [max_key],
+                                      "evaluatedAt": "2026-03-02T10:00:00Z"}}}
+
+
+def test_new_objects_fire_once_and_advance_the_watermark() -> None:
+    spec = make_spec(DATA, concurrencyPolicy="Allow")
+    too_few = run(spec, ready(**data_obs("", 1, "in/a")))
+    assert too_few.launches == []
+    fired = run(spec, then(too_few, **data_obs("", 2, "in/b")))
+    assert len(fired.launches) == 1
+    assert trigger_state(fired, "new-data")["watermark"] == "in/b"
+    stale = run(spec, then(fired, **data_obs("", 2, "in/b")))
+    assert stale.launches == []
+    more = run(spec, then(fired, **data_obs("in/b", 3, "in/e")))
+    assert len(more.launches) == 1
+
+
+def test_min_new_bytes_holds_back_small_arrivals() -> None:
+    data = copy.deepcopy(DATA)
+    data["dataArrival"]["minNewBytes"] = 1000
+    assert run(make_spec(data), ready(**data_obs("", 5, "in/e", size=999))).launches == []
+
+
+# -- concurrency ------------------------------------------------------------------------------
+
+def test_forbid_skips_while_a_run_is_active() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Forbid")
+    first = run(spec, ready(), nonce="n1")
+    skipped = run(spec, running(first), nonce="n2")
+    assert skipped.launches == []
+    assert [e.reason for e in skipped.events] == ["Skipped"]
+    assert skipped.status["counters"]["skipped"] == 1
+    assert trigger_state(skipped, "by-hand")["lastNonce"] == "n2"
+
+
+def test_allow_launches_alongside_an_active_run() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, running(first), nonce="n2")
+    assert len(second.launches) == 1
+    assert len(second.status["active"]) == 2
+
+
+def test_replace_terminates_the_active_run_and_launches() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Replace")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, running(first), nonce="n2")
+    assert second.terminate == [f"id-{first.launches[0]['runKey']}"]
+    assert len(second.launches) == 1
+    replaced = {first.launches[0]["runKey"]: "CANCELED"}
+    ended = run(spec, observed(second, **replaced), nonce="n2")
+    assert ended.status.get("consecutiveFailures", 0) == 0
+    assert [r["state"] for r in ended.status["recentRuns"]] == ["Replaced"]
+    assert [e["runKey"] for e in ended.status["active"]] == [second.launches[0]["runKey"]]
+
+
+def test_queue_coalesces_to_one_pending_run_and_launches_it_when_the_active_run_ends() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Queue")
+    first = run(spec, ready(), nonce="n1")
+    queued = run(spec, running(first), nonce="n2")
+    assert queued.launches == [] and queued.status["queued"]["fireKey"] == "nonce:n2"
+    coalesced = run(spec, running(queued), nonce="n3")
+    assert coalesced.status["queued"]["fireKey"] == "nonce:n3"
+    assert coalesced.status["queued"]["coalesced"] == 1
+    done = run(spec, finished(coalesced, "SUCCEEDED"), nonce="n3")
+    assert [e["fireKey"] for e in done.launches] == ["nonce:n3"]
+    assert done.status["queued"] is None
+
+
+# -- cooldown, backoff, pause -----------------------------------------------------------------
+
+def test_cooldown_after_success_defers_a_breach_until_it_ends() -> None:
+    spec = make_spec(METRIC, cooldown={"afterSuccessSeconds": 600})
+    status = ready(**metric_obs(0.9, 0.9, 0.9))
+    status["lastSuccessTime"] = "2026-03-02T10:00:30Z"
+    cooling = run(spec, status, now=NOW + timedelta(seconds=60))
+    assert cooling.launches == []
+    assert condition(cooling, "CoolingDown")["status"] == "True"
+    assert trigger_state(cooling, "drift")["state"] == "Firing"
+    assert cooling.status["nextWakeTime"] == "2026-03-02T10:10:30Z"
+    after = run(spec, then(cooling, **metric_obs(0.9, 0.9, 0.9)), now=NOW + timedelta(minutes=11))
+    assert len(after.launches) == 1
+
+
+def test_manual_trigger_is_not_held_by_cooldown() -> None:
+    spec = make_spec(MANUAL, cooldown={"afterSuccessSeconds": 600})
+    first = run(spec, ready(), nonce="n1")
+    again = run(spec, finished(first, "SUCCEEDED"), nonce="n2", now=NOW + timedelta(seconds=5))
+    assert len(again.launches) == 1
+
+
+@pytest.mark.parametrize(("failures", "wait"), [(1, 60), (2, 120), (3, 240), (4, 300)])
+def test_backoff_grows_with_consecutive_failures_up_to_its_max(failures: int, wait: int) -> None:
+    spec = make_spec(DATA, backoff={"initialSeconds": 60, "factor": 2, "maxSeconds": 300})
+    status = ready(**data_obs("", 2, "in/a"))
+    status.update(consecutiveFailures=failures, lastFailureTime="2026-03-02T10:00:30Z")
+    held = run(spec, status, now=NOW + timedelta(seconds=wait - 1))
+    assert held.launches == []
+    until = (NOW + timedelta(seconds=wait)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert condition(held, "BackingOff")["message"] == f"until {until}"
+    assert len(run(spec, status, now=NOW + timedelta(seconds=wait)).launches) == 1
+
+
+def test_pause_after_consecutive_failures_until_a_manual_run_succeeds() -> None:
+    spec = make_spec(MANUAL, METRIC, pauseAfterConsecutiveFailures=1, concurrencyPolicy="Allow",
+                     backoff={"initialSeconds": 0})
+    first = run(spec, ready(), nonce="n1")
+    failed = finished(first, "FAILED")
+    failed["observations"].update(metric_obs(0.9, 0.9, 0.9))
+    paused = run(spec, failed, nonce="n1")
+    assert paused.launches == [] and condition(paused, "Paused")["status"] == "True"
+    retry = run(spec, then(paused), nonce="n2")
+    assert [e["trigger"] for e in retry.launches] == ["by-hand"]
+    resumed = run(spec, finished(retry, "SUCCEEDED"), nonce="n2")
+    assert condition(resumed, "Paused")["status"] == "False"
+
+
+# -- suspend, dry run, history ----------------------------------------------------------------
+
+def test_suspend_fires_nothing_and_keeps_the_nonce_for_later() -> None:
+    suspended = run(make_spec(MANUAL, suspend=True), ready(), nonce="n1")
+    assert suspended.launches == []
+    assert condition(suspended, "Suspended")["status"] == "True"
+    resumed = run(make_spec(MANUAL), then(suspended), nonce="n1")
+    assert len(resumed.launches) == 1
+
+
+def test_dry_run_records_would_trigger_and_launches_nothing() -> None:
+    decision = run(make_spec(MANUAL, dryRun=True), ready(), nonce="n1")
+    assert decision.launches == [] and decision.status["active"] == []
+    assert [e.reason for e in decision.events] == ["WouldTrigger"]
+    assert decision.status["recentRuns"][0]["state"] == "DryRun"
+
+
+def test_history_keeps_only_the_configured_number_of_runs() -> None:
+    spec = make_spec(MANUAL, successfulRunsHistoryLimit=2, failedRunsHistoryLimit=1)
+    status: dict[str, Any] = ready()
+    for i, outcome in enumerate(["FAILED", "SUCCEEDED", "FAILED", "SUCCEEDED", "SUCCEEDED"]):
+        launched = run(spec, status, nonce=f"n{i}")
+        status = finished(launched, outcome)
+        status = then(run(spec, status, nonce=f"n{i}"))
+    states = [r["state"] for r in status["recentRuns"]]
+    assert sorted(states) == ["FAILED", "SUCCEEDED", "SUCCEEDED"]
+
+
+def test_conditions_keep_their_transition_time_while_unchanged() -> None:
+    first = run(make_spec(MANUAL), ready(), now=NOW)
+    second = run(make_spec(MANUAL), then(first), now=NOW + timedelta(minutes=5))
+    assert condition(second, "Ready")["lastTransitionTime"] == "2026-03-02T10:00:30Z"

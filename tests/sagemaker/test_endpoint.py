@@ -1,0 +1,113 @@
+"""Endpoint deploys: create on moto; blue/green update and a rolled-back update on the Stubber."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+
+from components.errors import JobFailedError
+from components.sagemaker import AwsClients, Watch
+from components.sagemaker.endpoint import EndpointSpec, deploy, endpoint_config_request
+
+from .conftest import NOW, ROLE
+from .moto_sagemaker import moto_sagemaker
+
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+def test_new_endpoint_is_created_and_waited_for_on_moto(monkeypatch, clock):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with moto_sagemaker(monkeypatch) as endpoint_url:
+        clients = AwsClients.connect("us-east-1", endpoint_url)
+        clients.sagemaker.create_model(
+            ModelName="qsar-model",
+            ExecutionRoleArn=ROLE,
+            PrimaryContainer={"Image": IMAGE, "ModelDataUrl": "s3://bkt/model.tar.gz"},
+        )
+        spec = EndpointSpec(endpoint_name="qsar", model_name="qsar-model")
+        lines: list[str] = []
+
+        first = deploy(clients, spec, log=lines.append, watch=Watch(clock=clock))
+        again = deploy(clients, spec, log=lines.append, watch=Watch(clock=clock))
+
+        assert first["EndpointStatus"] == again["EndpointStatus"] == "InService"
+        sagemaker = boto3.client("sagemaker", endpoint_url=endpoint_url, region_name="us-east-1")
+        assert len(sagemaker.list_endpoint_configs()["EndpointConfigs"]) == 1
+        assert any("already on" in line for line in lines)
+
+
+def _endpoint(status: str, config: str, **extra: object) -> dict:
+    return {
+        "EndpointName": "qsar",
+        "EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/qsar",
+        "EndpointConfigName": config,
+        "EndpointStatus": status,
+        "CreationTime": NOW,
+        "LastModifiedTime": NOW,
+        **extra,
+    }
+
+
+def _update_to_new_config(stubbed, spec: EndpointSpec) -> str:
+    config = endpoint_config_request(spec)
+    name = config["EndpointConfigName"]
+    stubbed.sagemaker.add_client_error(
+        "describe_endpoint_config",
+        service_error_code="ValidationException",
+        service_message="Could not find endpoint configuration",
+    )
+    stubbed.sagemaker.add_response(
+        "create_endpoint_config",
+        {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:ec/{name}"},
+        config,
+    )
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", "old-config"))
+    stubbed.sagemaker.add_response(
+        "update_endpoint",
+        {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/qsar"},
+        {
+            "EndpointName": "qsar",
+            "EndpointConfigName": name,
+            "DeploymentConfig": {
+                "BlueGreenUpdatePolicy": {
+                    "TrafficRoutingConfiguration": {
+                        "Type": "ALL_AT_ONCE",
+                        "WaitIntervalInSeconds": 300,
+                    },
+                    "TerminationWaitInSeconds": 300,
+                },
+                "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "qsar-5xx"}]},
+            },
+        },
+    )
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("Updating", "old-config"))
+    return name
+
+
+def test_existing_endpoint_gets_a_blue_green_update_with_alarm_rollback(stubbed, clock):
+    spec = EndpointSpec(
+        endpoint_name="qsar", model_name="qsar-model-2", rollback_alarms=("qsar-5xx",)
+    )
+    name = _update_to_new_config(stubbed, spec)
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", name))
+
+    result = deploy(stubbed.clients, spec, log=lambda _: None, watch=Watch(clock=clock))
+
+    assert result["EndpointConfigName"] == name
+    stubbed.verify()
+
+
+def test_rolled_back_update_fails_and_leaves_the_old_config_serving(stubbed, clock):
+    spec = EndpointSpec(
+        endpoint_name="qsar", model_name="qsar-model-2", rollback_alarms=("qsar-5xx",)
+    )
+    _update_to_new_config(stubbed, spec)
+    stubbed.sagemaker.add_response(
+        "describe_endpoint",
+        _endpoint("InService", "old-config", FailureReason="Alarm qsar-5xx went off"),
+    )
+
+    with pytest.raises(JobFailedError, match=r"rolled back.*old-config is still serving"):
+        deploy(stubbed.clients, spec, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()

@@ -1,0 +1,82 @@
+"""The training pipeline with compute set to SageMaker, end to end through kfp.local, against moto."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import boto3
+import pytest
+
+from components.registry import open_registry
+from pipelines.training_run import TrainingRequest, run_training
+
+from .conftest import ROLE
+from .moto_sagemaker import moto_sagemaker
+
+BUCKET = "flywheel-e2e"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+SMILES = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CCCN", "CCCO", "CC=O"]
+
+
+@pytest.fixture
+def aws(monkeypatch):
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with moto_sagemaker(monkeypatch) as endpoint_url:
+        boto3.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+        yield endpoint_url
+
+
+def write_source(path: Path) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["compound_id", "smiles", "pIC50"])
+        for index in range(40):
+            writer.writerow(
+                [f"c{index}", SMILES[index % len(SMILES)], f"{4 + index % 7 * 0.5:.2f}"]
+            )
+    return path
+
+
+@pytest.mark.e2e
+def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_path):
+    registry = f"sagemaker://us-east-1/{BUCKET}/registry?image={IMAGE}&endpoint_url={aws}"
+    request = TrainingRequest(
+        source=str(write_source(tmp_path / "compounds.csv")),
+        compute="sagemaker",
+        compute_config={
+            "role_arn": ROLE,
+            "s3_prefix": f"s3://{BUCKET}/flywheel",
+            "region": "us-east-1",
+            "endpoint_url": aws,
+            "image_uri": IMAGE,
+        },
+        registry=registry,
+        pipeline_root=str(tmp_path / "runs"),
+        cache=False,
+    )
+
+    outcome = run_training(request)
+
+    sagemaker = boto3.client("sagemaker", endpoint_url=aws)
+    jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    assert len(jobs) == 1
+    described = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
+    hyperparameters = described["HyperParameters"]
+    assert hyperparameters["sagemaker_program"] == '"train.py"'
+    assert hyperparameters["sagemaker_submit_directory"].startswith(
+        f'"s3://{BUCKET}/flywheel/code/'
+    )
+    assert hyperparameters["n_estimators"] == "200"
+    assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"train", "test"}
+    assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert outcome.version.version == 1
+    assert outcome.version.metrics["rmse"] > 0
+    champion = open_registry(registry).champion("qsar-pic50")
+    assert champion is not None and champion.version == 1
+    assert champion.model_uri.startswith(f"s3://{BUCKET}/registry/models/")

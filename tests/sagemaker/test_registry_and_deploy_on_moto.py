@@ -1,0 +1,85 @@
+"""SageMaker Model Registry behind the registry interface, and the deploy-endpoint component, on moto."""
+
+from __future__ import annotations
+
+import boto3
+import pytest
+from kfp import local
+
+from components.registry import open_registry
+from components.sagemaker.components import deploy_endpoint
+
+from .conftest import ROLE
+from .moto_sagemaker import moto_sagemaker, placeholder_model_archive
+
+BUCKET = "flywheel-registry"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+@pytest.fixture
+def endpoint_url(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    with moto_sagemaker(monkeypatch) as url:
+        boto3.client("s3", endpoint_url=url).create_bucket(Bucket=BUCKET)
+        yield url
+
+
+def test_registry_registers_once_promotes_and_finds_latest_approved(endpoint_url, tmp_path):
+    registry = open_registry(
+        f"sagemaker://us-east-1/{BUCKET}/models?image={IMAGE}&endpoint_url={endpoint_url}"
+    )
+    first_model, second_model = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
+    first_model.write_bytes(placeholder_model_archive())
+    second_model.write_bytes(placeholder_model_archive() + b"\0")
+    lineage = {"run": {"id": "run-1"}}
+
+    first = registry.register(
+        "qsar", str(first_model), metrics={"rmse": 0.9}, hyperparameters={"n": 1}, lineage=lineage
+    )
+    again = registry.register(
+        "qsar", str(first_model), metrics={"rmse": 0.9}, hyperparameters={}, lineage=lineage
+    )
+    second = registry.register(
+        "qsar", str(second_model), metrics={"rmse": 0.7}, hyperparameters={}, lineage=lineage
+    )
+
+    assert (first.created, again.created, second.created) == (True, False, True)
+    assert again.version.version == first.version.version == 1
+    assert registry.champion("qsar") is None
+    registry.promote("qsar", 1, "first model")
+    registry.promote("qsar", 2, "rmse 0.7 beats 0.9")
+    champion = registry.champion("qsar")
+    assert champion is not None and champion.version == 2
+    assert champion.metrics == {"rmse": 0.7}
+    assert [v.stage for v in registry.versions("qsar")] == ["archived", "champion"]
+
+
+@pytest.mark.e2e
+def test_deploy_endpoint_component_serves_a_registered_package(endpoint_url, tmp_path):
+    registry = open_registry(
+        f"sagemaker://us-east-1/{BUCKET}/models?image={IMAGE}&endpoint_url={endpoint_url}"
+    )
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    version = registry.register(
+        "qsar", str(model), metrics={}, hyperparameters={}, lineage={}
+    ).version
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(tmp_path / "root"))
+
+    task = deploy_endpoint(
+        compute_config={
+            "role_arn": ROLE,
+            "s3_prefix": f"s3://{BUCKET}/flywheel",
+            "region": "us-east-1",
+            "endpoint_url": endpoint_url,
+            "image_uri": IMAGE,
+        },
+        model_package_arn=version.lineage["model_package_arn"],
+        endpoint_name="qsar-prod",
+    )
+
+    assert task.outputs["endpoint"].metadata["endpoint_arn"].endswith(":endpoint/qsar-prod")
+    sagemaker = boto3.client("sagemaker", endpoint_url=endpoint_url)
+    assert sagemaker.describe_endpoint(EndpointName="qsar-prod")["EndpointStatus"] == "InService"

@@ -1,0 +1,293 @@
+"""The launcher's state machine against botocore's Stubber: create or reattach, poll, stop, fail."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from components.errors import JobFailedError
+from components.sagemaker import StepCancelledError, Watch, run_job
+from components.sagemaker.jobs import TRAINING
+
+from .conftest import NOW, ROLE
+
+NAME = "train-qsar-0123456789"
+ARN = f"arn:aws:sagemaker:us-east-1:123456789012:training-job/{NAME}"
+GROUP = "/aws/sagemaker/TrainingJobs"
+REQUEST = {
+    "TrainingJobName": NAME,
+    "AlgorithmSpecification": {"TrainingImage": "image:1", "TrainingInputMode": "File"},
+    "RoleArn": ROLE,
+    "OutputDataConfig": {"S3OutputPath": "s3://flywheel-test/runs/training"},
+    "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1, "VolumeSizeInGB": 30},
+    "StoppingCondition": {"MaxRuntimeInSeconds": 3600},
+}
+
+
+def description(status: str, secondary: list[tuple[str, str]] = (), **extra: object) -> dict:
+    return {
+        "TrainingJobName": NAME,
+        "TrainingJobArn": ARN,
+        "TrainingJobStatus": status,
+        "SecondaryStatus": secondary[-1][0] if secondary else "Starting",
+        "SecondaryStatusTransitions": [
+            {"Status": s, "StartTime": NOW, "StatusMessage": m} for s, m in secondary
+        ],
+        "AlgorithmSpecification": REQUEST["AlgorithmSpecification"],
+        "ModelArtifacts": {
+            "S3ModelArtifacts": f"s3://flywheel-test/runs/training/{NAME}/output/model.tar.gz"
+        },
+        "ResourceConfig": REQUEST["ResourceConfig"],
+        "StoppingCondition": REQUEST["StoppingCondition"],
+        "CreationTime": NOW,
+        **extra,
+    }
+
+
+def not_found(stubbed) -> None:
+    stubbed.sagemaker.add_client_error(
+        "describe_training_job",
+        service_error_code="ValidationException",
+        service_message="Requested resource not found.",
+        expected_params={"TrainingJobName": NAME},
+    )
+
+
+def no_streams(stubbed) -> None:
+    stubbed.logs.add_client_error(
+        "describe_log_streams",
+        service_error_code="ResourceNotFoundException",
+        service_message="The specified log group does not exist.",
+    )
+
+
+def describe(stubbed, body: dict) -> None:
+    stubbed.sagemaker.add_response("describe_training_job", body, {"TrainingJobName": NAME})
+
+
+def test_training_job_streams_transitions_and_every_instance_log_page(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    describe(stubbed, description("InProgress", [("Starting", "Launching instances")]))
+    no_streams(stubbed)
+    describe(
+        stubbed,
+        description(
+            "InProgress",
+            [("Starting", "Launching instances"), ("Training", "Training in progress")],
+        ),
+    )
+    # Two instances, listed over two pages; the first stream's events over two pages.
+    stubbed.logs.add_response(
+        "describe_log_streams",
+        {"logStreams": [{"logStreamName": f"{NAME}/algo-1-1700000000"}], "nextToken": "p2"},
+        {"logGroupName": GROUP, "logStreamNamePrefix": f"{NAME}/"},
+    )
+    stubbed.logs.add_response(
+        "describe_log_streams",
+        {"logStreams": [{"logStreamName": f"{NAME}/algo-2-1700000000"}]},
+        {"logGroupName": GROUP, "logStreamNamePrefix": f"{NAME}/", "nextToken": "p2"},
+    )
+    stream1 = {
+        "logGroupName": GROUP,
+        "logStreamName": f"{NAME}/algo-1-1700000000",
+        "startFromHead": True,
+    }
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [{"message": "epoch 1"}], "nextForwardToken": "f1"}, stream1
+    )
+    stubbed.logs.add_response(
+        "get_log_events",
+        {"events": [{"message": "test_rmse=0.7"}], "nextForwardToken": "f2"},
+        {**stream1, "nextToken": "f1"},
+    )
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [], "nextForwardToken": "f2"}, {**stream1, "nextToken": "f2"}
+    )
+    stream2 = {**stream1, "logStreamName": f"{NAME}/algo-2-1700000000"}
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [{"message": "worker up"}], "nextForwardToken": "g1"}, stream2
+    )
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [], "nextForwardToken": "g1"}, {**stream2, "nextToken": "g1"}
+    )
+    describe(
+        stubbed,
+        description(
+            "Completed",
+            [
+                ("Starting", "Launching instances"),
+                ("Training", "Training in progress"),
+                ("Completed", "done"),
+            ],
+        ),
+    )
+    # After completion: both streams read again from their saved tokens; nothing new.
+    stubbed.logs.add_response(
+        "describe_log_streams",
+        {
+            "logStreams": [
+                {"logStreamName": f"{NAME}/algo-1-1700000000"},
+                {"logStreamName": f"{NAME}/algo-2-1700000000"},
+            ]
+        },
+        {"logGroupName": GROUP, "logStreamNamePrefix": f"{NAME}/"},
+    )
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [], "nextForwardToken": "f2"}, {**stream1, "nextToken": "f2"}
+    )
+    stubbed.logs.add_response(
+        "get_log_events", {"events": [], "nextForwardToken": "g1"}, {**stream2, "nextToken": "g1"}
+    )
+    lines: list[str] = []
+    handles: list[tuple[str, int]] = []
+
+    result = run_job(
+        stubbed.clients,
+        TRAINING,
+        REQUEST,
+        log=lines.append,
+        watch=Watch(clock=clock),
+        on_handle=lambda arn: handles.append((arn, len(clock.sleeps))),
+    )
+
+    assert result["TrainingJobStatus"] == "Completed"
+    assert handles == [(ARN, 0)], "the ARN is recorded before the first poll"
+    transitions = [
+        line
+        for line in lines
+        if line.startswith(f"[{NAME}] ") and "console.aws" in line and "created" not in line
+    ]
+    assert [t.split("] ")[1].split(":")[0] for t in transitions] == [
+        "Starting",
+        "Training",
+        "Completed",
+    ]
+    assert "[algo-1-1700000000] epoch 1" in lines
+    assert "[algo-1-1700000000] test_rmse=0.7" in lines
+    assert "[algo-2-1700000000] worker up" in lines
+    stubbed.verify()
+
+
+def test_failed_job_reports_sagemakers_failure_reason(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    describe(
+        stubbed,
+        description(
+            "Failed",
+            [("Starting", "Launching"), ("Failed", "AlgorithmError")],
+            FailureReason="AlgorithmError: ValueError: invalid SMILES at row 3",
+        ),
+    )
+    no_streams(stubbed)
+
+    with pytest.raises(JobFailedError, match="invalid SMILES at row 3"):
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()
+
+
+def test_stopped_job_fails_the_step_with_a_clear_message(stubbed, clock):
+    describe(
+        stubbed, description("Stopped", [("Starting", "Launching"), ("Stopped", "Stopped by user")])
+    )
+    no_streams(stubbed)
+
+    with pytest.raises(JobFailedError, match="stopped before finishing"):
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()
+
+
+def test_throttled_describe_is_survived_and_polling_goes_on(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    for _ in range(3):
+        stubbed.sagemaker.add_client_error(
+            "describe_training_job",
+            service_error_code="ThrottlingException",
+            service_message="Rate exceeded",
+        )
+    describe(stubbed, description("Completed", [("Completed", "done")]))
+    no_streams(stubbed)
+    lines: list[str] = []
+
+    result = run_job(stubbed.clients, TRAINING, REQUEST, log=lines.append, watch=Watch(clock=clock))
+
+    assert result["TrainingJobStatus"] == "Completed"
+    assert sum("throttled" in line for line in lines) == 3
+    assert len(clock.sleeps) == 3
+    stubbed.verify()
+
+
+def test_retry_reattaches_to_running_training_job(stubbed, clock):
+    creates: list[dict] = []
+    stubbed.clients.sagemaker.meta.events.register(
+        "provide-client-params.sagemaker.CreateTrainingJob",
+        lambda params, **_: creates.append(params),
+    )
+
+    class PodPreempted(Exception):
+        pass
+
+    def preempt(sleeps: int) -> None:
+        raise PodPreempted
+
+    # First attempt: creates the job, sees it running, then its pod dies mid-poll.
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
+    no_streams(stubbed)
+    clock.on_sleep = preempt
+    with pytest.raises(PodPreempted):
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+
+    # Second attempt: the same request finds the job by its name and follows it to the end.
+    clock.on_sleep = None
+    describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
+    no_streams(stubbed)
+    describe(
+        stubbed,
+        description("Completed", [("Training", "Training in progress"), ("Completed", "done")]),
+    )
+    no_streams(stubbed)
+    lines: list[str] = []
+    handles: list[str] = []
+    result = run_job(
+        stubbed.clients,
+        TRAINING,
+        REQUEST,
+        log=lines.append,
+        watch=Watch(clock=clock),
+        on_handle=handles.append,
+    )
+
+    assert result["TrainingJobStatus"] == "Completed"
+    assert len(creates) == 1
+    assert handles == [ARN]
+    assert any("reattaching" in line for line in lines)
+    stubbed.verify()
+
+
+def test_sigterm_during_polling_stops_the_training_job(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
+    no_streams(stubbed)
+    stubbed.sagemaker.add_response("stop_training_job", {}, {"TrainingJobName": NAME})
+    describe(
+        stubbed,
+        description("Stopping", [("Training", "Training in progress"), ("Stopping", "Stopping")]),
+    )
+    # What the Kubeflow UI's "terminate" does to the task pod, sent while the launcher waits.
+    clock.on_sleep = lambda sleeps: os.kill(os.getpid(), signal.SIGTERM) if sleeps == 1 else None
+    before = signal.getsignal(signal.SIGTERM)
+    lines: list[str] = []
+
+    with pytest.raises(StepCancelledError, match="asked to stop"):
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lines.append, watch=Watch(clock=clock))
+
+    assert any("Stopping" in line for line in lines)
+    assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is restored"
+    stubbed.verify()

@@ -1,0 +1,132 @@
+"""Bad input is refused before any AWS call, with the field named; names and polling are pure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from components.backend import TrainingJobSpec, TransformJobSpec
+from components.compute import backend_for
+from components.errors import InvalidSpecError
+from components.sagemaker import SageMakerBackend, Watch
+from components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
+from components.sagemaker.polling import PollSchedule
+
+from .conftest import ROLE, base_config
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "qsar"
+
+
+def config_error(**overrides: object) -> InvalidSpecError:
+    with pytest.raises(InvalidSpecError) as caught:
+        base_config(**overrides)
+    return caught.value
+
+
+def test_instance_type_must_exist_for_the_job_kind():
+    assert config_error(instance_type="ml.m5.huge").field == "compute_config.instance_type"
+    # An endpoint-only type is not a transform type.
+    error = config_error(transform_instance_type="ml.t2.medium")
+    assert error.field == "compute_config.transform_instance_type"
+
+
+def test_spot_needs_a_checkpoint_and_a_long_enough_wait():
+    assert (
+        config_error(spot=True, max_wait_seconds=7200).field == "compute_config.checkpoint_s3_uri"
+    )
+    error = config_error(
+        spot=True, max_run_seconds=7200, max_wait_seconds=3600, checkpoint_s3_uri="s3://b-k/c"
+    )
+    assert error.field == "compute_config.max_wait_seconds"
+    ok = base_config(
+        spot=True, max_run_seconds=3600, max_wait_seconds=7200, checkpoint_s3_uri="s3://bkt/ckpt"
+    )
+    assert ok.spot and str(ok.checkpoint_s3_uri) == "s3://bkt/ckpt"
+
+
+@pytest.mark.parametrize("uri", ["bucket/key", "s3://", "s3://Bad_Bucket/key", "s3://bucket"])
+def test_s3_uri_must_be_bucket_and_key(uri):
+    assert config_error(s3_prefix=uri).field == "compute_config.s3_prefix"
+
+
+def test_unknown_and_mistyped_settings_are_named():
+    assert config_error(instance_typo="x").field == "compute_config.instance_typo"
+    assert config_error(instance_count="2").field == "compute_config.instance_count"
+    assert config_error(subnets=["subnet-1"]).field == "compute_config.subnets"
+    assert config_error(role_arn="flywheel").field == "compute_config.role_arn"
+
+
+def test_backend_factory_validates_the_compute_config():
+    with pytest.raises(InvalidSpecError, match=r"compute_config\.role_arn"):
+        backend_for("sagemaker", {"s3_prefix": "s3://bkt/p", "image_uri": "i"})
+    assert backend_for("sagemaker", {"role_arn": ROLE, "s3_prefix": "s3://bkt/p", "image_uri": "i"})
+
+
+def test_names_are_deterministic_and_within_the_limit():
+    long_run = "run-" + "x" * 200
+    first = resource_name(long_run, "train", {"a": 1, "b": 2})
+    assert first == resource_name(long_run, "train", {"b": 2, "a": 1})
+    assert first != resource_name(long_run, "train", {"a": 1, "b": 3})
+    assert len(first) <= MAX_NAME_LENGTH
+    assert validate_name("job_name", first) == first
+    with pytest.raises(InvalidSpecError, match="limit is 63"):
+        validate_name("job_name", "n" * 64)
+
+
+def test_poll_schedule_starts_fast_and_settles_under_a_minute():
+    schedule = PollSchedule()
+    intervals = [schedule.interval(age) for age in range(0, 7200, 30)]
+    assert intervals[0] == schedule.first
+    assert intervals == sorted(intervals)
+    assert max(intervals) == schedule.ceiling <= 60
+
+
+class _Refusing:
+    """A client whose every operation fails the test."""
+
+    def __getattr__(self, name: str):
+        raise AssertionError(f"AWS was called ({name}) before the spec was checked")
+
+
+class _NoCalls:
+    region = "us-east-1"
+    sagemaker = s3 = logs = _Refusing()
+
+
+def _backend(**overrides: object) -> SageMakerBackend:
+    return SageMakerBackend(base_config(**overrides), clients=_NoCalls(), watch=Watch())
+
+
+def test_hyperparameter_that_cannot_be_a_string_is_refused_before_any_call(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("smiles,pIC50\nCCO,5\n")
+    spec = TrainingJobSpec(
+        job_name="qsar",
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        channels={"train": str(train)},
+        hyperparameters={"n_estimators": object()},
+        output_location=str(tmp_path),
+    )
+    with pytest.raises(InvalidSpecError) as caught:
+        _backend().train(spec, log=lambda _: None)
+    assert caught.value.field == "hyperparameters.n_estimators"
+
+
+def test_refused_transform_creates_no_model(tmp_path):
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(b"not used")
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("smiles\nCCO\n")
+    spec = TransformJobSpec(
+        job_name="qsar",
+        model_artifact=str(model),
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        input_location=str(tmp_path / "in" / "missing"),
+        output_location=str(tmp_path / "out"),
+    )
+    with pytest.raises(InvalidSpecError) as caught:
+        _backend().transform(spec, log=lambda _: None)
+    assert caught.value.field == "input_location"

@@ -1,0 +1,59 @@
+"""Write ``manifests/base/flywheel.yaml``, the kustomize base's CRDs and operator, from the chart.
+
+One source for the operator's manifests: the Helm chart. Users without Helm get the same objects
+as plain YAML; ``tests/deploy/test_kustomize.py`` fails when this file falls behind the chart.
+Run ``python tests/tools/render_kustomize_base.py`` after changing the chart or the CRDs.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+CHART = ROOT / "helm" / "flywheel"
+TARGET = ROOT / "manifests" / "base" / "flywheel.yaml"
+# The operator and what it needs; pipelines come from manifests/pipelines/, tests need Helm.
+TEMPLATES = (
+    "templates/operator/serviceaccount.yaml",
+    "templates/operator/rbac.yaml",
+    "templates/operator/service.yaml",
+    "templates/operator/deployment.yaml",
+    "templates/operator/poddisruptionbudget.yaml",
+    "templates/operator/peering.yaml",
+    "templates/networkpolicy.yaml",
+)
+HEADER = (
+    "# Generated from helm/flywheel by tests/tools/render_kustomize_base.py; do not edit.\n"
+    "# The CRDs (manifests/crds/), then the retraining operator with its RBAC.\n"
+)
+
+
+def helm_binary() -> str:
+    local = ROOT / ".venv" / "bin" / "helm"
+    found = str(local) if local.is_file() else shutil.which("helm")
+    if found is None:
+        raise FileNotFoundError(
+            "helm not found; run `make test` or tests/tools/fetch_k8s_binaries.py"
+        )
+    return found
+
+
+def render() -> str:
+    """The base's YAML: every CRD file, then the chart's operator templates."""
+    show_only = [arg for template in TEMPLATES for arg in ("--show-only", template)]
+    operator = subprocess.run(
+        [helm_binary(), "template", "flywheel", str(CHART), "--namespace", "flywheel", *show_only],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    crds = [path.read_text() for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml"))]
+    return HEADER + "".join(f"---\n{crd}" for crd in crds) + operator
+
+
+if __name__ == "__main__":
+    TARGET.write_text(render())
+    print(f"wrote {TARGET}", file=sys.stderr)
