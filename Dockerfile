@@ -1,8 +1,11 @@
 # The runtime image of every Flywheel component and of the operator:
 #   docker build -t ghcr.io/flywheel-mlops/runtime-python3.11:0.1.0 .
+# and the one EKS GPU training pods use (torch with CUDA, several GB):
+#   docker build --build-arg EXTRAS=example,gpu -t ghcr.io/flywheel-mlops/runtime-python3.11-gpu:0.1.0 .
 # Components are KFP lightweight components with install_kfp_package=False, so everything they
 # import (kfp, Flywheel, the example workload's libraries) must already be in this image.
 FROM python:3.11-slim
+ARG EXTRAS=example
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -14,7 +17,7 @@ COPY pyproject.toml README.md ./
 COPY components ./components
 COPY pipelines ./pipelines
 COPY operators ./operators
-RUN pip install '.[example]'
+RUN pip install ".[${EXTRAS}]"
 
 # Workloads are found by relative path (examples/qsar/workload.yaml), as in the compiled pipelines.
 COPY examples ./examples

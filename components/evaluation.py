@@ -9,7 +9,6 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 from components.errors import InvalidSpecError
 
@@ -35,17 +34,15 @@ def regression_metrics(truth: Sequence[float], predicted: Sequence[float]) -> di
     }
 
 
-def read_predictions(path: Path) -> list[float]:
-    """One number per line, as the default ``output_fn`` writes."""
+def numeric_predictions(lines: Sequence[str]) -> list[float]:
+    """The number at the start of each prediction line, as the default ``output_fn`` writes it."""
     values = []
-    for number, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
+    for number, line in enumerate(lines, start=1):
         try:
             values.append(float(line.split(",")[0]))
         except ValueError:
             raise InvalidSpecError(
-                "predictions", f"{path.name} line {number} is not a number: {line!r}"
+                "predictions", f"line {number} is not a number: {line!r}"
             ) from None
     return values
 

@@ -13,6 +13,8 @@ from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 # Built from the repository's Dockerfile; the tag moves with the package version.
 RUNTIME_IMAGE = "ghcr.io/flywheel-mlops/runtime-python3.11:0.1.0"
+# The same image with the ``gpu`` extra (torch with CUDA), for training pods on EKS GPU nodes.
+GPU_RUNTIME_IMAGE = "ghcr.io/flywheel-mlops/runtime-python3.11-gpu:0.1.0"
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)

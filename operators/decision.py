@@ -40,6 +40,8 @@ SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
 FAILED_STATES = frozenset({"FAILED", "CANCELED"})
 CONDITION_TYPES = ("Ready", "Running", "Suspended", "CoolingDown", "BackingOff", "Paused",
                    "SourceError")
+# Gates a manual trigger passes: pausing and waiting are for automatic triggers.
+MANUAL_PASSES = frozenset({"Paused", "CoolingDown", "BackingOff"})
 # The poller records why a source could not be read; these reasons mean "cannot ever work as
 # configured", so the policy is not Ready, rather than "try again later".
 CREDENTIAL_ERRORS = frozenset({"NoCredentials", "AccessDenied"})
@@ -130,9 +132,11 @@ def invalid(status: Mapping[str, Any], errors: list[FieldError], *, now: datetim
     new["observedGeneration"] = generation
     conditions = new.setdefault("conditions", [])
     message = "; ".join(str(e) for e in errors)
+    before = next((c for c in conditions if c["type"] == "Ready"), {})
     set_condition(conditions, "Ready", False, "InvalidSpec", message, now, generation)
-    event = Event("Warning", "InvalidSpec", message)
-    return Decision(status=new, events=[event])
+    # One event per new complaint, not one per reconcile of the same bad spec.
+    news = before.get("reason") != "InvalidSpec" or before.get("message") != message
+    return Decision(status=new, events=[Event("Warning", "InvalidSpec", message)] if news else [])
 
 
 def decide(policy: Policy, status: Mapping[str, Any], *, annotations: Mapping[str, str],
@@ -167,10 +171,7 @@ class _Decider:
         firings, trigger_states = self._evaluate_triggers()
         self._launch_queued(gate_reason)
         for firing in firings:
-            blocked = gate_reason is not None and not (
-                isinstance(firing.trigger.kind, Manual) and gate_reason not in ("Suspended",
-                                                                                "NotReady"))
-            if blocked:
+            if self._held(firing.trigger.name, gate_reason):
                 trigger_states[firing.trigger.name]["state"] = FIRING
                 if gate_until is not None:
                     self.wake.append(gate_until)
@@ -389,12 +390,17 @@ class _Decider:
         queued = self.new.get("queued")
         if not queued or self.active:
             return
-        manual = isinstance(getattr(self.policy.trigger(queued["trigger"]), "kind", None), Manual)
-        if gate_reason is not None and not (manual and gate_reason in ("Paused", "CoolingDown",
-                                                                        "BackingOff")):
+        if self._held(queued["trigger"], gate_reason):
             return
         self.new["queued"] = None
         self._launch(queued["trigger"], queued["fireKey"], queued["reason"], queued["context"])
+
+    def _held(self, trigger: str, gate_reason: str | None) -> bool:
+        """Whether a gate holds this trigger's firing; a person asking by hand gets through."""
+        if gate_reason is None:
+            return False
+        manual = isinstance(getattr(self.policy.trigger(trigger), "kind", None), Manual)
+        return not (manual and gate_reason in MANUAL_PASSES)
 
     def _apply_concurrency(self, firing: _Firing) -> None:
         name, key, reason = firing.trigger.name, firing.fire_key, firing.reason

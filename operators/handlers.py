@@ -63,6 +63,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.networking.request_timeout = 30
     if getattr(memo, "services", None) is None:
         memo.services = default_services()
+    memo.policies = {}
+    objects_log = logging.getLogger("kopf.objects")
+    if not any(isinstance(f, _QuietRoutine) for f in objects_log.filters):
+        objects_log.addFilter(_QuietRoutine())
 
 
 @kopf.on.login()
@@ -75,18 +79,43 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
 
 
+class _QuietRoutine(logging.Filter):
+    """Drop kopf's per-call success lines: with a timer per policy they are most of the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno == logging.INFO and record.getMessage() in ROUTINE)
+
+
+ROUTINE = frozenset({"Timer 'poll' succeeded.", "Handler 'reconcile' succeeded."})
+
+
+def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
+    """The parsed spec, cached per uid and generation: the timer asks for it every tick."""
+    key = (meta["uid"], meta.get("generation", 1))
+    cached = memo.policies.get(meta["uid"])
+    if cached is None or cached[0] != key:
+        try:
+            cached = (key, parse_policy(spec))
+        except InvalidPolicy as exc:
+            cached = (key, exc)
+        memo.policies[meta["uid"]] = cached
+    if isinstance(cached[1], InvalidPolicy):
+        raise cached[1]
+    return cached[1]
+
+
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS)
 async def poll(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch,
                memo: kopf.Memo, **_: Any) -> None:
     """Write what is new in the sources, the runs and the clock; decide nothing."""
     try:
-        policy = parse_policy(spec)
+        policy = _policy(memo, meta, spec)
     except InvalidPolicy:
         return  # reconcile() reports it; there is nothing valid to observe
     if policy.suspend and not status.get("active"):
         return
-    updates = await observe(policy, status, generation=meta.get("generation", 1),
-                            services=memo.services)
+    updates = await observe(policy, status, uid=meta["uid"],
+                            generation=meta.get("generation", 1), services=memo.services)
     if updates:
         patch.status["observations"] = updates
 
@@ -96,14 +125,18 @@ async def reconcile(type: str, body: kopf.Body, spec: kopf.Spec, status: kopf.St
                     meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
                     **_: Any) -> None:
     """Create runs already keyed in status, then decide and record the next step."""
-    if type == "DELETED" or meta.get("deletionTimestamp") or not spec:
-        return
     services: Services = memo.services
+    if type == "DELETED":
+        memo.policies.pop(meta["uid"], None)
+        services.pipeline_checks.pop(meta["uid"], None)
+        return
+    if meta.get("deletionTimestamp") or not spec:
+        return
     original = dict(status)  # what the API has; the patch is the difference from this
     current = copy.deepcopy(original)
     generation = meta.get("generation", 1)
     try:
-        policy = parse_policy(spec)
+        policy = _policy(memo, meta, spec)
     except InvalidPolicy as exc:
         _apply(body, original, invalid(current, exc.errors, now=services.clock(),
                                       generation=generation), patch)

@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,8 +49,11 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT", "http://ml-pipeline.kubeflow:8888")
     credentials = ServiceAccountTokenVolumeCredentials(str(TOKEN_PATH)) \
         if TOKEN_PATH.exists() else None
-    # A namespace other than the default stops the client from probing healthz at construction.
-    return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
+    with warnings.catch_warnings():
+        # kfp warns on every construction that it needs KFP 2.0.0b2 or newer; we know.
+        warnings.simplefilter("ignore", FutureWarning)
+        # A namespace other than the default stops the client probing healthz when it is made.
+        return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
 
 
 def _equals(key: str, value: str) -> str:

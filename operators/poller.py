@@ -41,6 +41,9 @@ class Services:
     clock: Callable[[], datetime]
     # Bounded: each in-flight KFP or AWS call holds a worker thread.
     io_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    # When each policy's pipeline was last looked up, by uid. In memory, not in status: an
+    # unchanged answer then costs no write, and a restart simply looks everything up once.
+    pipeline_checks: dict[str, datetime] = field(default_factory=dict)
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         """Run a blocking client call on a worker thread, a bounded number at a time."""
@@ -58,13 +61,13 @@ def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
     return now >= last + timedelta(seconds=wait)
 
 
-async def observe(policy: Policy, status: Mapping[str, Any], *, generation: int,
+async def observe(policy: Policy, status: Mapping[str, Any], *, uid: str, generation: int,
                   services: Services) -> dict[str, Any]:
     """New observations, as a merge patch of ``status.observations`` (empty: nothing new)."""
     now = services.clock()
     observations: Mapping[str, Any] = status.get("observations") or {}
     patch: dict[str, Any] = {}
-    pipeline = await _check_pipeline(policy, observations.get("pipeline"), generation, now,
+    pipeline = await _check_pipeline(policy, observations.get("pipeline"), uid, generation, now,
                                      services)
     if pipeline is not None:
         patch["pipeline"] = pipeline
@@ -87,14 +90,25 @@ async def observe(policy: Policy, status: Mapping[str, Any], *, generation: int,
     return patch
 
 
-async def _check_pipeline(policy: Policy, seen: Mapping[str, Any] | None, generation: int,
-                          now: datetime, services: Services) -> dict[str, Any] | None:
-    if seen and seen.get("generation") == generation:
-        checked = parse_ts(seen.get("checkedAt"))
+async def _check_pipeline(policy: Policy, seen: Mapping[str, Any] | None, uid: str,
+                          generation: int, now: datetime, services: Services
+                          ) -> dict[str, Any] | None:
+    """The pipeline's ids, looked up now and then; ``None`` when there is nothing new."""
+    last = services.pipeline_checks.get(uid)
+    if seen and seen.get("generation") == generation and last is not None:
         wait = PIPELINE_RECHECK_SECONDS if seen.get("ok") else PIPELINE_RECHECK_SECONDS / 10
-        if checked is not None and now < checked + timedelta(seconds=wait):
+        if now < last + timedelta(seconds=wait):
             return None
-    result: dict[str, Any] = {"generation": generation, "checkedAt": ts(now)}
+    services.pipeline_checks[uid] = now
+    result = await _resolve_pipeline(policy, generation, services)
+    if seen and all(seen.get(k) == v for k, v in result.items()):
+        return None
+    return result
+
+
+async def _resolve_pipeline(policy: Policy, generation: int, services: Services
+                            ) -> dict[str, Any]:
+    result: dict[str, Any] = {"generation": generation}
     if policy.pipeline.pipeline_version_ref:
         # Not resolved yet: it needs the PipelineVersion resource read from Kubernetes.
         result.update(ok=False, reason="PipelineVersionRefUnsupported",

@@ -14,17 +14,16 @@ from pathlib import Path
 from rich.console import Console
 
 from components.workload import load_workload
+from pipelines.evaluation import DEFAULT_THRESHOLD
 from pipelines.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from pipelines.report import write_report
 from pipelines.training_run import TrainingRequest, run_training
-
-DEMO_THRESHOLD = "rmse above 1.0"
 
 
 def replay_flywheel(
     workdir: Path,
     *,
-    threshold: str = DEMO_THRESHOLD,
+    threshold: str = DEFAULT_THRESHOLD,
     training: TrainingRequest | None = None,
     console: Console | None = None,
 ) -> tuple[list[EvaluationOutcome], Path]:

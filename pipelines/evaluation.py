@@ -12,7 +12,7 @@ from components import evaluation_tasks as tasks
 from pipelines.training import DEFAULT_REGISTRY, DEFAULT_SOURCE, DEFAULT_WORKLOAD, training_pipeline
 
 DEFAULT_HISTORY = ".flywheel/history"
-DEFAULT_THRESHOLD = "rmse above 0.9"
+DEFAULT_THRESHOLD = "rmse above 1.0"
 
 
 @dsl.pipeline(

@@ -8,7 +8,7 @@ from pathlib import Path
 from rich.console import Console
 
 from components.workload import load_workload
-from pipelines.demo import DEMO_THRESHOLD, replay_flywheel
+from pipelines.demo import replay_flywheel
 from pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD
 from pipelines.evaluation_run import EvaluationRequest, evaluation_table, run_evaluation
 from pipelines.report import write_report
@@ -81,7 +81,7 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
         default=Path(".flywheel/demo"),
         help="where the demo keeps its own registry, history, runs and report (reset each time)",
     )
-    parser.add_argument("--threshold", default=DEMO_THRESHOLD, help="retrain when this holds")
+    parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="retrain when this holds")
 
 
 def demo_command(args: argparse.Namespace, console: Console) -> int:

@@ -154,5 +154,7 @@ def eks_training_pipeline(placement: Placement) -> GraphComponent:
         # The pod needs only the GPU count (SM_NUM_GPUS, torchrun); the rest is compiled into the
         # task. One key also keeps the compiled file stable: KFP writes dicts in protobuf map order.
         compute_config={"gpus": placement.gpus},
-        place_training=lambda task: apply_placement(task, placement),
+        place_training=lambda task: apply_placement(task, placement).set_container_image(
+            tasks.GPU_RUNTIME_IMAGE
+        ),
     )

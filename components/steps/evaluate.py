@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from components import data, evaluation
-from components.backend import LogSink, TransformJobSpec
-from components.compute import backend_for
+from components.backend import LogSink
+from components.steps.scoring import transform_rows
 from components.steps.train import job_name_for
 from components.workload import load_workload
 
@@ -35,23 +34,16 @@ def evaluate_model(
     header, rows = data.read_table(str(test_path))
     data.check_table(str(test_path), header, rows, workload.columns)
     truth = [float(row[workload.columns.label]) for row in rows]
-    with tempfile.TemporaryDirectory(prefix="flywheel-evaluate-") as scratch:
-        features = data.write_table(
-            Path(scratch) / "input" / "rows.csv", workload.columns.features, rows
-        )
-        output = Path(scratch) / "output"
-        backend_for(compute, compute_config).transform(
-            TransformJobSpec(
-                job_name=job_name_for(workload.name, "evaluate", str(model_path), str(test_path)),
-                model_artifact=str(model_path),
-                source_dir=str(workload.source_dir),
-                entry_point=workload.entry_point,
-                input_location=str(features.parent),
-                output_location=str(output),
-            ),
-            log,
-        )
-        predicted = evaluation.read_predictions(output / f"{features.name}.out")
+    lines = transform_rows(
+        workload=workload,
+        compute=compute,
+        compute_config=compute_config,
+        model_path=model_path,
+        rows=rows,
+        job_name=job_name_for(workload.name, "evaluate", str(model_path), str(test_path)),
+        log=log,
+    )
+    predicted = evaluation.numeric_predictions(lines)
     metrics = evaluation.regression_metrics(truth, predicted)
     page = evaluation.evaluation_page(
         f"{workload.name}: held-out evaluation", metrics, truth, predicted

@@ -51,6 +51,12 @@ def decide_retraining(
         model_name,
         "decision",
         evaluation_key(model_version, batch_sha256),
-        {"retrain": decision.retrain, "reason": decision.reason, "batch": batch, "run_id": run_id, "threshold": str(rule)},
+        {
+            "retrain": decision.retrain,
+            "reason": decision.reason,
+            "batch": batch,
+            "run_id": run_id,
+            "threshold": str(rule),
+        },
     )
     return decision

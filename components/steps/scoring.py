@@ -13,7 +13,7 @@ from components.backend import LogSink, TransformJobSpec
 from components.compute import backend_for
 from components.errors import InvalidSpecError
 from components.steps.train import job_name_for
-from components.workload import load_workload
+from components.workload import Workload, load_workload
 
 
 def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:
@@ -22,6 +22,45 @@ def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:
         raise InvalidSpecError("rows_per_shard", f"must be at least 1, got {rows_per_shard}")
     _, rows = data.read_table(str(batch_path))
     return list(range(max(1, math.ceil(len(rows) / rows_per_shard))))
+
+
+def transform_rows(
+    *,
+    workload: Workload,
+    compute: str,
+    compute_config: Mapping[str, Any] | None,
+    model_path: Path,
+    rows: Sequence[data.Row],
+    job_name: str,
+    log: LogSink = print,
+) -> list[str]:
+    """Batch-transform ``rows`` (their feature columns only); one prediction line per row, in order."""
+    with tempfile.TemporaryDirectory(prefix="flywheel-score-") as scratch:
+        features = data.write_table(
+            Path(scratch) / "input" / "rows.csv", workload.columns.features, rows
+        )
+        output = Path(scratch) / "output"
+        backend_for(compute, compute_config).transform(
+            TransformJobSpec(
+                job_name=job_name,
+                model_artifact=str(model_path),
+                source_dir=str(workload.source_dir),
+                entry_point=workload.entry_point,
+                input_location=str(features.parent),
+                output_location=str(output),
+            ),
+            log,
+        )
+        predictions = [
+            line
+            for line in (output / f"{features.name}.out").read_text().splitlines()
+            if line.strip()
+        ]
+    if len(predictions) != len(rows):
+        raise InvalidSpecError(
+            "predictions", f"{job_name}: {len(predictions)} predictions for {len(rows)} rows"
+        )
+    return predictions
 
 
 def score_shard(
@@ -40,30 +79,15 @@ def score_shard(
     workload = load_workload(workload_path)
     _, rows = data.read_table(str(batch_path))
     mine = rows[shard::shard_count]
-    with tempfile.TemporaryDirectory(prefix="flywheel-score-") as scratch:
-        features = data.write_table(
-            Path(scratch) / "input" / f"shard-{shard:04d}.csv", workload.columns.features, mine
-        )
-        output = Path(scratch) / "output"
-        backend_for(compute, compute_config).transform(
-            TransformJobSpec(
-                job_name=job_name_for(
-                    workload.name, "score", str(model_path), str(batch_path), shard
-                ),
-                model_artifact=str(model_path),
-                source_dir=str(workload.source_dir),
-                entry_point=workload.entry_point,
-                input_location=str(features.parent),
-                output_location=str(output),
-            ),
-            log,
-        )
-        predictions = (output / f"{features.name}.out").read_text().splitlines()
-    predictions = [line for line in predictions if line.strip()]
-    if len(predictions) != len(mine):
-        raise InvalidSpecError(
-            "predictions", f"shard {shard}: {len(predictions)} predictions for {len(mine)} rows"
-        )
+    predictions = transform_rows(
+        workload=workload,
+        compute=compute,
+        compute_config=compute_config,
+        model_path=model_path,
+        rows=mine,
+        job_name=job_name_for(workload.name, "score", str(model_path), str(batch_path), shard),
+        log=log,
+    )
     ids = [row[workload.columns.id] for row in mine]
     predictions_path.parent.mkdir(parents=True, exist_ok=True)
     predictions_path.write_text(

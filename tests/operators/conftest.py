@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -60,6 +61,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
+    # moto keeps its state per process, not per server: start each test from nothing.
+    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset",
+                                                  method="POST"), timeout=10).close()
     try:
         yield f"http://{host}:{port}"
     finally:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from operators.decision import Decision, decide, run_key
-from operators.policy import parse_policy
+from operators.decision import Decision, decide, invalid, run_key
+from operators.policy import FieldError, parse_policy
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 UID = "4f2c-uid"
@@ -373,3 +373,13 @@ def test_conditions_keep_their_transition_time_while_unchanged() -> None:
     first = run(make_spec(MANUAL), ready(), now=NOW)
     second = run(make_spec(MANUAL), then(first), now=NOW + timedelta(minutes=5))
     assert condition(second, "Ready")["lastTransitionTime"] == "2026-03-02T10:00:30Z"
+
+
+def test_an_invalid_spec_is_reported_once_not_on_every_reconcile() -> None:
+    errors = [FieldError("spec.triggers[0].schedule.cron", "not a cron expression")]
+    first = invalid({}, errors, now=NOW, generation=2)
+    again = invalid(first.status, errors, now=NOW, generation=2)
+    assert [e.reason for e in first.events] == ["InvalidSpec"]
+    assert again.events == []
+    assert condition(again, "Ready")["message"] == "spec.triggers[0].schedule.cron: " \
+                                                   "not a cron expression"

@@ -148,3 +148,16 @@ def test_a_pipeline_that_does_not_exist_is_not_ready_and_never_fires(
                      and cluster.condition("churn", "Ready"), what="Ready=False")
     assert ready["reason"] == "PipelineNotFound"
     assert kfp_api.create_calls == 0
+
+
+def test_a_spec_the_schema_cannot_judge_is_not_ready_naming_the_field(
+        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+) -> None:
+    start_operator()
+    mars = {"name": "nightly", "schedule": {"cron": "0 3 * * *", "timeZone": "Mars/Olympus_Mons"}}
+    cluster.apply("churn", spec(mars, MANUAL), annotations={NONCE: "please"})
+    ready = wait_for(lambda: cluster.condition("churn", "Ready").get("reason") == "InvalidSpec"
+                     and cluster.condition("churn", "Ready"), what="Ready=False")
+    assert ready["status"] == "False"
+    assert "spec.triggers[0].schedule.timeZone" in ready["message"]
+    assert kfp_api.create_calls == 0
