@@ -23,10 +23,17 @@ $(VENV)/.dev-installed: pyproject.toml | $(PY)
 $(VENV)/bin/helm $(VENV)/bin/kubectl: | $(VENV)/.dev-installed
 	$(PY) tests/tools/fetch_k8s_binaries.py $(VENV)/bin
 
+# checkov pins an older boto3 and parliament needs pkg_resources: a venv of their own keeps
+# the project's dependencies clean (pip check) while the tests still run both for real.
+SECURITY_TOOLS := $(VENV)/security-tools
+$(SECURITY_TOOLS)/bin/checkov: | $(PY)
+	$(PYTHON) -m venv $(SECURITY_TOOLS)
+	$(SECURITY_TOOLS)/bin/python -m pip --disable-pip-version-check -q install checkov==3.3.30 parliament==1.6.4 'setuptools<81'
+
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flywheel run training
 
-test: $(VENV)/.dev-installed $(VENV)/bin/helm $(VENV)/bin/kubectl
+test: $(VENV)/.dev-installed $(VENV)/bin/helm $(VENV)/bin/kubectl $(SECURITY_TOOLS)/bin/checkov
 	$(PY) -m pytest
 
 lint: $(VENV)/.dev-installed

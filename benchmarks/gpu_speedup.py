@@ -1,6 +1,6 @@
 """How much faster does the PyTorch QSAR example train on a GPU than on this machine's CPU?
 
-Trains ``examples/qsar_torch`` twice through the EKS backend, under the training-script contract:
+Trains ``examples/qsar/train_torch.py`` twice through the EKS backend, under the training-script contract:
 once with CUDA hidden (``CUDA_VISIBLE_DEVICES=""``), then, if CUDA is present, on one GPU. Prints,
 from this one run, each run's training-loop time (the script's ``train_seconds``: fingerprints
 and start-up excluded), its test RMSE, and the speed-up ratio CPU time / GPU time. Without CUDA it

@@ -128,7 +128,9 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as first, tempfile.TemporaryDirectory() as second:
             through_pipeline = min(through_pipeline, pipeline_seconds(Path(first)))
             direct = min(direct, direct_seconds(Path(second)))
-        start_up = min(start_up, import_seconds("pipelines.cli") - import_seconds("components.steps.train"))
+        start_up = min(
+            start_up, import_seconds("pipelines.cli") - import_seconds("components.steps.train")
+        )
     overhead = (through_pipeline - direct - start_up) / tasks
     verdict = "meets" if overhead < TARGET_SECONDS_PER_TASK else "MISSES"
     print(f"flywheel run training (kfp.local, {tasks} tasks):   {through_pipeline:6.2f} s")

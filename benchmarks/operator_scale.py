@@ -66,10 +66,16 @@ def cpu_seconds(pid: int) -> float:
 
 
 def policy(name: str, *triggers: dict[str, Any]) -> dict[str, Any]:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RetrainPolicy",
-            "metadata": {"name": name},
-            "spec": {"pipeline": {"name": "train"}, "concurrencyPolicy": "Allow",
-                     "triggers": list(triggers)}}
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "RetrainPolicy",
+        "metadata": {"name": name},
+        "spec": {
+            "pipeline": {"name": "train"},
+            "concurrencyPolicy": "Allow",
+            "triggers": list(triggers),
+        },
+    }
 
 
 MANUAL = {"name": "by-hand", "manual": {}}
@@ -77,18 +83,32 @@ NIGHTLY = {"name": "nightly", "schedule": {"cron": "0 3 * * *"}}
 
 
 def metric_trigger(model: str) -> dict[str, Any]:
-    return {"name": "drift", "metric": {
-        "cloudWatch": {"namespace": "Bench", "metricName": "RMSE", "statistic": "Maximum",
-                       "dimensions": {"Model": model}, "periodSeconds": 60},
-        "comparator": "GreaterThanThreshold", "threshold": 0.5, "evaluationPeriods": 3,
-        "datapointsToAlarm": 1}}
+    return {
+        "name": "drift",
+        "metric": {
+            "cloudWatch": {
+                "namespace": "Bench",
+                "metricName": "RMSE",
+                "statistic": "Maximum",
+                "dimensions": {"Model": model},
+                "periodSeconds": 60,
+            },
+            "comparator": "GreaterThanThreshold",
+            "threshold": 0.5,
+            "evaluationPeriods": 3,
+            "datapointsToAlarm": 1,
+        },
+    }
 
 
 def run_started(kfp: KfpStandIn, policy_name: str) -> list[float]:
     """When the stand-in created runs of this policy (its monotonic clock, same process)."""
     with kfp.lock:
-        return [r["_started"] for r in kfp.runs.values()
-                if r["display_name"].startswith(f"{policy_name}-")]
+        return [
+            r["_started"]
+            for r in kfp.runs.values()
+            if r["display_name"].startswith(f"{policy_name}-")
+        ]
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -102,57 +122,87 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=40, help="nonce latency samples")
     parser.add_argument("--metric-policies", type=int, default=20)
     parser.add_argument("--idle-seconds", type=float, default=30)
-    parser.add_argument("--operator-log", type=Path, default=None,
-                        help="write the operator's log here (default: discard)")
+    parser.add_argument(
+        "--operator-log",
+        type=Path,
+        default=None,
+        help="write the operator's log here (default: discard)",
+    )
     args = parser.parse_args()
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
-    aws_env = {"AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "bench",
-               "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1"}
-    cloudwatch = boto3.client("cloudwatch", region_name="us-east-1",
-                              endpoint_url=aws_env["AWS_ENDPOINT_URL"],
-                              aws_access_key_id="bench", aws_secret_access_key="bench")
+    aws_env = {
+        "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    cloudwatch = boto3.client(
+        "cloudwatch",
+        region_name="us-east-1",
+        endpoint_url=aws_env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="bench",
+        aws_secret_access_key="bench",
+    )
     try:
-        with tempfile.TemporaryDirectory() as tmp, EmulatorThread(NAMESPACE) as cluster, \
-                KfpStandIn() as kfp:
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            EmulatorThread(NAMESPACE) as cluster,
+            KfpStandIn() as kfp,
+        ):
             kfp.add_pipeline("train", "v1")
             kubeconfig = write_kubeconfig(Path(tmp) / "kubeconfig", cluster.url)
             config = kubernetes.client.Configuration()
             config.host = cluster.url
             api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
-            run(args, api, kfp, cloudwatch, {**os.environ, **aws_env,
-                                             "KUBECONFIG": str(kubeconfig),
-                                             "PYTHONPATH": str(ROOT)})
+            run(
+                args,
+                api,
+                kfp,
+                cloudwatch,
+                {**os.environ, **aws_env, "KUBECONFIG": str(kubeconfig), "PYTHONPATH": str(ROOT)},
+            )
     finally:
         moto.stop()
 
 
-def run(args: argparse.Namespace, api: Any, kfp: KfpStandIn, cloudwatch: Any,
-        env: dict[str, str]) -> None:
+def run(
+    args: argparse.Namespace, api: Any, kfp: KfpStandIn, cloudwatch: Any, env: dict[str, str]
+) -> None:
     metric_names = [f"metric-{i:04d}" for i in range(args.metric_policies)]
     idle_names = [f"policy-{i:04d}" for i in range(args.policies - args.metric_policies)]
     started = time.monotonic()
     for name in idle_names:
-        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
-                                            policy(name, MANUAL, NIGHTLY))
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, policy(name, MANUAL, NIGHTLY)
+        )
     for name in metric_names:
-        api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
-                                            policy(name, metric_trigger(name)))
+        api.create_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, policy(name, metric_trigger(name))
+        )
     print(f"created {args.policies} policies in {time.monotonic() - started:.1f}s", flush=True)
 
     log = args.operator_log.open("w") if args.operator_log else subprocess.DEVNULL
     operator = subprocess.Popen(
         [sys.executable, "-m", "operators", "-n", NAMESPACE, "--kfp-host", kfp.url],
-        env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+        env=env,
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         started = time.monotonic()
 
         def all_ready() -> bool:
             items = api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)["items"]
-            ready = sum(1 for o in items for c in (o.get("status") or {}).get("conditions", [])
-                        if c["type"] == "Ready" and c["status"] == "True")
+            ready = sum(
+                1
+                for o in items
+                for c in (o.get("status") or {}).get("conditions", [])
+                if c["type"] == "Ready" and c["status"] == "True"
+            )
             return ready == args.policies
 
         wait_for(all_ready, timeout=600, what="all policies Ready", every=2)
@@ -167,38 +217,67 @@ def run(args: argparse.Namespace, api: Any, kfp: KfpStandIn, cloudwatch: Any,
         for i in range(args.samples):
             name = idle_names[i * len(idle_names) // args.samples]
             written = time.monotonic()
-            api.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name,
-                                               {"metadata": {"annotations": {NONCE: "bench"}}})
-            created = wait_for(lambda n=name: run_started(kfp, n), timeout=30,
-                               what=f"a run for {name}", every=0.005)
+            api.patch_namespaced_custom_object(
+                GROUP,
+                VERSION,
+                NAMESPACE,
+                PLURAL,
+                name,
+                {"metadata": {"annotations": {NONCE: "bench"}}},
+            )
+            created = wait_for(
+                lambda n=name: run_started(kfp, n),
+                timeout=30,
+                what=f"a run for {name}",
+                every=0.005,
+            )
             nonce_delays.append(created[0] - written)
             time.sleep(0.2)
 
         # All breaches at once: each policy sees its own at its next poll (up to a period later);
         # the delay counts from when that reading lands in status to the run's creation.
         for name in metric_names:
-            cloudwatch.put_metric_data(Namespace="Bench", MetricData=[{
-                "MetricName": "RMSE", "Value": 0.9, "Timestamp": datetime.now(tz=UTC),
-                "Dimensions": [{"Name": "Model", "Value": name}]}])
+            cloudwatch.put_metric_data(
+                Namespace="Bench",
+                MetricData=[
+                    {
+                        "MetricName": "RMSE",
+                        "Value": 0.9,
+                        "Timestamp": datetime.now(tz=UTC),
+                        "Dimensions": [{"Name": "Model", "Value": name}],
+                    }
+                ],
+            )
         observed: dict[str, float] = {}
 
         def breaches_seen() -> bool:
             for name in metric_names:
                 if name in observed:
                     continue
-                status = api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL,
-                                                          name).get("status") or {}
+                status = (
+                    api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name).get(
+                        "status"
+                    )
+                    or {}
+                )
                 seen = ((status.get("observations") or {}).get("triggers") or {}).get("drift")
                 if seen and 0.9 in (seen.get("values") or []):
                     observed[name] = time.monotonic()
             return len(observed) == len(metric_names)
 
-        wait_for(breaches_seen, timeout=180, what="every metric policy to see its breach",
-                 every=0.005)
+        wait_for(
+            breaches_seen, timeout=180, what="every metric policy to see its breach", every=0.005
+        )
         metric_delays = [
-            max(0.0, wait_for(lambda n=name: run_started(kfp, n), timeout=30,
-                              what=f"a run for {name}")[0] - observed[name])
-            for name in metric_names]
+            max(
+                0.0,
+                wait_for(lambda n=name: run_started(kfp, n), timeout=30, what=f"a run for {name}")[
+                    0
+                ]
+                - observed[name],
+            )
+            for name in metric_names
+        ]
     finally:
         operator.terminate()
         operator.wait(timeout=60)
@@ -209,10 +288,14 @@ def run(args: argparse.Namespace, api: Any, kfp: KfpStandIn, cloudwatch: Any,
     print(f"policies                       {args.policies}")
     print(f"operator resident memory       {memory:8.1f} MB     (target < 250 MB)")
     print(f"operator CPU at idle           {idle_cpu * 100:8.2f} %      (target < 5 % of a core)")
-    print(f"nonce  -> run created  p50/p95 {nonce_p50:6.3f} / {nonce_p95:6.3f} s "
-          f"(n={len(nonce_delays)}, target p95 < 1 s)")
-    print(f"breach -> run created  p50/p95 {metric_p50:6.3f} / {metric_p95:6.3f} s "
-          f"(n={len(metric_delays)}, target p95 < 1 s)")
+    print(
+        f"nonce  -> run created  p50/p95 {nonce_p50:6.3f} / {nonce_p95:6.3f} s "
+        f"(n={len(nonce_delays)}, target p95 < 1 s)"
+    )
+    print(
+        f"breach -> run created  p50/p95 {metric_p50:6.3f} / {metric_p95:6.3f} s "
+        f"(n={len(metric_delays)}, target p95 < 1 s)"
+    )
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """boto3 clients the way every Flywheel component makes them.
 
-Adaptive retry mode rides out throttling instead of failing a step; ``endpoint_url`` points a
+Adaptive retry mode adds client-side rate limiting on top of standard retries: a throttled call
+waits and retries instead of failing a two-hour job at minute 90. ``endpoint_url`` points a
 client at a stand-in such as a moto server.
 """
 

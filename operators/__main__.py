@@ -25,18 +25,32 @@ SAMPLE_BUCKET = "flywheel-feature-lake"
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m operators", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--dev", action="store_true",
-                        help="run against a local emulator, KFP stand-in and moto")
-    parser.add_argument("-n", "--namespace", action="append", default=[],
-                        help="namespace to watch (repeatable); all namespaces if omitted")
-    parser.add_argument("--kfp-host", default=None,
-                        help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT or in-cluster)")
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="serve Prometheus /metrics on this port")
-    parser.add_argument("--standalone", action="store_true",
-                        help="skip peering: only for a single replica")
+    parser = argparse.ArgumentParser(
+        prog="python -m operators",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--dev", action="store_true", help="run against a local emulator, KFP stand-in and moto"
+    )
+    parser.add_argument(
+        "-n",
+        "--namespace",
+        action="append",
+        default=[],
+        help="namespace to watch (repeatable); all namespaces if omitted",
+    )
+    parser.add_argument(
+        "--kfp-host",
+        default=None,
+        help="KFP API endpoint (default: $KF_PIPELINES_ENDPOINT or in-cluster)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
+    )
+    parser.add_argument(
+        "--standalone", action="store_true", help="skip peering: only for a single replica"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
 
@@ -56,38 +70,52 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
             kfp.add_pipeline("train", "v1")
             host, port = moto.get_host_and_port()
             # The sample policy watches this bucket; an empty one reads as "no new data yet".
-            boto3.client("s3", region_name="us-east-1", endpoint_url=f"http://{host}:{port}",
-                         aws_access_key_id="dev", aws_secret_access_key="dev"
-                         ).create_bucket(Bucket=SAMPLE_BUCKET)
+            boto3.client(
+                "s3",
+                region_name="us-east-1",
+                endpoint_url=f"http://{host}:{port}",
+                aws_access_key_id="dev",
+                aws_secret_access_key="dev",
+            ).create_bucket(Bucket=SAMPLE_BUCKET)
             kubeconfig = write_kubeconfig(workdir / "kubeconfig", cluster.url)
-            yield {"KUBECONFIG": str(kubeconfig), "KF_PIPELINES_ENDPOINT": kfp.url,
-                   "AWS_ENDPOINT_URL": f"http://{host}:{port}", "AWS_ACCESS_KEY_ID": "dev",
-                   "AWS_SECRET_ACCESS_KEY": "dev", "AWS_DEFAULT_REGION": "us-east-1"}
+            yield {
+                "KUBECONFIG": str(kubeconfig),
+                "KF_PIPELINES_ENDPOINT": kfp.url,
+                "AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                "AWS_ACCESS_KEY_ID": "dev",
+                "AWS_SECRET_ACCESS_KEY": "dev",
+                "AWS_DEFAULT_REGION": "us-east-1",
+            }
     finally:
         moto.stop()
 
 
 def _print_dev_help(env: dict[str, str]) -> None:
     root = Path(__file__).resolve().parent.parent
-    print(f"""
+    print(
+        f"""
 Flywheel retraining operator, dev mode. In another shell:
 
-  export KUBECONFIG={env['KUBECONFIG']}
-  export AWS_ENDPOINT_URL={env['AWS_ENDPOINT_URL']} AWS_ACCESS_KEY_ID=dev \\
+  export KUBECONFIG={env["KUBECONFIG"]}
+  export AWS_ENDPOINT_URL={env["AWS_ENDPOINT_URL"]} AWS_ACCESS_KEY_ID=dev \\
          AWS_SECRET_ACCESS_KEY=dev AWS_DEFAULT_REGION=us-east-1
-  kubectl apply -f {root / 'manifests/policies/retrainpolicy-sample.yaml'}
+  kubectl apply -f {root / "manifests/policies/retrainpolicy-sample.yaml"}
   kubectl annotate rp churn-model flywheel.dev/run-nonce="$(date +%s)" --overwrite
   kubectl get rp churn-model -o yaml      # status: conditions, triggers, active, recentRuns
 
-KFP stand-in (pipeline "train", runs succeed after 30 s): {env['KF_PIPELINES_ENDPOINT']}
+KFP stand-in (pipeline "train", runs succeed after 30 s): {env["KF_PIPELINES_ENDPOINT"]}
 Press Ctrl+C to stop.
-""", flush=True)
+""",
+        flush=True,
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # the emulator's, in --dev
     if args.kfp_host:
         os.environ["KF_PIPELINES_ENDPOINT"] = args.kfp_host

@@ -38,8 +38,15 @@ from operators.policy import (
 ARMED, FIRING, DISARMED = "Armed", "Firing", "Disarmed"
 SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
 FAILED_STATES = frozenset({"FAILED", "CANCELED"})
-CONDITION_TYPES = ("Ready", "Running", "Suspended", "CoolingDown", "BackingOff", "Paused",
-                   "SourceError")
+CONDITION_TYPES = (
+    "Ready",
+    "Running",
+    "Suspended",
+    "CoolingDown",
+    "BackingOff",
+    "Paused",
+    "SourceError",
+)
 # Gates a manual trigger passes: pausing and waiting are for automatic triggers.
 MANUAL_PASSES = frozenset({"Paused", "CoolingDown", "BackingOff"})
 # The poller records why a source could not be read; these reasons mean "cannot ever work as
@@ -110,23 +117,38 @@ def render_parameters(parameters: Mapping[str, Any], context: Mapping[str, Any])
     return {k: _TEMPLATE.sub(fill, v) if isinstance(v, str) else v for k, v in parameters.items()}
 
 
-def set_condition(conditions: list[dict[str, Any]], type_: str, status: bool | None, reason: str,
-                  message: str, now: datetime, generation: int) -> None:
+def set_condition(
+    conditions: list[dict[str, Any]],
+    type_: str,
+    status: bool | None,
+    reason: str,
+    message: str,
+    now: datetime,
+    generation: int,
+) -> None:
     """Upsert a condition; ``lastTransitionTime`` moves only when the status flips."""
     value = "Unknown" if status is None else str(status)
     for cond in conditions:
         if cond["type"] == type_:
             if cond["status"] != value:
                 cond["lastTransitionTime"] = ts(now)
-            cond.update(status=value, reason=reason, message=message,
-                        observedGeneration=generation)
+            cond.update(status=value, reason=reason, message=message, observedGeneration=generation)
             return
-    conditions.append({"type": type_, "status": value, "reason": reason, "message": message,
-                       "lastTransitionTime": ts(now), "observedGeneration": generation})
+    conditions.append(
+        {
+            "type": type_,
+            "status": value,
+            "reason": reason,
+            "message": message,
+            "lastTransitionTime": ts(now),
+            "observedGeneration": generation,
+        }
+    )
 
 
-def invalid(status: Mapping[str, Any], errors: list[FieldError], *, now: datetime,
-            generation: int) -> Decision:
+def invalid(
+    status: Mapping[str, Any], errors: list[FieldError], *, now: datetime, generation: int
+) -> Decision:
     """A spec the operator cannot act on: not Ready, naming each bad field; nothing fires."""
     new = {k: copy.deepcopy(v) for k, v in status.items() if k != "observations"}
     new["observedGeneration"] = generation
@@ -139,8 +161,16 @@ def invalid(status: Mapping[str, Any], errors: list[FieldError], *, now: datetim
     return Decision(status=new, events=[Event("Warning", "InvalidSpec", message)] if news else [])
 
 
-def decide(policy: Policy, status: Mapping[str, Any], *, annotations: Mapping[str, str],
-           now: datetime, generation: int, uid: str, name: str) -> Decision:
+def decide(
+    policy: Policy,
+    status: Mapping[str, Any],
+    *,
+    annotations: Mapping[str, str],
+    now: datetime,
+    generation: int,
+    uid: str,
+    name: str,
+) -> Decision:
     """Decide what to launch, skip, queue or terminate now, and what status says about it."""
     return _Decider(policy, status, annotations, now, generation, uid, name).run()
 
@@ -148,8 +178,16 @@ def decide(policy: Policy, status: Mapping[str, Any], *, annotations: Mapping[st
 class _Decider:
     """One decision, split into steps. Holds the working copy of status; does no I/O."""
 
-    def __init__(self, policy: Policy, status: Mapping[str, Any], annotations: Mapping[str, str],
-                 now: datetime, generation: int, uid: str, name: str) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        status: Mapping[str, Any],
+        annotations: Mapping[str, str],
+        now: datetime,
+        generation: int,
+        uid: str,
+        name: str,
+    ) -> None:
         self.policy = policy
         self.obs: Mapping[str, Any] = status.get("observations") or {}
         self.new = {k: copy.deepcopy(v) for k, v in status.items() if k != "observations"}
@@ -184,12 +222,14 @@ class _Decider:
         self._trim_history()
         self.new["activeCount"] = len(self.active)
         self.new["observedGeneration"] = self.generation
-        schedule_times = [t["nextScheduleTime"] for t in self.new["triggers"]
-                          if t.get("nextScheduleTime")]
+        schedule_times = [
+            t["nextScheduleTime"] for t in self.new["triggers"] if t.get("nextScheduleTime")
+        ]
         self.new["nextScheduleTime"] = min(schedule_times) if schedule_times else None
         self.new["nextWakeTime"] = ts(min(self.wake)) if self.wake else None
-        return Decision(status=self.new, launches=self.launches, terminate=self.terminate,
-                        events=self.events)
+        return Decision(
+            status=self.new, launches=self.launches, terminate=self.terminate, events=self.events
+        )
 
     # -- runs ---------------------------------------------------------------------------------
 
@@ -204,8 +244,10 @@ class _Decider:
                 still_active.append(entry)
                 continue
             finished = seen.get("finishedTime") or ts(self.now)
-            recent = {k: entry.get(k) for k in ("runKey", "runName", "runId", "trigger", "reason",
-                                                 "launchedTime")}
+            recent = {
+                k: entry.get(k)
+                for k in ("runKey", "runName", "runId", "trigger", "reason", "launchedTime")
+            }
             recent.update(state=state, finishedTime=finished)
             if entry.get("replaced"):
                 recent["state"] = "Replaced"
@@ -220,8 +262,11 @@ class _Decider:
                 self.new["consecutiveFailures"] = failures
                 self.new["lastFailureTime"] = finished
                 self._count("failed")
-                self.events.append(Event("Warning", "RunFailed",
-                                         f"{entry['runName']} {state} ({failures} in a row)"))
+                self.events.append(
+                    Event(
+                        "Warning", "RunFailed", f"{entry['runName']} {state} ({failures} in a row)"
+                    )
+                )
             self.new.setdefault("recentRuns", []).append(recent)
         self.active[:] = still_active
 
@@ -229,8 +274,10 @@ class _Decider:
         recent = self.new.get("recentRuns", [])
         good = [r for r in recent if r["state"] in SUCCEEDED_STATES | {"DryRun"}]
         bad = [r for r in recent if r not in good]
-        keep_good = good[-self.policy.successful_history:] if self.policy.successful_history else []
-        keep_bad = bad[-self.policy.failed_history:] if self.policy.failed_history else []
+        keep_good = (
+            good[-self.policy.successful_history :] if self.policy.successful_history else []
+        )
+        keep_bad = bad[-self.policy.failed_history :] if self.policy.failed_history else []
         kept = {id(r) for r in keep_good + keep_bad}
         self.new["recentRuns"] = [r for r in recent if id(r) in kept]
 
@@ -251,9 +298,14 @@ class _Decider:
             until = last_failure + timedelta(seconds=self.policy.backoff.delay(failures))
             if until > self.now:
                 return "BackingOff", until
-        ends = [t + timedelta(seconds=s) for t, s in (
-            (last_success, self.policy.cooldown_after_success),
-            (last_failure, self.policy.cooldown_after_failure)) if t is not None and s]
+        ends = [
+            t + timedelta(seconds=s)
+            for t, s in (
+                (last_success, self.policy.cooldown_after_success),
+                (last_failure, self.policy.cooldown_after_failure),
+            )
+            if t is not None and s
+        ]
         if ends and max(ends) > self.now:
             return "CoolingDown", max(ends)
         return None, None
@@ -286,16 +338,21 @@ class _Decider:
                 state["lastEvaluationTime"] = seen["evaluatedAt"]
             error = seen.get("error")
             state["message"] = f"{error['reason']}: {error['message']}" if error else ""
-            evaluate = {Schedule: self._schedule, Metric: self._metric,
-                        DataArrival: self._data_arrival, Manual: self._manual}
+            evaluate = {
+                Schedule: self._schedule,
+                Metric: self._metric,
+                DataArrival: self._data_arrival,
+                Manual: self._manual,
+            }
             firing = None if error else evaluate[type(trigger.kind)](trigger, state, seen)
             if firing is not None:
                 firings.append(firing)
             states[trigger.name] = state
         return firings, states
 
-    def _schedule(self, trigger: Trigger, state: dict[str, Any], _: Mapping[str, Any]
-                  ) -> _Firing | None:
+    def _schedule(
+        self, trigger: Trigger, state: dict[str, Any], _: Mapping[str, Any]
+    ) -> _Firing | None:
         sched = trigger.kind
         assert isinstance(sched, Schedule)
         tz = ZoneInfo(sched.time_zone)
@@ -318,21 +375,31 @@ class _Decider:
             state["lastScheduleTime"] = ts(slot)
             state["state"] = ARMED
             self._count("missed")
-            self.events.append(Event("Warning", "MissedSchedule",
-                                     f"trigger {trigger.name}: slot {ts(slot)} is {lateness:.0f}s "
-                                     f"late, past its starting deadline"))
+            self.events.append(
+                Event(
+                    "Warning",
+                    "MissedSchedule",
+                    f"trigger {trigger.name}: slot {ts(slot)} is {lateness:.0f}s "
+                    f"late, past its starting deadline",
+                )
+            )
             return None
-        return _Firing(trigger, fire_key=ts(slot), reason=f"scheduled for {ts(slot)}",
-                       context={"scheduledTime": ts(slot)},
-                       consumed={"lastScheduleTime": ts(slot), "state": ARMED})
+        return _Firing(
+            trigger,
+            fire_key=ts(slot),
+            reason=f"scheduled for {ts(slot)}",
+            context={"scheduledTime": ts(slot)},
+            consumed={"lastScheduleTime": ts(slot), "state": ARMED},
+        )
 
-    def _metric(self, trigger: Trigger, state: dict[str, Any], seen: Mapping[str, Any]
-                ) -> _Firing | None:
+    def _metric(
+        self, trigger: Trigger, state: dict[str, Any], seen: Mapping[str, Any]
+    ) -> _Firing | None:
         metric = trigger.kind
         assert isinstance(metric, Metric)
         if "values" not in seen:
             return None
-        values: list[float | None] = list(seen["values"])[-metric.evaluation_periods:]
+        values: list[float | None] = list(seen["values"])[-metric.evaluation_periods :]
         present = [v for v in values if v is not None]
         if present:
             state["lastValue"] = present[-1]
@@ -348,14 +415,17 @@ class _Decider:
         since = state.get("breachSince") or seen["evaluatedAt"]
         state["breachSince"] = since
         value = state.get("lastValue")
-        return _Firing(trigger, fire_key=f"breach@{since}",
-                       reason=f"metric {value} breached {metric.comparator.value} "
-                              f"{metric.threshold:g}",
-                       context={"metricValue": value},
-                       consumed={"state": DISARMED})
+        return _Firing(
+            trigger,
+            fire_key=f"breach@{since}",
+            reason=f"metric {value} breached {metric.comparator.value} {metric.threshold:g}",
+            context={"metricValue": value},
+            consumed={"state": DISARMED},
+        )
 
-    def _data_arrival(self, trigger: Trigger, state: dict[str, Any], seen: Mapping[str, Any]
-                      ) -> _Firing | None:
+    def _data_arrival(
+        self, trigger: Trigger, state: dict[str, Any], seen: Mapping[str, Any]
+    ) -> _Firing | None:
         arrival = trigger.kind
         assert isinstance(arrival, DataArrival)
         watermark = state.get("watermark", "")
@@ -367,22 +437,29 @@ class _Decider:
         state["lastValue"] = count
         if count < arrival.min_new_objects or size < arrival.min_new_bytes:
             return None
-        return _Firing(trigger, fire_key=f"{watermark}..{seen['maxKey']}",
-                       reason=f"{count} new objects ({size} bytes) in s3://{arrival.bucket}/"
-                              f"{arrival.prefix}",
-                       context={"newKeys": seen.get("newKeys", []), "newObjects": count},
-                       consumed={"watermark": seen["maxKey"], "state": ARMED})
+        return _Firing(
+            trigger,
+            fire_key=f"{watermark}..{seen['maxKey']}",
+            reason=f"{count} new objects ({size} bytes) in s3://{arrival.bucket}/{arrival.prefix}",
+            context={"newKeys": seen.get("newKeys", []), "newObjects": count},
+            consumed={"watermark": seen["maxKey"], "state": ARMED},
+        )
 
-    def _manual(self, trigger: Trigger, state: dict[str, Any], _: Mapping[str, Any]
-                ) -> _Firing | None:
+    def _manual(
+        self, trigger: Trigger, state: dict[str, Any], _: Mapping[str, Any]
+    ) -> _Firing | None:
         manual = trigger.kind
         assert isinstance(manual, Manual)
         nonce = self.annotations.get(manual.annotation)
         if not nonce or nonce == state.get("lastNonce"):
             return None
-        return _Firing(trigger, fire_key=f"nonce:{nonce}", reason=f"manual nonce {nonce}",
-                       context={"nonce": nonce},
-                       consumed={"lastNonce": nonce, "lastValue": nonce, "state": ARMED})
+        return _Firing(
+            trigger,
+            fire_key=f"nonce:{nonce}",
+            reason=f"manual nonce {nonce}",
+            context={"nonce": nonce},
+            consumed={"lastNonce": nonce, "lastValue": nonce, "state": ARMED},
+        )
 
     # -- launching ----------------------------------------------------------------------------
 
@@ -410,31 +487,46 @@ class _Decider:
         match self.policy.concurrency:
             case ConcurrencyPolicy.FORBID:
                 self._count("skipped")
-                self.events.append(Event("Normal", "Skipped",
-                                         f"trigger {name} ({reason}): a run is active, "
-                                         f"concurrencyPolicy is Forbid"))
+                self.events.append(
+                    Event(
+                        "Normal",
+                        "Skipped",
+                        f"trigger {name} ({reason}): a run is active, concurrencyPolicy is Forbid",
+                    )
+                )
             case ConcurrencyPolicy.REPLACE:
                 for entry in self.active:
                     if entry.get("runId") and not entry.get("replaced"):
                         entry["replaced"] = True
                         self.terminate.append(entry["runId"])
-                self.events.append(Event("Normal", "Replacing",
-                                         f"trigger {name} ({reason}): terminating active runs"))
+                self.events.append(
+                    Event(
+                        "Normal", "Replacing", f"trigger {name} ({reason}): terminating active runs"
+                    )
+                )
                 self._launch(name, key, reason, firing.context)
             case ConcurrencyPolicy.QUEUE:
                 earlier = self.new.get("queued")
                 coalesced = (earlier.get("coalesced", 0) + 1) if earlier else 0
-                self.new["queued"] = {"trigger": name, "fireKey": key, "reason": reason,
-                                      "context": firing.context, "queuedTime": ts(self.now),
-                                      "coalesced": coalesced}
+                self.new["queued"] = {
+                    "trigger": name,
+                    "fireKey": key,
+                    "reason": reason,
+                    "context": firing.context,
+                    "queuedTime": ts(self.now),
+                    "coalesced": coalesced,
+                }
                 self._count("queued")
-                self.events.append(Event("Normal", "Queued",
-                                         f"trigger {name} ({reason}): waits for the active run"
-                                         + (f", coalescing {coalesced} earlier" if coalesced
-                                            else "")))
+                self.events.append(
+                    Event(
+                        "Normal",
+                        "Queued",
+                        f"trigger {name} ({reason}): waits for the active run"
+                        + (f", coalescing {coalesced} earlier" if coalesced else ""),
+                    )
+                )
 
-    def _launch(self, trigger: str, fire_key: str, reason: str, context: Mapping[str, Any]
-                ) -> None:
+    def _launch(self, trigger: str, fire_key: str, reason: str, context: Mapping[str, Any]) -> None:
         key = run_key(self.uid, trigger, fire_key)
         name = run_name(self.name, key)
         full_context = {**context, "trigger": trigger, "reason": reason, "runKey": key}
@@ -442,13 +534,28 @@ class _Decider:
         self.new["lastTriggerTime"] = ts(self.now)
         if self.policy.dry_run:
             self._count("dryRuns")
-            self.new.setdefault("recentRuns", []).append({
-                "runKey": key, "runName": name, "trigger": trigger, "reason": reason,
-                "state": "DryRun", "launchedTime": ts(self.now), "parameters": parameters})
+            self.new.setdefault("recentRuns", []).append(
+                {
+                    "runKey": key,
+                    "runName": name,
+                    "trigger": trigger,
+                    "reason": reason,
+                    "state": "DryRun",
+                    "launchedTime": ts(self.now),
+                    "parameters": parameters,
+                }
+            )
             self.events.append(Event("Normal", "WouldTrigger", f"{name}: {reason} (dry run)"))
             return
-        entry = {"runKey": key, "runName": name, "trigger": trigger, "reason": reason,
-                 "fireKey": fire_key, "decidedTime": ts(self.now), "parameters": parameters}
+        entry = {
+            "runKey": key,
+            "runName": name,
+            "trigger": trigger,
+            "reason": reason,
+            "fireKey": fire_key,
+            "decidedTime": ts(self.now),
+            "parameters": parameters,
+        }
         self.active.append(entry)
         self.launches.append(entry)
         self._count("launched")
@@ -467,23 +574,41 @@ class _Decider:
             put("Ready", True, "Ready", "triggers are being evaluated")
         else:
             put("Ready", None if not_ready[0] == "PipelineUnchecked" else False, *not_ready)
-        put("Running", bool(self.active), "RunsActive" if self.active else "NoRunsActive",
-            ", ".join(e["runName"] for e in self.active))
+        put(
+            "Running",
+            bool(self.active),
+            "RunsActive" if self.active else "NoRunsActive",
+            ", ".join(e["runName"] for e in self.active),
+        )
         put("Suspended", self.policy.suspend, "SpecSuspend" if self.policy.suspend else "Active")
         failures = self.new.get("consecutiveFailures", 0)
         paused = gate_reason == "Paused"
-        put("Paused", paused, "ConsecutiveFailures" if paused else "NotPaused",
-            f"{failures} failures in a row; a successful manual run resumes" if paused else "")
+        put(
+            "Paused",
+            paused,
+            "ConsecutiveFailures" if paused else "NotPaused",
+            f"{failures} failures in a row; a successful manual run resumes" if paused else "",
+        )
         until = f"until {ts(gate_until)}" if gate_until else ""
-        put("CoolingDown", gate_reason == "CoolingDown",
+        put(
+            "CoolingDown",
+            gate_reason == "CoolingDown",
             "Cooldown" if gate_reason == "CoolingDown" else "NoCooldown",
-            until if gate_reason == "CoolingDown" else "")
-        put("BackingOff", gate_reason == "BackingOff",
+            until if gate_reason == "CoolingDown" else "",
+        )
+        put(
+            "BackingOff",
+            gate_reason == "BackingOff",
             "RunFailures" if gate_reason == "BackingOff" else "NoBackoff",
-            until if gate_reason == "BackingOff" else "")
+            until if gate_reason == "BackingOff" else "",
+        )
         errors = [f"{t['name']}: {t['message']}" for t in self.new["triggers"] if t["message"]]
-        put("SourceError", bool(errors), "SourceUnreadable" if errors else "SourcesReadable",
-            "; ".join(errors))
+        put(
+            "SourceError",
+            bool(errors),
+            "SourceUnreadable" if errors else "SourcesReadable",
+            "; ".join(errors),
+        )
         order = {t: i for i, t in enumerate(CONDITION_TYPES)}
         conds.sort(key=lambda c: order.get(c["type"], math.inf))
 
@@ -499,7 +624,7 @@ def alarm_state(metric: Metric, values: list[float | None]) -> str:
     missing, which the caller gets as INSUFFICIENT_DATA, a state that changes nothing).
     """
     missing = [None] * max(0, metric.evaluation_periods - len(values))
-    window = missing + values[-metric.evaluation_periods:]
+    window = missing + values[-metric.evaluation_periods :]
     breaches = oks = 0
     for value in window:
         if value is None:

@@ -45,10 +45,16 @@ CRD_DIR = Path(__file__).resolve().parent.parent / "manifests" / "crds"
 NAMESPACES = re.compile(r"/api/v1/namespaces(/[^/]+)?/?")
 WATCH_TIMEOUT_SECONDS = 60.0
 CORE = {
-    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", singular="namespace", namespaced=False,
-                                        shortnames={"ns"}, verbs={"get", "list", "watch", "create"}),
-    "v1/events": kmock.ResourceInfo(kind="Event", singular="event", namespaced=True,
-                                    verbs={"create", "get", "list", "watch"}),
+    "v1/namespaces": kmock.ResourceInfo(
+        kind="Namespace",
+        singular="namespace",
+        namespaced=False,
+        shortnames={"ns"},
+        verbs={"get", "list", "watch", "create"},
+    ),
+    "v1/events": kmock.ResourceInfo(
+        kind="Event", singular="event", namespaced=True, verbs={"create", "get", "list", "watch"}
+    ),
 }
 
 
@@ -61,7 +67,8 @@ def crd_resources(path: Path) -> Iterator[tuple[str, kmock.ResourceInfo]]:
         names = spec["names"]
         for version in spec["versions"]:
             info = kmock.ResourceInfo(
-                kind=names["kind"], singular=names.get("singular"),
+                kind=names["kind"],
+                singular=names.get("singular"),
                 namespaced=spec["scope"] == "Namespaced",
                 shortnames=set(names.get("shortNames", [])),
                 categories=set(names.get("categories", [])),
@@ -98,8 +105,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
         if namespace is not None:
             meta.setdefault("namespace", namespace)
-        meta.update(uid=str(uuid.uuid4()), resourceVersion=str(next(self._versions)), generation=1,
-                    creationTimestamp=_now())
+        meta.update(
+            uid=str(uuid.uuid4()),
+            resourceVersion=str(next(self._versions)),
+            generation=1,
+            creationTimestamp=_now(),
+        )
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
         # kmock cannot parse the path of the namespace list or of one namespace.
@@ -111,25 +122,36 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             raw_request = raw_request.clone(rel_url=url)
         return await super().__call__(raw_request)
 
-    async def _serve_namespaces(self, raw_request: aiohttp.web.BaseRequest
-                                ) -> aiohttp.web.StreamResponse:
+    async def _serve_namespaces(
+        self, raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
         await raw_request.read()
         name = raw_request.path.rstrip("/").split("/")[-1]
-        items = [obj.raw for (res, _, obj_name), obj in self.objects.items()
-                 if res == kmock.resource("v1/namespaces") and not obj.deleted
-                 and (name == "namespaces" or obj_name == name)]
+        items = [
+            obj.raw
+            for (res, _, obj_name), obj in self.objects.items()
+            if res == kmock.resource("v1/namespaces")
+            and not obj.deleted
+            and (name == "namespaces" or obj_name == name)
+        ]
         if name == "namespaces" and raw_request.query.get("watch", "").lower() in ("true", "1"):
             return await self._watch_namespaces(raw_request, items)
         if name == "namespaces":
-            return aiohttp.web.json_response({"apiVersion": "v1", "kind": "NamespaceList",
-                                              "metadata": {"resourceVersion": "1"},
-                                              "items": items})
+            return aiohttp.web.json_response(
+                {
+                    "apiVersion": "v1",
+                    "kind": "NamespaceList",
+                    "metadata": {"resourceVersion": "1"},
+                    "items": items,
+                }
+            )
         if items:
             return aiohttp.web.json_response(items[0])
         return await self._render_error(KubernetesObjectNotFoundError())
 
-    async def _watch_namespaces(self, raw_request: aiohttp.web.BaseRequest,
-                                items: list[dict[str, Any]]) -> aiohttp.web.StreamResponse:
+    async def _watch_namespaces(
+        self, raw_request: aiohttp.web.BaseRequest, items: list[dict[str, Any]]
+    ) -> aiohttp.web.StreamResponse:
         """Namespaces never change here: stream them once, then idle until the watch times out."""
         response = aiohttp.web.StreamResponse()
         response.content_type = "application/json"
@@ -191,8 +213,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         assert request.resource is not None and isinstance(payload, dict)
         info = self.resources[request.resource]
         group, version = request.resource.group, request.resource.version
-        payload.update(apiVersion=f"{group}/{version}" if group else version,
-                       kind=f"{info.kind}List")
+        payload.update(
+            apiVersion=f"{group}/{version}" if group else version, kind=f"{info.kind}List"
+        )
         payload["metadata"]["resourceVersion"] = str(next(self._versions))
         return payload
 
@@ -224,11 +247,21 @@ def _now() -> str:
 def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Path:
     """A kubeconfig for kubectl, kopf and the Python client that points at ``server``."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": "flywheel-dev",
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "flywheel-dev",
         "clusters": [{"name": "flywheel-dev", "cluster": {"server": server}}],
         "users": [{"name": "flywheel-dev", "user": {"token": "flywheel-dev"}}],
-        "contexts": [{"name": "flywheel-dev", "context": {
-            "cluster": "flywheel-dev", "user": "flywheel-dev", "namespace": namespace}}],
+        "contexts": [
+            {
+                "name": "flywheel-dev",
+                "context": {
+                    "cluster": "flywheel-dev",
+                    "user": "flywheel-dev",
+                    "namespace": namespace,
+                },
+            }
+        ],
     }
     path.write_text(yaml.safe_dump(config))
     return path
@@ -271,9 +304,15 @@ class EmulatorThread:
         try:
             async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
                 emulator.add("v1/namespaces", None, {"metadata": {"name": self.namespace}})
-                emulator.add("kopf.dev/v1/kopfpeerings", self.namespace,
-                             {"apiVersion": "kopf.dev/v1", "kind": "KopfPeering",
-                              "metadata": {"name": self.peering}})
+                emulator.add(
+                    "kopf.dev/v1/kopfpeerings",
+                    self.namespace,
+                    {
+                        "apiVersion": "kopf.dev/v1",
+                        "kind": "KopfPeering",
+                        "metadata": {"name": self.peering},
+                    },
+                )
                 self.emulator = emulator
                 self.url = str(server.url).rstrip("/")
                 self._ready.set()

@@ -46,8 +46,11 @@ def default_services() -> Services:
             clients[service, region] = boto3.session.Session().client(service, region_name=region)
         return clients[service, region]
 
-    return Services(launcher=RunLauncher(connect(namespace=os.environ.get("KFP_NAMESPACE"))),
-                    aws_client=aws_client, clock=lambda: datetime.now(tz=UTC))
+    return Services(
+        launcher=RunLauncher(connect(namespace=os.environ.get("KFP_NAMESPACE"))),
+        aws_client=aws_client,
+        clock=lambda: datetime.now(tz=UTC),
+    )
 
 
 @kopf.on.startup()
@@ -105,8 +108,14 @@ def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
 
 
 @kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS)
-async def poll(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kopf.Patch,
-               memo: kopf.Memo, **_: Any) -> None:
+async def poll(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    **_: Any,
+) -> None:
     """Write what is new in the sources, the runs and the clock; decide nothing."""
     try:
         policy = _policy(memo, meta, spec)
@@ -114,16 +123,29 @@ async def poll(spec: kopf.Spec, status: kopf.Status, meta: kopf.Meta, patch: kop
         return  # reconcile() reports it; there is nothing valid to observe
     if policy.suspend and not status.get("active"):
         return
-    updates = await observe(policy, status, uid=meta["uid"],
-                            generation=meta.get("generation", 1), services=memo.services)
+    updates = await observe(
+        policy,
+        status,
+        uid=meta["uid"],
+        generation=meta.get("generation", 1),
+        services=memo.services,
+    )
     if updates:
         patch.status["observations"] = updates
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def reconcile(type: str, body: kopf.Body, spec: kopf.Spec, status: kopf.Status,
-                    meta: kopf.Meta, patch: kopf.Patch, memo: kopf.Memo, logger: kopf.Logger,
-                    **_: Any) -> None:
+async def reconcile(
+    type: str,
+    body: kopf.Body,
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    patch: kopf.Patch,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
     """Create runs already keyed in status, then decide and record the next step."""
     services: Services = memo.services
     if type == "DELETED":
@@ -138,40 +160,60 @@ async def reconcile(type: str, body: kopf.Body, spec: kopf.Spec, status: kopf.St
     try:
         policy = _policy(memo, meta, spec)
     except InvalidPolicy as exc:
-        _apply(body, original, invalid(current, exc.errors, now=services.clock(),
-                                      generation=generation), patch)
+        _apply(
+            body,
+            original,
+            invalid(current, exc.errors, now=services.clock(), generation=generation),
+            patch,
+        )
         return
     await _create_keyed_runs(policy, current, body, services, logger)
     metrics.EVALUATIONS.inc()
-    decision = decide(policy, current, annotations=meta.get("annotations", {}),
-                      now=services.clock(), generation=generation, uid=meta["uid"],
-                      name=meta["name"])
+    decision = decide(
+        policy,
+        current,
+        annotations=meta.get("annotations", {}),
+        now=services.clock(),
+        generation=generation,
+        uid=meta["uid"],
+        name=meta["name"],
+    )
     for run_id in decision.terminate:
         try:
             await services.call(services.launcher.terminate, run_id)
         except Exception as exc:  # the run ends anyway; record and go on
             metrics.ERRORS.labels("kfp").inc()
-            kopf.event(body, type="Warning", reason="TerminateFailed", message=f"run {run_id}: {exc}")
+            kopf.event(
+                body, type="Warning", reason="TerminateFailed", message=f"run {run_id}: {exc}"
+            )
     _apply(body, original, decision, patch)
 
 
-async def _create_keyed_runs(policy: Policy, status: dict[str, Any], body: kopf.Body,
-                             services: Services, logger: kopf.Logger) -> None:
+async def _create_keyed_runs(
+    policy: Policy, status: dict[str, Any], body: kopf.Body, services: Services, logger: kopf.Logger
+) -> None:
     """Find or create each run whose key is in status but whose id is not (yet)."""
     pending = [e for e in status.get("active") or [] if not e.get("runId")]
     pipeline = (status.get("observations") or {}).get("pipeline") or {}
     if not pending or not pipeline.get("ok"):
         return
-    resolved = ResolvedPipeline(pipeline["pipelineId"], pipeline["versionId"],
-                                pipeline["experimentId"])
+    resolved = ResolvedPipeline(
+        pipeline["pipelineId"], pipeline["versionId"], pipeline["experimentId"]
+    )
     for entry in pending:
         try:
             run_id, created = await services.call(
-                services.launcher.ensure, entry["runName"], resolved,
-                dict(entry.get("parameters") or {}), policy.pipeline.service_account)
+                services.launcher.ensure,
+                entry["runName"],
+                resolved,
+                dict(entry.get("parameters") or {}),
+                policy.pipeline.service_account,
+            )
         except Exception as exc:  # the key stays in status; the next tick retries
             metrics.ERRORS.labels("kfp").inc()
-            kopf.event(body, type="Warning", reason="LaunchFailed", message=f"{entry['runName']}: {exc}")
+            kopf.event(
+                body, type="Warning", reason="LaunchFailed", message=f"{entry['runName']}: {exc}"
+            )
             continue
         now = services.clock()
         entry.update(runId=run_id, launchedTime=ts(now))
@@ -180,21 +222,30 @@ async def _create_keyed_runs(policy: Policy, status: dict[str, Any], body: kopf.
         decided = parse_ts(entry.get("decidedTime"))
         if decided is not None:
             metrics.LAUNCH_LATENCY.observe(max(0.0, (now - decided).total_seconds()))
-        kopf.event(body, type="Normal", reason="Launched",
-                  message=f"{entry['runName']} ({outcome}) run {run_id}: {entry['reason']}")
+        kopf.event(
+            body,
+            type="Normal",
+            reason="Launched",
+            message=f"{entry['runName']} ({outcome}) run {run_id}: {entry['reason']}",
+        )
         logger.info("Run %s %s as %s: %s", entry["runName"], outcome, run_id, entry["reason"])
 
 
-def _apply(body: kopf.Body, old: Mapping[str, Any], decision: Decision, patch: kopf.Patch
-           ) -> None:
+def _apply(body: kopf.Body, old: Mapping[str, Any], decision: Decision, patch: kopf.Patch) -> None:
     """Record events and patch only the status fields that changed."""
     for event in decision.events:
         if event.reason in ("Skipped", "Queued", "WouldTrigger", "MissedSchedule"):
             metrics.SKIPS.labels(event.reason).inc()
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
         # The module logger, not kopf's object logger: that one would post it a second time.
-        log.log(logging.WARNING if event.type == "Warning" else logging.INFO, "%s/%s %s: %s",
-                body.metadata.namespace, body.metadata.name, event.reason, event.message)
+        log.log(
+            logging.WARNING if event.type == "Warning" else logging.INFO,
+            "%s/%s %s: %s",
+            body.metadata.namespace,
+            body.metadata.name,
+            event.reason,
+            event.message,
+        )
     for key, value in status_changes(old, decision.status).items():
         patch.status[key] = value
 

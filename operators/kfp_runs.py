@@ -47,8 +47,9 @@ class RunState:
 def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client:
     """A ``kfp.Client`` for the operator: the projected token in a cluster, none on a laptop."""
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT", "http://ml-pipeline.kubeflow:8888")
-    credentials = ServiceAccountTokenVolumeCredentials(str(TOKEN_PATH)) \
-        if TOKEN_PATH.exists() else None
+    credentials = (
+        ServiceAccountTokenVolumeCredentials(str(TOKEN_PATH)) if TOKEN_PATH.exists() else None
+    )
     with warnings.catch_warnings():
         # kfp warns on every construction that it needs KFP 2.0.0b2 or newer; we know.
         warnings.simplefilter("ignore", FutureWarning)
@@ -77,43 +78,65 @@ class RunLauncher:
         if pipeline_id is None:
             raise PipelineNotFound(f"no KFP pipeline named {name!r}")
         versions = self.client.list_pipeline_versions(
-            pipeline_id, page_size=1, sort_by="created_at desc",
-            filter=_equals("display_name", version) if version else None)
+            pipeline_id,
+            page_size=1,
+            sort_by="created_at desc",
+            filter=_equals("display_name", version) if version else None,
+        )
         if not versions.pipeline_versions:
-            raise PipelineNotFound(f"pipeline {name!r} has no version "
-                                   f"{version!r}" if version else f"pipeline {name!r} has no versions")
-        return ResolvedPipeline(pipeline_id, versions.pipeline_versions[0].pipeline_version_id,
-                                self._experiment_id(ref.experiment))
+            raise PipelineNotFound(
+                f"pipeline {name!r} has no version {version!r}"
+                if version
+                else f"pipeline {name!r} has no versions"
+            )
+        return ResolvedPipeline(
+            pipeline_id,
+            versions.pipeline_versions[0].pipeline_version_id,
+            self._experiment_id(ref.experiment),
+        )
 
     def _experiment_id(self, name: str) -> str:
         with self._experiments_lock:
             if name not in self._experiments:
-                found = self.client.list_experiments(filter=_equals("display_name", name),
-                                                     namespace=self.namespace, page_size=1)
+                found = self.client.list_experiments(
+                    filter=_equals("display_name", name), namespace=self.namespace, page_size=1
+                )
                 self._experiments[name] = str(
-                    found.experiments[0].experiment_id if found.experiments else
-                    self.client.create_experiment(name, namespace=self.namespace).experiment_id)
+                    found.experiments[0].experiment_id
+                    if found.experiments
+                    else self.client.create_experiment(name, namespace=self.namespace).experiment_id
+                )
             return self._experiments[name]
 
     def find(self, run_name: str) -> str | None:
         """The id of the run with this display name, if one was created."""
-        found = self.client.list_runs(filter=_equals("display_name", run_name),
-                                      namespace=self.namespace, page_size=2)
+        found = self.client.list_runs(
+            filter=_equals("display_name", run_name), namespace=self.namespace, page_size=2
+        )
         runs = found.runs or []
         if len(runs) > 1:
             log.warning("%d KFP runs share the name %s; adopting the first", len(runs), run_name)
         return str(runs[0].run_id) if runs else None
 
-    def ensure(self, run_name: str, pipeline: ResolvedPipeline, parameters: dict[str, Any],
-               service_account: str | None) -> tuple[str, bool]:
+    def ensure(
+        self,
+        run_name: str,
+        pipeline: ResolvedPipeline,
+        parameters: dict[str, Any],
+        service_account: str | None,
+    ) -> tuple[str, bool]:
         """Create the run unless it exists; returns its id and whether this call created it."""
         existing = self.find(run_name)
         if existing is not None:
             return existing, False
         run = self.client.run_pipeline(
-            experiment_id=pipeline.experiment_id, job_name=run_name, params=parameters,
-            pipeline_id=pipeline.pipeline_id, version_id=pipeline.version_id,
-            service_account=service_account)
+            experiment_id=pipeline.experiment_id,
+            job_name=run_name,
+            params=parameters,
+            pipeline_id=pipeline.pipeline_id,
+            version_id=pipeline.version_id,
+            service_account=service_account,
+        )
         return str(run.run_id), True
 
     def state(self, run_id: str) -> RunState:

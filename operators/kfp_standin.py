@@ -33,8 +33,10 @@ def _matches(item: dict[str, Any], raw_filter: str | None) -> bool:
     for predicate in json.loads(raw_filter).get("predicates", []):
         if predicate.get("operation") not in ("EQUALS", 1):
             raise ValueError(f"unsupported filter operation {predicate.get('operation')!r}")
-        expected = next((predicate[k] for k in ("stringValue", "string_value", "intValue")
-                         if k in predicate), None)
+        expected = next(
+            (predicate[k] for k in ("stringValue", "string_value", "intValue") if k in predicate),
+            None,
+        )
         if str(item.get(predicate["key"])) != str(expected):
             return False
     return True
@@ -64,11 +66,20 @@ class KfpStandIn:
     def add_pipeline(self, name: str, *versions: str) -> str:
         pipeline_id = str(uuid.uuid4())
         with self.lock:
-            self.pipelines[pipeline_id] = {"pipeline_id": pipeline_id, "display_name": name,
-                                           "created_at": _now()}
+            self.pipelines[pipeline_id] = {
+                "pipeline_id": pipeline_id,
+                "display_name": name,
+                "created_at": _now(),
+            }
             self.versions[pipeline_id] = [
-                {"pipeline_id": pipeline_id, "pipeline_version_id": str(uuid.uuid4()),
-                 "display_name": version, "created_at": _now()} for version in versions or ("v1",)]
+                {
+                    "pipeline_id": pipeline_id,
+                    "pipeline_version_id": str(uuid.uuid4()),
+                    "display_name": version,
+                    "created_at": _now(),
+                }
+                for version in versions or ("v1",)
+            ]
         return pipeline_id
 
     def finish(self, run_id: str, state: str = "SUCCEEDED") -> None:
@@ -82,8 +93,12 @@ class KfpStandIn:
     def __enter__(self) -> KfpStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="kfp-standin",
-                                        kwargs={"poll_interval": 0.1}, daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            name="kfp-standin",
+            kwargs={"poll_interval": 0.1},
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -96,34 +111,44 @@ class KfpStandIn:
     # -- the API, called by the request handler with the lock held ---------------------------
 
     def _refresh(self, run: dict[str, Any]) -> dict[str, Any]:
-        if self.finish_after_seconds is not None and run["state"] not in TERMINAL \
-                and time.monotonic() - run["_started"] >= self.finish_after_seconds:
+        if (
+            self.finish_after_seconds is not None
+            and run["state"] not in TERMINAL
+            and time.monotonic() - run["_started"] >= self.finish_after_seconds
+        ):
             run.update(state="SUCCEEDED", finished_at=_now())
         return {k: v for k, v in run.items() if not k.startswith("_")}
 
-    def _route(self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
-               ) -> tuple[int, dict[str, Any]]:
+    def _route(
+        self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
+    ) -> tuple[int, dict[str, Any]]:
         if method == "GET" and path == "/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/pipelines":
             items = [p for p in self.pipelines.values() if _matches(p, query.get("filter"))]
             return 200, {"pipelines": items, "total_size": len(items)}
         if method == "GET" and (m := re.fullmatch(r"/pipelines/([^/]+)/versions", path)):
-            items = [v for v in self.versions.get(m.group(1), [])
-                     if _matches(v, query.get("filter"))]
+            items = [
+                v for v in self.versions.get(m.group(1), []) if _matches(v, query.get("filter"))
+            ]
             items.sort(key=lambda v: v["created_at"], reverse="desc" in query.get("sort_by", ""))
             return 200, {"pipeline_versions": items, "total_size": len(items)}
         if method == "GET" and path == "/experiments":
             items = [e for e in self.experiments.values() if _matches(e, query.get("filter"))]
             return 200, {"experiments": items, "total_size": len(items)}
         if method == "POST" and path == "/experiments":
-            experiment = {"experiment_id": str(uuid.uuid4()), "display_name": body["display_name"],
-                          "namespace": body.get("namespace"), "created_at": _now()}
+            experiment = {
+                "experiment_id": str(uuid.uuid4()),
+                "display_name": body["display_name"],
+                "namespace": body.get("namespace"),
+                "created_at": _now(),
+            }
             self.experiments[experiment["experiment_id"]] = experiment
             return 200, experiment
         if method == "GET" and path == "/runs":
-            items = [self._refresh(r) for r in self.runs.values()
-                     if _matches(r, query.get("filter"))]
+            items = [
+                self._refresh(r) for r in self.runs.values() if _matches(r, query.get("filter"))
+            ]
             return 200, {"runs": items, "total_size": len(items)}
         if method == "POST" and path == "/runs":
             return self._create_run(body)
@@ -144,12 +169,15 @@ class KfpStandIn:
             return 400, {"error": "unknown pipeline"}
         run_id = str(uuid.uuid4())
         self.runs[run_id] = {
-            "run_id": run_id, "display_name": body["display_name"],
-            "experiment_id": body.get("experiment_id"), "state": "RUNNING",
+            "run_id": run_id,
+            "display_name": body["display_name"],
+            "experiment_id": body.get("experiment_id"),
+            "state": "RUNNING",
             "pipeline_version_reference": reference,
             "runtime_config": body.get("runtime_config") or {},
             "service_account": body.get("service_account"),
-            "created_at": _now(), "_started": time.monotonic(),
+            "created_at": _now(),
+            "_started": time.monotonic(),
         }
         if self.crash_after_next_create:
             self.crash_after_next_create = False
@@ -168,7 +196,7 @@ def _handler_for(state: KfpStandIn) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"{}") if length else {}
             with state.lock:
-                status, payload = state._route(method, parsed.path[len(PREFIX):], query, body)
+                status, payload = state._route(method, parsed.path[len(PREFIX) :], query, body)
             self._reply(status, payload)
 
         def _reply(self, status: int, payload: dict[str, Any]) -> None:

@@ -213,8 +213,16 @@ class _Reader:
     def error(self, path: str, message: str) -> None:
         self.errors.append(FieldError(path, message))
 
-    def get(self, obj: Mapping[str, Any], key: str, path: str, kind: type | tuple[type, ...],
-            default: Any = None, *, required: bool = False) -> Any:
+    def get(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        kind: type | tuple[type, ...],
+        default: Any = None,
+        *,
+        required: bool = False,
+    ) -> Any:
         if key not in obj or obj[key] is None:
             if required:
                 self.error(f"{path}.{key}", "is required")
@@ -233,8 +241,14 @@ class _Reader:
         if value is not None and value < low:
             self.error(path, f"must be at least {low:g}, got {value}")
 
-    def choice(self, obj: Mapping[str, Any], key: str, path: str, enum_cls: type[enum.StrEnum],
-               default: enum.StrEnum) -> Any:
+    def choice(
+        self,
+        obj: Mapping[str, Any],
+        key: str,
+        path: str,
+        enum_cls: type[enum.StrEnum],
+        default: enum.StrEnum,
+    ) -> Any:
         raw = self.get(obj, key, path, str, default.value)
         try:
             return enum_cls(raw)
@@ -246,8 +260,14 @@ class _Reader:
 
 def _type_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    names = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-             dict: "an object", list: "a list"}
+    names = {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        dict: "an object",
+        list: "a list",
+    }
     return " or ".join(names.get(k, k.__name__) for k in kinds)
 
 
@@ -273,8 +293,9 @@ def parse_policy(spec: Mapping[str, Any]) -> Policy:
         seen.add(trigger.name)
         triggers.append(trigger)
 
-    concurrency = r.choice(spec, "concurrencyPolicy", "spec", ConcurrencyPolicy,
-                           ConcurrencyPolicy.FORBID)
+    concurrency = r.choice(
+        spec, "concurrencyPolicy", "spec", ConcurrencyPolicy, ConcurrencyPolicy.FORBID
+    )
     cooldown = r.get(spec, "cooldown", "spec", dict, {})
     after_success = r.get(cooldown, "afterSuccessSeconds", "spec.cooldown", int, 0)
     after_failure = r.get(cooldown, "afterFailureSeconds", "spec.cooldown", int, 0)
@@ -342,8 +363,12 @@ def _parse_trigger(r: _Reader, raw: Mapping[str, Any], path: str) -> Trigger | N
     kind_key = kinds[0]
     body = r.get(raw, kind_key, path, dict, {})
     sub = f"{path}.{kind_key}"
-    parsers = {"schedule": _parse_schedule, "metric": _parse_metric,
-               "dataArrival": _parse_data_arrival, "manual": _parse_manual}
+    parsers = {
+        "schedule": _parse_schedule,
+        "metric": _parse_metric,
+        "dataArrival": _parse_data_arrival,
+        "manual": _parse_manual,
+    }
     kind = parsers[kind_key](r, body, sub)
     if name is None or kind is None:
         return None
@@ -408,14 +433,21 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
     to_alarm = r.get(raw, "datapointsToAlarm", path, int, periods)
     r.minimum(to_alarm, f"{path}.datapointsToAlarm", 1)
     if to_alarm > periods:
-        r.error(f"{path}.datapointsToAlarm",
-                f"must not exceed evaluationPeriods ({to_alarm} > {periods})")
+        r.error(
+            f"{path}.datapointsToAlarm",
+            f"must not exceed evaluationPeriods ({to_alarm} > {periods})",
+        )
     missing = r.choice(raw, "treatMissingData", path, MissingData, MissingData.MISSING)
     if source is None or threshold is None:
         return None
-    return Metric(source=source, comparator=comparator, threshold=float(threshold),
-                  evaluation_periods=periods, datapoints_to_alarm=to_alarm,
-                  treat_missing_data=missing)
+    return Metric(
+        source=source,
+        comparator=comparator,
+        threshold=float(threshold),
+        evaluation_periods=periods,
+        datapoints_to_alarm=to_alarm,
+        treat_missing_data=missing,
+    )
 
 
 def _parse_data_arrival(r: _Reader, raw: Mapping[str, Any], path: str) -> DataArrival | None:

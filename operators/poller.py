@@ -61,14 +61,16 @@ def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
     return now >= last + timedelta(seconds=wait)
 
 
-async def observe(policy: Policy, status: Mapping[str, Any], *, uid: str, generation: int,
-                  services: Services) -> dict[str, Any]:
+async def observe(
+    policy: Policy, status: Mapping[str, Any], *, uid: str, generation: int, services: Services
+) -> dict[str, Any]:
     """New observations, as a merge patch of ``status.observations`` (empty: nothing new)."""
     now = services.clock()
     observations: Mapping[str, Any] = status.get("observations") or {}
     patch: dict[str, Any] = {}
-    pipeline = await _check_pipeline(policy, observations.get("pipeline"), uid, generation, now,
-                                     services)
+    pipeline = await _check_pipeline(
+        policy, observations.get("pipeline"), uid, generation, now, services
+    )
     if pipeline is not None:
         patch["pipeline"] = pipeline
     triggers: dict[str, Any] = {}
@@ -90,9 +92,14 @@ async def observe(policy: Policy, status: Mapping[str, Any], *, uid: str, genera
     return patch
 
 
-async def _check_pipeline(policy: Policy, seen: Mapping[str, Any] | None, uid: str,
-                          generation: int, now: datetime, services: Services
-                          ) -> dict[str, Any] | None:
+async def _check_pipeline(
+    policy: Policy,
+    seen: Mapping[str, Any] | None,
+    uid: str,
+    generation: int,
+    now: datetime,
+    services: Services,
+) -> dict[str, Any] | None:
     """The pipeline's ids, looked up now and then; ``None`` when there is nothing new."""
     last = services.pipeline_checks.get(uid)
     if seen and seen.get("generation") == generation and last is not None:
@@ -106,14 +113,16 @@ async def _check_pipeline(policy: Policy, seen: Mapping[str, Any] | None, uid: s
     return result
 
 
-async def _resolve_pipeline(policy: Policy, generation: int, services: Services
-                            ) -> dict[str, Any]:
+async def _resolve_pipeline(policy: Policy, generation: int, services: Services) -> dict[str, Any]:
     result: dict[str, Any] = {"generation": generation}
     if policy.pipeline.pipeline_version_ref:
         # Not resolved yet: it needs the PipelineVersion resource read from Kubernetes.
-        result.update(ok=False, reason="PipelineVersionRefUnsupported",
-                      message="pipeline.pipelineVersionRef is not supported by this operator "
-                              "version yet; use pipeline.name (and pipeline.version)")
+        result.update(
+            ok=False,
+            reason="PipelineVersionRefUnsupported",
+            message="pipeline.pipelineVersionRef is not supported by this operator "
+            "version yet; use pipeline.name (and pipeline.version)",
+        )
         return result
     try:
         resolved = await services.call(services.launcher.resolve, policy.pipeline)
@@ -123,13 +132,24 @@ async def _resolve_pipeline(policy: Policy, generation: int, services: Services
         metrics.ERRORS.labels("kfp").inc()
         result.update(ok=False, reason="KfpUnreachable", message=f"{type(exc).__name__}: {exc}")
     else:
-        result.update(ok=True, reason="Found", message="", pipelineId=resolved.pipeline_id,
-                      versionId=resolved.version_id, experimentId=resolved.experiment_id)
+        result.update(
+            ok=True,
+            reason="Found",
+            message="",
+            pipelineId=resolved.pipeline_id,
+            versionId=resolved.version_id,
+            experimentId=resolved.experiment_id,
+        )
     return result
 
 
-async def _read_trigger(trigger: Trigger, seen: Mapping[str, Any], status: Mapping[str, Any],
-                        now: datetime, services: Services) -> dict[str, Any] | None:
+async def _read_trigger(
+    trigger: Trigger,
+    seen: Mapping[str, Any],
+    status: Mapping[str, Any],
+    now: datetime,
+    services: Services,
+) -> dict[str, Any] | None:
     kind = trigger.kind
     if isinstance(kind, Metric):
         if not _source_due(seen, kind.period_seconds, now):
@@ -139,17 +159,20 @@ async def _read_trigger(trigger: Trigger, seen: Mapping[str, Any], status: Mappi
     elif isinstance(kind, DataArrival):
         if not _source_due(seen, kind.poll_interval_seconds, now):
             return None
-        state = next((t for t in status.get("triggers") or [] if t.get("name") == trigger.name),
-                     {})
+        state = next((t for t in status.get("triggers") or [] if t.get("name") == trigger.name), {})
         watermark = state.get("watermark", "")
         arrival = kind
 
         async def read() -> dict[str, Any]:
             s3 = services.aws_client("s3", arrival.region)
             found = await services.call(list_new_objects, s3, arrival, watermark, now)
-            return {"since": found.since, "newObjects": found.new_objects,
-                    "newBytes": found.new_bytes, "maxKey": found.max_key,
-                    "newKeys": found.new_keys}
+            return {
+                "since": found.since,
+                "newObjects": found.new_objects,
+                "newBytes": found.new_bytes,
+                "maxKey": found.max_key,
+                "newKeys": found.new_keys,
+            }
 
         label = "s3"
     else:
@@ -159,35 +182,41 @@ async def _read_trigger(trigger: Trigger, seen: Mapping[str, Any], status: Mappi
         reading = await read()
     except SourceUnreadable as exc:
         metrics.SOURCE_READS.labels(label, "error").inc()
-        return {"evaluatedAt": ts(now), "errorCount": int(seen.get("errorCount", 0)) + 1,
-                "error": {"reason": exc.reason, "message": exc.message}}
+        return {
+            "evaluatedAt": ts(now),
+            "errorCount": int(seen.get("errorCount", 0)) + 1,
+            "error": {"reason": exc.reason, "message": exc.message},
+        }
     finally:
         metrics.SOURCE_LATENCY.labels(label).observe(time.monotonic() - started)
     metrics.SOURCE_READS.labels(label, "ok").inc()
     return {**reading, "evaluatedAt": ts(now), "errorCount": 0, "error": None}
 
 
-def _metric_reader(metric: Metric, seen: Mapping[str, Any], now: datetime, services: Services
-                   ) -> Callable[[], Any]:
+def _metric_reader(
+    metric: Metric, seen: Mapping[str, Any], now: datetime, services: Services
+) -> Callable[[], Any]:
     source = metric.source
 
     async def read() -> dict[str, Any]:
         if isinstance(source, PrometheusSource):
             # Prometheus answers one instant value; the window is kept in the observation.
             value = await services.call(read_prometheus, source)
-            window = [*list(seen.get("values") or []), value][-metric.evaluation_periods:]
+            window = [*list(seen.get("values") or []), value][-metric.evaluation_periods :]
             return {"values": window}
         assert isinstance(source, CloudWatchSource)
         client = services.aws_client("cloudwatch", source.region)
-        values = await services.call(read_cloudwatch, client, source, metric.evaluation_periods,
-                                     now)
+        values = await services.call(
+            read_cloudwatch, client, source, metric.evaluation_periods, now
+        )
         return {"values": values}
 
     return read
 
 
-async def _read_runs(status: Mapping[str, Any], seen: Mapping[str, Any], services: Services
-                     ) -> dict[str, Any]:
+async def _read_runs(
+    status: Mapping[str, Any], seen: Mapping[str, Any], services: Services
+) -> dict[str, Any]:
     """States of launched runs that changed, and ``None`` for runs no longer active."""
     active = {e["runKey"]: e for e in status.get("active") or [] if e.get("runId")}
     patch: dict[str, Any] = {key: None for key in seen if key not in active}

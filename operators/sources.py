@@ -57,8 +57,9 @@ def _aws_errors(exc: Exception) -> SourceUnreadable:
     return SourceUnreadable(type(exc).__name__, str(exc))
 
 
-def read_cloudwatch(client: Any, source: CloudWatchSource, periods: int, now: datetime
-                    ) -> list[float | None]:
+def read_cloudwatch(
+    client: Any, source: CloudWatchSource, periods: int, now: datetime
+) -> list[float | None]:
     """The newest ``periods`` datapoints, oldest first, ``None`` where CloudWatch has none.
 
     Like an alarm, it evaluates complete periods; but when the current, still-open period
@@ -82,14 +83,18 @@ def read_cloudwatch(client: Any, source: CloudWatchSource, periods: int, now: da
         "ReturnData": True,
     }
     try:
-        response = client.get_metric_data(MetricDataQueries=[query], StartTime=start,
-                                          EndTime=start + timedelta(seconds=(periods + 1) * period))
+        response = client.get_metric_data(
+            MetricDataQueries=[query],
+            StartTime=start,
+            EndTime=start + timedelta(seconds=(periods + 1) * period),
+        )
     except (BotoCoreError, ClientError) as exc:
         raise _aws_errors(exc) from exc
     slots: list[float | None] = [None] * (periods + 1)  # n complete periods and the open one
     for result in response.get("MetricDataResults", []):
-        for stamp, value in zip(result.get("Timestamps", []), result.get("Values", []),
-                                strict=False):
+        for stamp, value in zip(
+            result.get("Timestamps", []), result.get("Values", []), strict=False
+        ):
             index = int((stamp.timestamp() - first) // period)
             if 0 <= index <= periods:
                 slots[index] = float(value)
@@ -128,8 +133,9 @@ def list_new_objects(client: Any, arrival: DataArrival, watermark: str, now: dat
     return Arrival(watermark, count, size, max_key, keys)
 
 
-def read_prometheus(source: PrometheusSource, timeout: float = HTTP_TIMEOUT_SECONDS
-                    ) -> float | None:
+def read_prometheus(
+    source: PrometheusSource, timeout: float = HTTP_TIMEOUT_SECONDS
+) -> float | None:
     """One instant-query value; ``None`` when the query returns no sample (missing data)."""
     url = f"{source.url.rstrip('/')}/api/v1/query?{urllib.parse.urlencode({'query': source.query})}"
     try:

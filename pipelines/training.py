@@ -16,7 +16,7 @@ from components.eks import Placement
 from components.eks.apply import apply_placement
 
 DEFAULT_WORKLOAD = "examples/qsar/workload.yaml"
-GPU_WORKLOAD = "examples/qsar_torch/workload.yaml"
+GPU_WORKLOAD = "examples/qsar/workload-torch.yaml"
 DEFAULT_SOURCE = "builtin:chembl-CHEMBL2321810"
 DEFAULT_REGISTRY = ".flywheel/registry"
 

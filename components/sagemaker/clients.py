@@ -6,11 +6,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
-from botocore.config import Config
 
-# ``adaptive`` adds client-side rate limiting on top of standard retries: a throttled
-# DescribeTrainingJob waits and retries rather than failing a two-hour job at minute 90.
-RETRY_CONFIG = Config(retries={"mode": "adaptive", "max_attempts": 10})
+from components.aws import RETRIES
 
 
 @dataclass(frozen=True)
@@ -30,7 +27,7 @@ class AwsClients:
 
         def client(service: str) -> Any:
             return session.client(
-                service, region_name=resolved, endpoint_url=endpoint_url, config=RETRY_CONFIG
+                service, region_name=resolved, endpoint_url=endpoint_url, config=RETRIES
             )
 
         return cls(

@@ -174,7 +174,7 @@ def test_the_variant_defaults_to_eks_gpu_and_tells_the_pod_its_gpu_count(tmp_pat
     parameters = pipeline_spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["compute"]["defaultValue"] == "eks-gpu"
     assert parameters["compute_config"]["defaultValue"] == {"gpus": 4}
-    assert parameters["workload"]["defaultValue"] == "examples/qsar_torch/workload.yaml"
+    assert parameters["workload"]["defaultValue"] == "examples/qsar/workload-torch.yaml"
 
 
 @pytest.mark.parametrize("placement", [EPHEMERAL_CACHE, CLAIMED_CACHE], ids=["ephemeral", "pvc"])

@@ -18,7 +18,7 @@ from pipelines.training_run import TrainingRequest, run_training
 torch = pytest.importorskip("torch")
 
 REPO = Path(__file__).resolve().parents[2]
-TORCH_WORKLOAD = REPO / "examples" / "qsar_torch" / "workload.yaml"
+TORCH_WORKLOAD = REPO / "examples" / "qsar" / "workload-torch.yaml"
 FAST = {"epochs": "4", "hidden_units": "64", "n_bits": "1024"}
 
 

@@ -18,7 +18,9 @@ FAST = {"n_estimators": "25", "n_bits": "1024"}
 
 def training_request(root: Path, workload: Path = QSAR_WORKLOAD) -> TrainingRequest:
     return TrainingRequest(
-        workload=str(workload), hyperparameters=FAST, registry=str(root / "registry"),
+        workload=str(workload),
+        hyperparameters=FAST,
+        registry=str(root / "registry"),
         pipeline_root=str(root / "runs"),
     )
 
@@ -47,6 +49,8 @@ def moto_endpoint() -> Iterator[str]:
 @pytest.fixture(autouse=True)
 def fake_aws_credentials(monkeypatch) -> None:
     for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
     }.items():
         monkeypatch.setenv(name, value)

@@ -23,8 +23,13 @@ def _prepare(tmp_path: Path, content: str, **overrides) -> None:
     source = tmp_path / "batch.csv"
     source.write_text(content)
     arguments = {
-        "source": str(source), "workload_path": str(QSAR_WORKLOAD), "batch": 0, "batch_count": 1,
-        "order_by": "", "threshold": "rmse above 0.9", "champion_columns": ["smiles"],
+        "source": str(source),
+        "workload_path": str(QSAR_WORKLOAD),
+        "batch": 0,
+        "batch_count": 1,
+        "order_by": "",
+        "threshold": "rmse above 0.9",
+        "champion_columns": ["smiles"],
         "batch_path": tmp_path / "out.csv",
     }
     prepare_batch(**{**arguments, **overrides})
@@ -33,18 +38,34 @@ def _prepare(tmp_path: Path, content: str, **overrides) -> None:
 @pytest.mark.parametrize(
     ("content", "overrides", "message"),
     [
-        ("compound_id,smiles,pIC50\n1,CCO,5\n", {"threshold": "auc below 0.7"},
-         "a regression task produces no 'auc'; it produces rmse, mae, r2"),
-        ("compound_id,smiles,pIC50\n1,CCO,5\n", {"threshold": "rmse above high"}, "'high' is not a number"),
-        ("compound_id,formula,pIC50\n1,C2H6O,5\n", {},
-         "columns do not match the model's input: missing smiles; batch has compound_id, formula, pIC50"),
+        (
+            "compound_id,smiles,pIC50\n1,CCO,5\n",
+            {"threshold": "auc below 0.7"},
+            "a regression task produces no 'auc'; it produces rmse, mae, r2",
+        ),
+        (
+            "compound_id,smiles,pIC50\n1,CCO,5\n",
+            {"threshold": "rmse above high"},
+            "'high' is not a number",
+        ),
+        (
+            "compound_id,formula,pIC50\n1,C2H6O,5\n",
+            {},
+            "columns do not match the model's input: missing smiles; batch has compound_id, formula, pIC50",
+        ),
         ("compound_id,smiles,pIC50\n", {}, "is empty: nothing to score"),
         ("compound_id,smiles\n1,CCO\n", {}, "ground truth lacks the label column 'pIC50'"),
-        ("compound_id,smiles,pIC50\n1,CCO,5\n2,CCN,\n", {}, "1 row(s) have no pIC50 label, e.g. id 2"),
+        (
+            "compound_id,smiles,pIC50\n1,CCO,5\n2,CCN,\n",
+            {},
+            "1 row(s) have no pIC50 label, e.g. id 2",
+        ),
         ("compound_id,smiles,pIC50\n1,CCO,5\n", {"batch": 3}, "batch: must be between 0 and 0"),
     ],
 )
-def test_unscorable_batches_are_refused_before_scoring(tmp_path: Path, content, overrides, message) -> None:
+def test_unscorable_batches_are_refused_before_scoring(
+    tmp_path: Path, content, overrides, message
+) -> None:
     with pytest.raises(InvalidSpecError) as refused:
         _prepare(tmp_path, content, **overrides)
     assert message in str(refused.value)
@@ -61,7 +82,8 @@ def test_threshold_reads_like_a_sentence() -> None:
 
 def test_classification_report_has_confusion_matrix_and_roc() -> None:
     report = classification_report(
-        ["active", "active", "inactive", "inactive"], ["active", "inactive", "inactive", "inactive"],
+        ["active", "active", "inactive", "inactive"],
+        ["active", "inactive", "inactive", "inactive"],
         scores=[0.2, 0.4, 0.7, 0.9],  # probability of "inactive", the second label
     )
     assert report.labels == ["active", "inactive"]
@@ -89,31 +111,58 @@ def test_outcome_reaches_a_slack_compatible_webhook_and_sns(moto_endpoint: str) 
     thread.start()
     sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto_endpoint)
     topic = sns.create_topic(Name="flywheel-runs")["TopicArn"]
-    target = NotifyTarget.from_config({
-        "webhook_url": f"http://127.0.0.1:{server.server_port}/hook", "sns_topic_arn": topic,
-        "region": "us-east-1", "endpoint_url": moto_endpoint,
-    })
+    target = NotifyTarget.from_config(
+        {
+            "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+            "sns_topic_arn": topic,
+            "region": "us-east-1",
+            "endpoint_url": moto_endpoint,
+        }
+    )
     sent = notify(target, "Flywheel: qsar evaluation failed", "- failed: score-shard failed")
     thread.join(timeout=10)
     server.server_close()
     assert sent == [topic, target.webhook_url]
-    assert received == [{"text": "*Flywheel: qsar evaluation failed*\n- failed: score-shard failed"}]
+    assert received == [
+        {"text": "*Flywheel: qsar evaluation failed*\n- failed: score-shard failed"}
+    ]
 
 
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--batch", "3", "--threshold", "accuracy below 0.8"], "a regression task produces no 'accuracy'"),
+        (
+            ["--batch", "3", "--threshold", "accuracy below 0.8"],
+            "a regression task produces no 'accuracy'",
+        ),
         (["--batch", "9"], "--batch: must be between 0 and 7"),
-        (["--batch", "3", "--webhook-url", "ftp://x"], "notify.webhook_url: 'ftp://x' is not an http(s) URL"),
-        (["--batch", "3", "--cloudwatch-namespace", "AWS/SageMaker", "--region", "us-east-1"],
-         "cloudwatch.namespace: required, 1-255 characters, not starting with 'AWS/'"),
+        (
+            ["--batch", "3", "--webhook-url", "ftp://x"],
+            "notify.webhook_url: 'ftp://x' is not an http(s) URL",
+        ),
+        (
+            ["--batch", "3", "--cloudwatch-namespace", "AWS/SageMaker", "--region", "us-east-1"],
+            "cloudwatch.namespace: required, 1-255 characters, not starting with 'AWS/'",
+        ),
         (["--batch", "3"], "has no champion yet: run `flywheel run training` first"),
     ],
 )
-def test_evaluation_command_refuses_bad_input_in_one_line(tmp_path: Path, capsys, arguments, message) -> None:
-    status = main(["run", "evaluation", "--registry", str(tmp_path / "registry"),
-                   "--history", str(tmp_path / "history"), "--pipeline-root", str(tmp_path / "runs"), *arguments])
+def test_evaluation_command_refuses_bad_input_in_one_line(
+    tmp_path: Path, capsys, arguments, message
+) -> None:
+    status = main(
+        [
+            "run",
+            "evaluation",
+            "--registry",
+            str(tmp_path / "registry"),
+            "--history",
+            str(tmp_path / "history"),
+            "--pipeline-root",
+            str(tmp_path / "runs"),
+            *arguments,
+        ]
+    )
     error = capsys.readouterr().err.strip()
     assert status in (1, 2) and len(error.splitlines()) == 1 and message in error
     assert not (tmp_path / "history").exists() and not (tmp_path / "runs").exists()

@@ -27,23 +27,45 @@ def replayed(tmp_path):
     for number, run in ((1, "train"), (2, "eval-4")):
         archive = tmp_path / f"m{number}.tar.gz"
         archive.write_bytes(bytes([number]))
-        registry.register("qsar", str(archive), metrics={}, hyperparameters={}, lineage={"run": {"id": run}})
+        registry.register(
+            "qsar", str(archive), metrics={}, hyperparameters={}, lineage={"run": {"id": run}}
+        )
         registry.promote("qsar", number)
     history = EvaluationHistory(tmp_path / "history")
-    for batch, version, rmse, run, retrain in ((3, 1, 0.7, "eval-3", False), (4, 1, 1.2, "eval-4", True),
-                                               (5, 2, 0.8, "eval-5", False)):
+    for batch, version, rmse, run, retrain in (
+        (3, 1, 0.7, "eval-3", False),
+        (4, 1, 1.2, "eval-4", True),
+        (5, 2, 0.8, "eval-5", False),
+    ):
         key = f"v{version}:b{batch}"
-        history.append("qsar", "evaluation", key, {"batch": batch, "model_version": version,
-                                                    "metrics": {"rmse": rmse}, "run_id": run})
-        history.append("qsar", "decision", key, {"batch": batch, "retrain": retrain, "run_id": run,
-                                                  "reason": "r", "threshold": "rmse above 1"})
+        history.append(
+            "qsar",
+            "evaluation",
+            key,
+            {"batch": batch, "model_version": version, "metrics": {"rmse": rmse}, "run_id": run},
+        )
+        history.append(
+            "qsar",
+            "decision",
+            key,
+            {
+                "batch": batch,
+                "retrain": retrain,
+                "run_id": run,
+                "reason": "r",
+                "threshold": "rmse above 1",
+            },
+        )
     return tmp_path
 
 
 def test_report_draws_metric_threshold_retrain_and_champions(replayed) -> None:
     png, page = write_report(
-        registry_uri=str(replayed / "registry"), history_root=str(replayed / "history"), model_name="qsar",
-        task="regression", output_dir=replayed / "report",
+        registry_uri=str(replayed / "registry"),
+        history_root=str(replayed / "history"),
+        model_name="qsar",
+        task="regression",
+        output_dir=replayed / "report",
     )
     picture = image.imread(png)
     assert picture.shape[:2] == (672, 1200)
@@ -58,5 +80,10 @@ def test_report_draws_metric_threshold_retrain_and_champions(replayed) -> None:
 
 def test_report_refuses_an_empty_history(tmp_path) -> None:
     with pytest.raises(InvalidSpecError, match="no evaluations of qsar"):
-        write_report(registry_uri=str(tmp_path), history_root=str(tmp_path), model_name="qsar",
-                     task="regression", output_dir=tmp_path)
+        write_report(
+            registry_uri=str(tmp_path),
+            history_root=str(tmp_path),
+            model_name="qsar",
+            task="regression",
+            output_dir=tmp_path,
+        )

@@ -55,15 +55,19 @@ def kfp_api() -> Iterator[KfpStandIn]:
 
 @pytest.fixture
 def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-                       "AWS_DEFAULT_REGION": REGION}.items():
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": REGION,
+    }.items():
         monkeypatch.setenv(key, value)
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     # moto keeps its state per process, not per server: start each test from nothing.
-    urllib.request.urlopen(urllib.request.Request(f"http://{host}:{port}/moto-api/reset",
-                                                  method="POST"), timeout=10).close()
+    urllib.request.urlopen(
+        urllib.request.Request(f"http://{host}:{port}/moto-api/reset", method="POST"), timeout=10
+    ).close()
     try:
         yield f"http://{host}:{port}"
     finally:
@@ -71,8 +75,9 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 @pytest.fixture
-def start_operator(cluster: Cluster, kfp_api: KfpStandIn, aws: str
-                   ) -> Iterator[Callable[[], OperatorThread]]:
+def start_operator(
+    cluster: Cluster, kfp_api: KfpStandIn, aws: str
+) -> Iterator[Callable[[], OperatorThread]]:
     """Start the operator (again, after a stop); every started one is stopped at teardown."""
     started: list[OperatorThread] = []
 
@@ -81,7 +86,8 @@ def start_operator(cluster: Cluster, kfp_api: KfpStandIn, aws: str
         services = Services(
             launcher=RunLauncher(connect(kfp_api.url, namespace=NAMESPACE), NAMESPACE),
             aws_client=lambda service, _region: aws_client(aws, service),
-            clock=lambda: datetime.now(tz=UTC))
+            clock=lambda: datetime.now(tz=UTC),
+        )
         operator = OperatorThread(services).start()
         started.append(operator)
         return operator

@@ -39,18 +39,24 @@ class Cluster:
         self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
         self.core = kubernetes.client.CoreV1Api(self.api.api_client)
 
-    def apply(self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None
-              ) -> dict[str, Any]:
-        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "RetrainPolicy",
-                "metadata": {"name": name, "annotations": annotations or {}}, "spec": spec}
+    def apply(
+        self, name: str, spec: dict[str, Any], annotations: dict[str, str] | None = None
+    ) -> dict[str, Any]:
+        body = {
+            "apiVersion": f"{GROUP}/{VERSION}",
+            "kind": "RetrainPolicy",
+            "metadata": {"name": name, "annotations": annotations or {}},
+            "spec": spec,
+        }
         return self.api.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, body)
 
     def get(self, name: str) -> dict[str, Any]:
         return self.api.get_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name)
 
     def annotate(self, name: str, key: str, value: str) -> None:
-        self.api.patch_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, name,
-                                                {"metadata": {"annotations": {key: value}}})
+        self.api.patch_namespaced_custom_object(
+            GROUP, VERSION, NAMESPACE, PLURAL, name, {"metadata": {"annotations": {key: value}}}
+        )
 
     def status(self, name: str) -> dict[str, Any]:
         return self.get(name).get("status") or {}
@@ -78,8 +84,14 @@ class OperatorThread:
         self._thread = threading.Thread(target=self._run, name="kopf", daemon=True)
 
     def _run(self) -> None:
-        asyncio.run(kopf.operator(namespaces=[NAMESPACE], memo=kopf.Memo(services=self.services),
-                                  stop_flag=self._stop, ready_flag=self._ready))
+        asyncio.run(
+            kopf.operator(
+                namespaces=[NAMESPACE],
+                memo=kopf.Memo(services=self.services),
+                stop_flag=self._stop,
+                ready_flag=self._ready,
+            )
+        )
 
     def start(self) -> OperatorThread:
         self._thread.start()

@@ -94,27 +94,73 @@ def _set(obj: dict[str, Any], dotted: str, value: Any) -> None:
 # (what is wrong, where to change the sample, the new value, the field the error must name,
 #  which layer catches it, the field the operator's own parser names)
 BAD_SPECS = [
-    ("malformed cron", "spec.triggers.0.schedule.cron", "every night", "spec.triggers[0]"
-     ".schedule.cron", "schema", "spec.triggers[0].schedule.cron"),
-    ("cron with six fields", "spec.triggers.0.schedule.cron", "0 0 3 * * *",
-     "spec.triggers[0].schedule.cron", "schema", "spec.triggers[0].schedule.cron"),
-    ("malformed time zone", "spec.triggers.0.schedule.timeZone", "Berlin Time",
-     "spec.triggers[0].schedule.timeZone", "schema", "spec.triggers[0].schedule.timeZone"),
-    ("threshold not a number", "spec.triggers.1.metric.threshold", "high",
-     "spec.triggers[1].metric.threshold", "schema", "spec.triggers[1].metric.threshold"),
-    ("unknown concurrency policy", "spec.concurrencyPolicy", "Sometimes",
-     "spec.concurrencyPolicy", "schema", "spec.concurrencyPolicy"),
-    ("datapointsToAlarm above evaluationPeriods", "spec.triggers.1.metric.datapointsToAlarm", 4,
-     "spec.triggers[1].metric.datapointsToAlarm", "cel", "spec.triggers[1].metric.datapointsToAlarm"),
-    ("duplicate trigger names", "spec.triggers.3.name", "nightly", "spec.triggers", "cel",
-     "spec.triggers[3].name"),
+    (
+        "malformed cron",
+        "spec.triggers.0.schedule.cron",
+        "every night",
+        "spec.triggers[0].schedule.cron",
+        "schema",
+        "spec.triggers[0].schedule.cron",
+    ),
+    (
+        "cron with six fields",
+        "spec.triggers.0.schedule.cron",
+        "0 0 3 * * *",
+        "spec.triggers[0].schedule.cron",
+        "schema",
+        "spec.triggers[0].schedule.cron",
+    ),
+    (
+        "malformed time zone",
+        "spec.triggers.0.schedule.timeZone",
+        "Berlin Time",
+        "spec.triggers[0].schedule.timeZone",
+        "schema",
+        "spec.triggers[0].schedule.timeZone",
+    ),
+    (
+        "threshold not a number",
+        "spec.triggers.1.metric.threshold",
+        "high",
+        "spec.triggers[1].metric.threshold",
+        "schema",
+        "spec.triggers[1].metric.threshold",
+    ),
+    (
+        "unknown concurrency policy",
+        "spec.concurrencyPolicy",
+        "Sometimes",
+        "spec.concurrencyPolicy",
+        "schema",
+        "spec.concurrencyPolicy",
+    ),
+    (
+        "datapointsToAlarm above evaluationPeriods",
+        "spec.triggers.1.metric.datapointsToAlarm",
+        4,
+        "spec.triggers[1].metric.datapointsToAlarm",
+        "cel",
+        "spec.triggers[1].metric.datapointsToAlarm",
+    ),
+    (
+        "duplicate trigger names",
+        "spec.triggers.3.name",
+        "nightly",
+        "spec.triggers",
+        "cel",
+        "spec.triggers[3].name",
+    ),
 ]
 
 
-@pytest.mark.parametrize(("path", "value", "field", "layer", "parser_field"),
-                         [case[1:] for case in BAD_SPECS], ids=[case[0] for case in BAD_SPECS])
-def test_a_bad_spec_is_rejected_naming_the_field(path: str, value: Any, field: str, layer: str,
-                                                 parser_field: str) -> None:
+@pytest.mark.parametrize(
+    ("path", "value", "field", "layer", "parser_field"),
+    [case[1:] for case in BAD_SPECS],
+    ids=[case[0] for case in BAD_SPECS],
+)
+def test_a_bad_spec_is_rejected_naming_the_field(
+    path: str, value: Any, field: str, layer: str, parser_field: str
+) -> None:
     policy = sample()
     _set(policy, path, value)
     errors = schema_errors(policy) if layer == "schema" else cel_errors(policy)
@@ -128,14 +174,16 @@ def test_a_trigger_with_two_kinds_is_rejected_by_cel() -> None:
     policy = sample()
     policy["spec"]["triggers"][3]["schedule"] = {"cron": "0 * * * *"}
     assert cel_errors(policy) == [
-        ".spec.triggers[3]: a trigger sets exactly one of schedule, metric, dataArrival and manual"]
+        ".spec.triggers[3]: a trigger sets exactly one of schedule, metric, dataArrival and manual"
+    ]
 
 
 def test_a_pipeline_needs_exactly_one_reference() -> None:
     policy = sample()
     policy["spec"]["pipeline"]["pipelineVersionRef"] = "train-v3"
     assert cel_errors(policy) == [
-        ".spec.pipeline: set exactly one of pipeline.name and pipeline.pipelineVersionRef"]
+        ".spec.pipeline: set exactly one of pipeline.name and pipeline.pipelineVersionRef"
+    ]
 
 
 def test_a_time_zone_the_schema_allows_but_that_does_not_exist_is_caught_by_the_operator() -> None:

@@ -16,17 +16,25 @@ UID = "4f2c-uid"
 
 
 def make_spec(*triggers: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"pipeline": {"name": "train", "parameters": {"why": "{{ reason }}"}},
-            "triggers": list(triggers), **fields}
+    return {
+        "pipeline": {"name": "train", "parameters": {"why": "{{ reason }}"}},
+        "triggers": list(triggers),
+        **fields,
+    }
 
 
 MANUAL = {"name": "by-hand", "manual": {}}
-METRIC = {"name": "drift", "metric": {
-    "cloudWatch": {"namespace": "Flywheel", "metricName": "RMSE", "periodSeconds": 60},
-    "comparator": "GreaterThanThreshold", "threshold": 0.5,
-    "evaluationPeriods": 3, "datapointsToAlarm": 2}}
-DATA = {"name": "new-data", "dataArrival": {"bucket": "lake", "prefix": "in/",
-                                            "minNewObjects": 2}}
+METRIC = {
+    "name": "drift",
+    "metric": {
+        "cloudWatch": {"namespace": "Flywheel", "metricName": "RMSE", "periodSeconds": 60},
+        "comparator": "GreaterThanThreshold",
+        "threshold": 0.5,
+        "evaluationPeriods": 3,
+        "datapointsToAlarm": 2,
+    },
+}
+DATA = {"name": "new-data", "dataArrival": {"bucket": "lake", "prefix": "in/", "minNewObjects": 2}}
 
 
 def schedule(cron: str = "0 * * * *", **fields: Any) -> dict[str, Any]:
@@ -37,11 +45,19 @@ def ready(**observations: Any) -> dict[str, Any]:
     return {"observations": {"pipeline": {"ok": True}, **observations}}
 
 
-def run(spec: dict[str, Any], status: dict[str, Any], *, now: datetime = NOW,
-        nonce: str | None = None) -> Decision:
+def run(
+    spec: dict[str, Any], status: dict[str, Any], *, now: datetime = NOW, nonce: str | None = None
+) -> Decision:
     annotations = {"flywheel.dev/run-nonce": nonce} if nonce else {}
-    return decide(parse_policy(spec), status, annotations=annotations, now=now, generation=1,
-                  uid=UID, name="churn")
+    return decide(
+        parse_policy(spec),
+        status,
+        annotations=annotations,
+        now=now,
+        generation=1,
+        uid=UID,
+        name="churn",
+    )
 
 
 def then(decision: Decision, **observations: Any) -> dict[str, Any]:
@@ -59,15 +75,18 @@ def trigger_state(decision: Decision, name: str) -> dict[str, Any]:
     return next(t for t in decision.status["triggers"] if t["name"] == name)
 
 
-def observed(decision: Decision, state: str = "RUNNING", at: datetime = NOW,
-             **states_by_run_key: str) -> dict[str, Any]:
+def observed(
+    decision: Decision, state: str = "RUNNING", at: datetime = NOW, **states_by_run_key: str
+) -> dict[str, Any]:
     """Status after the poller saw every launched run created and in ``state`` (or its own)."""
     status = copy.deepcopy(decision.status)
     runs = {}
     for entry in status["active"]:
         entry.setdefault("runId", f"id-{entry['runKey']}")
-        runs[entry["runKey"]] = {"state": states_by_run_key.get(entry["runKey"], state),
-                                 "finishedTime": at.strftime("%Y-%m-%dT%H:%M:%SZ")}
+        runs[entry["runKey"]] = {
+            "state": states_by_run_key.get(entry["runKey"], state),
+            "finishedTime": at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
     status["observations"] = {"pipeline": {"ok": True}, "runs": runs}
     return status
 
@@ -81,6 +100,7 @@ def running(decision: Decision) -> dict[str, Any]:
 
 
 # -- manual -----------------------------------------------------------------------------------
+
 
 def test_new_nonce_launches_exactly_one_run_with_a_deterministic_key() -> None:
     first = run(make_spec(MANUAL), ready(), nonce="abc")
@@ -106,6 +126,7 @@ def test_a_different_nonce_launches_another_run() -> None:
 
 # -- schedule ---------------------------------------------------------------------------------
 
+
 def test_schedule_starts_from_now_without_firing_for_the_past() -> None:
     decision = run(make_spec(schedule()), ready())
     assert decision.launches == []
@@ -118,8 +139,11 @@ def test_schedule_fires_once_for_a_slot_within_its_deadline() -> None:
     at_slot = NOW.replace(hour=11, minute=0, second=20)
     fired = run(make_spec(schedule()), then(start), now=at_slot)
     assert [e["fireKey"] for e in fired.launches] == ["2026-03-02T11:00:00Z"]
-    later = run(make_spec(schedule(), concurrencyPolicy="Allow"), running(fired),
-                now=at_slot + timedelta(seconds=5))
+    later = run(
+        make_spec(schedule(), concurrencyPolicy="Allow"),
+        running(fired),
+        now=at_slot + timedelta(seconds=5),
+    )
     assert later.launches == []
 
 
@@ -154,6 +178,7 @@ def test_schedule_uses_its_time_zone() -> None:
 
 # -- metric -----------------------------------------------------------------------------------
 
+
 def metric_obs(*values: float | None, at: str = "2026-03-02T10:00:00Z") -> dict[str, Any]:
     return {"triggers": {"drift": {"values": list(values), "evaluatedAt": at}}}
 
@@ -185,8 +210,10 @@ def test_metric_needs_datapoints_to_alarm_out_of_evaluation_periods() -> None:
     assert len(run(spec, ready(**metric_obs(0.9, 0.1, 0.9))).launches) == 1
 
 
-@pytest.mark.parametrize(("treatment", "fires"), [("breaching", True), ("notBreaching", False),
-                                                  ("missing", False), ("ignore", False)])
+@pytest.mark.parametrize(
+    ("treatment", "fires"),
+    [("breaching", True), ("notBreaching", False), ("missing", False), ("ignore", False)],
+)
 def test_missing_datapoints_follow_treat_missing_data(treatment: str, fires: bool) -> None:
     metric = copy.deepcopy(METRIC)
     metric["metric"]["treatMissingData"] = treatment
@@ -195,8 +222,14 @@ def test_missing_datapoints_follow_treat_missing_data(treatment: str, fires: boo
 
 
 def test_a_source_error_never_fires_and_sets_source_error() -> None:
-    obs = {"triggers": {"drift": {"evaluatedAt": "2026-03-02T10:00:00Z",
-                                  "error": {"reason": "Throttling", "message": "slow down"}}}}
+    obs = {
+        "triggers": {
+            "drift": {
+                "evaluatedAt": "2026-03-02T10:00:00Z",
+                "error": {"reason": "Throttling", "message": "slow down"},
+            }
+        }
+    }
     decision = run(make_spec(METRIC), ready(**obs))
     assert decision.launches == []
     assert condition(decision, "SourceError")["status"] == "True"
@@ -204,16 +237,29 @@ def test_a_source_error_never_fires_and_sets_source_error() -> None:
 
 
 def test_missing_credentials_make_the_policy_not_ready() -> None:
-    obs = {"triggers": {"drift": {"evaluatedAt": "2026-03-02T10:00:00Z",
-                                  "error": {"reason": "NoCredentials", "message": "none found"}}}}
+    obs = {
+        "triggers": {
+            "drift": {
+                "evaluatedAt": "2026-03-02T10:00:00Z",
+                "error": {"reason": "NoCredentials", "message": "none found"},
+            }
+        }
+    }
     decision = run(make_spec(METRIC, MANUAL), ready(**obs), nonce="x")
     assert decision.launches == []
     assert condition(decision, "Ready")["reason"] == "SourceCredentialsMissing"
 
 
 def test_an_unknown_pipeline_is_not_ready_and_never_fires() -> None:
-    status = {"observations": {"pipeline": {"ok": False, "reason": "PipelineNotFound",
-                                            "message": "no pipeline named train"}}}
+    status = {
+        "observations": {
+            "pipeline": {
+                "ok": False,
+                "reason": "PipelineNotFound",
+                "message": "no pipeline named train",
+            }
+        }
+    }
     decision = run(make_spec(MANUAL), status, nonce="x")
     assert decision.launches == []
     ready_condition = condition(decision, "Ready")
@@ -222,10 +268,20 @@ def test_an_unknown_pipeline_is_not_ready_and_never_fires() -> None:
 
 # -- data arrival -----------------------------------------------------------------------------
 
+
 def data_obs(since: str, count: int, max_key: str, size: int = 10) -> dict[str, Any]:
-    return {"triggers": {"new-data": {"since": since, "newObjects": count, "newBytes": size,
-                                      "maxKey": max_key, "newKeys": [max_key],
-                                      "evaluatedAt": "2026-03-02T10:00:00Z"}}}
+    return {
+        "triggers": {
+            "new-data": {
+                "since": since,
+                "newObjects": count,
+                "newBytes": size,
+                "maxKey": max_key,
+                "newKeys": [max_key],
+                "evaluatedAt": "2026-03-02T10:00:00Z",
+            }
+        }
+    }
 
 
 def test_new_objects_fire_once_and_advance_the_watermark() -> None:
@@ -248,6 +304,7 @@ def test_min_new_bytes_holds_back_small_arrivals() -> None:
 
 
 # -- concurrency ------------------------------------------------------------------------------
+
 
 def test_forbid_skips_while_a_run_is_active() -> None:
     spec = make_spec(MANUAL, concurrencyPolicy="Forbid")
@@ -295,6 +352,7 @@ def test_queue_coalesces_to_one_pending_run_and_launches_it_when_the_active_run_
 
 # -- cooldown, backoff, pause -----------------------------------------------------------------
 
+
 def test_cooldown_after_success_defers_a_breach_until_it_ends() -> None:
     spec = make_spec(METRIC, cooldown={"afterSuccessSeconds": 600})
     status = ready(**metric_obs(0.9, 0.9, 0.9))
@@ -328,8 +386,13 @@ def test_backoff_grows_with_consecutive_failures_up_to_its_max(failures: int, wa
 
 
 def test_pause_after_consecutive_failures_until_a_manual_run_succeeds() -> None:
-    spec = make_spec(MANUAL, METRIC, pauseAfterConsecutiveFailures=1, concurrencyPolicy="Allow",
-                     backoff={"initialSeconds": 0})
+    spec = make_spec(
+        MANUAL,
+        METRIC,
+        pauseAfterConsecutiveFailures=1,
+        concurrencyPolicy="Allow",
+        backoff={"initialSeconds": 0},
+    )
     first = run(spec, ready(), nonce="n1")
     failed = finished(first, "FAILED")
     failed["observations"].update(metric_obs(0.9, 0.9, 0.9))
@@ -342,6 +405,7 @@ def test_pause_after_consecutive_failures_until_a_manual_run_succeeds() -> None:
 
 
 # -- suspend, dry run, history ----------------------------------------------------------------
+
 
 def test_suspend_fires_nothing_and_keeps_the_nonce_for_later() -> None:
     suspended = run(make_spec(MANUAL, suspend=True), ready(), nonce="n1")
@@ -381,5 +445,7 @@ def test_an_invalid_spec_is_reported_once_not_on_every_reconcile() -> None:
     again = invalid(first.status, errors, now=NOW, generation=2)
     assert [e.reason for e in first.events] == ["InvalidSpec"]
     assert again.events == []
-    assert condition(again, "Ready")["message"] == "spec.triggers[0].schedule.cron: " \
-                                                   "not a cron expression"
+    assert (
+        condition(again, "Ready")["message"] == "spec.triggers[0].schedule.cron: "
+        "not a cron expression"
+    )

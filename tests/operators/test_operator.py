@@ -15,8 +15,11 @@ MANUAL = {"name": "by-hand", "manual": {}}
 
 
 def spec(*triggers: dict[str, Any], **fields: Any) -> dict[str, Any]:
-    return {"pipeline": {"name": "train", "parameters": {"reason": "{{ reason }}"}},
-            "triggers": list(triggers), **fields}
+    return {
+        "pipeline": {"name": "train", "parameters": {"reason": "{{ reason }}"}},
+        "triggers": list(triggers),
+        **fields,
+    }
 
 
 def launched(cluster: Cluster, name: str) -> list[dict[str, Any]]:
@@ -33,7 +36,7 @@ def wait_for_ready(cluster: Cluster, name: str) -> None:
 
 
 def test_a_manual_nonce_launches_exactly_one_run(
-        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
 ) -> None:
     start_operator()
     cluster.apply("churn", spec(MANUAL))
@@ -48,26 +51,46 @@ def test_a_manual_nonce_launches_exactly_one_run(
 
 
 def test_a_metric_crossing_its_threshold_launches_exactly_one_run(
-        cluster: Cluster, kfp_api: KfpStandIn, aws: str,
-        start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, aws: str, start_operator: Callable[[], OperatorThread]
 ) -> None:
     cloudwatch = aws_client(aws, "cloudwatch")
 
     def publish(value: float) -> None:
-        cloudwatch.put_metric_data(Namespace="Flywheel", MetricData=[{
-            "MetricName": "RMSE", "Value": value, "Timestamp": datetime.now(tz=UTC),
-            "Dimensions": [{"Name": "Model", "Value": "churn"}]}])
+        cloudwatch.put_metric_data(
+            Namespace="Flywheel",
+            MetricData=[
+                {
+                    "MetricName": "RMSE",
+                    "Value": value,
+                    "Timestamp": datetime.now(tz=UTC),
+                    "Dimensions": [{"Name": "Model", "Value": "churn"}],
+                }
+            ],
+        )
 
     publish(0.1)
     start_operator()
-    metric = {"name": "drift", "metric": {
-        "cloudWatch": {"namespace": "Flywheel", "metricName": "RMSE", "statistic": "Maximum",
-                       "dimensions": {"Model": "churn"}, "periodSeconds": 2},
-        "comparator": "GreaterThanThreshold", "threshold": 0.5, "evaluationPeriods": 3,
-        "datapointsToAlarm": 1}}
+    metric = {
+        "name": "drift",
+        "metric": {
+            "cloudWatch": {
+                "namespace": "Flywheel",
+                "metricName": "RMSE",
+                "statistic": "Maximum",
+                "dimensions": {"Model": "churn"},
+                "periodSeconds": 2,
+            },
+            "comparator": "GreaterThanThreshold",
+            "threshold": 0.5,
+            "evaluationPeriods": 3,
+            "datapointsToAlarm": 1,
+        },
+    }
     cluster.apply("churn", spec(metric))
-    wait_for(lambda: next(iter(cluster.status("churn").get("triggers", [])), {})
-             .get("lastValue") == 0.1, what="the quiet metric to be observed")
+    wait_for(
+        lambda: next(iter(cluster.status("churn").get("triggers", [])), {}).get("lastValue") == 0.1,
+        what="the quiet metric to be observed",
+    )
     assert kfp_api.runs == {}
     publish(0.9)
     wait_for(lambda: launched(cluster, "churn"), what="a run for the breach")
@@ -80,18 +103,26 @@ def test_a_metric_crossing_its_threshold_launches_exactly_one_run(
 
 
 def test_new_s3_objects_launch_one_run_and_advance_the_watermark(
-        cluster: Cluster, kfp_api: KfpStandIn, aws: str,
-        start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, aws: str, start_operator: Callable[[], OperatorThread]
 ) -> None:
     s3 = aws_client(aws, "s3")
     s3.create_bucket(Bucket="lake")
     s3.put_object(Bucket="lake", Key="in/2026-03-01.csv", Body=b"a,b\n")
     start_operator()
-    arrival = {"name": "new-data", "dataArrival": {"bucket": "lake", "prefix": "in/",
-                                                   "minNewObjects": 2, "pollIntervalSeconds": 1}}
+    arrival = {
+        "name": "new-data",
+        "dataArrival": {
+            "bucket": "lake",
+            "prefix": "in/",
+            "minNewObjects": 2,
+            "pollIntervalSeconds": 1,
+        },
+    }
     cluster.apply("churn", spec(arrival))
-    wait_for(lambda: next(iter(cluster.status("churn").get("triggers", [])), {})
-             .get("lastValue") == 1, what="one new object to be counted")
+    wait_for(
+        lambda: next(iter(cluster.status("churn").get("triggers", [])), {}).get("lastValue") == 1,
+        what="one new object to be counted",
+    )
     s3.put_object(Bucket="lake", Key="in/2026-03-02.csv", Body=b"c,d\n")
     wait_for(lambda: launched(cluster, "churn"), what="a run for the new data")
     first = evaluations(cluster, "churn", "new-data")
@@ -101,7 +132,7 @@ def test_new_s3_objects_launch_one_run_and_advance_the_watermark(
 
 
 def test_forbid_skips_while_a_run_is_active(
-        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
 ) -> None:
     start_operator()
     cluster.apply("churn", spec(MANUAL, concurrencyPolicy="Forbid"))
@@ -109,14 +140,16 @@ def test_forbid_skips_while_a_run_is_active(
     cluster.annotate("churn", NONCE, "one")
     wait_for(lambda: launched(cluster, "churn"), what="the first run")
     cluster.annotate("churn", NONCE, "two")
-    wait_for(lambda: cluster.status("churn").get("counters", {}).get("skipped") == 1,
-             what="the second firing to be skipped")
+    wait_for(
+        lambda: cluster.status("churn").get("counters", {}).get("skipped") == 1,
+        what="the second firing to be skipped",
+    )
     wait_for(lambda: "Skipped" in cluster.event_reasons("churn"), what="a Skipped event")
     assert len(kfp_api.runs) == 1
 
 
 def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_duplicate(
-        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
 ) -> None:
     # KFP stores the run but the answer never arrives, as if the operator died right after
     # sending it: status holds the run key, not the run id.
@@ -139,25 +172,38 @@ def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_dupli
 
 
 def test_a_pipeline_that_does_not_exist_is_not_ready_and_never_fires(
-        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
 ) -> None:
     start_operator()
-    cluster.apply("churn", {"pipeline": {"name": "no-such-pipeline"}, "triggers": [MANUAL]},
-                  annotations={NONCE: "please"})
-    ready = wait_for(lambda: cluster.condition("churn", "Ready").get("status") == "False"
-                     and cluster.condition("churn", "Ready"), what="Ready=False")
+    cluster.apply(
+        "churn",
+        {"pipeline": {"name": "no-such-pipeline"}, "triggers": [MANUAL]},
+        annotations={NONCE: "please"},
+    )
+    ready = wait_for(
+        lambda: (
+            cluster.condition("churn", "Ready").get("status") == "False"
+            and cluster.condition("churn", "Ready")
+        ),
+        what="Ready=False",
+    )
     assert ready["reason"] == "PipelineNotFound"
     assert kfp_api.create_calls == 0
 
 
 def test_a_spec_the_schema_cannot_judge_is_not_ready_naming_the_field(
-        cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
 ) -> None:
     start_operator()
     mars = {"name": "nightly", "schedule": {"cron": "0 3 * * *", "timeZone": "Mars/Olympus_Mons"}}
     cluster.apply("churn", spec(mars, MANUAL), annotations={NONCE: "please"})
-    ready = wait_for(lambda: cluster.condition("churn", "Ready").get("reason") == "InvalidSpec"
-                     and cluster.condition("churn", "Ready"), what="Ready=False")
+    ready = wait_for(
+        lambda: (
+            cluster.condition("churn", "Ready").get("reason") == "InvalidSpec"
+            and cluster.condition("churn", "Ready")
+        ),
+        what="Ready=False",
+    )
     assert ready["status"] == "False"
     assert "spec.triggers[0].schedule.timeZone" in ready["message"]
     assert kfp_api.create_calls == 0

@@ -20,14 +20,26 @@ from operators.sources import (
     read_prometheus,
 )
 
-RMSE = CloudWatchSource(namespace="Flywheel", metric_name="RMSE", dimensions={"Model": "churn"},
-                        statistic="Maximum", period_seconds=60, region=None)
+RMSE = CloudWatchSource(
+    namespace="Flywheel",
+    metric_name="RMSE",
+    dimensions={"Model": "churn"},
+    statistic="Maximum",
+    period_seconds=60,
+    region=None,
+)
 
 
 def arrival(**fields: Any) -> DataArrival:
-    defaults: dict[str, Any] = {"bucket": "lake", "prefix": "in/", "min_new_objects": 1,
-                                "min_new_bytes": 0, "settle_seconds": 0,
-                                "poll_interval_seconds": 60, "region": None}
+    defaults: dict[str, Any] = {
+        "bucket": "lake",
+        "prefix": "in/",
+        "min_new_objects": 1,
+        "min_new_bytes": 0,
+        "settle_seconds": 0,
+        "poll_interval_seconds": 60,
+        "region": None,
+    }
     return DataArrival(**{**defaults, **fields})
 
 
@@ -35,18 +47,34 @@ def test_cloudwatch_datapoints_land_in_their_periods_oldest_first(aws: str) -> N
     cloudwatch = aws_client(aws, "cloudwatch")
     now = datetime.now(tz=UTC).replace(second=30, microsecond=0)
     for minutes_ago, value in [(2, 0.2), (0, 0.9)]:
-        cloudwatch.put_metric_data(Namespace="Flywheel", MetricData=[{
-            "MetricName": "RMSE", "Value": value, "Timestamp": now - timedelta(minutes=minutes_ago),
-            "Dimensions": [{"Name": "Model", "Value": "churn"}]}])
+        cloudwatch.put_metric_data(
+            Namespace="Flywheel",
+            MetricData=[
+                {
+                    "MetricName": "RMSE",
+                    "Value": value,
+                    "Timestamp": now - timedelta(minutes=minutes_ago),
+                    "Dimensions": [{"Name": "Model", "Value": "churn"}],
+                }
+            ],
+        )
     assert read_cloudwatch(cloudwatch, RMSE, 3, now) == [0.2, None, 0.9]
 
 
 def test_cloudwatch_without_a_current_datapoint_evaluates_complete_periods(aws: str) -> None:
     cloudwatch = aws_client(aws, "cloudwatch")
     now = datetime.now(tz=UTC).replace(second=30, microsecond=0)
-    cloudwatch.put_metric_data(Namespace="Flywheel", MetricData=[{
-        "MetricName": "RMSE", "Value": 0.7, "Timestamp": now - timedelta(minutes=1),
-        "Dimensions": [{"Name": "Model", "Value": "churn"}]}])
+    cloudwatch.put_metric_data(
+        Namespace="Flywheel",
+        MetricData=[
+            {
+                "MetricName": "RMSE",
+                "Value": 0.7,
+                "Timestamp": now - timedelta(minutes=1),
+                "Dimensions": [{"Name": "Model", "Value": "churn"}],
+            }
+        ],
+    )
     assert read_cloudwatch(cloudwatch, RMSE, 2, now) == [None, 0.7]
 
 
@@ -107,16 +135,23 @@ def prometheus() -> Iterator[str]:
 
 
 def vector(*values: str) -> dict[str, Any]:
-    return {"status": "success", "data": {"resultType": "vector", "result": [
-        {"metric": {}, "value": [0, v]} for v in values]}}
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [{"metric": {}, "value": [0, v]} for v in values],
+        },
+    }
 
 
 @pytest.mark.parametrize(("answer", "expected"), [(vector("0.75"), 0.75), (vector(), None)])
 def test_prometheus_instant_query_reads_one_sample_or_missing(
-        prometheus: str, answer: dict[str, Any], expected: float | None) -> None:
+    prometheus: str, answer: dict[str, Any], expected: float | None
+) -> None:
     _Prometheus.answers["q"] = answer
-    assert read_prometheus(PrometheusSource(url=prometheus, query="q", period_seconds=60)) \
-        == expected
+    assert (
+        read_prometheus(PrometheusSource(url=prometheus, query="q", period_seconds=60)) == expected
+    )
 
 
 def test_prometheus_query_with_many_series_is_a_source_error(prometheus: str) -> None:
@@ -127,5 +162,6 @@ def test_prometheus_query_with_many_series_is_a_source_error(prometheus: str) ->
 
 def test_an_unreachable_prometheus_is_a_source_error() -> None:
     with pytest.raises(SourceUnreadable, match="PrometheusUnreachable"):
-        read_prometheus(PrometheusSource(url="http://127.0.0.1:9", query="q", period_seconds=1),
-                        timeout=2)
+        read_prometheus(
+            PrometheusSource(url="http://127.0.0.1:9", query="q", period_seconds=1), timeout=2
+        )

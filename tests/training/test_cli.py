@@ -20,7 +20,10 @@ REPO = Path(__file__).resolve().parents[2]
         (["--hp", "depth=3"], "hyperparameters.depth: unknown hyperparameter; allowed: max_depth"),
         (["--hp", "depth"], "--hp 'depth': expected NAME=VALUE"),
         (["--source", "missing.csv"], "source: missing.csv does not exist"),
-        (["--batch-count", "three"], "argument --batch-count: invalid positive integer value: 'three'"),
+        (
+            ["--batch-count", "three"],
+            "argument --batch-count: invalid positive integer value: 'three'",
+        ),
         (["--test-fraction", "1.5"], "--test-fraction: must be between 0 and 1"),
         (["--compute", "mainframe"], "compute: 'mainframe' is not one of local"),
         (["--workload", "nowhere/workload.yaml"], "workload: nowhere/workload.yaml does not exist"),
@@ -30,7 +33,17 @@ def test_bad_input_is_one_line_naming_the_field_and_nothing_is_written(
     tmp_path: Path, capsys, arguments, message
 ) -> None:
     registry = tmp_path / "registry"
-    status = main(["run", "training", "--registry", str(registry), "--pipeline-root", str(tmp_path / "runs"), *arguments])
+    status = main(
+        [
+            "run",
+            "training",
+            "--registry",
+            str(registry),
+            "--pipeline-root",
+            str(tmp_path / "runs"),
+            *arguments,
+        ]
+    )
     error = capsys.readouterr().err.strip()
     assert status == 2
     assert len(error.splitlines()) == 1 and message in error
@@ -42,12 +55,18 @@ def test_malformed_data_file_is_refused_with_its_columns(tmp_path: Path, capsys)
     table.write_text("name,activity\nx,1\n")
     status = main(["run", "training", "--source", str(table), "--registry", str(tmp_path / "r")])
     assert status == 2
-    assert "lacks column(s) compound_id, smiles, pIC50; it has name, activity" in capsys.readouterr().err
+    assert (
+        "lacks column(s) compound_id, smiles, pIC50; it has name, activity"
+        in capsys.readouterr().err
+    )
 
 
 def test_committed_compiled_pipelines_are_fresh() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "compile", "--check"], cwd=REPO, capture_output=True, text=True
+        [sys.executable, "-m", "pipelines.cli", "compile", "--check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 

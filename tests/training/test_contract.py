@@ -20,7 +20,9 @@ def test_environment_points_every_channel_and_the_model_dir_into_the_layout(tmp_
 
 def test_hyperparameters_file_holds_strings_as_sagemaker_writes_it(tmp_path: Path) -> None:
     layout = contract.layout_for(tmp_path)
-    contract.write_hyperparameters_file(layout, {"epochs": 3, "rate": 0.1, "flag": True, "name": "x"})
+    contract.write_hyperparameters_file(
+        layout, {"epochs": 3, "rate": 0.1, "flag": True, "name": "x"}
+    )
     written = json.loads((tmp_path / "input/config/hyperparameters.json").read_text())
     assert written == {"epochs": "3", "rate": "0.1", "flag": "true", "name": "x"}
 

@@ -42,7 +42,9 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], "weights.txt").write_text(str(len(rows)
 
 
 def test_script_sees_contract_and_model_is_packed_like_sagemaker(tmp_path: Path) -> None:
-    result = LocalBackend().train(_spec(_script(tmp_path, CONTRACT_SCRIPT), tmp_path), log=lambda _: None)
+    result = LocalBackend().train(
+        _spec(_script(tmp_path, CONTRACT_SCRIPT), tmp_path), log=lambda _: None
+    )
     archive = Path(result.model_artifact)
     assert archive == tmp_path / "out/toy-job/output/model.tar.gz"
     with tarfile.open(archive) as tar:
@@ -51,7 +53,9 @@ def test_script_sees_contract_and_model_is_packed_like_sagemaker(tmp_path: Path)
 
 
 def test_final_metric_is_the_last_value_the_script_printed(tmp_path: Path) -> None:
-    result = LocalBackend().train(_spec(_script(tmp_path, CONTRACT_SCRIPT), tmp_path), log=lambda _: None)
+    result = LocalBackend().train(
+        _spec(_script(tmp_path, CONTRACT_SCRIPT), tmp_path), log=lambda _: None
+    )
     assert result.metrics == {"loss": 0.5}
 
 
@@ -97,7 +101,9 @@ def test_crash_without_failure_file_reports_the_exception_line(tmp_path: Path) -
 
 
 def test_missing_channel_data_is_refused_before_the_script_runs(tmp_path: Path) -> None:
-    spec = _spec(_script(tmp_path, CONTRACT_SCRIPT), tmp_path, channels={"train": str(tmp_path / "nope")})
+    spec = _spec(
+        _script(tmp_path, CONTRACT_SCRIPT), tmp_path, channels={"train": str(tmp_path / "nope")}
+    )
     with pytest.raises(InvalidSpecError, match=r"channels.train"):
         LocalBackend().train(spec, log=lambda _: None)
 
@@ -121,9 +127,12 @@ if __name__ == "__main__":
     (inputs / "a.csv").write_text("x\n1\n2\n")
     backend.transform(
         TransformJobSpec(
-            job_name="toy-transform", model_artifact=trained.model_artifact,
-            source_dir=str(tmp_path / "code"), entry_point="train.py",
-            input_location=str(inputs), output_location=str(tmp_path / "scored"),
+            job_name="toy-transform",
+            model_artifact=trained.model_artifact,
+            source_dir=str(tmp_path / "code"),
+            entry_point="train.py",
+            input_location=str(inputs),
+            output_location=str(tmp_path / "scored"),
         ),
         log=lambda _: None,
     )

@@ -17,7 +17,10 @@ def _archive(tmp_path: Path, content: str) -> Path:
 
 def _register(registry: LocalModelRegistry, archive: Path, rmse: float = 1.0):
     return registry.register(
-        "qsar", str(archive), metrics={"rmse": rmse}, hyperparameters={"trees": 10},
+        "qsar",
+        str(archive),
+        metrics={"rmse": rmse},
+        hyperparameters={"trees": 10},
         lineage={"run": {"id": "run-1"}},
     )
 
@@ -33,7 +36,9 @@ def test_versions_are_numbered_and_carry_metrics_and_lineage(tmp_path: Path) -> 
     assert Path(first.model_uri).read_bytes() == b"a"
 
 
-def test_registering_the_same_model_bytes_twice_returns_the_existing_version(tmp_path: Path) -> None:
+def test_registering_the_same_model_bytes_twice_returns_the_existing_version(
+    tmp_path: Path,
+) -> None:
     registry = LocalModelRegistry(tmp_path)
     archive = _archive(tmp_path, "same")
     assert _register(registry, archive).created
@@ -91,7 +96,10 @@ def test_promotion_makes_one_champion_and_archives_the_previous(tmp_path: Path) 
     assert registry.champion("qsar").version == 2
     assert [v.stage for v in registry.versions("qsar")] == ["archived", "champion"]
     history = registry.champion_history("qsar")
-    assert [(h["version"], h["previous"], h["reason"]) for h in history] == [(1, None, "first"), (2, 1, "better")]
+    assert [(h["version"], h["previous"], h["reason"]) for h in history] == [
+        (1, None, "first"),
+        (2, 1, "better"),
+    ]
     assert json.loads((tmp_path / "qsar/champion.json").read_text()) == {"version": 2}
 
 

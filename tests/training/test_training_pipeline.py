@@ -62,7 +62,9 @@ def test_second_run_with_unchanged_inputs_is_served_from_cache(first_run) -> Non
 
 def test_a_worse_candidate_is_registered_but_not_promoted(first_run) -> None:
     tmp_path, _ = first_run
-    worse = run_training(_request(tmp_path, hyperparameters={**FAST, "n_estimators": "1", "max_depth": "1"}))
+    worse = run_training(
+        _request(tmp_path, hyperparameters={**FAST, "n_estimators": "1", "max_depth": "1"})
+    )
     assert worse.version.version == 2 and worse.version.stage == "candidate" and not worse.promoted
     assert LocalModelRegistry(tmp_path / "registry").champion("qsar-pic50").version == 1
 
@@ -71,10 +73,14 @@ def test_crashing_script_fails_the_pipeline_with_its_own_message(tmp_path: Path)
     workload = tmp_path / "crashing"
     shutil.copytree(QSAR_WORKLOAD.parent, workload)
     script = workload / "train.py"
-    script.write_text(script.read_text().replace(
-        "    params = hyperparameters()\n",
-        "    params = hyperparameters()\n    raise RuntimeError('assay table is corrupt')\n",
-    ))
-    with pytest.raises(PipelineFailed, match=r"train-model failed: .*RuntimeError: assay table is corrupt"):
+    script.write_text(
+        script.read_text().replace(
+            "    params = hyperparameters()\n",
+            "    params = hyperparameters()\n    raise RuntimeError('assay table is corrupt')\n",
+        )
+    )
+    with pytest.raises(
+        PipelineFailed, match=r"train-model failed: .*RuntimeError: assay table is corrupt"
+    ):
         run_training(_request(tmp_path, workload=str(workload / "workload.yaml")))
     assert LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50") == []

@@ -27,14 +27,19 @@ def test_hyperparameters_are_coerced_from_command_line_strings(make_workload) ->
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"epoch": "5"}, r"hyperparameters.epoch: unknown hyperparameter; allowed: epochs, rate, verbose"),
+        (
+            {"epoch": "5"},
+            r"hyperparameters.epoch: unknown hyperparameter; allowed: epochs, rate, verbose",
+        ),
         ({"epochs": "five"}, r"hyperparameters.epochs: expected int, got 'five'"),
         ({"epochs": "0"}, r"hyperparameters.epochs: 0 is below the minimum 1"),
         ({"rate": "nan"}, r"hyperparameters.rate: expected float"),
         ({"verbose": "maybe"}, r"hyperparameters.verbose: expected bool"),
     ],
 )
-def test_bad_hyperparameters_are_refused_naming_the_field(make_workload, overrides, message) -> None:
+def test_bad_hyperparameters_are_refused_naming_the_field(
+    make_workload, overrides, message
+) -> None:
     workload = load_workload(make_workload("print()"))
     with pytest.raises(InvalidSpecError, match=message):
         workload.resolve_hyperparameters(overrides)
@@ -71,7 +76,9 @@ def test_ordered_batches_keep_order_and_cover_every_row(toy_table: Path) -> None
         ("id,x,y\n1,2,high\n", "line 2: label y='high' is not a number"),
     ],
 )
-def test_malformed_tables_are_refused_naming_the_problem(tmp_path: Path, make_workload, content, message) -> None:
+def test_malformed_tables_are_refused_naming_the_problem(
+    tmp_path: Path, make_workload, content, message
+) -> None:
     workload = load_workload(make_workload("print()"))
     path = tmp_path / "bad.csv"
     path.write_text(content)

@@ -1,88 +1,39 @@
 """QSAR with PyTorch: predict pIC50 from Morgan fingerprints with a small MLP.
 
-The GPU variant of ``examples/qsar``, under the same SageMaker container contract and importing
-nothing from Flywheel, so it runs unchanged locally, in a SageMaker job and in an EKS pod:
-
-* data:            CSV files in $SM_CHANNEL_TRAIN and $SM_CHANNEL_TEST (columns smiles, pIC50)
-* hyperparameters: $SM_INPUT_CONFIG_DIR/hyperparameters.json (string values, as SageMaker writes)
-* model:           $SM_MODEL_DIR
-* failure:         $SM_OUTPUT_DIR/failure, one line, before exiting non-zero
-* metrics:         printed as ``name=value`` lines for the metric definitions' regexes
-
-It trains on CUDA when a GPU is visible and on the CPU otherwise. Started by ``torchrun`` (one
-process per GPU; ``WORLD_SIZE`` > 1) it trains data-parallel with DistributedDataParallel: NCCL
-between GPUs, Gloo between CPU processes. Only rank 0 prints metrics and writes the model.
+The GPU variant of ``train.py``, under the same SageMaker container contract and importing nothing
+from Flywheel (only ``qsar_data`` beside it), so it runs unchanged locally, in a SageMaker job and
+in an EKS pod. It trains on CUDA when a GPU is visible and on the CPU otherwise. Started by
+``torchrun`` (one process per GPU; ``WORLD_SIZE`` > 1) it trains data-parallel with
+DistributedDataParallel: NCCL between GPUs, Gloo between CPU processes. Only rank 0 prints metrics
+and writes the model.
 """
 
-import csv
-import io
 import json
-import math
 import os
-import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.distributed as dist
-from rdkit import Chem, RDLogger
-from rdkit.Chem import rdFingerprintGenerator
+from qsar_data import (
+    fingerprints,
+    has_channel,
+    hyperparameters,
+    model_dir,
+    print_metrics,
+    read_channel,
+    run_with_failure_file,
+    smiles_and_labels,
+    smiles_from_csv,
+)
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-RDLogger.DisableLog("rdApp.*")
-SMILES_COLUMN = "smiles"
-LABEL_COLUMN = "pIC50"
 MODEL_FILE = "model.pt"
 SETTINGS_FILE = "settings.json"
-
-
-def hyperparameters() -> dict:
-    config_dir = Path(os.environ.get("SM_INPUT_CONFIG_DIR", "/opt/ml/input/config"))
-    raw = json.loads((config_dir / "hyperparameters.json").read_text())
-    parsed = {}
-    for name, value in raw.items():
-        try:
-            parsed[name] = json.loads(value)
-        except (TypeError, json.JSONDecodeError):
-            parsed[name] = value
-    return parsed
-
-
-def read_channel(name: str) -> list[dict]:
-    folder = Path(os.environ[f"SM_CHANNEL_{name.upper()}"])
-    rows = []
-    for path in sorted(p for p in folder.iterdir() if p.is_file()):
-        with path.open(newline="") as handle:
-            rows.extend(csv.DictReader(handle))
-    if not rows:
-        raise ValueError(f"channel {name} has no CSV rows in {folder}")
-    return rows
-
-
-def fingerprints(smiles: list[str], radius: int, n_bits: int) -> np.ndarray:
-    generator = rdFingerprintGenerator.GetMorganGenerator(radius=radius, fpSize=n_bits)
-    matrix = np.zeros((len(smiles), n_bits), dtype=np.float32)
-    for row, text in enumerate(smiles):
-        molecule = Chem.MolFromSmiles(text)
-        if molecule is None:
-            raise ValueError(f"invalid SMILES at row {row}: {text!r}")
-        matrix[row] = generator.GetFingerprintAsNumPy(molecule)
-    return matrix
-
-
-def regression_metrics(truth: np.ndarray, predicted: np.ndarray) -> dict:
-    errors = predicted - truth
-    total = float(np.sum((truth - truth.mean()) ** 2))
-    return {
-        "rmse": math.sqrt(float(np.mean(errors**2))),
-        "mae": float(np.mean(np.abs(errors))),
-        "r2": 1.0 - float(np.sum(errors**2)) / total if total > 0 else 0.0,
-    }
 
 
 def build_model(settings: dict) -> nn.Module:
@@ -126,9 +77,9 @@ def train() -> None:
     torch.manual_seed(int(params["seed"]))
 
     radius, n_bits = int(params["radius"]), int(params["n_bits"])
-    train_rows = read_channel("train")
-    features = fingerprints([r[SMILES_COLUMN] for r in train_rows], radius, n_bits)
-    labels = np.array([float(r[LABEL_COLUMN]) for r in train_rows], dtype=np.float32)
+    smiles, all_labels = smiles_and_labels(read_channel("train"))
+    features = fingerprints(smiles, radius, n_bits, dtype=np.float32)
+    labels = all_labels.astype(np.float32)
     settings = {
         "radius": radius,
         "n_bits": n_bits,
@@ -141,7 +92,7 @@ def train() -> None:
     }
     if rank == 0:
         print(
-            f"training on {len(train_rows)} compounds, {n_bits}-bit Morgan radius {radius}, "
+            f"training on {len(smiles)} compounds, {n_bits}-bit Morgan radius {radius}, "
             f"device {device.type}, {world_size} process(es)",
             flush=True,
         )
@@ -195,22 +146,15 @@ def train() -> None:
 def report_and_save(
     model: nn.Module, features: np.ndarray, labels: np.ndarray, settings: dict, device: torch.device
 ) -> None:
-    for name, value in regression_metrics(
-        labels, predict(model, features, settings, device)
-    ).items():
-        print(f"train_{name}={value:.4f}")
-    if os.environ.get("SM_CHANNEL_TEST"):
-        test_rows = read_channel("test")
+    print_metrics("train", labels, predict(model, features, settings, device))
+    if has_channel("test"):
+        test_smiles, truth = smiles_and_labels(read_channel("test"))
         test_features = fingerprints(
-            [r[SMILES_COLUMN] for r in test_rows], settings["radius"], settings["n_bits"]
+            test_smiles, settings["radius"], settings["n_bits"], dtype=np.float32
         )
-        truth = np.array([float(r[LABEL_COLUMN]) for r in test_rows])
-        predicted = predict(model, test_features, settings, device)
-        for name, value in regression_metrics(truth, predicted).items():
-            print(f"test_{name}={value:.4f}")
-    model_dir = Path(os.environ.get("SM_MODEL_DIR", "/opt/ml/model"))
-    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_dir / MODEL_FILE)
-    (model_dir / SETTINGS_FILE).write_text(json.dumps(settings))
+        print_metrics("test", truth, predict(model, test_features, settings, device))
+    torch.save({k: v.cpu() for k, v in model.state_dict().items()}, model_dir() / MODEL_FILE)
+    (model_dir() / SETTINGS_FILE).write_text(json.dumps(settings))
 
 
 # --- inference handlers, as SageMaker's PyTorch serving container calls them --------------------
@@ -224,25 +168,18 @@ def model_fn(model_dir: str):
     return model.to(device), settings, device
 
 
-def input_fn(body: str, content_type: str) -> list[str]:
-    if content_type != "text/csv":
-        raise ValueError(f"unsupported content type {content_type}; send text/csv")
-    return [row[SMILES_COLUMN] for row in csv.DictReader(io.StringIO(body))]
+input_fn = smiles_from_csv
 
 
 def predict_fn(smiles: list[str], loaded) -> np.ndarray:
     model, settings, device = loaded
     return predict(
-        model, fingerprints(smiles, settings["radius"], settings["n_bits"]), settings, device
+        model,
+        fingerprints(smiles, settings["radius"], settings["n_bits"], dtype=np.float32),
+        settings,
+        device,
     )
 
 
 if __name__ == "__main__":
-    try:
-        train()
-    except Exception as error:
-        failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
-        failure_dir.mkdir(parents=True, exist_ok=True)
-        (failure_dir / "failure").write_text(f"{type(error).__name__}: {error}")
-        traceback.print_exc()
-        sys.exit(1)
+    run_with_failure_file(train)
