@@ -19,8 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from components.registry import open_registry
+from components.steps.champion import find_champion
 from components.steps.evaluate import evaluate_model
-from components.steps.gate import decide_promotion, promote_if_better
+from components.steps.gate import decide_promotion, promote_model
 from components.steps.prepare import prepare_data
 from components.steps.register import register_model
 from components.steps.train import train_model
@@ -108,16 +110,36 @@ def run_steps_directly(scratch: Path) -> None:
         hyperparameters=trained.hyperparameters,
         lineage={},
     )
-    gate = {
-        "registry_uri": registry,
-        "model_name": workload.name,
-        "version": registration.version.version,
-        "metric": workload.objective_metric,
-        "goal": workload.objective_goal,
-        "margin": 0.0,
-    }
-    if decide_promotion(**gate).promote:
-        promote_if_better(**gate)
+    champion_metrics, champion_version = None, None
+    if open_registry(registry).champion(workload.name) is not None:
+        champion_model = scratch / "champion.tar.gz"
+        champion_version = find_champion(
+            registry_uri=registry, model_name=workload.name, model_path=champion_model
+        ).version
+        champion_metrics = evaluate_model(
+            workload_path=WORKLOAD,
+            compute="local",
+            model_path=champion_model,
+            test_path=test,
+            log=quiet,
+        ).metrics
+    decision = decide_promotion(
+        candidate_version=registration.version.version,
+        candidate_metrics=evaluation.metrics,
+        champion_version=champion_version,
+        champion_metrics=champion_metrics,
+        metric=workload.objective_metric,
+        goal=workload.objective_goal,
+        margin=0.0,
+    )
+    if decision.promote:
+        promote_model(
+            registry_uri=registry,
+            model_name=workload.name,
+            version=registration.version.version,
+            compared_with=champion_version,
+            reason=decision.reason,
+        )
 
 
 def main() -> None:
