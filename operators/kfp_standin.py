@@ -1,7 +1,8 @@
 """A KFP API stand-in: the v2beta1 endpoints the operator uses, in memory, on 127.0.0.1.
 
 For ``python -m operators --dev`` (trying the operator without Kubeflow) and for tests. It
-serves pipelines, versions, experiments and runs; runs can be finished by hand or after a delay.
+serves pipelines, versions, experiments and runs (of a stored version, or of a spec sent inline as
+``flywheel submit`` does); runs can be finished by hand or after a delay.
 It also answers "crash after create" on demand, to prove that a retry adopts instead of
 duplicating.
 """
@@ -165,7 +166,8 @@ class KfpStandIn:
     def _create_run(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         self.create_calls += 1
         reference = body.get("pipeline_version_reference") or {}
-        if reference.get("pipeline_id") not in self.pipelines:
+        inline_spec = body.get("pipeline_spec")
+        if inline_spec is None and reference.get("pipeline_id") not in self.pipelines:
             return 400, {"error": "unknown pipeline"}
         run_id = str(uuid.uuid4())
         self.runs[run_id] = {
@@ -174,6 +176,7 @@ class KfpStandIn:
             "experiment_id": body.get("experiment_id"),
             "state": "RUNNING",
             "pipeline_version_reference": reference,
+            "pipeline_spec": inline_spec,
             "runtime_config": body.get("runtime_config") or {},
             "service_account": body.get("service_account"),
             "created_at": _now(),

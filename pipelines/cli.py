@@ -16,7 +16,7 @@ from rich.console import Console
 
 from components.compute import BACKENDS
 from components.errors import FlywheelError, InvalidSpecError
-from pipelines.catalog import COMPILED_DIR
+from pipelines.catalog import COMPILED_DIR, PIPELINES
 from pipelines.loop_cli import (
     add_demo_options,
     add_evaluation_options,
@@ -28,7 +28,6 @@ from pipelines.loop_cli import (
 from pipelines.training_run import (
     TrainingRequest,
     load_compute_config,
-    parse_hyperparameter_option,
     run_training,
     summary_table,
 )
@@ -52,6 +51,14 @@ def _positive_int(text: str) -> int:
 
 
 _positive_int.__name__ = "positive integer"
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` as a pair (``--hp``, ``--param``); what is allowed is decided later."""
+    name, separator, value = text.partition("=")
+    if not separator or not name.strip():
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name.strip(), value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +86,31 @@ def build_parser() -> argparse.ArgumentParser:
     add_demo_options(scenarios.add_parser("flywheel", help="train, then replay every later batch"))
     add_report_options(
         commands.add_parser("report", help="draw the evaluation history as PNG and HTML")
+    )
+
+    submit = commands.add_parser("submit", help="start a run on a Kubeflow Pipelines install")
+    submit.add_argument("pipeline", help=f"which pipeline: {', '.join(PIPELINES)}")
+    submit.add_argument(
+        "--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888"
+    )
+    submit.add_argument(
+        "--param",
+        dest="parameters",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="NAME=VALUE",
+        help="a pipeline parameter (repeatable; dicts as JSON)",
+    )
+    submit.add_argument(
+        "--experiment", default="flywheel", help="KFP experiment to file the run under"
+    )
+    submit.add_argument("--run-name", default="", help="the run's display name")
+    submit.add_argument(
+        "--service-account", default="", help="Kubernetes service account (IRSA) for the run's pods"
+    )
+    submit.add_argument(
+        "--namespace", default="", help="KFP profile namespace (multi-user installs)"
     )
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
@@ -123,7 +155,7 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         dest="hyperparameters",
         action="append",
         default=[],
-        type=parse_hyperparameter_option,
+        type=parse_assignment,
         metavar="NAME=VALUE",
         help="set a hyperparameter declared in the workload (repeatable)",
     )
@@ -195,6 +227,22 @@ def _run_training(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _submit(args: argparse.Namespace, console: Console) -> int:
+    from pipelines.submit import submit  # the KFP API client is only needed here
+
+    run = submit(
+        args.pipeline,
+        host=args.host,
+        parameters=args.parameters,
+        experiment=args.experiment,
+        run_name=args.run_name,
+        service_account=args.service_account,
+        namespace=args.namespace,
+    )
+    console.print(f"started run {run.run_id}: {run.url}")
+    return 0
+
+
 def _compile(args: argparse.Namespace, console: Console) -> int:
     from pipelines import compile as compiling  # the compiler is only needed here
 
@@ -227,6 +275,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return demo_command(args, console)
         if args.command == "report":
             return report_command(args, console)
+        if args.command == "submit":
+            return _submit(args, console)
         return _compile(args, console)
     except InvalidSpecError as error:
         print(f"flywheel: error: {error}", file=sys.stderr)

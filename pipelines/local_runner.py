@@ -106,9 +106,11 @@ class _LogTee(io.TextIOBase):
             if (
                 line
                 and not line.startswith(("{", "}", '"', "[KFP Executor"))
+                and line.rstrip(",") not in ("[", "]")
+                and set(line) != {"-"}  # kfp.local's separator lines
                 and " - INFO - " not in line
             ):
-                self.progress.update(self.bar, status=line[:90])
+                self.progress.update(self.bar, status=line[:60])
         return len(text)
 
     def flush(self) -> None:
@@ -133,7 +135,9 @@ def run_locally(
     console: Console | None = None,
 ) -> LocalRun:
     """Run ``pipeline`` with ``arguments`` on kfp.local's SubprocessRunner and report how it went."""
-    console = console or Console(stderr=True)
+    # Bind the progress display to the real stream now: during the run, stdout goes to the log.
+    shown_on = console or Console(stderr=True)
+    console = Console(file=shown_on.file, force_terminal=shown_on.is_terminal, width=shown_on.width)
     pipeline_root = pipeline_root.resolve()
     pipeline_root.mkdir(parents=True, exist_ok=True)
     before = {p.name for p in pipeline_root.iterdir()}

@@ -56,17 +56,6 @@ class TrainingOutcome:
     run: LocalRun
 
 
-def parse_hyperparameter_option(text: str) -> tuple[str, str]:
-    """``--hp name=value`` as a pair; the workload decides later whether the name and value are allowed."""
-    name, separator, value = text.partition("=")
-    if not separator or not name.strip():
-        raise argparse.ArgumentTypeError(f"--hp {text!r}: expected NAME=VALUE")
-    return name.strip(), value
-
-
-parse_hyperparameter_option.__name__ = "NAME=VALUE"
-
-
 def _source_fingerprint(source: str) -> str:
     if source.startswith(data.BUILTIN_PREFIX):
         from importlib.metadata import version

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[2]
     [
         (["--hp", "n_estimators=many"], "hyperparameters.n_estimators: expected int, got 'many'"),
         (["--hp", "depth=3"], "hyperparameters.depth: unknown hyperparameter; allowed: max_depth"),
-        (["--hp", "depth"], "--hp 'depth': expected NAME=VALUE"),
+        (["--hp", "depth"], "argument --hp: expected NAME=VALUE, got 'depth'"),
         (["--source", "missing.csv"], "source: missing.csv does not exist"),
         (
             ["--batch-count", "three"],

@@ -1,0 +1,70 @@
+"""``flywheel submit`` against a KFP API stand-in on 127.0.0.1 (the v2beta1 endpoints)."""
+
+from __future__ import annotations
+
+import pytest
+
+from operators.kfp_standin import KfpStandIn
+from pipelines.cli import main
+
+
+@pytest.fixture
+def kfp_api():
+    with KfpStandIn() as api:
+        yield api
+
+
+def test_submit_starts_one_run_with_typed_parameters_and_the_inline_spec(kfp_api, capsys) -> None:
+    status = main(
+        [
+            "submit",
+            "training",
+            "--host",
+            kfp_api.url,
+            "--run-name",
+            "nightly",
+            "--service-account",
+            "flywheel-training",
+            "--param",
+            "batch_count=6",
+            "--param",
+            "margin=0.05",
+            "--param",
+            'hyperparameters={"n_estimators": 400}',
+        ]
+    )
+    assert status == 0, capsys.readouterr().err
+    (run,) = kfp_api.runs_named("nightly")
+    assert run["service_account"] == "flywheel-training"
+    assert run["runtime_config"]["parameters"] == {
+        "batch_count": 6,
+        "margin": 0.05,
+        "hyperparameters": {"n_estimators": 400},
+    }
+    assert run["pipeline_spec"]["pipelineInfo"]["name"] == "flywheel-training"
+    assert f"started run {run['run_id']}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (
+            ["training", "--param", "batches=6"],
+            "--param batches: not a parameter of the pipeline; allowed:",
+        ),
+        (
+            ["training", "--param", "batch_count=six"],
+            "--param batch_count: expected number integer, got 'six'",
+        ),
+        (
+            ["training", "--param", "hyperparameters=[1]"],
+            "--param hyperparameters: expected struct",
+        ),
+        (["nightly"], "pipeline: 'nightly' is not one of training"),
+    ],
+)
+def test_bad_submission_is_refused_before_any_request(kfp_api, capsys, arguments, message) -> None:
+    status = main(["submit", "--host", kfp_api.url, *arguments])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert kfp_api.create_calls == 0
