@@ -48,14 +48,11 @@ def training_spec(scratch: Path, args: argparse.Namespace) -> TrainingJobSpec:
         "batch_size": args.batch_size,
         "n_bits": 4096,
     }
-    return TrainingJobSpec(
+    return workload.training_job(
         job_name="qsar-torch-benchmark",
-        source_dir=str(workload.source_dir),
-        entry_point=workload.entry_point,
         channels={"train": str(scratch / "train"), "test": str(scratch / "test")},
         hyperparameters=workload.resolve_hyperparameters(overrides),
         output_location=str(scratch / "out"),
-        metric_definitions=workload.metric_definitions,
     )
 
 

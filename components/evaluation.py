@@ -9,10 +9,24 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from components.errors import InvalidSpecError
 
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+# Metadata a step writes on a Metrics artifact beside the logged metrics; never compared.
+BOOKKEEPING_KEYS = ("rows", "version")
+
+
+def logged_metrics(metadata: Mapping[str, Any]) -> dict[str, float]:
+    """The metrics logged on a ``dsl.Metrics`` artifact, without the bookkeeping beside them."""
+    return {
+        name: float(value)
+        for name, value in metadata.items()
+        if name not in BOOKKEEPING_KEYS
+        and isinstance(value, int | float)
+        and not isinstance(value, bool)
+    }
 
 
 def regression_metrics(truth: Sequence[float], predicted: Sequence[float]) -> dict[str, float]:

@@ -185,6 +185,7 @@ def publish_metrics(
     metrics: Input[Metrics],
 ):
     """Record the evaluation once and send it to CloudWatch when configured."""
+    from components.evaluation import logged_metrics
     from components.runtime import reported_step
     from components.steps.publish import publish_evaluation
 
@@ -196,7 +197,7 @@ def publish_metrics(
             model_version=int(champion.metadata["version"]),
             batch=int(labelled_batch.metadata["batch"]),
             batch_sha256=labelled_batch.metadata["sha256"],
-            metrics={k: v for k, v in metrics.metadata.items() if isinstance(v, float)},
+            metrics=logged_metrics(metrics.metadata),
             run_id=run_id,
         )
     first = "recorded" if published.first_evaluation else "already recorded"
@@ -214,6 +215,7 @@ def decide_retraining(
     metrics: Input[Metrics],
 ) -> bool:
     """True when quality breaches the threshold and no retrain has fired for this breach yet."""
+    from components.evaluation import logged_metrics
     from components.runtime import reported_step
     from components.steps.retrain import decide_retraining as decide
     from components.workload import load_workload
@@ -227,7 +229,7 @@ def decide_retraining(
             model_version=int(champion.metadata["version"]),
             batch=int(labelled_batch.metadata["batch"]),
             batch_sha256=labelled_batch.metadata["sha256"],
-            metrics={k: v for k, v in metrics.metadata.items() if isinstance(v, float)},
+            metrics=logged_metrics(metrics.metadata),
             run_id=run_id,
         )
     print(f"retrain: {decision.retrain} ({decision.reason})", flush=True)

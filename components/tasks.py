@@ -156,6 +156,7 @@ def register_model(
     from collections import namedtuple
     from pathlib import Path
 
+    from components.evaluation import logged_metrics
     from components.runtime import reported_step
     from components.steps.register import register_model as register
     from components.workload import load_workload
@@ -170,7 +171,7 @@ def register_model(
             registry_uri=registry,
             model_name=model_name or load_workload(workload).name,
             model_path=Path(model.path),
-            metrics={k: v for k, v in metrics.metadata.items() if k != "rows"},
+            metrics=logged_metrics(metrics.metadata),
             hyperparameters=model.metadata.get("hyperparameters", {}),
             lineage={
                 "data": {"train": dataset(train), "test": dataset(test)},
@@ -248,21 +249,19 @@ def decide_promotion(
     champion: Input[Metrics],
 ) -> bool:
     """Compare candidate and champion on the workload's objective; True means promote."""
+    from components.evaluation import logged_metrics
     from components.runtime import reported_step
     from components.steps.gate import decide_promotion as decide
     from components.workload import load_workload
-
-    def scores(artifact) -> dict:
-        return {k: v for k, v in artifact.metadata.items() if k not in ("rows", "version")}
 
     with reported_step("decide-promotion"):
         spec = load_workload(workload)
         champion_version = int(champion.metadata.get("version", 0)) or None
         decision = decide(
             candidate_version=version,
-            candidate_metrics=scores(candidate),
+            candidate_metrics=logged_metrics(candidate.metadata),
             champion_version=champion_version,
-            champion_metrics=scores(champion) if champion_version else None,
+            champion_metrics=logged_metrics(champion.metadata) if champion_version else None,
             metric=spec.objective_metric,
             goal=spec.objective_goal,
             margin=margin,

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from components.backend import TrainingJobSpec
 from components.errors import InvalidSpecError
 from components.metrics import MetricDefinition
 from components.registry.local import validate_model_name
@@ -102,6 +103,25 @@ class Workload:
     objective_metric: str
     objective_goal: str
     path: Path
+
+    def training_job(
+        self,
+        *,
+        job_name: str,
+        channels: Mapping[str, str],
+        hyperparameters: Mapping[str, Any],
+        output_location: str,
+    ) -> TrainingJobSpec:
+        """A job that runs this workload's script on ``channels`` (hyperparameters already resolved)."""
+        return TrainingJobSpec(
+            job_name=job_name,
+            source_dir=str(self.source_dir),
+            entry_point=self.entry_point,
+            channels=dict(channels),
+            hyperparameters=hyperparameters,
+            output_location=output_location,
+            metric_definitions=self.metric_definitions,
+        )
 
     def resolve_hyperparameters(self, overrides: Mapping[str, object]) -> dict[str, Any]:
         """Defaults overlaid with ``overrides``; unknown names and bad values are refused."""

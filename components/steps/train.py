@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.backend import LogSink, TrainingJobSpec
+from components.backend import LogSink
 from components.compute import backend_for
 from components.packaging import sha256_of_tree
 from components.workload import load_workload
@@ -54,14 +54,11 @@ def train_model(
     job_name = job_name_for(workload.name, resolved, code_sha256, str(train_path), str(test_path))
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
         result = backend.train(
-            TrainingJobSpec(
+            workload.training_job(
                 job_name=job_name,
-                source_dir=str(workload.source_dir),
-                entry_point=workload.entry_point,
                 channels={"train": str(train_path), "test": str(test_path)},
                 hyperparameters=resolved,
                 output_location=scratch,
-                metric_definitions=workload.metric_definitions,
             ),
             log,
         )

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 
 from components import data
-from components.backend import TrainingJobSpec
 from components.eks import EksGpuBackend, Placement
 from components.workload import load_workload
 from pipelines.training_run import TrainingRequest, run_training
@@ -52,14 +51,11 @@ def test_torch_example_trains_data_parallel_under_torchrun(tmp_path: Path) -> No
     data.write_table(tmp_path / "test" / "test.csv", header, test)
     lines: list[str] = []
     result = EksGpuBackend(Placement(gpus=2), python=sys.executable).train(
-        TrainingJobSpec(
+        workload.training_job(
             job_name="qsar-torch-ddp",
-            source_dir=str(workload.source_dir),
-            entry_point=workload.entry_point,
             channels={"train": str(tmp_path / "train"), "test": str(tmp_path / "test")},
             hyperparameters=workload.resolve_hyperparameters(FAST),
             output_location=str(tmp_path / "out"),
-            metric_definitions=workload.metric_definitions,
         ),
         log=lines.append,
     )

@@ -102,3 +102,12 @@ def test_gate_promotes_only_a_candidate_better_by_the_margin() -> None:
     assert not compare({"rmse": 0.58}, {"rmse": 0.6}, "rmse", "minimize", 0.05).promote
     assert compare({"r2": 0.8}, {"r2": 0.7}, "r2", "maximize", 0.0).promote
     assert not compare({"r2": 0.6}, {"r2": 0.7}, "r2", "maximize", 0.0).promote
+
+
+def test_logged_metrics_leave_out_bookkeeping_even_after_protobuf_made_it_float() -> None:
+    from components.evaluation import logged_metrics
+
+    assert logged_metrics({"rmse": 0.5, "r2": 1, "rows": 160.0, "version": 3.0, "note": "x"}) == {
+        "rmse": 0.5,
+        "r2": 1.0,
+    }
