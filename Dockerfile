@@ -14,13 +14,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 COPY pyproject.toml README.md ./
+# The folders install as one namespace, flywheel.*; the example workload ships inside it
+# (builtin:qsar), so the working folder holds nothing Python could import by accident.
 COPY components ./components
 COPY pipelines ./pipelines
 COPY operators ./operators
-RUN pip install ".[${EXTRAS}]"
-
-# Workloads are found by relative path (examples/qsar/workload.yaml), as in the compiled pipelines.
 COPY examples ./examples
+RUN pip install ".[${EXTRAS}]" && rm -rf /app/*
 
 RUN useradd --uid 10001 --create-home flywheel
 USER 10001

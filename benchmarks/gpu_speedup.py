@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from components import data
-from components.backend import TrainingJobSpec, TrainingResult
-from components.eks import EksGpuBackend, Placement
-from components.workload import load_workload
-from pipelines.training import DEFAULT_SOURCE, GPU_WORKLOAD
+from flywheel.components import data
+from flywheel.components.backend import TrainingJobSpec, TrainingResult
+from flywheel.components.eks import EksGpuBackend, Placement
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.training import DEFAULT_SOURCE, GPU_WORKLOAD
 
 
 def parse_arguments() -> argparse.Namespace:

@@ -19,17 +19,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from components.registry import open_registry
-from components.steps.champion import find_champion
-from components.steps.evaluate import evaluate_model
-from components.steps.gate import decide_promotion, promote_model
-from components.steps.prepare import prepare_data
-from components.steps.register import register_model
-from components.steps.train import train_model
-from components.workload import load_workload
-from pipelines.catalog import task_names
-from pipelines.training import DEFAULT_SOURCE, training_pipeline
-from pipelines.training_run import TrainingRequest
+from flywheel.components.registry import open_registry
+from flywheel.components.steps.champion import find_champion
+from flywheel.components.steps.evaluate import evaluate_model
+from flywheel.components.steps.gate import decide_promotion, promote_model
+from flywheel.components.steps.prepare import prepare_data
+from flywheel.components.steps.register import register_model
+from flywheel.components.steps.train import train_model
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.catalog import task_names
+from flywheel.pipelines.training import DEFAULT_SOURCE, training_pipeline
+from flywheel.pipelines.training_run import TrainingRequest
 
 REPO = Path(__file__).resolve().parents[1]
 WORKLOAD = str(REPO / "examples" / "qsar" / "workload.yaml")
@@ -43,7 +43,7 @@ def pipeline_seconds(scratch: Path) -> float:
     command = [
         sys.executable,
         "-m",
-        "pipelines.cli",
+        "flywheel.pipelines.cli",
         "run",
         "training",
         "--no-cache",
@@ -151,7 +151,7 @@ def main() -> None:
             through_pipeline = min(through_pipeline, pipeline_seconds(Path(first)))
             direct = min(direct, direct_seconds(Path(second)))
         start_up = min(
-            start_up, import_seconds("pipelines.cli") - import_seconds("components.steps.train")
+            start_up, import_seconds("flywheel.pipelines.cli") - import_seconds("flywheel.components.steps.train")
         )
     overhead = (through_pipeline - direct - start_up) / tasks
     verdict = "meets" if overhead < TARGET_SECONDS_PER_TASK else "MISSES"

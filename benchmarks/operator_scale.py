@@ -1,6 +1,6 @@
 """How the retraining operator scales: memory and idle CPU with 1,000 policies, trigger latency.
 
-Runs the operator as its own process (``python -m operators``) against the Kubernetes emulator,
+Runs the operator as its own process (``python -m flywheel.operators``) against the Kubernetes emulator,
 the KFP stand-in and moto, all on 127.0.0.1 in this process, and prints one report:
 
 * resident memory of the operator process with N policies (target: under 250 MB);
@@ -34,9 +34,9 @@ from moto.server import ThreadedMotoServer
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from operators.emulator import EmulatorThread, write_kubeconfig  # noqa: E402
-from operators.kfp_standin import KfpStandIn  # noqa: E402
-from operators.policy import GROUP, PLURAL, VERSION  # noqa: E402
+from flywheel.operators.emulator import EmulatorThread, write_kubeconfig  # noqa: E402
+from flywheel.operators.kfp_standin import KfpStandIn  # noqa: E402
+from flywheel.operators.policy import GROUP, PLURAL, VERSION  # noqa: E402
 
 NAMESPACE = "default"
 NONCE = "flywheel.dev/run-nonce"
@@ -186,7 +186,7 @@ def run(
 
     log = args.operator_log.open("w") if args.operator_log else subprocess.DEVNULL
     operator = subprocess.Popen(
-        [sys.executable, "-m", "operators", "-n", NAMESPACE, "--kfp-host", kfp.url],
+        [sys.executable, "-m", "flywheel.operators", "-n", NAMESPACE, "--kfp-host", kfp.url],
         env=env,
         cwd=ROOT,
         stdout=log,

@@ -18,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from components.sagemaker import AwsClients, Watch, run_job
-from components.sagemaker.jobs import TRAINING
-from components.sagemaker.polling import PollSchedule
+from flywheel.components.sagemaker import AwsClients, Watch, run_job
+from flywheel.components.sagemaker.jobs import TRAINING
+from flywheel.components.sagemaker.polling import PollSchedule
 
 JOB = "bench-train-0123456789"
 HOURS = 2.0

@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from components.metrics import MetricDefinition
+from flywheel.components.metrics import MetricDefinition
 
 LogSink = Callable[[str], None]
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 MODEL_NAME_DIMENSION = "ModelName"
 MODEL_VERSION_DIMENSION = "ModelVersion"

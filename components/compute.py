@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from components.backend import ComputeBackend
-from components.errors import InvalidSpecError
+from flywheel.components.backend import ComputeBackend
+from flywheel.components.errors import InvalidSpecError
 
 ComputeConfig = Mapping[str, Any]
 
 
 def _local(config: ComputeConfig) -> ComputeBackend:
-    from components.local import LocalBackend
+    from flywheel.components.local import LocalBackend
 
     if config:
         raise InvalidSpecError(
@@ -23,14 +23,14 @@ def _local(config: ComputeConfig) -> ComputeBackend:
 
 def _eks_gpu(config: ComputeConfig) -> ComputeBackend:
     # The config is the placement (components/eks/placement.py); the backend needs its GPU count.
-    from components.eks import EksGpuBackend, Placement
+    from flywheel.components.eks import EksGpuBackend, Placement
 
     return EksGpuBackend(Placement.from_mapping(config))
 
 
 def _sagemaker(config: ComputeConfig) -> ComputeBackend:
     # Checks every setting now, so a bad config fails before any AWS call (see components/sagemaker/specs.py).
-    from components.sagemaker import SageMakerBackend, SageMakerConfig
+    from flywheel.components.sagemaker import SageMakerBackend, SageMakerConfig
 
     return SageMakerBackend(SageMakerConfig.from_mapping(config))
 

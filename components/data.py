@@ -13,8 +13,8 @@ import random
 from collections.abc import Sequence
 from pathlib import Path
 
-from components.errors import InvalidSpecError
-from components.workload import DataColumns
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.workload import DataColumns
 
 Row = dict[str, str]
 BUILTIN_PREFIX = "builtin:"
@@ -23,7 +23,7 @@ BUILTIN_PREFIX = "builtin:"
 def read_table(source: str) -> tuple[list[str], list[Row]]:
     """Rows of a CSV file, or of a built-in public dataset (``builtin:chembl-CHEMBL2321810``)."""
     if source.startswith(BUILTIN_PREFIX):
-        from components.datasets import load_builtin
+        from flywheel.components.datasets import load_builtin
 
         return load_builtin(source.removeprefix(BUILTIN_PREFIX))
     path = Path(source)

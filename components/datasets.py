@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 CHEMBL_ASSAYS = ("CHEMBL2321810",)
 COLUMNS = ["compound_id", "smiles", "pIC50"]

@@ -11,7 +11,7 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 # Metadata a step writes on a Metrics artifact beside the logged metrics; never compared.

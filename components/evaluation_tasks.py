@@ -9,7 +9,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, ClassificationMetrics, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components.tasks import RUNTIME_IMAGE
+from flywheel.components.tasks import RUNTIME_IMAGE
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -17,9 +17,9 @@ def find_champion(registry: str, model_name: str, workload: str, champion: Outpu
     """Fetch the registry's champion; fails, saying so, when there is none yet."""
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.champion import find_champion as find
-    from components.workload import load_workload
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.champion import find_champion as find
+    from flywheel.components.workload import load_workload
 
     with reported_step("find-champion"):
         version = find(
@@ -59,11 +59,11 @@ def prepare_batch(
     from collections import namedtuple
     from pathlib import Path
 
-    from components.cloudwatch import CloudWatchTarget
-    from components.notify import NotifyTarget
-    from components.runtime import reported_step
-    from components.steps.batch import prepare_batch as prepare
-    from components.workload import load_workload
+    from flywheel.components.cloudwatch import CloudWatchTarget
+    from flywheel.components.notify import NotifyTarget
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.batch import prepare_batch as prepare
+    from flywheel.components.workload import load_workload
 
     with reported_step("prepare-batch"):
         CloudWatchTarget.from_config(cloudwatch)
@@ -98,8 +98,8 @@ def plan_shards(labelled_batch: Input[Dataset], rows_per_shard: int) -> list:
     """One shard per ``rows_per_shard`` rows: the items of the scoring ``ParallelFor``."""
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.scoring import plan_shards as plan
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.scoring import plan_shards as plan
 
     with reported_step("plan-shards"):
         return plan(batch_path=Path(labelled_batch.path), rows_per_shard=rows_per_shard)
@@ -120,8 +120,8 @@ def score_shard(
     import math
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.scoring import score_shard as score
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.scoring import score_shard as score
 
     with reported_step("score-shard"):
         shard_count = max(1, math.ceil(labelled_batch.metadata["rows"] / rows_per_shard))
@@ -152,8 +152,8 @@ def monitor_performance(
     import json
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.monitor import monitor_performance as monitor
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.monitor import monitor_performance as monitor
 
     with reported_step("monitor-performance"):
         result = monitor(
@@ -185,9 +185,9 @@ def publish_metrics(
     metrics: Input[Metrics],
 ):
     """Record the evaluation once and send it to CloudWatch when configured."""
-    from components.evaluation import logged_metrics
-    from components.runtime import reported_step
-    from components.steps.publish import publish_evaluation
+    from flywheel.components.evaluation import logged_metrics
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.publish import publish_evaluation
 
     with reported_step("publish-metrics"):
         published = publish_evaluation(
@@ -215,10 +215,10 @@ def decide_retraining(
     metrics: Input[Metrics],
 ) -> bool:
     """True when quality breaches the threshold and no retrain has fired for this breach yet."""
-    from components.evaluation import logged_metrics
-    from components.runtime import reported_step
-    from components.steps.retrain import decide_retraining as decide
-    from components.workload import load_workload
+    from flywheel.components.evaluation import logged_metrics
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.retrain import decide_retraining as decide
+    from flywheel.components.workload import load_workload
 
     with reported_step("decide-retraining"):
         decision = decide(
@@ -258,9 +258,9 @@ def record_outcome(
     """Exit handler: on every path, failure included, write the run summary and notify."""
     from pathlib import Path
 
-    from components.runtime import last_failure, reported_step
-    from components.steps.outcome import summarize_run
-    from components.workload import load_workload
+    from flywheel.components.runtime import last_failure, reported_step
+    from flywheel.components.steps.outcome import summarize_run
+    from flywheel.components.workload import load_workload
 
     with reported_step("record-outcome"):
         error = ""

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from components.registry.local import validate_model_name
+from flywheel.components.registry.local import validate_model_name
 
 
 def evaluation_key(model_version: int, batch_sha256: str) -> str:

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 # SageMaker's limits for MetricDefinitions.
 MAX_METRIC_NAME_LENGTH = 255

@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from components.errors import InvalidSpecError
-from components.evaluation import REGRESSION_METRICS
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.evaluation import REGRESSION_METRICS
 
 CLASSIFICATION_METRICS = ("accuracy", "error_rate")
 METRICS_BY_TASK = {"regression": REGRESSION_METRICS, "classification": CLASSIFICATION_METRICS}

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from components.aws import aws_client
-from components.errors import InvalidSpecError
+from flywheel.components.aws import aws_client
+from flywheel.components.errors import InvalidSpecError
 
 WEBHOOK_TIMEOUT_SECONDS = 10
 

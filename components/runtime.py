@@ -14,7 +14,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from components.errors import FlywheelError
+from flywheel.components.errors import FlywheelError
 
 EVENTS_VARIABLE = "FLYWHEEL_EVENTS"
 

@@ -37,8 +37,8 @@ def prepare_data(
     """
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.prepare import prepare_data as prepare
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.prepare import prepare_data as prepare
 
     with reported_step("prepare-data"):
         prepared = prepare(
@@ -80,8 +80,8 @@ def train_model(
     """
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.train import train_model as train_step
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.train import train_model as train_step
 
     with reported_step("train-model"):
         trained = train_step(
@@ -121,8 +121,8 @@ def evaluate_model(
     import json
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.steps.evaluate import evaluate_model as evaluate
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.evaluate import evaluate_model as evaluate
 
     with reported_step("evaluate-model"):
         result = evaluate(
@@ -156,10 +156,10 @@ def register_model(
     from collections import namedtuple
     from pathlib import Path
 
-    from components.evaluation import logged_metrics
-    from components.runtime import reported_step
-    from components.steps.register import register_model as register
-    from components.workload import load_workload
+    from flywheel.components.evaluation import logged_metrics
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.register import register_model as register
+    from flywheel.components.workload import load_workload
 
     def dataset(artifact) -> dict:
         return {
@@ -210,11 +210,11 @@ def score_champion(
     import tempfile
     from pathlib import Path
 
-    from components.registry import open_registry
-    from components.runtime import reported_step
-    from components.steps.champion import find_champion
-    from components.steps.evaluate import evaluate_model as evaluate
-    from components.workload import load_workload
+    from flywheel.components.registry import open_registry
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.champion import find_champion
+    from flywheel.components.steps.evaluate import evaluate_model as evaluate
+    from flywheel.components.workload import load_workload
 
     with reported_step("score-champion"):
         name = model_name or load_workload(workload).name
@@ -249,10 +249,10 @@ def decide_promotion(
     champion: Input[Metrics],
 ) -> bool:
     """Compare candidate and champion on the workload's objective; True means promote."""
-    from components.evaluation import logged_metrics
-    from components.runtime import reported_step
-    from components.steps.gate import decide_promotion as decide
-    from components.workload import load_workload
+    from flywheel.components.evaluation import logged_metrics
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.gate import decide_promotion as decide
+    from flywheel.components.workload import load_workload
 
     with reported_step("decide-promotion"):
         spec = load_workload(workload)
@@ -275,9 +275,9 @@ def promote_model(
     registry: str, model_name: str, workload: str, version: int, champion: Input[Metrics]
 ):
     """Make the candidate the champion, unless another run replaced the champion meanwhile."""
-    from components.runtime import reported_step
-    from components.steps.gate import promote_model as promote
-    from components.workload import load_workload
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.steps.gate import promote_model as promote
+    from flywheel.components.workload import load_workload
 
     with reported_step("promote-model"):
         compared_with = int(champion.metadata.get("version", 0)) or None

@@ -7,6 +7,7 @@ compares, and the columns of its data. Swapping in your own model means writing 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -14,11 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-
-from components.backend import TrainingJobSpec
-from components.errors import InvalidSpecError
-from components.metrics import MetricDefinition
-from components.registry.local import validate_model_name
+from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.metrics import MetricDefinition
+from flywheel.components.registry.local import validate_model_name
 
 HYPERPARAMETER_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 TASKS = ("regression", "classification")
@@ -165,9 +165,40 @@ def _hyperparameter(name: str, raw: Any) -> HyperparameterSpec:
     return HyperparameterSpec(**{**spec.__dict__, "default": spec.coerce(raw.get("default"))})
 
 
+BUILTIN_PREFIX = "builtin:"
+# The example workloads that ship inside the package, by the name after ``builtin:``.
+BUILTIN_WORKLOADS = {"qsar": "qsar/workload.yaml", "qsar-torch": "qsar/workload-torch.yaml"}
+
+
+def examples_dir() -> Path:
+    """The folder the example workloads are installed in (``examples/`` in a checkout)."""
+    spec = importlib.util.find_spec("flywheel.examples")
+    if spec is None or not spec.submodule_search_locations:
+        raise InvalidSpecError("workload", "the packaged examples are missing from this install")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def workload_file(reference: str | Path) -> Path:
+    """The ``workload.yaml`` a reference names: ``builtin:<name>``, a file, or its folder.
+
+    A path is relative to the current folder, as a user expects of any command-line path.
+    """
+    text = str(reference)
+    if text.startswith(BUILTIN_PREFIX):
+        name = text.removeprefix(BUILTIN_PREFIX)
+        if name not in BUILTIN_WORKLOADS:
+            raise InvalidSpecError(
+                "workload",
+                f"{text} is not one of {[BUILTIN_PREFIX + n for n in BUILTIN_WORKLOADS]}",
+            )
+        return examples_dir() / BUILTIN_WORKLOADS[name]
+    path = Path(reference)
+    return path / "workload.yaml" if path.is_dir() else path
+
+
 def load_workload(path: str | Path) -> Workload:
     """Read and check ``workload.yaml``; every problem names its field."""
-    path = Path(path)
+    path = workload_file(path)
     if path.is_dir():
         path = path / "workload.yaml"
     if not path.is_file():

@@ -5,8 +5,8 @@ The public surface is the typed policy and the pure decision; kopf handlers live
 operators`` does it).
 """
 
-from operators.decision import Decision, Event, alarm_state, decide, run_key, run_name
-from operators.policy import (
+from flywheel.operators.decision import Decision, Event, alarm_state, decide, run_key, run_name
+from flywheel.operators.policy import (
     GROUP,
     KIND,
     PLURAL,

@@ -1,4 +1,4 @@
-"""``python -m operators``: run the retraining operator against the current kubeconfig.
+"""``python -m flywheel.operators``: run the retraining operator against the current kubeconfig.
 
 ``--dev`` runs it against a local world instead, for trying it as a new user would: the
 Kubernetes emulator (kmock), the KFP API stand-in with a pipeline named ``train``, and moto for
@@ -19,14 +19,14 @@ from pathlib import Path
 import boto3
 import kopf
 
-from operators import metrics
+from flywheel.operators import metrics
 
 SAMPLE_BUCKET = "flywheel-feature-lake"
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m operators",
+        prog="python -m flywheel.operators",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -60,8 +60,8 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     """Start the local stand-ins; yields the environment the operator should run with."""
     from moto.server import ThreadedMotoServer
 
-    from operators.emulator import EmulatorThread, write_kubeconfig
-    from operators.kfp_standin import KfpStandIn
+    from flywheel.operators.emulator import EmulatorThread, write_kubeconfig
+    from flywheel.operators.kfp_standin import KfpStandIn
 
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
             namespaces = namespaces or ["default"]
             _print_dev_help(env)
         # Imported here: the handlers' settings read the environment prepared above.
-        import operators.handlers  # noqa: F401 - registers the handlers with kopf
+        import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
 
         kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=args.standalone)
 

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
-from operators.policy import (
+from flywheel.operators.policy import (
     ConcurrencyPolicy,
     DataArrival,
     FieldError,

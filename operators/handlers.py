@@ -23,11 +23,11 @@ from typing import Any
 import boto3
 import kopf
 
-from operators import metrics
-from operators.decision import Decision, decide, invalid, parse_ts, ts
-from operators.kfp_runs import ResolvedPipeline, RunLauncher, connect
-from operators.policy import GROUP, PLURAL, VERSION, InvalidPolicy, Policy, parse_policy
-from operators.poller import Services, observe
+from flywheel.operators import metrics
+from flywheel.operators.decision import Decision, decide, invalid, parse_ts, ts
+from flywheel.operators.kfp_runs import ResolvedPipeline, RunLauncher, connect
+from flywheel.operators.policy import GROUP, PLURAL, VERSION, InvalidPolicy, Policy, parse_policy
+from flywheel.operators.poller import Services, observe
 
 log = logging.getLogger(__name__)
 # kopf fixes a timer's interval when the module is imported; the tests shorten it this way.

@@ -20,7 +20,7 @@ from typing import Any
 import kfp
 from kfp.client import ServiceAccountTokenVolumeCredentials
 
-from operators.policy import PipelineRef
+from flywheel.operators.policy import PipelineRef
 
 log = logging.getLogger(__name__)
 # Projected service-account token with the KFP audience; mounted by the Helm chart.

@@ -1,6 +1,6 @@
 """A KFP API stand-in: the v2beta1 endpoints the operator uses, in memory, on 127.0.0.1.
 
-For ``python -m operators --dev`` (trying the operator without Kubeflow) and for tests. It
+For ``python -m flywheel.operators --dev`` (trying the operator without Kubeflow) and for tests. It
 serves pipelines, versions, experiments and runs (of a stored version, or of a spec sent inline as
 ``flywheel submit`` does); runs can be finished by hand or after a delay.
 It also answers "crash after create" on demand, to prove that a retry adopts instead of

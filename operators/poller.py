@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from operators import metrics
-from operators.decision import parse_ts, ts
-from operators.kfp_runs import PipelineNotFound, RunLauncher
-from operators.policy import (
+from flywheel.operators import metrics
+from flywheel.operators.decision import parse_ts, ts
+from flywheel.operators.kfp_runs import PipelineNotFound, RunLauncher
+from flywheel.operators.policy import (
     CloudWatchSource,
     DataArrival,
     Metric,
@@ -26,7 +26,7 @@ from operators.policy import (
     PrometheusSource,
     Trigger,
 )
-from operators.sources import SourceUnreadable, list_new_objects, read_cloudwatch, read_prometheus
+from flywheel.operators.sources import SourceUnreadable, list_new_objects, read_cloudwatch, read_prometheus
 
 PIPELINE_RECHECK_SECONDS = 300  # a found pipeline can be deleted; look again now and then
 MAX_SOURCE_BACKOFF_SECONDS = 3600

@@ -19,7 +19,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from operators.policy import CloudWatchSource, DataArrival, PrometheusSource
+from flywheel.operators.policy import CloudWatchSource, DataArrival, PrometheusSource
 
 MAX_LIST_PAGES = 20  # S3 pages per poll; the watermark lets the next poll go on from there
 SAMPLE_KEYS = 20  # new keys kept for templating {{ newKeys }}; status must stay small

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
+from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
+from flywheel.pipelines.evaluation import evaluation_pipeline
+from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
 from kfp.dsl.graph_component import GraphComponent
-
-from components.eks import DEFAULT_PLACEMENT_FILE, load_placement
-from pipelines.evaluation import evaluation_pipeline
-from pipelines.training import eks_training_pipeline, training_pipeline
 
 PIPELINES: dict[str, GraphComponent] = {
     "training": training_pipeline,
@@ -16,8 +13,6 @@ PIPELINES: dict[str, GraphComponent] = {
     "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
     "evaluation": evaluation_pipeline,
 }
-# Compiled IR lives in the repository so reviews show what a change does to each pipeline.
-COMPILED_DIR = Path(__file__).parent / "compiled"
 
 
 def task_names(pipeline: GraphComponent) -> list[str]:

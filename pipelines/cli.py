@@ -1,4 +1,5 @@
-"""The ``flywheel`` command: run pipelines on the embedded default, and compile them.
+"""The flywheel command: train, evaluate and retrain models on your own machine, and ship the
+pipelines to Kubeflow.
 
 Bad input ends in one line naming the option and what is allowed, with exit status 2, before
 anything runs. A failed run ends with the failing step's own reason and exit status 1.
@@ -10,34 +11,52 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-from rich.console import Console
-
-from components.compute import BACKENDS
-from components.errors import FlywheelError, InvalidSpecError
-from pipelines.catalog import COMPILED_DIR, PIPELINES
-from pipelines.loop_cli import (
+# Only what --help needs is imported here; KFP, boto3 and the runners load with their command.
+from flywheel.components.compute import BACKENDS
+from flywheel.components.errors import FlywheelError, InvalidSpecError
+from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, Home
+from flywheel.pipelines.loop_cli import (
     add_demo_options,
     add_evaluation_options,
     add_report_options,
-    demo_command,
-    report_command,
-    run_evaluation_command,
 )
-from pipelines.training_run import (
-    TrainingRequest,
-    load_compute_config,
-    run_training,
-    summary_table,
+from flywheel.pipelines.requests import TrainingRequest, load_compute_config
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+DESCRIPTION = (
+    "Train, evaluate and retrain models with Kubeflow Pipelines: locally on KFP's local runner, "
+    "or on a cluster."
 )
 
 EXIT_FAILED = 1
 EXIT_BAD_INPUT = 2
 
 
+class _DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Every option's help ends with its default, unless it has none worth printing."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        help_text = action.help or ""
+        default = action.default
+        if "%(default)" in help_text or default is None or isinstance(default, bool):
+            return help_text
+        if default in ("", [], {}):
+            return help_text
+        if action.default is argparse.SUPPRESS or not action.option_strings:
+            return help_text
+        return f"{help_text} (default: %(default)s)"
+
+
 class _OneLineParser(argparse.ArgumentParser):
     """argparse, but an error is one line: ``flywheel: error: <option>: <problem>``."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _DefaultsHelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(EXIT_BAD_INPUT, f"flywheel: error: {message} (see {self.prog} --help)\n")
@@ -62,10 +81,17 @@ def parse_assignment(text: str) -> tuple[str, str]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _OneLineParser(prog="flywheel", description=__doc__.splitlines()[0])
+    parser = _OneLineParser(prog="flywheel", description=DESCRIPTION)
+    parser.add_argument(
+        "--home",
+        default=None,
+        metavar="DIR",
+        help="folder for the registry, runs, history and reports "
+        "(default: $FLYWHEEL_HOME, else .flywheel in the current folder)",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_OneLineParser)
 
-    run = commands.add_parser("run", help="run a pipeline on the embedded default (kfp.local)")
+    run = commands.add_parser("run", help="run a pipeline on this machine (KFP's local runner)")
     pipelines = run.add_subparsers(dest="pipeline", required=True, parser_class=_OneLineParser)
     training = pipelines.add_parser("training", help="prepare, train, evaluate, register, gate")
     _add_training_options(training)
@@ -81,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluation_options(evaluation)
     _add_training_options(evaluation)
-    demo = commands.add_parser("demo", help="replay a scenario on the embedded default")
+    demo = commands.add_parser("demo", help="replay a scenario on this machine")
     scenarios = demo.add_subparsers(dest="scenario", required=True, parser_class=_OneLineParser)
     add_demo_options(scenarios.add_parser("flywheel", help="train, then replay every later batch"))
     add_report_options(
@@ -89,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     submit = commands.add_parser("submit", help="start a run on a Kubeflow Pipelines install")
-    submit.add_argument("pipeline", help=f"which pipeline: {', '.join(PIPELINES)}")
+    submit.add_argument("pipeline", help=f"which pipeline: {', '.join(PIPELINE_NAMES)}")
     submit.add_argument(
         "--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888"
     )
@@ -127,7 +153,9 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
     """Options of every run that trains, or may retrain: data, workload, compute, registry."""
     defaults = TrainingRequest()
     training.add_argument(
-        "--workload", default=defaults.workload, help="workload.yaml of the training script"
+        "--workload",
+        default=defaults.workload,
+        help="workload.yaml of the training script (a path, or builtin:qsar / builtin:qsar-torch)",
     )
     training.add_argument("--source", default=defaults.source, help="CSV file or builtin:<dataset>")
     training.add_argument(
@@ -139,8 +167,8 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         "--placement",
         default="",
         metavar="FILE",
-        help="with --compute eks-gpu: the pod placement YAML (default: components/eks/"
-        "default_placement.yaml); checked here, applied only on a cluster",
+        help="with --compute eks-gpu: the pod placement YAML (default: the placement shipped "
+        "with Flywheel, one GPU); checked here, applied only on a cluster",
     )
     training.add_argument(
         "--compute-config",
@@ -159,7 +187,9 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="set a hyperparameter declared in the workload (repeatable)",
     )
-    training.add_argument("--registry", default=defaults.registry, help="model registry folder")
+    training.add_argument(
+        "--registry", default=None, help="model registry folder or URI (default: HOME/registry)"
+    )
     training.add_argument(
         "--model-name", default="", help="registry name (default: the workload's name)"
     )
@@ -188,8 +218,8 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
     training.add_argument(
         "--pipeline-root",
         type=Path,
-        default=Path(defaults.pipeline_root),
-        help="where run artifacts are written",
+        default=None,
+        help="where run artifacts are written (default: HOME/runs)",
     )
     training.add_argument(
         "--no-cache", action="store_true", help="run every task, ignoring the cache"
@@ -201,6 +231,7 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
 
 def training_request(args: argparse.Namespace) -> TrainingRequest:
     """The training settings of a ``run`` command (evaluation retrains with the same)."""
+    home = Home.resolve(args.home)
     return TrainingRequest(
         workload=args.workload,
         source=args.source,
@@ -208,7 +239,7 @@ def training_request(args: argparse.Namespace) -> TrainingRequest:
         placement=args.placement,
         compute_config=args.compute_config,
         hyperparameters=dict(args.hyperparameters),
-        registry=args.registry,
+        registry=args.registry or str(home.registry),
         model_name=args.model_name,
         batch_count=args.batch_count,
         training_batches=getattr(args, "training_batches", TrainingRequest().training_batches),
@@ -216,19 +247,21 @@ def training_request(args: argparse.Namespace) -> TrainingRequest:
         seed=args.seed,
         order_by=args.order_by,
         margin=args.margin,
-        pipeline_root=str(args.pipeline_root),
+        pipeline_root=str(args.pipeline_root or home.runs),
         cache=not args.no_cache,
     )
 
 
 def _run_training(args: argparse.Namespace, console: Console) -> int:
+    from flywheel.pipelines.training_run import run_training, summary_table
+
     result = run_training(training_request(args), verbose=args.verbose, console=console)
     console.print(summary_table(result))
     return 0
 
 
 def _submit(args: argparse.Namespace, console: Console) -> int:
-    from pipelines.submit import submit  # the KFP API client is only needed here
+    from flywheel.pipelines.submit import submit  # the KFP API client is only needed here
 
     run = submit(
         args.pipeline,
@@ -244,7 +277,7 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
 
 
 def _compile(args: argparse.Namespace, console: Console) -> int:
-    from pipelines import compile as compiling  # the compiler is only needed here
+    from flywheel.pipelines import compile as compiling  # the compiler is only needed here
 
     if args.check:
         problems = compiling.stale_files(args.output_dir)
@@ -265,16 +298,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse has already printed its one line (or --help)
         return int(stop.code or 0)
+    from flywheel.pipelines import loop_cli
+    from rich.console import Console
+
     console = Console(soft_wrap=True)
+    home = Home.resolve(args.home)
     try:
         if args.command == "run" and args.pipeline == "training":
             return _run_training(args, console)
         if args.command == "run":
-            return run_evaluation_command(args, training_request(args), console)
+            return loop_cli.run_evaluation_command(args, training_request(args), home, console)
         if args.command == "demo":
-            return demo_command(args, console)
+            return loop_cli.demo_command(args, home, console)
         if args.command == "report":
-            return report_command(args, console)
+            return loop_cli.report_command(args, home, console)
         if args.command == "submit":
             return _submit(args, console)
         return _compile(args, console)

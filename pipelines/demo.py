@@ -11,13 +11,12 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.evaluation import DEFAULT_THRESHOLD
+from flywheel.pipelines.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
+from flywheel.pipelines.report import write_report
+from flywheel.pipelines.training_run import TrainingRequest, run_training
 from rich.console import Console
-
-from components.workload import load_workload
-from pipelines.evaluation import DEFAULT_THRESHOLD
-from pipelines.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
-from pipelines.report import write_report
-from pipelines.training_run import TrainingRequest, run_training
 
 
 def replay_flywheel(

@@ -6,13 +6,16 @@ quality against the ground truth -> publish -> is retraining needed? -> retrain 
 path, failure included.
 """
 
+from flywheel.components import evaluation_tasks as tasks
+from flywheel.pipelines.defaults import (
+    DEFAULT_HISTORY,
+    DEFAULT_REGISTRY,
+    DEFAULT_SOURCE,
+    DEFAULT_THRESHOLD,
+    DEFAULT_WORKLOAD,
+)
+from flywheel.pipelines.training import training_pipeline
 from kfp import dsl
-
-from components import evaluation_tasks as tasks
-from pipelines.training import DEFAULT_REGISTRY, DEFAULT_SOURCE, DEFAULT_WORKLOAD, training_pipeline
-
-DEFAULT_HISTORY = ".flywheel/history"
-DEFAULT_THRESHOLD = "rmse above 1.0"
 
 
 @dsl.pipeline(

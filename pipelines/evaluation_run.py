@@ -10,19 +10,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flywheel.components.cloudwatch import CloudWatchTarget
+from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.history import EvaluationHistory
+from flywheel.components.monitoring import parse_threshold
+from flywheel.components.notify import NotifyTarget
+from flywheel.components.registry import open_registry
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
+from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 from rich.console import Console
 from rich.table import Table
-
-from components.cloudwatch import CloudWatchTarget
-from components.errors import InvalidSpecError, RegistryError
-from components.history import EvaluationHistory
-from components.monitoring import parse_threshold
-from components.notify import NotifyTarget
-from components.registry import open_registry
-from components.workload import load_workload
-from pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
-from pipelines.local_runner import LocalRun, run_locally
-from pipelines.training_run import TrainingRequest, pipeline_arguments
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from flywheel.components.errors import FlywheelError
+from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
+from flywheel.pipelines.catalog import task_names
 from kfp import local
 from kfp.dsl.graph_component import GraphComponent
 from rich.console import Console
@@ -31,10 +34,6 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
-
-from components.errors import FlywheelError
-from components.runtime import EVENTS_VARIABLE, last_failure
-from pipelines.catalog import task_names
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from rich.console import Console
+from flywheel.pipelines.defaults import DEFAULT_THRESHOLD, DEFAULT_WORKLOAD, Home
 
-from components.workload import load_workload
-from pipelines.demo import replay_flywheel
-from pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD
-from pipelines.evaluation_run import EvaluationRequest, evaluation_table, run_evaluation
-from pipelines.report import write_report
-from pipelines.training import DEFAULT_REGISTRY, DEFAULT_WORKLOAD
-from pipelines.training_run import TrainingRequest
+if TYPE_CHECKING:  # the commands import their runners when they run, so --help stays fast
+    from flywheel.pipelines.requests import TrainingRequest
+    from rich.console import Console
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
@@ -25,7 +22,9 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_THRESHOLD,
         help="retrain when '<metric> above|below <number>', e.g. 'r2 below 0.6'",
     )
-    parser.add_argument("--history", default=DEFAULT_HISTORY, help="evaluation history folder")
+    parser.add_argument(
+        "--history", default=None, help="evaluation history folder (default: HOME/history)"
+    )
     parser.add_argument(
         "--rows-per-shard",
         type=int,
@@ -46,8 +45,14 @@ def add_evaluation_options(parser: argparse.ArgumentParser) -> None:
 
 
 def run_evaluation_command(
-    args: argparse.Namespace, training: TrainingRequest, console: Console
+    args: argparse.Namespace, training: TrainingRequest, home: Home, console: Console
 ) -> int:
+    from flywheel.pipelines.evaluation_run import (
+        EvaluationRequest,
+        evaluation_table,
+        run_evaluation,
+    )
+
     aws = {"region": args.region, "endpoint_url": args.aws_endpoint_url}
     cloudwatch = (
         {"namespace": args.cloudwatch_namespace, **aws} if args.cloudwatch_namespace else {}
@@ -64,7 +69,7 @@ def run_evaluation_command(
     request = EvaluationRequest(
         batch=args.batch,
         threshold=args.threshold,
-        history=args.history,
+        history=args.history or str(home.history),
         rows_per_shard=args.rows_per_shard,
         cloudwatch=cloudwatch,
         notify=notify,
@@ -78,21 +83,28 @@ def add_demo_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--workdir",
         type=Path,
-        default=Path(".flywheel/demo"),
-        help="where the demo keeps its own registry, history, runs and report (reset each time)",
+        default=None,
+        help="where the demo keeps its own registry, history, runs and report, reset each time "
+        "(default: HOME/demo)",
     )
     parser.add_argument("--threshold", default=DEFAULT_THRESHOLD, help="retrain when this holds")
 
 
-def demo_command(args: argparse.Namespace, console: Console) -> int:
-    _, png = replay_flywheel(args.workdir, threshold=args.threshold, console=console)
+def demo_command(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.pipelines.demo import replay_flywheel
+
+    _, png = replay_flywheel(args.workdir or home.demo, threshold=args.threshold, console=console)
     console.print(f"report: {png} and {png.with_suffix('.html')}")
     return 0
 
 
 def add_report_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--registry", default=DEFAULT_REGISTRY, help="model registry folder")
-    parser.add_argument("--history", default=DEFAULT_HISTORY, help="evaluation history folder")
+    parser.add_argument(
+        "--registry", default=None, help="model registry folder (default: HOME/registry)"
+    )
+    parser.add_argument(
+        "--history", default=None, help="evaluation history folder (default: HOME/history)"
+    )
     parser.add_argument(
         "--workload", default=DEFAULT_WORKLOAD, help="workload.yaml (names the model and task)"
     )
@@ -103,18 +115,21 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
         "--threshold", default=None, help="line to draw (default: the last one evaluated)"
     )
     parser.add_argument(
-        "--output-dir", type=Path, default=Path(".flywheel/report"), help="where to write"
+        "--output-dir", type=Path, default=None, help="where to write (default: HOME/report)"
     )
 
 
-def report_command(args: argparse.Namespace, console: Console) -> int:
+def report_command(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.components.workload import load_workload
+    from flywheel.pipelines.report import write_report
+
     workload = load_workload(args.workload)
     png, page = write_report(
-        registry_uri=args.registry,
-        history_root=args.history,
+        registry_uri=args.registry or str(home.registry),
+        history_root=args.history or str(home.history),
         model_name=args.model_name or workload.name,
         task=workload.task,
-        output_dir=args.output_dir,
+        output_dir=args.output_dir or home.report,
         threshold=args.threshold,
     )
     console.print(f"wrote {png} and {page}")

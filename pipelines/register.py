@@ -104,7 +104,9 @@ def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
 
 
 def main(argv: Sequence[str] | None = None, client: PipelineClient | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipelines.register", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m flywheel.pipelines.register", description=__doc__
+    )
     parser.add_argument(
         "--endpoint", required=True, help="KFP API, e.g. http://ml-pipeline.kubeflow:8888"
     )
@@ -112,7 +114,9 @@ def main(argv: Sequence[str] | None = None, client: PipelineClient | None = None
     parser.add_argument("manifests", nargs="+", type=Path, help="files written by flywheel compile")
     args = parser.parse_args(argv)
     if client is None:
-        from operators.kfp_runs import connect  # the projected KFP token, as the operator uses
+        from flywheel.operators.kfp_runs import (
+            connect,  # the projected KFP token, as the operator uses
+        )
 
         client = connect(args.endpoint)
     missing = 0

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.errors import InvalidSpecError
-from components.history import EvaluationHistory
-from components.monitoring import Threshold, parse_threshold
-from components.registry import ModelVersion, open_registry
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.history import EvaluationHistory
+from flywheel.components.monitoring import Threshold, parse_threshold
+from flywheel.components.registry import ModelVersion, open_registry
 
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#4a5568")
 THRESHOLD_COLOR = "#e53e3e"

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import kfp
+from flywheel.components.errors import InvalidSpecError
+from flywheel.operators.kfp_runs import connect
+from flywheel.pipelines.catalog import PIPELINES
 from kfp.dsl.graph_component import GraphComponent
 from kfp.pipeline_spec import pipeline_spec_pb2
-
-from components.errors import InvalidSpecError
-from operators.kfp_runs import connect
-from pipelines.catalog import PIPELINES
 
 
 @dataclass(frozen=True)

@@ -7,18 +7,18 @@ Kubeflow UI and from ``flywheel run training``.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from flywheel.components import tasks
+from flywheel.components.eks import Placement
+from flywheel.components.eks.apply import apply_placement
+from flywheel.pipelines.defaults import (
+    DEFAULT_REGISTRY,
+    DEFAULT_SOURCE,
+    DEFAULT_WORKLOAD,
+    GPU_WORKLOAD,
+)
 from kfp import dsl
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
-
-from components import tasks
-from components.eks import Placement
-from components.eks.apply import apply_placement
-
-DEFAULT_WORKLOAD = "examples/qsar/workload.yaml"
-GPU_WORKLOAD = "examples/qsar/workload-torch.yaml"
-DEFAULT_SOURCE = "builtin:chembl-CHEMBL2321810"
-DEFAULT_REGISTRY = ".flywheel/registry"
 
 
 class TrainingOutputs(NamedTuple):

@@ -2,51 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
+from flywheel.components import data
+from flywheel.components.compute import backend_for
+from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.packaging import sha256_of_file, sha256_of_tree
+from flywheel.components.registry import ModelVersion, open_registry
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.requests import TrainingRequest
+from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
 from rich.console import Console
 from rich.table import Table
-
-from components import data
-from components.compute import backend_for
-from components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
-from components.errors import InvalidSpecError
-from components.packaging import sha256_of_file, sha256_of_tree
-from components.registry import ModelVersion, open_registry
-from components.workload import load_workload
-from pipelines.local_runner import LocalRun, run_locally
-from pipelines.training import (
-    DEFAULT_REGISTRY,
-    DEFAULT_SOURCE,
-    DEFAULT_WORKLOAD,
-    eks_training_pipeline,
-    training_pipeline,
-)
-
-
-@dataclass(frozen=True)
-class TrainingRequest:
-    workload: str = DEFAULT_WORKLOAD
-    source: str = DEFAULT_SOURCE
-    compute: str = "local"
-    compute_config: dict[str, Any] = field(default_factory=dict)
-    placement: str = ""
-    hyperparameters: dict[str, Any] = field(default_factory=dict)
-    registry: str = DEFAULT_REGISTRY
-    model_name: str = ""
-    batch_count: int = 8
-    training_batches: int = 3
-    test_fraction: float = 0.2
-    seed: int = 7
-    order_by: str = ""
-    margin: float = 0.0
-    pipeline_root: str = ".flywheel/runs"
-    cache: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,23 +89,6 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         "source_fingerprint": _source_fingerprint(source),
         "code_fingerprint": code,
     }
-
-
-def load_compute_config(path: str) -> dict[str, Any]:
-    """``--compute-config FILE``: a YAML (or JSON, which is YAML) mapping of backend settings."""
-    file = Path(path)
-    if not file.is_file():
-        raise argparse.ArgumentTypeError(f"{path} does not exist")
-    try:
-        loaded = yaml.safe_load(file.read_text())
-    except yaml.YAMLError as error:
-        raise argparse.ArgumentTypeError(f"{path} is not valid YAML or JSON: {error}") from None
-    if not isinstance(loaded, dict):
-        raise argparse.ArgumentTypeError(f"{path} must hold a mapping of settings")
-    return loaded
-
-
-load_compute_config.__name__ = "compute config file"
 
 
 def _compute_config(request: TrainingRequest) -> dict[str, Any]:

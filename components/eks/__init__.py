@@ -6,8 +6,8 @@ kfp's pipeline-building API, which a running KFP task cannot import, and the bac
 
 from pathlib import Path
 
-from components.eks.backend import EksGpuBackend, torchrun_launcher
-from components.eks.placement import Placement, load_placement
+from flywheel.components.eks.backend import EksGpuBackend, torchrun_launcher
+from flywheel.components.eks.placement import Placement, load_placement
 
 # The placement the compiled ``training-eks-gpu`` pipeline carries; it targets the GPU node group
 # of manifests/eks/cluster.yaml.

@@ -11,7 +11,7 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
-from components.eks.placement import SHM_MOUNT_PATH, Placement
+from flywheel.components.eks.placement import SHM_MOUNT_PATH, Placement
 
 SHM_VOLUME = "dshm"
 CACHE_VOLUME = "cache"

@@ -12,16 +12,16 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 
-from components.backend import (
+from flywheel.components.backend import (
     LogSink,
     TrainingJobSpec,
     TrainingResult,
     TransformJobSpec,
     TransformResult,
 )
-from components.eks.placement import Placement
-from components.local.training import LocalTrainer
-from components.local.transform import LocalTransformer
+from flywheel.components.eks.placement import Placement
+from flywheel.components.local.training import LocalTrainer
+from flywheel.components.local.transform import LocalTransformer
 
 
 def torchrun_launcher(gpus: int, python: str = sys.executable) -> tuple[str, ...]:

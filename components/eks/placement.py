@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 SHM_MOUNT_PATH = "/dev/shm"

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from components.backend import (
+from flywheel.components.backend import (
     LogSink,
     TrainingJobSpec,
     TrainingResult,
     TransformJobSpec,
     TransformResult,
 )
-from components.local.training import LocalTrainer
-from components.local.transform import LocalTransformer
+from flywheel.components.local.training import LocalTrainer
+from flywheel.components.local.transform import LocalTransformer
 
 
 class LocalBackend:

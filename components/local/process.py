@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from components.backend import LogSink
+from flywheel.components.backend import LogSink
 
 TAIL_LINES = 20
 

@@ -8,12 +8,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-from components import contract
-from components.backend import LogSink, TrainingJobSpec, TrainingResult
-from components.errors import InvalidSpecError, JobFailedError
-from components.local.process import crash_reason, stream_process
-from components.metrics import MetricCollector
-from components.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_folder
+from flywheel.components import contract
+from flywheel.components.backend import LogSink, TrainingJobSpec, TrainingResult
+from flywheel.components.errors import InvalidSpecError, JobFailedError
+from flywheel.components.local.process import crash_reason, stream_process
+from flywheel.components.metrics import MetricCollector
+from flywheel.components.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_folder
 
 
 def stage_source(source_dir: Path, entry_point: str, code_dir: Path) -> Path:

@@ -6,10 +6,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from components.backend import LogSink, TransformJobSpec, TransformResult
-from components.errors import InvalidSpecError, JobFailedError
-from components.local.process import crash_reason, stream_process
-from components.packaging import unpack_archive
+from flywheel.components.backend import LogSink, TransformJobSpec, TransformResult
+from flywheel.components.errors import InvalidSpecError, JobFailedError
+from flywheel.components.local.process import crash_reason, stream_process
+from flywheel.components.packaging import unpack_archive
 
 
 def input_files(location: Path) -> list[Path]:
@@ -39,7 +39,7 @@ class LocalTransformer:
             command = [
                 self._python,
                 "-m",
-                "components.local.serving",
+                "flywheel.components.local.serving",
                 "--source-dir",
                 str(source_dir.resolve()),
                 "--entry-point",

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from components.registry.base import STAGES, ModelRegistry, ModelVersion, Registration, Stage
-from components.registry.local import LocalModelRegistry, validate_model_name
+from flywheel.components.registry.base import (
+    STAGES,
+    ModelRegistry,
+    ModelVersion,
+    Registration,
+    Stage,
+)
+from flywheel.components.registry.local import LocalModelRegistry, validate_model_name
 
 
 def open_registry(uri: str) -> ModelRegistry:
@@ -15,7 +21,7 @@ def open_registry(uri: str) -> ModelRegistry:
     endpoint (a VPC endpoint, or moto in tests).
     """
     if uri.startswith("sagemaker://"):
-        from components.sagemaker.registry import SageMakerModelRegistry
+        from flywheel.components.sagemaker.registry import SageMakerModelRegistry
 
         return SageMakerModelRegistry.from_uri(uri)
     if uri.startswith("file://"):

@@ -27,9 +27,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from components.errors import InvalidSpecError, RegistryError
-from components.packaging import MODEL_ARCHIVE, sha256_of_file
-from components.registry.base import ModelVersion, Registration
+from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.packaging import MODEL_ARCHIVE, sha256_of_file
+from flywheel.components.registry.base import ModelVersion, Registration
 
 # SageMaker model package group names follow the same rule, so a name works in both registries.
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")

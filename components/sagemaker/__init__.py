@@ -4,10 +4,10 @@ that never duplicate a job on retry, stop the job on cancel, and stream its logs
 What others may use is exported here; the rest of the package is private.
 """
 
-from components.sagemaker.backend import SageMakerBackend
-from components.sagemaker.clients import AwsClients
-from components.sagemaker.remote_runner import StepCancelledError, Watch, run_job
-from components.sagemaker.specs import SageMakerConfig
+from flywheel.components.sagemaker.backend import SageMakerBackend
+from flywheel.components.sagemaker.clients import AwsClients
+from flywheel.components.sagemaker.remote_runner import StepCancelledError, Watch, run_job
+from flywheel.components.sagemaker.specs import SageMakerConfig
 
 __all__ = [
     "AwsClients",

@@ -14,25 +14,25 @@ from pathlib import Path
 
 from botocore.exceptions import ClientError
 
-from components.backend import (
+from flywheel.components.backend import (
     LogSink,
     TrainingJobSpec,
     TrainingResult,
     TransformJobSpec,
     TransformResult,
 )
-from components.errors import JobFailedError
-from components.metrics import MetricCollector
-from components.packaging import MODEL_ARCHIVE
-from components.sagemaker.clients import AwsClients
-from components.sagemaker.images import resolve_image
-from components.sagemaker.jobs import TRAINING, TRANSFORM
-from components.sagemaker.model import ensure_model, model_request, serving_environment
-from components.sagemaker.remote_runner import Watch, describe_or_none, run_job
-from components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
-from components.sagemaker.specs import SageMakerConfig
-from components.sagemaker.training import final_metrics, training_request
-from components.sagemaker.transform import transform_request
+from flywheel.components.errors import JobFailedError
+from flywheel.components.metrics import MetricCollector
+from flywheel.components.packaging import MODEL_ARCHIVE
+from flywheel.components.sagemaker.clients import AwsClients
+from flywheel.components.sagemaker.images import resolve_image
+from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.sagemaker.model import ensure_model, model_request, serving_environment
+from flywheel.components.sagemaker.remote_runner import Watch, describe_or_none, run_job
+from flywheel.components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
+from flywheel.components.sagemaker.specs import SageMakerConfig
+from flywheel.components.sagemaker.training import final_metrics, training_request
+from flywheel.components.sagemaker.transform import transform_request
 
 
 class SageMakerBackend:

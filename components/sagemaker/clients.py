@@ -7,7 +7,7 @@ from typing import Any
 
 import boto3
 
-from components.aws import RETRIES
+from flywheel.components.aws import RETRIES
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ ARN, config and console link, so the Kubeflow UI shows where the model now serve
 from kfp import dsl
 from kfp.dsl import Artifact, Output
 
-from components.tasks import RUNTIME_IMAGE
+from flywheel.components.tasks import RUNTIME_IMAGE
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -25,10 +25,10 @@ def deploy_endpoint(
     import json
     from pathlib import Path
 
-    from components.runtime import reported_step
-    from components.sagemaker import AwsClients, SageMakerConfig
-    from components.sagemaker.clients import console_url
-    from components.sagemaker.endpoint import deploy_model_package
+    from flywheel.components.runtime import reported_step
+    from flywheel.components.sagemaker import AwsClients, SageMakerConfig
+    from flywheel.components.sagemaker.clients import console_url
+    from flywheel.components.sagemaker.endpoint import deploy_model_package
 
     with reported_step("deploy-endpoint"):
         config = SageMakerConfig.from_mapping(compute_config)

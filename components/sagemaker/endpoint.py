@@ -14,14 +14,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from components.backend import LogSink
-from components.errors import JobFailedError
-from components.sagemaker import naming
-from components.sagemaker.clients import AwsClients, console_url
-from components.sagemaker.errors import is_not_found
-from components.sagemaker.model import ensure_model, model_request
-from components.sagemaker.remote_runner import Watch
-from components.sagemaker.specs import SageMakerConfig, check_instance_type
+from flywheel.components.backend import LogSink
+from flywheel.components.errors import JobFailedError
+from flywheel.components.sagemaker import naming
+from flywheel.components.sagemaker.clients import AwsClients, console_url
+from flywheel.components.sagemaker.errors import is_not_found
+from flywheel.components.sagemaker.model import ensure_model, model_request
+from flywheel.components.sagemaker.remote_runner import Watch
+from flywheel.components.sagemaker.specs import SageMakerConfig, check_instance_type
 
 _SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from components.errors import InvalidSpecError
-from components.sagemaker.specs import SageMakerConfig
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.sagemaker.specs import SageMakerConfig
 
 
 def resolve_image(config: SageMakerConfig, region: str, scope: str, instance_type: str) -> str:

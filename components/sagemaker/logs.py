@@ -12,7 +12,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from components.sagemaker.errors import is_not_found, is_throttling
+from flywheel.components.sagemaker.errors import is_not_found, is_throttling
 
 # Upper bound on pages read per stream per poll, so one chatty stream cannot starve the poll loop.
 MAX_PAGES_PER_POLL = 50

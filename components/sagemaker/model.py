@@ -11,13 +11,13 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from components.backend import LogSink
-from components.errors import InvalidSpecError
-from components.sagemaker import naming
-from components.sagemaker.clients import AwsClients, console_url
-from components.sagemaker.errors import is_not_found
-from components.sagemaker.s3 import S3Uri
-from components.sagemaker.specs import SageMakerConfig
+from flywheel.components.backend import LogSink
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.sagemaker import naming
+from flywheel.components.sagemaker.clients import AwsClients, console_url
+from flywheel.components.sagemaker.errors import is_not_found
+from flywheel.components.sagemaker.s3 import S3Uri
+from flywheel.components.sagemaker.specs import SageMakerConfig
 
 
 def serving_environment(entry_point: str, code: S3Uri, region: str) -> dict[str, str]:

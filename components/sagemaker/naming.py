@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from components.errors import InvalidSpecError
+from flywheel.components.errors import InvalidSpecError
 
 MAX_NAME_LENGTH = 63
 DIGEST_LENGTH = 10

@@ -22,13 +22,13 @@ from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
-from components.errors import InvalidSpecError, RegistryError
-from components.packaging import MODEL_ARCHIVE, sha256_of_file
-from components.registry.base import ModelVersion, Registration, Stage
-from components.registry.local import validate_model_name
-from components.sagemaker.clients import AwsClients
-from components.sagemaker.errors import is_not_found
-from components.sagemaker.s3 import S3Uri, Stager, is_s3, parse_s3_uri
+from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.packaging import MODEL_ARCHIVE, sha256_of_file
+from flywheel.components.registry.base import ModelVersion, Registration, Stage
+from flywheel.components.registry.local import validate_model_name
+from flywheel.components.sagemaker.clients import AwsClients
+from flywheel.components.sagemaker.errors import is_not_found
+from flywheel.components.sagemaker.s3 import S3Uri, Stager, is_s3, parse_s3_uri
 
 SCHEME = "sagemaker://"
 _STAGES: dict[str, Stage] = {

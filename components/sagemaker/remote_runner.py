@@ -17,14 +17,14 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from components.backend import LogSink
-from components.errors import FlywheelError, JobFailedError
-from components.sagemaker.clients import AwsClients, console_url
-from components.sagemaker.errors import is_already_exists, is_not_found, is_throttling
-from components.sagemaker.execution_context import StepCancelled, cancel_on_sigterm
-from components.sagemaker.jobs import TERMINAL_STATUSES, JobType
-from components.sagemaker.logs import LogTailer
-from components.sagemaker.polling import Clock, PollSchedule, SystemClock
+from flywheel.components.backend import LogSink
+from flywheel.components.errors import FlywheelError, JobFailedError
+from flywheel.components.sagemaker.clients import AwsClients, console_url
+from flywheel.components.sagemaker.errors import is_already_exists, is_not_found, is_throttling
+from flywheel.components.sagemaker.execution_context import StepCancelled, cancel_on_sigterm
+from flywheel.components.sagemaker.jobs import TERMINAL_STATUSES, JobType
+from flywheel.components.sagemaker.logs import LogTailer
+from flywheel.components.sagemaker.polling import Clock, PollSchedule, SystemClock
 
 # How long a cancelled step waits to see the job acknowledge StopXJob before exiting.
 STOP_WAIT_SECONDS = 30.0

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.errors import InvalidSpecError
-from components.packaging import pack_folder, sha256_of_file, sha256_of_tree
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.packaging import pack_folder, sha256_of_file, sha256_of_tree
 
 # S3's bucket rule: 3-63 lower-case letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")

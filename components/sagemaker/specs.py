@@ -17,8 +17,8 @@ from typing import Any, Literal
 
 import botocore.session
 
-from components.errors import InvalidSpecError
-from components.sagemaker.s3 import S3Uri, parse_s3_uri
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.sagemaker.s3 import S3Uri, parse_s3_uri
 
 JobKind = Literal["training", "transform", "processing", "endpoint"]
 _INSTANCE_SHAPES: dict[str, str] = {

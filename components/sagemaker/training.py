@@ -12,12 +12,12 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from components.backend import TrainingJobSpec
-from components.contract import validate_channel_name
-from components.errors import InvalidSpecError
-from components.sagemaker import naming
-from components.sagemaker.s3 import S3Uri
-from components.sagemaker.specs import SageMakerConfig, check_hyperparameters
+from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.contract import validate_channel_name
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.sagemaker import naming
+from flywheel.components.sagemaker.s3 import S3Uri
+from flywheel.components.sagemaker.specs import SageMakerConfig, check_hyperparameters
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 

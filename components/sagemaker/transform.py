@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from components.backend import TransformJobSpec
-from components.sagemaker import naming
-from components.sagemaker.s3 import S3Uri
-from components.sagemaker.specs import SageMakerConfig
+from flywheel.components.backend import TransformJobSpec
+from flywheel.components.sagemaker import naming
+from flywheel.components.sagemaker.s3 import S3Uri
+from flywheel.components.sagemaker.specs import SageMakerConfig
 
 
 def transform_request(

@@ -10,11 +10,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import data
-from components.errors import InvalidSpecError
-from components.monitoring import parse_threshold
-from components.packaging import sha256_of_file
-from components.workload import load_workload
+from flywheel.components import data
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring import parse_threshold
+from flywheel.components.packaging import sha256_of_file
+from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from components.errors import RegistryError
-from components.registry import ModelVersion, open_registry
+from flywheel.components.errors import RegistryError
+from flywheel.components.registry import ModelVersion, open_registry
 
 
 def find_champion(

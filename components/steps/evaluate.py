@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components import data, evaluation
-from components.backend import LogSink
-from components.steps.scoring import transform_rows
-from components.steps.train import job_name_for
-from components.workload import load_workload
+from flywheel.components import data, evaluation
+from flywheel.components.backend import LogSink
+from flywheel.components.steps.scoring import transform_rows
+from flywheel.components.steps.train import job_name_for
+from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

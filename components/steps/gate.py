@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from components.errors import InvalidSpecError
-from components.registry import open_registry
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.registry import open_registry
 
 
 @dataclass(frozen=True)

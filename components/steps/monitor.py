@@ -6,11 +6,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import data, evaluation
-from components.errors import InvalidSpecError
-from components.monitoring import ClassificationReport, classification_report
-from components.steps.scoring import read_scored
-from components.workload import load_workload
+from flywheel.components import data, evaluation
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring import ClassificationReport, classification_report
+from flywheel.components.steps.scoring import read_scored
+from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from components import data
-from components.errors import InvalidSpecError
-from components.packaging import sha256_of_file
-from components.workload import load_workload
+from flywheel.components import data
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.packaging import sha256_of_file
+from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from components.registry import Registration, open_registry
+from flywheel.components.registry import Registration, open_registry
 
 
 def register_model(

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from components.history import EvaluationHistory, evaluation_key
-from components.monitoring import parse_threshold
+from flywheel.components.history import EvaluationHistory, evaluation_key
+from flywheel.components.monitoring import parse_threshold
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from components import data
-from components.backend import LogSink, TransformJobSpec
-from components.compute import backend_for
-from components.errors import InvalidSpecError
-from components.steps.train import job_name_for
-from components.workload import Workload, load_workload
+from flywheel.components import data
+from flywheel.components.backend import LogSink, TransformJobSpec
+from flywheel.components.compute import backend_for
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.steps.train import job_name_for
+from flywheel.components.workload import Workload, load_workload
 
 
 def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:

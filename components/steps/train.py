@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from components.backend import LogSink
-from components.compute import backend_for
-from components.packaging import sha256_of_tree
-from components.workload import load_workload
+from flywheel.components.backend import LogSink
+from flywheel.components.compute import backend_for
+from flywheel.components.packaging import sha256_of_tree
+from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from deploy_checks import (
     validate_all,
 )
 
-from pipelines import kubernetes_manifests
-from pipelines.catalog import PIPELINES
+from flywheel.pipelines import kubernetes_manifests
+from flywheel.pipelines.catalog import PIPELINES
 
 ROLE_ARN = "arn:aws:iam::111122223333:role/flywheel-operator"
 DIGEST = "sha256:" + "0" * 64
@@ -142,7 +142,7 @@ def test_api_mode_uploads_through_a_hook_job_instead_of_resources() -> None:
     (job,) = of_kind(docs, "Job")
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     container = job["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"][:3] == ["python", "-m", "pipelines.register"]
+    assert container["command"][:3] == ["python", "-m", "flywheel.pipelines.register"]
     (configmap,) = of_kind(docs, "ConfigMap")
     shipped = {f"{kubernetes_manifests.resource_name(p)}.yaml" for p in PIPELINES.values()}
     assert set(configmap["data"]) == shipped

@@ -8,9 +8,9 @@ import yaml
 from deploy_checks import MANIFESTS, documents, validate_all
 from kfp import dsl
 
-from components.errors import InvalidSpecError
-from pipelines import compile as compiling
-from pipelines import kubernetes_manifests
+from flywheel.components.errors import InvalidSpecError
+from flywheel.pipelines import compile as compiling
+from flywheel.pipelines import kubernetes_manifests
 
 
 @dsl.component

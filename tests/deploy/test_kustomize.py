@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from deploy_checks import MANIFESTS, ROOT, kustomize, of_kind, validate_all
 
-from pipelines import kubernetes_manifests
-from pipelines.catalog import PIPELINES
+from flywheel.pipelines import kubernetes_manifests
+from flywheel.pipelines.catalog import PIPELINES
 
 OVERLAYS = {"dev": "flywheel-dev", "prod": "flywheel"}
 CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 from deploy_checks import MANIFESTS
 
-from pipelines import register
+from flywheel.pipelines import register
 
 
 def _spec(package_path: str) -> dict[str, Any]:

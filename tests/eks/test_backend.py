@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components.backend import TrainingJobSpec
-from components.eks import EksGpuBackend, Placement, torchrun_launcher
-from components.metrics import MetricDefinition
+from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.eks import EksGpuBackend, Placement, torchrun_launcher
+from flywheel.components.metrics import MetricDefinition
 
 SCRIPT = """\
 import os

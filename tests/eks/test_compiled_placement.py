@@ -15,8 +15,8 @@ import pytest
 import yaml
 from kfp import compiler
 
-from components.eks import Placement
-from pipelines.training import eks_training_pipeline
+from flywheel.components.eks import Placement
+from flywheel.pipelines.training import eks_training_pipeline
 
 TRAIN_EXECUTOR = "exec-train-model"
 KUBERNETES_VERSION = "1.33.0"  # manifests/eks/cluster.yaml
@@ -174,7 +174,7 @@ def test_the_variant_defaults_to_eks_gpu_and_tells_the_pod_its_gpu_count(tmp_pat
     parameters = pipeline_spec["root"]["inputDefinitions"]["parameters"]
     assert parameters["compute"]["defaultValue"] == "eks-gpu"
     assert parameters["compute_config"]["defaultValue"] == {"gpus": 4}
-    assert parameters["workload"]["defaultValue"] == "examples/qsar/workload-torch.yaml"
+    assert parameters["workload"]["defaultValue"] == "builtin:qsar-torch"
 
 
 @pytest.mark.parametrize("placement", [EPHEMERAL_CACHE, CLAIMED_CACHE], ids=["ephemeral", "pvc"])

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
-from components.errors import InvalidSpecError
-from pipelines.cli import main
+from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
+from flywheel.components.errors import InvalidSpecError
+from flywheel.pipelines.cli import main
 
 GOOD = {
     "gpus": 2,

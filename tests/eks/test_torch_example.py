@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from components import data
-from components.eks import EksGpuBackend, Placement
-from components.workload import load_workload
-from pipelines.training_run import TrainingRequest, run_training
+from flywheel.components import data
+from flywheel.components.eks import EksGpuBackend, Placement
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 torch = pytest.importorskip("torch")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from moto.server import ThreadedMotoServer
 
-from pipelines.training_run import TrainingRequest, run_training
+from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 REPO = Path(__file__).resolve().parents[2]
 QSAR_WORKLOAD = REPO / "examples" / "qsar" / "workload.yaml"

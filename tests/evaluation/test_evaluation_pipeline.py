@@ -10,11 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from components.history import EvaluationHistory
-from components.registry import LocalModelRegistry
-from pipelines.evaluation_run import EvaluationRequest, run_evaluation
-from pipelines.local_runner import PipelineFailed
-from pipelines.training_run import run_training
+from flywheel.components.history import EvaluationHistory
+from flywheel.components.registry import LocalModelRegistry
+from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
+from flywheel.pipelines.local_runner import PipelineFailed
+from flywheel.pipelines.training_run import run_training
 
 from .conftest import training_request
 

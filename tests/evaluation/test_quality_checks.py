@@ -10,11 +10,11 @@ from pathlib import Path
 import boto3
 import pytest
 
-from components.errors import InvalidSpecError
-from components.monitoring import classification_report, parse_threshold
-from components.notify import NotifyTarget, notify
-from components.steps.batch import prepare_batch
-from pipelines.cli import main
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring import classification_report, parse_threshold
+from flywheel.components.notify import NotifyTarget, notify
+from flywheel.components.steps.batch import prepare_batch
+from flywheel.pipelines.cli import main
 
 from .conftest import QSAR_WORKLOAD
 

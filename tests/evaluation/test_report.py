@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from matplotlib import image
 
-from components.errors import InvalidSpecError
-from components.history import EvaluationHistory
-from components.registry import LocalModelRegistry
-from pipelines.report import PALETTE, THRESHOLD_COLOR, write_report
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.history import EvaluationHistory
+from flywheel.components.registry import LocalModelRegistry
+from flywheel.pipelines.report import PALETTE, THRESHOLD_COLOR, write_report
 
 
 def _rgb(color: str) -> np.ndarray:

@@ -31,11 +31,11 @@ from operator_harness import (
     aws_client,
 )
 
-import operators.handlers  # noqa: F401 - registers the handlers with kopf
-from operators.emulator import EmulatorThread, write_kubeconfig
-from operators.kfp_runs import RunLauncher, connect
-from operators.kfp_standin import KfpStandIn
-from operators.poller import Services
+import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
+from flywheel.operators.emulator import EmulatorThread, write_kubeconfig
+from flywheel.operators.kfp_runs import RunLauncher, connect
+from flywheel.operators.kfp_standin import KfpStandIn
+from flywheel.operators.poller import Services
 
 
 @pytest.fixture

@@ -12,8 +12,8 @@ import boto3
 import kopf
 import kubernetes
 
-from operators.policy import GROUP, PLURAL, VERSION
-from operators.poller import Services
+from flywheel.operators.policy import GROUP, PLURAL, VERSION
+from flywheel.operators.poller import Services
 
 NAMESPACE = "default"
 REGION = "us-east-1"

@@ -16,7 +16,7 @@ import jsonschema
 import pytest
 import yaml
 
-from operators.policy import InvalidPolicy, parse_policy
+from flywheel.operators.policy import InvalidPolicy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]
 CRD = ROOT / "manifests" / "crds" / "retrainpolicies.flywheel.dev.yaml"

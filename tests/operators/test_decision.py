@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from operators.decision import Decision, decide, invalid, run_key
-from operators.policy import FieldError, parse_policy
+from flywheel.operators.decision import Decision, decide, invalid, run_key
+from flywheel.operators.policy import FieldError, parse_policy
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 UID = "4f2c-uid"

@@ -8,7 +8,7 @@ from typing import Any
 
 from operator_harness import Cluster, OperatorThread, aws_client, wait_for
 
-from operators.kfp_standin import KfpStandIn
+from flywheel.operators.kfp_standin import KfpStandIn
 
 NONCE = "flywheel.dev/run-nonce"
 MANUAL = {"name": "by-hand", "manual": {}}

@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import pytest
 from operator_harness import aws_client
 
-from operators.policy import CloudWatchSource, DataArrival, PrometheusSource
-from operators.sources import (
+from flywheel.operators.policy import CloudWatchSource, DataArrival, PrometheusSource
+from flywheel.operators.sources import (
     SourceUnreadable,
     list_new_objects,
     read_cloudwatch,

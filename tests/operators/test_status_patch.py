@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from operators.handlers import status_changes
+from flywheel.operators.handlers import status_changes
 
 
 def test_unchanged_status_patches_nothing() -> None:

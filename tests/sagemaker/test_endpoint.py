@@ -5,9 +5,9 @@ from __future__ import annotations
 import boto3
 import pytest
 
-from components.errors import JobFailedError
-from components.sagemaker import AwsClients, Watch
-from components.sagemaker.endpoint import EndpointSpec, deploy, endpoint_config_request
+from flywheel.components.errors import JobFailedError
+from flywheel.components.sagemaker import AwsClients, Watch
+from flywheel.components.sagemaker.endpoint import EndpointSpec, deploy, endpoint_config_request
 
 from .conftest import NOW, ROLE
 from .moto_sagemaker import moto_sagemaker

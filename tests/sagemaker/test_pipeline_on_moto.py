@@ -8,8 +8,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from components.registry import open_registry
-from pipelines.training_run import TrainingRequest, run_training
+from flywheel.components.registry import open_registry
+from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import ROLE
 from .moto_sagemaker import moto_sagemaker

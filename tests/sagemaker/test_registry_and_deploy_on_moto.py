@@ -6,8 +6,8 @@ import boto3
 import pytest
 from kfp import local
 
-from components.registry import open_registry
-from components.sagemaker.components import deploy_endpoint
+from flywheel.components.registry import open_registry
+from flywheel.components.sagemaker.components import deploy_endpoint
 
 from .conftest import ROLE
 from .moto_sagemaker import moto_sagemaker, placeholder_model_archive

@@ -7,9 +7,9 @@ import signal
 
 import pytest
 
-from components.errors import JobFailedError
-from components.sagemaker import StepCancelledError, Watch, run_job
-from components.sagemaker.jobs import TRAINING
+from flywheel.components.errors import JobFailedError
+from flywheel.components.sagemaker import StepCancelledError, Watch, run_job
+from flywheel.components.sagemaker.jobs import TRAINING
 
 from .conftest import NOW, ROLE
 

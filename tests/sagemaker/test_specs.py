@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
-from components.backend import TrainingJobSpec, TransformJobSpec
-from components.compute import backend_for
-from components.errors import InvalidSpecError
-from components.sagemaker import SageMakerBackend, Watch
-from components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
-from components.sagemaker.polling import PollSchedule
+from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
+from flywheel.components.compute import backend_for
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.sagemaker import SageMakerBackend, Watch
+from flywheel.components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
+from flywheel.components.sagemaker.polling import PollSchedule
 
 from .conftest import ROLE, base_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.cli import main
+from flywheel.pipelines.cli import main
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -63,7 +63,7 @@ def test_malformed_data_file_is_refused_with_its_columns(tmp_path: Path, capsys)
 
 def test_committed_compiled_pipelines_are_fresh() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "pipelines.cli", "compile", "--check"],
+        [sys.executable, "-m", "flywheel.pipelines.cli", "compile", "--check"],
         cwd=REPO,
         capture_output=True,
         text=True,

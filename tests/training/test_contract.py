@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from components import contract
+from flywheel.components import contract
 
 
 def test_environment_points_every_channel_and_the_model_dir_into_the_layout(tmp_path: Path) -> None:

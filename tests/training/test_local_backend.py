@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from components.backend import TrainingJobSpec, TransformJobSpec
-from components.errors import InvalidSpecError, JobFailedError
-from components.local import LocalBackend
-from components.metrics import MetricDefinition
+from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
+from flywheel.components.errors import InvalidSpecError, JobFailedError
+from flywheel.components.local import LocalBackend
+from flywheel.components.metrics import MetricDefinition
 
 
 def _spec(source: Path, tmp_path: Path, **overrides) -> TrainingJobSpec:

@@ -6,7 +6,7 @@ from pathlib import Path
 from kfp import dsl
 from rich.console import Console
 
-from pipelines.local_runner import run_locally
+from flywheel.pipelines.local_runner import run_locally
 
 
 @dsl.component(base_image="python:3.11-slim", install_kfp_package=False)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from components.errors import InvalidSpecError, RegistryError
-from components.registry import LocalModelRegistry
+from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.registry import LocalModelRegistry
 
 
 def _archive(tmp_path: Path, content: str) -> Path:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from operators.kfp_standin import KfpStandIn
-from pipelines.cli import main
+from flywheel.operators.kfp_standin import KfpStandIn
+from flywheel.pipelines.cli import main
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from components.registry import LocalModelRegistry
-from pipelines.local_runner import PipelineFailed
-from pipelines.training_run import TrainingRequest, run_training
+from flywheel.components.registry import LocalModelRegistry
+from flywheel.pipelines.local_runner import PipelineFailed
+from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import QSAR_WORKLOAD
 

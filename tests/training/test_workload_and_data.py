@@ -2,11 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from components import data
-from components.errors import InvalidSpecError
-from components.metrics import MetricCollector, MetricDefinition
-from components.steps.gate import compare
-from components.workload import load_workload
+from flywheel.components import data
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.metrics import MetricCollector, MetricDefinition
+from flywheel.components.steps.gate import compare
+from flywheel.components.workload import load_workload
 
 from .conftest import QSAR_WORKLOAD
 
@@ -105,7 +105,7 @@ def test_gate_promotes_only_a_candidate_better_by_the_margin() -> None:
 
 
 def test_logged_metrics_leave_out_bookkeeping_even_after_protobuf_made_it_float() -> None:
-    from components.evaluation import logged_metrics
+    from flywheel.components.evaluation import logged_metrics
 
     assert logged_metrics({"rmse": 0.5, "r2": 1, "rows": 160.0, "version": 3.0, "note": "x"}) == {
         "rmse": 0.5,

@@ -161,7 +161,7 @@ capabilities:
 {{- end -}}
 
 {{/*
-Pod spec of a one-shot `python -m pipelines.register` against KFP: the upload Job, and the
+Pod spec of a one-shot `python -m flywheel.pipelines.register` against KFP: the upload Job, and the
 `helm test` that checks the pipelines are registered. Takes root, extra args and a container name.
 */}}
 {{- define "flywheel.registerPod" -}}
@@ -179,7 +179,7 @@ containers:
   - name: {{ .name }}
     image: {{ include "flywheel.image" $root }}
     imagePullPolicy: {{ $root.Values.operator.image.pullPolicy }}
-    command: ["python", "-m", "pipelines.register", "--endpoint", {{ $root.Values.kfp.endpoint | quote }}]
+    command: ["python", "-m", "flywheel.pipelines.register", "--endpoint", {{ $root.Values.kfp.endpoint | quote }}]
     args:
       {{- range .args }}
       - {{ . | quote }}
