@@ -151,7 +151,9 @@ def main() -> None:
             through_pipeline = min(through_pipeline, pipeline_seconds(Path(first)))
             direct = min(direct, direct_seconds(Path(second)))
         start_up = min(
-            start_up, import_seconds("flywheel.pipelines.cli") - import_seconds("flywheel.components.steps.train")
+            start_up,
+            import_seconds("flywheel.pipelines.cli")
+            - import_seconds("flywheel.components.steps.train"),
         )
     overhead = (through_pipeline - direct - start_up) / tasks
     verdict = "meets" if overhead < TARGET_SECONDS_PER_TASK else "MISSES"

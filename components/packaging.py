@@ -7,6 +7,7 @@ made by any backend loads on any other.
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import tarfile
 from pathlib import Path
@@ -16,22 +17,42 @@ OUTPUT_ARCHIVE = "output.tar.gz"
 
 
 def pack_folder(folder: Path, archive: Path) -> Path:
-    """Write ``archive`` holding the contents of ``folder``, sorted, so the bytes are reproducible."""
+    """Write ``archive`` holding the contents of ``folder`` as byte-reproducible ``tar.gz``.
+
+    The archive's digest is an identity (job names, S3 keys, registry versions), so only content
+    may change it: entries are sorted, owner, times and modes are fixed, and the gzip header
+    carries neither a time nor a file name. The same files give the same bytes on any machine.
+    """
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
-    with tarfile.open(partial, "w:gz", format=tarfile.PAX_FORMAT) as tar:
-        for path in sorted(folder.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(folder)))
-            info.mtime = 0
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            if path.is_file():
+    with (
+        partial.open("wb") as raw,
+        gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as zipped,
+        tarfile.open(fileobj=zipped, mode="w", format=tarfile.PAX_FORMAT) as tar,
+    ):
+        for path in sorted(folder.rglob("*"), key=lambda p: p.relative_to(folder).as_posix()):
+            info = _reproducible_info(tar, path, path.relative_to(folder).as_posix())
+            if info.isfile():
                 with path.open("rb") as handle:
                     tar.addfile(info, handle)
             else:
                 tar.addfile(info)
     partial.replace(archive)
     return archive
+
+
+def _reproducible_info(tar: tarfile.TarFile, path: Path, name: str) -> tarfile.TarInfo:
+    """The entry's header with everything but name, type, size and executability fixed."""
+    info = tar.gettarinfo(str(path), arcname=name)
+    info.mtime = 0
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.pax_headers = {}
+    if info.isdir() or info.issym():
+        info.mode = 0o755
+    else:
+        info.mode = 0o755 if info.mode & 0o111 else 0o644
+    return info
 
 
 def unpack_archive(archive: Path, folder: Path) -> Path:

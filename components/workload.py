@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from flywheel.components.backend import TrainingJobSpec
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.metrics import MetricDefinition

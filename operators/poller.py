@@ -26,7 +26,12 @@ from flywheel.operators.policy import (
     PrometheusSource,
     Trigger,
 )
-from flywheel.operators.sources import SourceUnreadable, list_new_objects, read_cloudwatch, read_prometheus
+from flywheel.operators.sources import (
+    SourceUnreadable,
+    list_new_objects,
+    read_cloudwatch,
+    read_prometheus,
+)
 
 PIPELINE_RECHECK_SECONDS = 300  # a found pipeline can be deleted; look again now and then
 MAX_SOURCE_BACKOFF_SECONDS = 3600

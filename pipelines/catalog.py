@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from kfp.dsl.graph_component import GraphComponent
+
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
 from flywheel.pipelines.evaluation import evaluation_pipeline
 from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
-from kfp.dsl.graph_component import GraphComponent
 
 PIPELINES: dict[str, GraphComponent] = {
     "training": training_pipeline,

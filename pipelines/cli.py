@@ -298,8 +298,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = build_parser().parse_args(argv)
     except SystemExit as stop:  # argparse has already printed its one line (or --help)
         return int(stop.code or 0)
-    from flywheel.pipelines import loop_cli
     from rich.console import Console
+
+    from flywheel.pipelines import loop_cli
 
     console = Console(soft_wrap=True)
     home = Home.resolve(args.home)

@@ -11,10 +11,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kfp import compiler
+
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
 from flywheel.pipelines.defaults import COMPILED_DIR
-from kfp import compiler
 
 _REPO = Path(__file__).parent.parent
 # The first folder holds the version history the others repeat.

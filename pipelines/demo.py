@@ -11,12 +11,13 @@ import shutil
 from dataclasses import replace
 from pathlib import Path
 
+from rich.console import Console
+
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_THRESHOLD
 from flywheel.pipelines.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from flywheel.pipelines.report import write_report
 from flywheel.pipelines.training_run import TrainingRequest, run_training
-from rich.console import Console
 
 
 def replay_flywheel(

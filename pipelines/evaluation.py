@@ -6,6 +6,8 @@ quality against the ground truth -> publish -> is retraining needed? -> retrain 
 path, failure included.
 """
 
+from kfp import dsl
+
 from flywheel.components import evaluation_tasks as tasks
 from flywheel.pipelines.defaults import (
     DEFAULT_HISTORY,
@@ -15,7 +17,6 @@ from flywheel.pipelines.defaults import (
     DEFAULT_WORKLOAD,
 )
 from flywheel.pipelines.training import training_pipeline
-from kfp import dsl
 
 
 @dsl.pipeline(

@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from flywheel.components.cloudwatch import CloudWatchTarget
 from flywheel.components.errors import InvalidSpecError, RegistryError
 from flywheel.components.history import EvaluationHistory
@@ -20,8 +23,6 @@ from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
 from flywheel.pipelines.local_runner import LocalRun, run_locally
 from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
-from rich.console import Console
-from rich.table import Table
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from flywheel.components.errors import InvalidSpecError
 from kfp import compiler
 from kfp.compiler.compiler_utils import KubernetesManifestOptions
 from kfp.dsl.graph_component import GraphComponent
+
+from flywheel.components.errors import InvalidSpecError
 
 API_VERSION = "pipelines.kubeflow.org/v2beta1"
 HISTORY_LIMIT = 5

@@ -20,9 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from flywheel.components.errors import FlywheelError
-from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
-from flywheel.pipelines.catalog import task_names
 from kfp import local
 from kfp.dsl.graph_component import GraphComponent
 from rich.console import Console
@@ -34,6 +31,10 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+
+from flywheel.components.errors import FlywheelError
+from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
+from flywheel.pipelines.catalog import task_names
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")

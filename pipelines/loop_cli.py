@@ -9,8 +9,9 @@ from typing import TYPE_CHECKING
 from flywheel.pipelines.defaults import DEFAULT_THRESHOLD, DEFAULT_WORKLOAD, Home
 
 if TYPE_CHECKING:  # the commands import their runners when they run, so --help stays fast
-    from flywheel.pipelines.requests import TrainingRequest
     from rich.console import Console
+
+    from flywheel.pipelines.requests import TrainingRequest
 
 
 def add_evaluation_options(parser: argparse.ArgumentParser) -> None:

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import kfp
+from kfp.dsl.graph_component import GraphComponent
+from kfp.pipeline_spec import pipeline_spec_pb2
+
 from flywheel.components.errors import InvalidSpecError
 from flywheel.operators.kfp_runs import connect
 from flywheel.pipelines.catalog import PIPELINES
-from kfp.dsl.graph_component import GraphComponent
-from kfp.pipeline_spec import pipeline_spec_pb2
 
 
 @dataclass(frozen=True)

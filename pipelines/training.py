@@ -7,6 +7,10 @@ Kubeflow UI and from ``flywheel run training``.
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from kfp import dsl
+from kfp.dsl import PipelineTask
+from kfp.dsl.graph_component import GraphComponent
+
 from flywheel.components import tasks
 from flywheel.components.eks import Placement
 from flywheel.components.eks.apply import apply_placement
@@ -16,9 +20,6 @@ from flywheel.pipelines.defaults import (
     DEFAULT_WORKLOAD,
     GPU_WORKLOAD,
 )
-from kfp import dsl
-from kfp.dsl import PipelineTask
-from kfp.dsl.graph_component import GraphComponent
 
 
 class TrainingOutputs(NamedTuple):

@@ -7,6 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from rich.console import Console
+from rich.table import Table
+
 from flywheel.components import data
 from flywheel.components.compute import backend_for
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
@@ -17,8 +20,6 @@ from flywheel.components.workload import load_workload
 from flywheel.pipelines.local_runner import LocalRun, run_locally
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
-from rich.console import Console
-from rich.table import Table
 
 
 @dataclass(frozen=True)

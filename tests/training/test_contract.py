@@ -39,3 +39,27 @@ def test_failure_reason_is_read_from_the_failure_file(tmp_path: Path) -> None:
 def test_channel_names_that_break_env_vars_or_sagemaker_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="channel name"):
         contract.validate_channel_name(name)
+
+
+def test_packed_archive_is_byte_identical_whatever_the_file_times_owners_and_pack_time(
+    tmp_path: Path,
+) -> None:
+    import os
+    import time
+
+    from flywheel.components.packaging import pack_folder, sha256_of_file
+
+    def make(root: Path, mtime: float, mode: int) -> Path:
+        (root / "sub").mkdir(parents=True)
+        (root / "model.pkl").write_bytes(b"weights")
+        (root / "sub" / "meta.json").write_text("{}")
+        for path in (root / "model.pkl", root / "sub" / "meta.json", root / "sub"):
+            os.utime(path, (mtime, mtime))
+        (root / "model.pkl").chmod(mode)
+        return root
+
+    first = pack_folder(make(tmp_path / "a", 1_000_000, 0o600), tmp_path / "one" / "model.tar.gz")
+    time.sleep(1.1)  # gzip headers carry seconds: a second later must not change a byte
+    second = pack_folder(make(tmp_path / "b", 2_000_000, 0o640), tmp_path / "two" / "model.tar.gz")
+    assert sha256_of_file(first) == sha256_of_file(second)
+    assert first.read_bytes()[4:8] == b"\0\0\0\0"  # gzip MTIME field
