@@ -179,13 +179,18 @@ def examples_dir() -> Path:
     return Path(next(iter(spec.submodule_search_locations)))
 
 
+def is_builtin(reference: str | Path) -> bool:
+    """Whether ``reference`` names a packaged example rather than a path."""
+    return str(reference).startswith(BUILTIN_PREFIX)
+
+
 def workload_file(reference: str | Path) -> Path:
     """The ``workload.yaml`` a reference names: ``builtin:<name>``, a file, or its folder.
 
     A path is relative to the current folder, as a user expects of any command-line path.
     """
     text = str(reference)
-    if text.startswith(BUILTIN_PREFIX):
+    if is_builtin(text):
         name = text.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_WORKLOADS:
             raise InvalidSpecError(

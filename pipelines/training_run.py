@@ -16,7 +16,7 @@ from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_plac
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file, sha256_of_tree
 from flywheel.components.registry import ModelVersion, open_registry
-from flywheel.components.workload import load_workload
+from flywheel.components.workload import is_builtin, load_workload
 from flywheel.pipelines.local_runner import LocalRun, run_locally
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
@@ -71,7 +71,10 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
     ).hexdigest()
     return {
-        "workload": str(workload.path),
+        # A packaged example stays a reference the task resolves in its own install. A path is made
+        # absolute; note that kfp.local replaces every "python3" in a task's arguments with its
+        # interpreter, so a path through a python3.x folder would be mangled on the way.
+        "workload": request.workload if is_builtin(request.workload) else str(workload.path),
         "source": source,
         "compute": request.compute,
         "compute_config": compute_config,

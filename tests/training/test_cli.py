@@ -77,3 +77,64 @@ def test_compile_check_catches_a_stale_file(tmp_path: Path, capsys) -> None:
     compiled[0].write_text(compiled[0].read_text().replace("flywheel-training", "renamed", 1))
     assert main(["compile", "--check", "--output-dir", str(tmp_path)]) == 1
     assert "out of date" in capsys.readouterr().out
+
+
+def _help(*command: str) -> str:
+    result = subprocess.run(
+        [sys.executable, "-m", "flywheel.pipelines.cli", *command, "--help"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return " ".join(result.stdout.split())  # argparse wraps lines; compare as flowing text
+
+
+@pytest.mark.parametrize(
+    ("command", "shown"),
+    [
+        (
+            ("run", "training"),
+            [
+                "--batch-count BATCH_COUNT ordered batches the data is cut into (default: 8)",
+                "(default: 3)",
+                "(default: builtin:qsar)",
+                "(default: 0.0)",
+                "(default: local)",
+                "(default: HOME/registry)",
+            ],
+        ),
+        (("run", "evaluation"), ["(default: rmse above 1.0)", "(default: 5000)"]),
+        (("demo", "flywheel"), ["(default: rmse above 1.0)", "(default: HOME/demo)"]),
+        (("report",), ["(default: builtin:qsar)", "(default: HOME/report)"]),
+        (("submit",), ["(default: flywheel)"]),
+    ],
+)
+def test_help_shows_every_default_in_plain_words(
+    command: tuple[str, ...], shown: list[str]
+) -> None:
+    text = _help(*command)
+    for fragment in shown:
+        assert fragment in text
+    assert "``" not in text and "embedded default" not in text
+
+
+def test_help_starts_without_importing_kfp_boto3_or_kubernetes() -> None:
+    probe = (
+        "import sys\n"
+        "from flywheel.pipelines.cli import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = sorted({m.split('.')[0] for m in sys.modules} & "
+        "{'kfp', 'boto3', 'botocore', 'kubernetes', 'matplotlib', 'pyarrow', 'yaml'})\n"
+        "print('HEAVY', heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    )
+    assert "HEAVY []" in result.stdout
+
+
+def test_cli_lists_the_pipelines_the_catalog_builds() -> None:
+    from flywheel.pipelines.catalog import PIPELINES
+    from flywheel.pipelines.defaults import PIPELINE_NAMES
+
+    assert tuple(PIPELINES) == PIPELINE_NAMES
