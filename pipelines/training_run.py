@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.components import data, tables
+from flywheel.components.bundles import is_bundle
 from flywheel.components.compute import backend_for
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
@@ -58,7 +59,8 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
     ).hexdigest()
     return {
-        "workload": str(workload.path),
+        # A bundle is passed by its URI: every task fetches and verifies it in its own pod.
+        "workload": request.workload if is_bundle(request.workload) else str(workload.path),
         "source": source,
         "compute": request.compute,
         "compute_config": compute_config,
