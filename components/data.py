@@ -75,7 +75,7 @@ def check_rows(
     empty = blank(rows.column(columns.required[0]))
     for column in columns.required[1:]:
         empty = pc.or_kleene(empty, blank(rows.column(column)))
-    first = pc.index(empty, True).as_py()
+    first = _first(empty)
     if first >= 0:
         names = [c for c in columns.required if rows.column(c)[first].as_py() in (None, "")]
         raise InvalidSpecError("source", f"{source} {where(first)}: empty {', '.join(names)}")
@@ -85,7 +85,7 @@ def check_rows(
     if numbers is None:
         bad = next(i for i, value in enumerate(label.to_pylist()) if not _is_number(value))
     else:
-        bad = pc.index(pc.invert(pc.is_finite(numbers)), True).as_py()
+        bad = _first(pc.invert(pc.is_finite(numbers)))
     if bad >= 0:
         raise InvalidSpecError(
             "source",
@@ -97,8 +97,16 @@ def blank(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """True where a value is missing: null, or empty text (how CSV writes a missing value)."""
     missing = pc.is_null(values)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-        missing = pc.or_kleene(missing, pc.equal(values, ""))
+        # Length 0, not == "": comparing with a Python value makes pyarrow import pandas.
+        empty = pc.invert(pc.cast(pc.utf8_length(values), pa.bool_()))
+        missing = pc.or_kleene(missing, empty)
     return missing
+
+
+def _first(mask: pa.Array | pa.ChunkedArray) -> int:
+    """The index of the first True in ``mask``, or -1."""
+    hits = pc.indices_nonzero(mask)
+    return hits[0].as_py() if len(hits) else -1
 
 
 def _as_numbers(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray | None:
@@ -193,8 +201,11 @@ def cut(
         offset += record.num_rows
 
 
-def holdout_mask(rows: int, test_fraction: float, seed: int) -> np.ndarray:
-    """A seeded random hold-out: True for the test rows; both sides get at least one row."""
+def holdout_mask(rows: int, test_fraction: float, seed: int) -> pa.BooleanArray:
+    """A seeded random hold-out: True for the test rows; both sides get at least one row.
+
+    Built straight into Arrow's bit-packed layout: one bit per row, sliced without copying.
+    """
     if not 0 < test_fraction < 1:
         raise InvalidSpecError("test_fraction", f"must be between 0 and 1, got {test_fraction}")
     if rows < 2:
@@ -202,12 +213,13 @@ def holdout_mask(rows: int, test_fraction: float, seed: int) -> np.ndarray:
     test_size = min(rows - 1, max(1, round(rows * test_fraction)))
     mask = np.zeros(rows, dtype=bool)
     mask[np.random.default_rng(seed).choice(rows, size=test_size, replace=False)] = True
-    return mask
+    bits = pa.py_buffer(np.packbits(mask, bitorder="little").tobytes())
+    return pa.BooleanArray.from_buffers(pa.bool_(), rows, [None, bits])
 
 
 def split_train_test(table: pa.Table, test_fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:
     """``table`` split by ``holdout_mask``, each side in the table's order."""
-    mask = pa.array(holdout_mask(table.num_rows, test_fraction, seed))
+    mask = holdout_mask(table.num_rows, test_fraction, seed)
     return table.filter(pc.invert(mask)), table.filter(mask)
 
 

@@ -11,7 +11,6 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
@@ -69,7 +68,7 @@ def prepare_data(
                 writers[index] = files.enter_context(tables.csv_writer(path, stream.schema))
             writers[index].write_batch(piece)
             if first < seen:
-                mask = pa.array(holdout[first : first + piece.num_rows])
+                mask = holdout.slice(first, piece.num_rows)
                 held_out = piece.filter(mask)
                 train.write_batch(piece.filter(pc.invert(mask)))
                 test.write_batch(held_out)
