@@ -178,7 +178,11 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         default=defaults.workload,
         help="workload.yaml of the training script (a path, or builtin:qsar / builtin:qsar-torch)",
     )
-    training.add_argument("--source", default=defaults.source, help="CSV file or builtin:<dataset>")
+    training.add_argument(
+        "--source",
+        default=defaults.source,
+        help="CSV or Parquet table: a path, s3://bucket/key, or builtin:<dataset>",
+    )
     training.add_argument(
         "--compute",
         default=defaults.compute,

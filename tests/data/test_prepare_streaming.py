@@ -96,3 +96,20 @@ def test_order_by_sorts_before_cutting(tmp_path: Path) -> None:
     )
     _prepare(str(tmp_path / "a.parquet"), tmp_path, order_by="pIC50")
     assert _ids(tmp_path / "batches" / "batch-000.csv")[0] == "c0039"
+
+
+def test_the_command_line_reads_the_header_and_leaves_the_rows_to_the_task(tmp_path: Path) -> None:
+    from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
+
+    source = tmp_path / "assay.csv"
+    tables.write_csv(source, _assay(100))
+    with source.open("a") as handle:
+        handle.write("c9999,CCO,not-a-number\n")  # only a full read could see this row
+    arguments = pipeline_arguments(
+        TrainingRequest(workload=str(QSAR_WORKLOAD), source=str(source), registry=str(tmp_path))
+    )
+    assert arguments["source"] == str(source) and arguments["source_fingerprint"].startswith(
+        "sha256:"
+    )
+    with pytest.raises(InvalidSpecError, match=r"line 102: label pIC50='not-a-number'"):
+        _prepare(str(source), tmp_path / "out")
