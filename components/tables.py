@@ -51,12 +51,9 @@ class TableStream:
         except (pa.ArrowInvalid, OSError) as error:
             raise _unreadable(self.uri, self.format, error) from None
 
-    def read(self, columns: Sequence[str] | None = None) -> pa.Table:
+    def read(self) -> pa.Table:
         """The whole table in memory (for small tables, or a sort that needs every row)."""
-        schema = (
-            self.schema if columns is None else pa.schema([self.schema.field(c) for c in columns])
-        )
-        return pa.Table.from_batches(list(self.batches(columns)), schema=schema)
+        return pa.Table.from_batches(list(self.batches()), schema=self.schema)
 
 
 def table_format(uri: str, field: str = "source") -> str:

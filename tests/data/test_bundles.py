@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -142,3 +144,16 @@ def test_submit_with_a_local_workload_needs_somewhere_to_upload(tmp_path: Path, 
         assert api.create_calls == 0
     error = capsys.readouterr().err.strip()
     assert status == 2 and "--bundle-to: a local --workload is uploaded as a code bundle" in error
+
+
+def test_help_loads_neither_boto3_nor_pyarrow_nor_kfp() -> None:
+    script = (
+        "import sys\n"
+        "from flywheel.pipelines.cli import build_parser\n"
+        "build_parser().format_help()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'boto3', 'pyarrow', 'kfp'}))\n"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True
+    ).stdout
+    assert loaded.strip() == "[]"
