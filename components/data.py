@@ -201,20 +201,37 @@ def cut(
         offset += record.num_rows
 
 
-def holdout_mask(rows: int, test_fraction: float, seed: int) -> pa.BooleanArray:
-    """A seeded random hold-out: True for the test rows; both sides get at least one row.
+HOLDOUT_BLOCK = 1 << 16
 
-    Built straight into Arrow's bit-packed layout: one bit per row, sliced without copying.
+
+def holdout_mask(rows: int, test_fraction: float, seed: int) -> pa.BooleanArray:
+    """A seeded random hold-out: True for exactly ``round(rows * test_fraction)`` test rows.
+
+    Drawn block by block: a hypergeometric draw says how many of the test rows fall in each block
+    of ``HOLDOUT_BLOCK`` rows, then that many are chosen inside it. Every subset of that size stays
+    equally likely, yet the working memory is one block, and the mask itself one bit per row
+    (Arrow's layout, sliced without copying). Both sides get at least one row.
     """
     if not 0 < test_fraction < 1:
         raise InvalidSpecError("test_fraction", f"must be between 0 and 1, got {test_fraction}")
     if rows < 2:
         raise InvalidSpecError("training_batches", f"need at least 2 rows to split, got {rows}")
-    test_size = min(rows - 1, max(1, round(rows * test_fraction)))
-    mask = np.zeros(rows, dtype=bool)
-    mask[np.random.default_rng(seed).choice(rows, size=test_size, replace=False)] = True
-    bits = pa.py_buffer(np.packbits(mask, bitorder="little").tobytes())
-    return pa.BooleanArray.from_buffers(pa.bool_(), rows, [None, bits])
+    test_left = min(rows - 1, max(1, round(rows * test_fraction)))
+    rng = np.random.default_rng(seed)
+    bits = bytearray((rows + 7) // 8)
+    for start in range(0, rows, HOLDOUT_BLOCK):
+        size = min(HOLDOUT_BLOCK, rows - start)
+        rest = rows - start - size
+        chosen = (
+            int(rng.hypergeometric(test_left, rest + size - test_left, size)) if rest else test_left
+        )
+        block = np.zeros(size, dtype=bool)
+        block[rng.choice(size, size=chosen, replace=False)] = True
+        # Blocks are a multiple of 8 rows, so each one fills whole bytes of the mask.
+        packed = np.packbits(block, bitorder="little").tobytes()
+        bits[start // 8 : start // 8 + len(packed)] = packed
+        test_left -= chosen
+    return pa.BooleanArray.from_buffers(pa.bool_(), rows, [None, pa.py_buffer(bytes(bits))])
 
 
 def split_train_test(table: pa.Table, test_fraction: float, seed: int) -> tuple[pa.Table, pa.Table]:

@@ -98,6 +98,13 @@ def test_holdout_is_seeded_and_leaves_both_sides_rows() -> None:
     assert data.holdout_mask(2, 0.9, seed=1).to_pylist().count(True) == 1
 
 
+def test_holdout_over_many_blocks_is_exact_and_spread_evenly() -> None:
+    mask = data.holdout_mask(300_000, 0.2, seed=3).to_pylist()
+    assert sum(mask) == 60_000
+    thirds = [sum(mask[i : i + 100_000]) for i in range(0, 300_000, 100_000)]
+    assert all(abs(third - 20_000) < 600 for third in thirds)  # about 5 standard deviations
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
