@@ -123,6 +123,7 @@ def submit(
         if "workload" in arguments:
             raise InvalidSpecError("--workload", "give the workload once, not also as --param")
         arguments["workload"] = workload_argument(pipeline, workload, bundle_to, upload)
+    arguments.update(_fingerprint(pipeline, arguments))
     client = client_factory(host, namespace)
     result = client.create_run_from_pipeline_func(
         pipeline,
@@ -137,6 +138,22 @@ def submit(
         url=f"{host.rstrip('/')}/#/runs/details/{result.run_id}",
         workload=arguments.get("workload", ""),
     )
+
+
+def _fingerprint(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[str, str]:
+    """``source_fingerprint`` for an S3 source, from its metadata, unless one was given.
+
+    The cluster's cache keys on parameters: without it, new data under the same key would be
+    served the old prepared batches.
+    """
+    from flywheel.components.tables import S3_PREFIX, source_fingerprint
+
+    source = str(arguments.get("source", ""))
+    inputs = pipeline.pipeline_spec.root.input_definitions.parameters
+    wanted = "source_fingerprint" in inputs and "source_fingerprint" not in arguments
+    if not (wanted and source.startswith(S3_PREFIX)):
+        return {}
+    return {"source_fingerprint": source_fingerprint(source)}
 
 
 def _upload(workload: str, destination: str) -> str:

@@ -157,3 +157,14 @@ def test_help_loads_neither_boto3_nor_pyarrow_nor_kfp() -> None:
         [sys.executable, "-c", script], capture_output=True, text=True, check=True
     ).stdout
     assert loaded.strip() == "[]"
+
+
+def test_submit_fingerprints_an_s3_source_so_new_data_misses_the_cluster_cache(s3, capsys) -> None:
+    s3.put_object(Bucket=BUCKET, Key="assays/nightly.csv", Body=b"compound_id,smiles,pIC50\n")
+    etag = s3.head_object(Bucket=BUCKET, Key="assays/nightly.csv")["ETag"].strip('"')
+    source = f"s3://{BUCKET}/assays/nightly.csv"
+    with KfpStandIn() as api:
+        arguments = ["submit", "training", "--host", api.url, "--param", f"source={source}"]
+        assert main([*arguments, "--run-name", "nightly"]) == 0, capsys.readouterr().err
+        (run,) = api.runs_named("nightly")
+    assert f"etag={etag}" in run["runtime_config"]["parameters"]["source_fingerprint"]
