@@ -21,7 +21,6 @@ from flywheel.components.errors import InvalidSpecError
 from flywheel.components.workload import DataColumns
 
 Row = dict[str, str]
-BUILTIN_PREFIX = tables.BUILTIN_PREFIX
 
 
 def read_table(source: str) -> tuple[list[str], list[Row]]:
@@ -181,7 +180,7 @@ def _sort_indices(values: pa.ChunkedArray) -> pa.Array:
     """Numbers sort as numbers (text from CSV included); anything else sorts as text. Stable."""
     numbers = _as_numbers(values)
     key = numbers if numbers is not None else values
-    return pc.sort_indices(pa.table({"key": key}), sort_keys=[("key", "ascending")])
+    return pc.sort_indices(key)
 
 
 def cut(
