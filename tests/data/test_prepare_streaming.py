@@ -113,3 +113,15 @@ def test_the_command_line_reads_the_header_and_leaves_the_rows_to_the_task(tmp_p
     )
     with pytest.raises(InvalidSpecError, match=r"line 102: label pIC50='not-a-number'"):
         _prepare(str(source), tmp_path / "out")
+
+
+def test_a_bad_value_deep_in_a_csv_read_in_small_blocks_names_its_line(
+    tmp_path: Path, monkeypatch
+) -> None:
+    source = tmp_path / "assay.csv"
+    lines = ["compound_id,smiles,pIC50"] + [f"c{i},CCO,{5 + i % 3}" for i in range(500)]
+    lines[401] = "c400,,5"
+    source.write_text("\n".join(lines) + "\n")
+    monkeypatch.setattr(tables, "CSV_BLOCK_BYTES", 256)  # dozens of record batches
+    with pytest.raises(InvalidSpecError, match=r"assay\.csv line 402: empty smiles"):
+        _prepare(str(source), tmp_path / "out")
