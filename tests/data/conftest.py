@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -17,6 +18,9 @@ BUCKET = "flywheel-data"
 
 @pytest.fixture(scope="session")
 def moto_server() -> Iterator[str]:
+    # The server's access log is noise, and werkzeug would bind it to whichever test's stderr
+    # was open first; the tests read stderr for the one line a user sees.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
