@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from flywheel.components import data
+from flywheel.components import data, tables
 from flywheel.components.backend import TrainingJobSpec, TrainingResult
 from flywheel.components.eks import EksGpuBackend, Placement
 from flywheel.components.workload import load_workload
@@ -37,10 +37,9 @@ def parse_arguments() -> argparse.Namespace:
 def training_spec(scratch: Path, args: argparse.Namespace) -> TrainingJobSpec:
     """The whole built-in ChEMBL assay, split 80/20, with a model big enough to keep a GPU busy."""
     workload = load_workload(GPU_WORKLOAD)
-    header, rows = data.read_table(DEFAULT_SOURCE)
-    train, test = data.split_train_test(rows, 0.2, seed=7)
-    data.write_table(scratch / "train" / "train.csv", header, train)
-    data.write_table(scratch / "test" / "test.csv", header, test)
+    train, test = data.split_train_test(tables.open_table(DEFAULT_SOURCE).read(), 0.2, seed=7)
+    tables.write_csv(scratch / "train" / "train.csv", train)
+    tables.write_csv(scratch / "test" / "test.csv", test)
     overrides = {
         "epochs": args.epochs,
         "hidden_units": args.hidden_units,

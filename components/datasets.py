@@ -9,6 +9,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import pyarrow as pa
+
 from flywheel.components.errors import InvalidSpecError
 
 CHEMBL_ASSAYS = ("CHEMBL2321810",)
@@ -25,7 +27,7 @@ def _rdkit_data_dir() -> Path:
     return Path(rdkit.__file__).parent / "Contrib" / "FreeWilson" / "data"
 
 
-def load_chembl(assay: str) -> tuple[list[str], list[dict[str, str]]]:
+def load_chembl(assay: str) -> pa.Table:
     """Join the assay's SMILES file with its activity table on the compound id, in file order."""
     folder = _rdkit_data_dir()
     smiles_by_id: dict[str, str] = {}
@@ -43,10 +45,11 @@ def load_chembl(assay: str) -> tuple[list[str], list[dict[str, str]]]:
             for record in csv.DictReader(handle)
             if record["Name"] in smiles_by_id
         ]
-    return list(COLUMNS), rows
+    return pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in COLUMNS]))
 
 
-def load_builtin(name: str) -> tuple[list[str], list[dict[str, str]]]:
+def load_builtin(name: str) -> pa.Table:
+    """The built-in dataset ``name`` as a table of text columns, like a CSV read by Flywheel."""
     known = [f"chembl-{assay}" for assay in CHEMBL_ASSAYS]
     if name not in known:
         raise InvalidSpecError(

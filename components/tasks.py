@@ -163,7 +163,8 @@ def register_model(
 
     def dataset(artifact) -> dict:
         return {
-            key: artifact.metadata.get(key) for key in ("source", "rows", "sha256", "columns")
+            key: artifact.metadata.get(key)
+            for key in ("source", "source_fingerprint", "rows", "sha256", "columns")
         } | {"uri": artifact.uri}
 
     with reported_step("register-model"):

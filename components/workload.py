@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.bundles import fetch_bundle, is_bundle
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.metrics import MetricDefinition
 from flywheel.components.registry.local import validate_model_name
@@ -185,11 +186,14 @@ def is_builtin(reference: str | Path) -> bool:
 
 
 def workload_file(reference: str | Path) -> Path:
-    """The ``workload.yaml`` a reference names: ``builtin:<name>``, a file, or its folder.
+    """The ``workload.yaml`` a reference names: ``builtin:<name>``, a code bundle in S3
+    (``s3://.../bundle-<sha256>.tar.gz``, fetched and verified), a file, or its folder.
 
     A path is relative to the current folder, as a user expects of any command-line path.
     """
     text = str(reference)
+    if is_bundle(text):
+        return fetch_bundle(text)
     if is_builtin(text):
         name = text.removeprefix(BUILTIN_PREFIX)
         if name not in BUILTIN_WORKLOADS:

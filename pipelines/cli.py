@@ -129,6 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="a pipeline parameter (repeatable; dicts as JSON)",
     )
     submit.add_argument(
+        "--workload",
+        default="",
+        help="workload.yaml to run: a local one is uploaded as a code bundle (--bundle-to); "
+        "builtin:<name> or s3://.../bundle-<sha256>.tar.gz are passed as they are",
+    )
+    submit.add_argument(
+        "--bundle-to",
+        default="",
+        metavar="S3_PREFIX",
+        help="where a local --workload is uploaded, e.g. s3://my-bucket/flywheel/bundles",
+    )
+    submit.add_argument(
         "--experiment", default="flywheel", help="KFP experiment to file the run under"
     )
     submit.add_argument("--run-name", default="", help="the run's display name")
@@ -137,6 +149,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     submit.add_argument(
         "--namespace", default="", help="KFP profile namespace (multi-user installs)"
+    )
+
+    bundle = commands.add_parser(
+        "bundle",
+        help="upload a workload's code to S3 as a content-addressed bundle; prints its URI",
+    )
+    bundle.add_argument("--workload", required=True, help="the workload.yaml (or its folder)")
+    bundle.add_argument(
+        "--to", required=True, metavar="S3_PREFIX", help="e.g. s3://my-bucket/flywheel/bundles"
     )
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
@@ -157,7 +178,11 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         default=defaults.workload,
         help="workload.yaml of the training script (a path, or builtin:qsar / builtin:qsar-torch)",
     )
-    training.add_argument("--source", default=defaults.source, help="CSV file or builtin:<dataset>")
+    training.add_argument(
+        "--source",
+        default=defaults.source,
+        help="CSV or Parquet table: a path, s3://bucket/key, or builtin:<dataset>",
+    )
     training.add_argument(
         "--compute",
         default=defaults.compute,
@@ -267,12 +292,25 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
         args.pipeline,
         host=args.host,
         parameters=args.parameters,
+        workload=args.workload,
+        bundle_to=args.bundle_to,
         experiment=args.experiment,
         run_name=args.run_name,
         service_account=args.service_account,
         namespace=args.namespace,
     )
+    if run.workload:
+        console.print(f"workload: {run.workload}")
     console.print(f"started run {run.run_id}: {run.url}")
+    return 0
+
+
+def _bundle(args: argparse.Namespace) -> int:
+    from flywheel.components.bundles import upload_bundle  # boto3 is only needed here
+    from flywheel.components.sagemaker.s3 import parse_s3_uri
+
+    parse_s3_uri("--to", args.to, allow_bucket_only=True)
+    print(upload_bundle(args.workload, args.to))
     return 0
 
 
@@ -315,6 +353,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return loop_cli.report_command(args, home, console)
         if args.command == "submit":
             return _submit(args, console)
+        if args.command == "bundle":
+            return _bundle(args)
         return _compile(args, console)
     except InvalidSpecError as error:
         print(f"flywheel: error: {error}", file=sys.stderr)

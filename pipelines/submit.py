@@ -24,6 +24,7 @@ from flywheel.pipelines.catalog import PIPELINES
 class SubmittedRun:
     run_id: str
     url: str
+    workload: str = ""
 
 
 def _coerce(name: str, kind: str, text: str) -> Any:
@@ -67,11 +68,42 @@ def pipeline_arguments(
     return arguments
 
 
+def workload_argument(
+    pipeline: GraphComponent,
+    workload: str,
+    bundle_to: str,
+    upload: Callable[[str, str], str],
+) -> str:
+    """The ``workload`` parameter for ``workload``: a local one is uploaded as a code bundle first.
+
+    A built-in or a bundle already in S3 is passed as it is; everything is checked before upload.
+    """
+    from flywheel.components.bundles import is_bundle
+    from flywheel.components.sagemaker.s3 import parse_s3_uri
+    from flywheel.components.workload import BUILTIN_PREFIX, load_workload
+
+    if "workload" not in pipeline.pipeline_spec.root.input_definitions.parameters:
+        raise InvalidSpecError("--workload", "this pipeline takes no workload")
+    if workload.startswith(BUILTIN_PREFIX) or is_bundle(workload):
+        return workload
+    load_workload(workload)
+    if not bundle_to:
+        raise InvalidSpecError(
+            "--bundle-to",
+            "a local --workload is uploaded as a code bundle: give s3://bucket/prefix",
+        )
+    parse_s3_uri("--bundle-to", bundle_to, allow_bucket_only=True)
+    return upload(workload, bundle_to)
+
+
 def submit(
     pipeline_name: str,
     *,
     host: str,
     parameters: Sequence[tuple[str, str]] = (),
+    workload: str = "",
+    bundle_to: str = "",
+    upload: Callable[[str, str], str] = lambda workload, to: _upload(workload, to),
     experiment: str = "flywheel",
     run_name: str = "",
     service_account: str = "",
@@ -87,6 +119,11 @@ def submit(
             "pipeline", f"{pipeline_name!r} is not one of {', '.join(PIPELINES)}"
         )
     arguments = pipeline_arguments(pipeline, parameters)
+    if workload:
+        if "workload" in arguments:
+            raise InvalidSpecError("--workload", "give the workload once, not also as --param")
+        arguments["workload"] = workload_argument(pipeline, workload, bundle_to, upload)
+    arguments.update(_fingerprint(pipeline, arguments))
     client = client_factory(host, namespace)
     result = client.create_run_from_pipeline_func(
         pipeline,
@@ -97,5 +134,29 @@ def submit(
         service_account=service_account or None,
     )
     return SubmittedRun(
-        run_id=result.run_id, url=f"{host.rstrip('/')}/#/runs/details/{result.run_id}"
+        run_id=result.run_id,
+        url=f"{host.rstrip('/')}/#/runs/details/{result.run_id}",
+        workload=arguments.get("workload", ""),
     )
+
+
+def _fingerprint(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[str, str]:
+    """``source_fingerprint`` for an S3 source, from its metadata, unless one was given.
+
+    The cluster's cache keys on parameters: without it, new data under the same key would be
+    served the old prepared batches.
+    """
+    from flywheel.components.tables import S3_PREFIX, source_fingerprint
+
+    source = str(arguments.get("source", ""))
+    inputs = pipeline.pipeline_spec.root.input_definitions.parameters
+    wanted = "source_fingerprint" in inputs and "source_fingerprint" not in arguments
+    if not (wanted and source.startswith(S3_PREFIX)):
+        return {}
+    return {"source_fingerprint": source_fingerprint(source)}
+
+
+def _upload(workload: str, destination: str) -> str:
+    from flywheel.components.bundles import upload_bundle
+
+    return upload_bundle(workload, destination)

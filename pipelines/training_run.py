@@ -10,13 +10,14 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flywheel.components import data
+from flywheel.components import data, tables
+from flywheel.components.bundles import is_bundle
 from flywheel.components.compute import backend_for
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file, sha256_of_tree
 from flywheel.components.registry import ModelVersion, open_registry
-from flywheel.components.workload import is_builtin, load_workload
+from flywheel.components.workload import DataColumns, is_builtin, load_workload
 from flywheel.pipelines.local_runner import LocalRun, run_locally
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
@@ -27,14 +28,6 @@ class TrainingOutcome:
     version: ModelVersion
     promoted: bool
     run: LocalRun
-
-
-def _source_fingerprint(source: str) -> str:
-    if source.startswith(data.BUILTIN_PREFIX):
-        from importlib.metadata import version
-
-        return f"{source}@rdkit-{version('rdkit')}"
-    return sha256_of_file(Path(source))
 
 
 def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
@@ -61,20 +54,17 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         )
     if request.margin < 0:
         raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
-    header, rows = data.read_table(request.source)
-    data.check_table(request.source, header, rows, workload.columns)
-    data.ordered_batches(rows, request.batch_count, request.order_by)
-    source = request.source
-    if not source.startswith(data.BUILTIN_PREFIX):
-        source = str(Path(source).resolve())
+    source = _checked_source(request, workload.columns)
     code = hashlib.sha256(
         (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
     ).hexdigest()
     return {
-        # A packaged example stays a reference the task resolves in its own install. A path is made
-        # absolute; note that kfp.local replaces every "python3" in a task's arguments with its
-        # interpreter, so a path through a python3.x folder would be mangled on the way.
-        "workload": request.workload if is_builtin(request.workload) else str(workload.path),
+        # A packaged example or a bundle stays a reference each task resolves in its own pod. A
+        # path is made absolute; note that kfp.local replaces every "python3" in a task's
+        # arguments with its interpreter, so a path through a python3.x folder would be mangled.
+        "workload": request.workload
+        if is_builtin(request.workload) or is_bundle(request.workload)
+        else str(workload.path),
         "source": source,
         "compute": request.compute,
         "compute_config": compute_config,
@@ -90,9 +80,28 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         "seed": request.seed,
         "order_by": request.order_by,
         "margin": request.margin,
-        "source_fingerprint": _source_fingerprint(source),
+        "source_fingerprint": tables.source_fingerprint(source),
         "code_fingerprint": code,
     }
+
+
+def _checked_source(request: TrainingRequest, columns: DataColumns) -> str:
+    """The source as the tasks will see it, checked as far as its header and metadata allow.
+
+    Only the schema (and a Parquet file's row count) is read here; the rows are read once, by
+    the prepare task, which checks every value as it streams.
+    """
+    stream = tables.open_table(request.source)
+    data.check_columns(request.source, stream.columns, columns)
+    if request.order_by and request.order_by not in stream.columns:
+        raise InvalidSpecError(
+            "--order-by", f"no column {request.order_by!r}; columns: {', '.join(stream.columns)}"
+        )
+    if stream.num_rows is not None:
+        data.batch_bounds(stream.num_rows, request.batch_count)
+    if request.source.startswith((tables.BUILTIN_PREFIX, tables.S3_PREFIX)):
+        return request.source
+    return str(Path(request.source).resolve())
 
 
 def _compute_config(request: TrainingRequest) -> dict[str, Any]:

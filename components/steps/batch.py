@@ -1,7 +1,8 @@
 """Prepare one batch of new labelled data for scoring, refusing what cannot be scored.
 
 Every check here runs before any scoring: a threshold on a metric the task does not produce, a
-batch whose columns do not match the champion's input, an empty batch, missing labels.
+batch whose columns do not match the champion's input, an empty batch, missing labels. The source
+streams (local or S3, CSV or Parquet) and only the chosen batch is kept in memory.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.components import data
+import pyarrow as pa
+
+from flywheel.components import data, tables
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring import parse_threshold
 from flywheel.components.packaging import sha256_of_file
@@ -43,7 +46,8 @@ def prepare_batch(
             "batch",
             f"must be between 0 and {batch_count - 1} (batch_count {batch_count}), got {batch}",
         )
-    header, rows = data.read_table(source)
+    stream = tables.open_table(source)
+    header = stream.columns
     expected = list(champion_columns) or list(workload.columns.features)
     missing_inputs = [column for column in expected if column not in header]
     if missing_inputs:
@@ -51,23 +55,35 @@ def prepare_batch(
             "batch",
             f"columns do not match the model's input: missing {', '.join(missing_inputs)}; batch has {', '.join(header)}",
         )
-    if workload.columns.label not in header:
-        raise InvalidSpecError(
-            "batch", f"ground truth lacks the label column {workload.columns.label!r}"
-        )
-    if not rows:
+    label = workload.columns.label
+    if label not in header:
+        raise InvalidSpecError("batch", f"ground truth lacks the label column {label!r}")
+    data.check_columns(source, header, workload.columns)
+    total, records = data.ordered_rows(stream, order_by)
+    if total == 0:
         raise InvalidSpecError("batch", f"{source} is empty: nothing to score")
-    selected = data.ordered_batches(rows, batch_count, order_by)[batch]
-    unlabelled = [
-        row[workload.columns.id] for row in selected if not row.get(workload.columns.label)
-    ]
-    if unlabelled:
+    bounds = data.batch_bounds(total, batch_count)
+    pieces = []
+    for index, _, piece in data.cut(records, bounds):
+        if index == batch:
+            pieces.append(piece)
+        elif index > batch:
+            break
+    selected = pa.Table.from_batches(pieces, schema=stream.schema)
+    unlabelled = selected.filter(data.blank(selected.column(label))).column(workload.columns.id)
+    if len(unlabelled):
         raise InvalidSpecError(
             "batch",
-            f"{len(unlabelled)} row(s) have no {workload.columns.label} label, e.g. id {unlabelled[0]}",
+            f"{len(unlabelled)} row(s) have no {label} label, e.g. id {unlabelled[0].as_py()}",
         )
-    data.check_table(f"batch {batch} of {source}", header, selected, workload.columns)
-    data.write_table(batch_path, header, selected)
+    data.check_rows(
+        f"batch {batch} of {source}",
+        selected,
+        workload.columns,
+        first_row=bounds[batch][0],
+        csv_lines=stream.format == "csv" and not order_by,
+    )
+    tables.write_csv(batch_path, selected)
     return PreparedBatch(
-        rows=len(selected), sha256=sha256_of_file(batch_path), accumulated_batches=batch + 1
+        rows=selected.num_rows, sha256=sha256_of_file(batch_path), accumulated_batches=batch + 1
     )

@@ -1,11 +1,20 @@
-"""Prepare data: check the table, cut ordered batches, split the first batches into train and test."""
+"""Prepare data: check the table, cut ordered batches, split the first batches into train and test.
+
+The table streams through once in record batches: each slice goes to its batch file and, for the
+training batches, to the train or test file as the seeded hold-out mask says. Memory follows the
+record batch, not the table (unless ``order_by`` asks for a sort).
+"""
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.components import data
+import pyarrow.compute as pc
+import pyarrow.csv as pa_csv
+
+from flywheel.components import data, tables
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file
 from flywheel.components.workload import load_workload
@@ -40,20 +49,36 @@ def prepare_data(
         raise InvalidSpecError(
             "training_batches", f"must be between 1 and batch_count ({batch_count})"
         )
-    header, rows = data.read_table(source)
-    data.check_table(source, header, rows, workload.columns)
-    batches = data.ordered_batches(rows, batch_count, order_by)
-    for index, batch in enumerate(batches):
-        data.write_table(batches_dir / data.batch_file_name(index), header, batch)
-    seen = [row for batch in batches[:training_batches] for row in batch]
-    train_rows, test_rows = data.split_train_test(seen, test_fraction, seed)
-    data.write_table(train_path, header, train_rows)
-    data.write_table(test_path, header, test_rows)
+    stream = tables.open_table(source)
+    data.check_columns(source, stream.columns, workload.columns)
+    total, records = data.ordered_rows(stream, order_by, check=workload.columns)
+    if total == 0:
+        raise InvalidSpecError("source", f"{source} has no rows")
+    bounds = data.batch_bounds(total, batch_count)
+    seen = bounds[training_batches - 1][1]
+    holdout = data.holdout_mask(seen, test_fraction, seed)
+    counts = {"train": 0, "test": 0}
+    with ExitStack() as files:
+        train = files.enter_context(tables.csv_writer(train_path, stream.schema))
+        test = files.enter_context(tables.csv_writer(test_path, stream.schema))
+        writers: dict[int, pa_csv.CSVWriter] = {}
+        for index, first, piece in data.cut(records, bounds):
+            if index not in writers:
+                path = batches_dir / data.batch_file_name(index)
+                writers[index] = files.enter_context(tables.csv_writer(path, stream.schema))
+            writers[index].write_batch(piece)
+            if first < seen:
+                mask = holdout.slice(first, piece.num_rows)
+                held_out = piece.filter(mask)
+                train.write_batch(piece.filter(pc.invert(mask)))
+                test.write_batch(held_out)
+                counts["test"] += held_out.num_rows
+                counts["train"] += piece.num_rows - held_out.num_rows
     return PreparedData(
-        train_rows=len(train_rows),
-        test_rows=len(test_rows),
+        train_rows=counts["train"],
+        test_rows=counts["test"],
         batch_count=batch_count,
         train_sha256=sha256_of_file(train_path),
         test_sha256=sha256_of_file(test_path),
-        columns=header,
+        columns=stream.columns,
     )

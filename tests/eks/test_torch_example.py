@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components import data
+from flywheel.components import data, tables
 from flywheel.components.eks import EksGpuBackend, Placement
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.training_run import TrainingRequest, run_training
@@ -45,10 +45,10 @@ def test_eks_gpu_pipeline_trains_evaluates_and_registers_the_torch_model(tmp_pat
 
 def test_torch_example_trains_data_parallel_under_torchrun(tmp_path: Path) -> None:
     workload = load_workload(TORCH_WORKLOAD)
-    header, rows = data.read_table("builtin:chembl-CHEMBL2321810")
-    train, test = data.split_train_test(rows[:300], 0.2, seed=7)
-    data.write_table(tmp_path / "train" / "train.csv", header, train)
-    data.write_table(tmp_path / "test" / "test.csv", header, test)
+    table = tables.open_table("builtin:chembl-CHEMBL2321810").read().slice(0, 300)
+    train, test = data.split_train_test(table, 0.2, seed=7)
+    tables.write_csv(tmp_path / "train" / "train.csv", train)
+    tables.write_csv(tmp_path / "test" / "test.csv", test)
     lines: list[str] = []
     result = EksGpuBackend(Placement(gpus=2), python=sys.executable).train(
         workload.training_job(

@@ -1,8 +1,9 @@
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
-from flywheel.components import data
+from flywheel.components import data, tables
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.metrics import MetricCollector, MetricDefinition
 from flywheel.components.steps.gate import compare
@@ -58,13 +59,50 @@ def test_builtin_chembl_data_joins_smiles_with_activities() -> None:
     assert all(row["smiles"] and float(row["pIC50"]) > 0 for row in rows)
 
 
+def _cut_ids(source: Path, batch_count: int, order_by: str = "") -> list[list[str]]:
+    total, records = data.ordered_rows(tables.open_table(str(source)), order_by)
+    batches: list[list[str]] = [[] for _ in range(batch_count)]
+    for index, _, piece in data.cut(records, data.batch_bounds(total, batch_count)):
+        batches[index].extend(piece.column("id").to_pylist())
+    return batches
+
+
 def test_ordered_batches_keep_order_and_cover_every_row(toy_table: Path) -> None:
-    _, rows = data.read_table(str(toy_table))
-    batches = data.ordered_batches(rows, 3)
+    batches = _cut_ids(toy_table, 3)
     assert [len(b) for b in batches] == [7, 7, 6]
-    assert [r["id"] for b in batches for r in b] == [str(i) for i in range(20)]
-    by_label = data.ordered_batches(list(reversed(rows)), 2, order_by="y")
-    assert by_label[0][0]["id"] == "0"
+    assert [i for b in batches for i in b] == [str(i) for i in range(20)]
+
+
+def test_order_by_sorts_text_numbers_as_numbers(tmp_path: Path) -> None:
+    source = tmp_path / "reversed.csv"
+    source.write_text("id,x,y\n" + "".join(f"{i},{i},{i}\n" for i in (10, 9, 2, 1)))
+    assert _cut_ids(source, 2, order_by="y") == [["1", "2"], ["9", "10"]]
+
+
+def test_batches_cut_across_record_batches_cover_every_row_once() -> None:
+    records = iter(pa.table({"id": [str(i) for i in range(10)]}).to_batches(max_chunksize=3))
+    pieces = list(data.cut(records, data.batch_bounds(10, 4)))
+    assert [(index, first, piece.num_rows) for index, first, piece in pieces] == [
+        (0, 0, 3),
+        (1, 3, 3),
+        (2, 6, 2),
+        (3, 8, 1),
+        (3, 9, 1),
+    ]
+
+
+def test_holdout_is_seeded_and_leaves_both_sides_rows() -> None:
+    first = data.holdout_mask(100, 0.2, seed=7).to_pylist()
+    assert sum(first) == 20 and first == data.holdout_mask(100, 0.2, seed=7).to_pylist()
+    assert first != data.holdout_mask(100, 0.2, seed=8).to_pylist()
+    assert data.holdout_mask(2, 0.9, seed=1).to_pylist().count(True) == 1
+
+
+def test_holdout_over_many_blocks_is_exact_and_spread_evenly() -> None:
+    mask = data.holdout_mask(300_000, 0.2, seed=3).to_pylist()
+    assert sum(mask) == 60_000
+    thirds = [sum(mask[i : i + 100_000]) for i in range(0, 300_000, 100_000)]
+    assert all(abs(third - 20_000) < 600 for third in thirds)  # about 5 standard deviations
 
 
 @pytest.mark.parametrize(
