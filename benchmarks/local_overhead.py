@@ -110,12 +110,13 @@ def run_steps_directly(scratch: Path) -> None:
         hyperparameters=trained.hyperparameters,
         lineage={},
     )
-    champion_metrics, champion_version = None, None
+    champion_metrics, champion_version, champion_sha256 = None, None, None
     if open_registry(registry).champion(workload.name) is not None:
         champion_model = scratch / "champion.tar.gz"
-        champion_version = find_champion(
+        champion = find_champion(
             registry_uri=registry, model_name=workload.name, model_path=champion_model
-        ).version
+        )
+        champion_version, champion_sha256 = champion.version, champion.model_sha256
         champion_metrics = evaluate_model(
             workload_path=WORKLOAD,
             compute="local",
@@ -125,8 +126,10 @@ def run_steps_directly(scratch: Path) -> None:
         ).metrics
     decision = decide_promotion(
         candidate_version=registration.version.version,
+        candidate_sha256=registration.version.model_sha256,
         candidate_metrics=evaluation.metrics,
         champion_version=champion_version,
+        champion_sha256=champion_sha256,
         champion_metrics=champion_metrics,
         metric=workload.objective_metric,
         goal=workload.objective_goal,

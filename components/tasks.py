@@ -151,7 +151,7 @@ def register_model(
     metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
-) -> NamedTuple("Registered", [("version", int), ("created", bool)]):
+) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
     """Add the model as a candidate version with metrics and lineage (data, code, parameters, run)."""
     from collections import namedtuple
     from pathlib import Path
@@ -191,8 +191,10 @@ def register_model(
         )
     verb = "registered" if registration.created else "already registered as"
     print(f"{verb} {registration.version.name} version {registration.version.version}", flush=True)
-    registered = namedtuple("Registered", ["version", "created"])
-    return registered(registration.version.version, registration.created)
+    registered = namedtuple("Registered", ["version", "created", "sha256"])
+    return registered(
+        registration.version.version, registration.created, registration.version.model_sha256
+    )
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -236,6 +238,7 @@ def score_champion(
     for metric, value in result.metrics.items():
         metrics.log_metric(metric, value)
     metrics.metadata["version"] = champion.version
+    metrics.metadata["model_sha256"] = champion.model_sha256
     Path(metrics.path).write_text(json.dumps(result.metrics, indent=2))
     print(f"champion version {champion.version} on these rows: {result.metrics}", flush=True)
 
@@ -244,6 +247,7 @@ def score_champion(
 def decide_promotion(
     workload: str,
     version: int,
+    sha256: str,
     margin: float,
     candidate: Input[Metrics],
     champion: Input[Metrics],
@@ -259,8 +263,10 @@ def decide_promotion(
         champion_version = int(champion.metadata.get("version", 0)) or None
         decision = decide(
             candidate_version=version,
+            candidate_sha256=sha256,
             candidate_metrics=logged_metrics(candidate.metadata),
             champion_version=champion_version,
+            champion_sha256=champion.metadata.get("model_sha256"),
             champion_metrics=logged_metrics(champion.metadata) if champion_version else None,
             metric=spec.objective_metric,
             goal=spec.objective_goal,

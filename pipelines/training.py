@@ -123,6 +123,7 @@ def build_training_pipeline(
             tasks.decide_promotion(
                 workload=workload,
                 version=registered.outputs["version"],
+                sha256=registered.outputs["sha256"],
                 margin=margin,
                 candidate=evaluated.outputs["metrics"],
                 champion=champion.outputs["metrics"],

@@ -60,6 +60,17 @@ def test_second_run_with_unchanged_inputs_is_served_from_cache(first_run) -> Non
     assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
 
 
+def test_an_unchanged_run_without_the_cache_gives_the_same_model_bytes_and_no_new_version(
+    first_run,
+) -> None:
+    tmp_path, first = first_run
+    again = run_training(_request(tmp_path, cache=False))
+    assert {"train-model", "register-model"} <= set(again.run.tasks.started)
+    assert again.version.model_sha256 == first.version.model_sha256
+    assert again.version.version == 1 and not again.promoted
+    assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
+
+
 def test_a_worse_candidate_is_registered_but_not_promoted(first_run) -> None:
     tmp_path, _ = first_run
     worse = run_training(
