@@ -2,7 +2,9 @@
 pipelines to Kubeflow.
 
 Bad input ends in one line naming the option and what is allowed, with exit status 2, before
-anything runs. A failed run ends with the failing step's own reason and exit status 1.
+anything runs. A failed run ends with the failing step's own reason, the end of the script's
+error and the step's log, with exit status 1. Ctrl-C or SIGTERM stops every process the run
+started, leaves the registry whole, says so in one line and exits 130 or 143.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, Home
+from flywheel.pipelines.interrupts import Interrupted, handle_interrupts
 from flywheel.pipelines.loop_cli import (
     add_demo_options,
     add_evaluation_options,
@@ -304,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     console = Console(soft_wrap=True)
     home = Home.resolve(args.home)
+    handle_interrupts()
     try:
         if args.command == "run" and args.pipeline == "training":
             return _run_training(args, console)
@@ -322,6 +326,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FlywheelError as error:
         print(f"flywheel: failed: {error}", file=sys.stderr)
         return EXIT_FAILED
+    except Interrupted as stop:
+        _recover_registry(args, home)
+        print(
+            f"flywheel: interrupted by {stop.signal_name}: the run and its processes are stopped",
+            file=sys.stderr,
+        )
+        return stop.exit_status
+
+
+def _recover_registry(args: argparse.Namespace, home: Home) -> None:
+    """Finish whatever registry write a killed step left half-done (a local registry only)."""
+    if args.command == "demo":
+        root = str((args.workdir or home.demo) / "registry")
+    else:
+        root = getattr(args, "registry", None) or str(home.registry)
+    if "://" in root and not root.startswith("file://"):
+        return
+    from flywheel.components.registry import LocalModelRegistry
+
+    registry = LocalModelRegistry(root.removeprefix("file://"))
+    if registry.root.is_dir():
+        for model in registry.root.iterdir():
+            if model.is_dir():
+                registry.recover(model.name)
 
 
 if __name__ == "__main__":

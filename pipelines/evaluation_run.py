@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.components.cloudwatch import CloudWatchTarget
-from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.errors import InvalidSpecError
 from flywheel.components.history import EvaluationHistory
 from flywheel.components.monitoring import parse_threshold
 from flywheel.components.notify import NotifyTarget
@@ -64,8 +64,11 @@ def evaluation_arguments(request: EvaluationRequest) -> dict[str, Any]:
     NotifyTarget.from_config(request.notify)
     model_name = request.training.model_name or workload.name
     if open_registry(training["registry"]).champion(model_name) is None:
-        raise RegistryError(
-            f"model {model_name} has no champion yet: run `flywheel run training` first"
+        # Nothing to score with is a mistake in what was asked, not a failed run.
+        raise InvalidSpecError(
+            "--registry",
+            f"model {model_name} has no champion in {training['registry']}: "
+            "run `flywheel run training` first",
         )
     accepted = evaluation_pipeline.component_spec.inputs or {}
     return {

@@ -92,6 +92,12 @@ def test_crashing_script_fails_the_pipeline_with_its_own_message(tmp_path: Path)
     )
     with pytest.raises(
         PipelineFailed, match=r"train-model failed: .*RuntimeError: assay table is corrupt"
-    ):
+    ) as failure:
         run_training(_request(tmp_path, workload=str(workload / "workload.yaml")))
     assert LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50") == []
+    *_, traceback, last = str(failure.value).splitlines()
+    assert "  raise RuntimeError('assay table is corrupt')" in str(failure.value)
+    assert traceback == "  RuntimeError: assay table is corrupt"
+    task_log = Path(last.removeprefix("log: "))
+    assert task_log.name == "task.log" and task_log.parent.name == "train-model"
+    assert "Traceback (most recent call last):" in task_log.read_text()
