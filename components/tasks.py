@@ -147,12 +147,17 @@ def register_model(
     workload: str,
     run_id: str,
     run_name: str,
+    registry_state: str,
     model: Input[Model],
     metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
 ) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
-    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run)."""
+    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run).
+
+    ``registry_state`` keys the cache to the registry's state (``pipelines.registry_state``).
+    Without a ``run_id`` (a local run, cached by inputs), the run named is the one that trained.
+    """
     from collections import namedtuple
     from pathlib import Path
 
@@ -186,7 +191,9 @@ def register_model(
                     "metrics": model.metadata.get("metrics", {}),
                     "model_artifact": model.uri,
                 },
-                "run": {"id": run_id, "name": run_name},
+                "run": {"id": run_id, "name": run_name}
+                if run_id
+                else {"name": Path(model.path).parents[1].name},
             },
         )
     verb = "registered" if registration.created else "already registered as"
@@ -204,10 +211,14 @@ def score_champion(
     workload: str,
     compute: str,
     compute_config: dict,
+    registry_state: str,
     test: Input[Dataset],
     metrics: Output[Metrics],
 ):
-    """Score the current champion on the candidate's held-out rows, so the gate compares like with like."""
+    """Score the current champion on the candidate's held-out rows, so the gate compares like with like.
+
+    ``registry_state`` keys the cache to the registry's state: a new champion is scored again.
+    """
     import json
     import tempfile
     from pathlib import Path
@@ -249,10 +260,14 @@ def decide_promotion(
     version: int,
     sha256: str,
     margin: float,
+    registry_state: str,
     candidate: Input[Metrics],
     champion: Input[Metrics],
 ) -> bool:
-    """Compare candidate and champion on the workload's objective; True means promote."""
+    """Compare candidate and champion on the workload's objective; True means promote.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
     from flywheel.components.evaluation import logged_metrics
     from flywheel.components.runtime import reported_step
     from flywheel.components.steps.gate import decide_promotion as decide
@@ -278,9 +293,17 @@ def decide_promotion(
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def promote_model(
-    registry: str, model_name: str, workload: str, version: int, champion: Input[Metrics]
+    registry: str,
+    model_name: str,
+    workload: str,
+    version: int,
+    registry_state: str,
+    champion: Input[Metrics],
 ):
-    """Make the candidate the champion, unless another run replaced the champion meanwhile."""
+    """Make the candidate the champion, unless another run replaced the champion meanwhile.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
     from flywheel.components.runtime import reported_step
     from flywheel.components.steps.gate import promote_model as promote
     from flywheel.components.workload import load_workload

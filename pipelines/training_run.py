@@ -15,11 +15,17 @@ from flywheel.components.compute import backend_for
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file, sha256_of_tree
-from flywheel.components.registry import ModelVersion, open_registry
+from flywheel.components.registry import (
+    LocalModelRegistry,
+    ModelRegistry,
+    ModelVersion,
+    open_registry,
+)
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
-from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
+from flywheel.pipelines.training import eks_training_pipeline, local_training_pipeline
 
 
 @dataclass(frozen=True)
@@ -111,12 +117,20 @@ def run_training(
     """Run the training pipeline locally and read the registered version back from the registry.
 
     With ``eks-gpu`` it runs the EKS variant itself: kfp.local ignores the pod placement, so the
-    same pipeline and training code run here on the CPU.
+    same pipeline and training code run here on the CPU. The registry steps are cached by the
+    registry's state (``pipelines.registry_state``), so an unchanged re-run executes nothing.
     """
     arguments = pipeline_arguments(request)
-    pipeline = training_pipeline
+    pipeline = local_training_pipeline
     if request.compute == "eks-gpu":
-        pipeline = eks_training_pipeline(Placement.from_mapping(arguments["compute_config"]))
+        pipeline = eks_training_pipeline(
+            Placement.from_mapping(arguments["compute_config"]), cache_registry_steps=True
+        )
+    model_name = request.model_name or load_workload(request.workload).name
+    registry = open_registry(arguments["registry"])
+    states = RegistryStates(Path(request.pipeline_root) / STATES_FILE)
+    inputs = inputs_key(pipeline.name, arguments)
+    arguments["registry_state"] = states.key_for(inputs, _state(registry, model_name))
     run = run_locally(
         pipeline,
         arguments,
@@ -125,9 +139,16 @@ def run_training(
         verbose=verbose,
         console=console,
     )
-    model_name = request.model_name or load_workload(request.workload).name
-    version = open_registry(arguments["registry"]).get(model_name, int(run.outputs["version"]))
+    states.remember(inputs, arguments["registry_state"], _state(registry, model_name))
+    version = registry.get(model_name, int(run.outputs["version"]))
     return TrainingOutcome(version=version, promoted=bool(run.outputs["promoted"]), run=run)
+
+
+def _state(registry: ModelRegistry, model_name: str) -> str | None:
+    """The local registry's state fingerprint; None (never cached) for any other registry."""
+    if isinstance(registry, LocalModelRegistry):
+        return registry.state_fingerprint(model_name)
+    return None
 
 
 def summary_table(outcome: TrainingOutcome) -> Table:

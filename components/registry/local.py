@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -116,6 +117,18 @@ class LocalModelRegistry:
     def champion(self, name: str) -> ModelVersion | None:
         number = self._champion_number(name)
         return None if number is None else self.get(name, number)
+
+    def state_fingerprint(self, name: str) -> str | None:
+        """A digest of what ``name`` holds: each version's number and model digest, and which is
+        champion; None while it holds nothing. Equal digests mean a step reading it sees the same."""
+        versions = self.versions(name)
+        if not versions:
+            return None
+        state = {
+            "versions": [[v.version, v.model_sha256] for v in versions],
+            "champion": self._champion_number(name),
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
 
     def champion_history(self, name: str) -> list[dict[str, Any]]:
         """Every promotion in order: ``{"version", "promoted_at", "reason"}``."""

@@ -46,17 +46,17 @@ def test_first_run_registers_an_evaluated_champion_with_lineage(first_run) -> No
     lineage = version.lineage
     assert lineage["data"]["train"]["sha256"] and lineage["data"]["test"]["rows"] > 0
     assert lineage["code"]["entry_point"] == "train.py" and len(lineage["code"]["sha256"]) == 64
-    assert lineage["run"]["id"] and lineage["training"]["compute"] == "local"
+    assert lineage["run"]["name"].startswith("flywheel-training-")
+    assert lineage["training"]["compute"] == "local"
     assert Path(version.model_uri).is_file()
     assert "test_rmse" in lineage["training"]["metrics"]
 
 
-def test_second_run_with_unchanged_inputs_is_served_from_cache(first_run) -> None:
+def test_second_run_with_unchanged_inputs_executes_nothing(first_run) -> None:
     tmp_path, _ = first_run
     again = run_training(_request(tmp_path))
-    assert not {"prepare-data", "train-model", "evaluate-model"} & set(again.run.tasks.started)
-    assert "register-model" in again.run.tasks.started
-    assert again.version.version == 1 and not again.promoted
+    assert again.run.tasks.started == []
+    assert again.version.version == 1 and again.version.stage == "champion"
     assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
 
 
@@ -101,3 +101,14 @@ def test_crashing_script_fails_the_pipeline_with_its_own_message(tmp_path: Path)
     task_log = Path(last.removeprefix("log: "))
     assert task_log.name == "task.log" and task_log.parent.name == "train-model"
     assert "Traceback (most recent call last):" in task_log.read_text()
+
+
+def test_a_new_champion_makes_the_cached_registry_steps_run_again(first_run) -> None:
+    tmp_path, _ = first_run
+    registry = LocalModelRegistry(tmp_path / "registry")
+    registry.promote("qsar-pic50", 2, "by hand, to test the cache")
+    again = run_training(_request(tmp_path))
+    started = set(again.run.tasks.started)
+    assert not {"prepare-data", "train-model", "evaluate-model"} & started
+    assert {"register-model", "score-champion", "decide-promotion", "promote-model"} <= started
+    assert again.promoted and registry.champion("qsar-pic50").version == 1
