@@ -148,15 +148,20 @@ def register_model(
     run_id: str,
     run_name: str,
     registry_state: str,
+    training_batches: int,
     model: Input[Model],
     metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
+    champion: Input[Metrics],
 ) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
     """Add the model as a candidate version with metrics and lineage (data, code, parameters, run).
 
-    ``registry_state`` keys the cache to the registry's state (``pipelines.registry_state``).
-    Without a ``run_id`` (a local run, cached by inputs), the run named is the one that trained.
+    The lineage also keeps which leading batches trained it (so a report can mark in-sample
+    scores) and the champion's scores on the same held-out rows (so it can show whether the
+    retrain helped). ``registry_state`` keys the cache to the registry's state
+    (``pipelines.registry_state``). Without a ``run_id`` (a local run, cached by its inputs), the
+    run named is the one that trained the model.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -179,7 +184,15 @@ def register_model(
             metrics=logged_metrics(metrics.metadata),
             hyperparameters=model.metadata.get("hyperparameters", {}),
             lineage={
-                "data": {"train": dataset(train), "test": dataset(test)},
+                "data": {
+                    "train": dataset(train),
+                    "test": dataset(test),
+                    "training_batches": training_batches,
+                },
+                "compared_with": {
+                    "version": int(champion.metadata.get("version", 0)) or None,
+                    "metrics": logged_metrics(champion.metadata),
+                },
                 "code": {
                     "entry_point": model.metadata.get("entry_point"),
                     "sha256": model.metadata.get("code_sha256"),

@@ -69,7 +69,8 @@ def replay_flywheel(
 def _line(outcome: EvaluationOutcome) -> str:
     metrics = outcome.evaluation.get("metrics", {})
     scored = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
-    line = f"batch {outcome.batch}: version {outcome.champion_before} scores {scored} -> "
+    line = f"batch {outcome.batch}: version {outcome.champion_before} scores {scored}"
+    line += " (in-sample) -> " if outcome.in_sample else " -> "
     if outcome.new_versions:
         promoted = outcome.champion_after != outcome.champion_before
         line += f"[bold red]retrained[/] version {outcome.new_versions[-1]}"

@@ -22,6 +22,7 @@ from flywheel.components.registry import open_registry
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
 from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.report import trained_on
 from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 
@@ -45,6 +46,8 @@ class EvaluationOutcome:
     evaluation: dict[str, Any]
     decision: dict[str, Any]
     run: LocalRun
+    # The scoring model was trained on this batch: its score measures fit, not generalisation.
+    in_sample: bool = False
 
 
 def evaluation_arguments(request: EvaluationRequest) -> dict[str, Any]:
@@ -104,6 +107,7 @@ def run_evaluation(
     records = history.records(model_name)
     this_run = records[seen:]
     evaluations = [r for r in records if r["kind"] == "evaluation" and r["batch"] == request.batch]
+    scored_by = evaluations[-1]["model_version"] if evaluations else None
     return EvaluationOutcome(
         batch=request.batch,
         champion_before=before.version if before else 0,
@@ -112,6 +116,8 @@ def run_evaluation(
         evaluation=evaluations[-1] if evaluations else {},
         decision=next((r for r in this_run if r["kind"] == "decision"), {}),
         run=run,
+        in_sample=scored_by is not None
+        and trained_on(registry.get(model_name, scored_by), request.batch),
     )
 
 
@@ -124,6 +130,8 @@ def evaluation_table(outcome: EvaluationOutcome) -> Table:
     )
     for name, value in sorted(outcome.evaluation.get("metrics", {}).items()):
         table.add_row(name, f"{value:.4f}")
+    if outcome.in_sample:
+        table.add_row("in-sample", "yes: the scoring version was trained on this batch")
     table.add_row("decision", outcome.decision.get("reason", "-"))
     if outcome.new_versions:
         table.add_row("retrained", ", ".join(f"version {v}" for v in outcome.new_versions))

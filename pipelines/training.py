@@ -97,23 +97,6 @@ def build_training_pipeline(
             model=trained.outputs["model"],
             test=prepared.outputs["test"],
         ).set_display_name("evaluate")
-        registered = (
-            tasks.register_model(
-                registry=registry,
-                model_name=model_name,
-                workload=workload,
-                # A run's id would key the cache to the run; cached, the inputs identify it.
-                run_id="" if cache_registry_steps else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                run_name="" if cache_registry_steps else dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                registry_state=registry_state,
-                model=trained.outputs["model"],
-                metrics=evaluated.outputs["metrics"],
-                train=prepared.outputs["train"],
-                test=prepared.outputs["test"],
-            )
-            .set_display_name("register")
-            .set_caching_options(cache_registry_steps)
-        )
         champion = (
             tasks.score_champion(
                 registry=registry,
@@ -127,7 +110,25 @@ def build_training_pipeline(
             .set_display_name("score champion")
             .set_caching_options(cache_registry_steps)
         )
-        champion.after(registered)
+        registered = (
+            tasks.register_model(
+                registry=registry,
+                model_name=model_name,
+                workload=workload,
+                # A run's id would key the cache to the run; cached, the inputs identify it.
+                run_id="" if cache_registry_steps else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                run_name="" if cache_registry_steps else dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                registry_state=registry_state,
+                training_batches=training_batches,
+                model=trained.outputs["model"],
+                metrics=evaluated.outputs["metrics"],
+                train=prepared.outputs["train"],
+                test=prepared.outputs["test"],
+                champion=champion.outputs["metrics"],
+            )
+            .set_display_name("register")
+            .set_caching_options(cache_registry_steps)
+        )
         gate = (
             tasks.decide_promotion(
                 workload=workload,

@@ -159,9 +159,10 @@ def summary_table(outcome: TrainingOutcome) -> Table:
     )
     table.add_column(style="bold")
     table.add_column()
-    table.add_row(
-        "stage", f"{version.stage} ({'promoted' if outcome.promoted else 'not promoted'})"
-    )
+    gate = "promoted" if outcome.promoted else "not promoted"
+    if "decide-promotion" in outcome.run.tasks.cached:
+        gate += " by the earlier run of these inputs; cached"
+    table.add_row("stage", f"{version.stage} ({gate})")
     for name, value in version.metrics.items():
         table.add_row(name, f"{value:.4f}")
     tasks = outcome.run.tasks
