@@ -23,8 +23,13 @@ def _pixels_near(picture: np.ndarray, color: str) -> int:
 
 @pytest.fixture
 def replayed(tmp_path):
+    return _replay(tmp_path, "qsar")
+
+
+def _replay(tmp_path, model: str):
     """A history like the demo's: v1 holds on batch 3, breaches on 4, v2 (retrained on batches 0-4,
     0.45 against v1's 0.6 on its held-out rows) scores 5, and batch 4 again, in-sample."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     registry = LocalModelRegistry(tmp_path / "registry")
     for number, run, rmse, batches, compared in (
         (1, "train", 0.3, 3, {"version": None, "metrics": {}}),
@@ -33,7 +38,7 @@ def replayed(tmp_path):
         archive = tmp_path / f"m{number}.tar.gz"
         archive.write_bytes(bytes([number]))
         registry.register(
-            "qsar",
+            model,
             str(archive),
             metrics={"rmse": rmse, "r2": 0.5},
             hyperparameters={},
@@ -43,7 +48,7 @@ def replayed(tmp_path):
                 "compared_with": compared,
             },
         )
-        registry.promote("qsar", number)
+        registry.promote(model, number)
     history = EvaluationHistory(tmp_path / "history")
     for batch, version, rmse, run, retrain in (
         (3, 1, 0.7, "eval-3", False),
@@ -53,7 +58,7 @@ def replayed(tmp_path):
     ):
         key = f"v{version}:b{batch}"
         history.append(
-            "qsar",
+            model,
             "evaluation",
             key,
             {
@@ -64,7 +69,7 @@ def replayed(tmp_path):
             },
         )
         history.append(
-            "qsar",
+            model,
             "decision",
             key,
             {
@@ -152,3 +157,13 @@ def test_report_refuses_an_empty_history(tmp_path) -> None:
             task="regression",
             output_dir=tmp_path,
         )
+
+
+def test_report_right_after_the_demo_draws_the_demos_history(tmp_path, capsys) -> None:
+    from flywheel.pipelines.cli import main
+
+    _replay(tmp_path / "home" / "demo", "qsar-pic50")
+    assert main(["--home", str(tmp_path / "home"), "report"]) == 0
+    said = capsys.readouterr().out
+    assert "drawing the demo's" in said
+    assert (tmp_path / "home" / "report" / "qsar-pic50-quality.png").is_file()
