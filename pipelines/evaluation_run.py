@@ -21,8 +21,9 @@ from flywheel.components.notify import NotifyTarget
 from flywheel.components.registry import open_registry
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
-from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.local_runner import run_locally
 from flywheel.pipelines.report import trained_on
+from flywheel.pipelines.run_record import LocalRun
 from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 

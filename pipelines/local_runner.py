@@ -18,7 +18,6 @@ import re
 import sys
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from flywheel.components.errors import FlywheelError
 from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
 from flywheel.pipelines.catalog import task_names
 from flywheel.pipelines.failures import failure_message
+from flywheel.pipelines.run_record import LocalRun, TaskLog
 from flywheel.pipelines.task_processes import TASK_LOG, task_processes
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -50,25 +50,6 @@ _SKIPPED = re.compile(r"Skipping (?:conditional )?task (\S+)")
 class PipelineFailed(FlywheelError):
     """A task failed; the message is the failing step's own reason where it gave one, the end of
     the script's traceback, and the path of the task's log."""
-
-
-@dataclass
-class TaskLog:
-    """What happened to each task during one run, read from kfp.local's log records."""
-
-    started: list[str] = field(default_factory=list)
-    succeeded: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    outputs: Mapping[str, Any]
-    run_dir: Path
-    log_file: Path
-    tasks: TaskLog
 
 
 class _TaskWatcher(logging.Filter):

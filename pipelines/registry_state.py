@@ -8,6 +8,9 @@ on the state a run left changes nothing (the same bytes find their version; the 
 compared with is unchanged), so for the same inputs on that state the key is the one the run used.
 An empty registry, or one that is not a folder, gets a key never seen before: a registry that was
 wiped must be written again, and a remote one is not ours to fingerprint.
+
+For the same reason, the same inputs on the state their last run left have that run's outcome:
+the CLI reports it without starting the pipeline at all (``earlier_run``).
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ class RegistryStates:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    def _read(self) -> dict[str, dict[str, str]]:
+    def _read(self) -> dict[str, dict[str, Any]]:
         return json.loads(self.path.read_text()) if self.path.is_file() else {}
 
     def key_for(self, inputs: str, state: str | None) -> str:
@@ -45,13 +48,19 @@ class RegistryStates:
         last = self._read().get(inputs)
         return last["key"] if last and last["left"] == state else state
 
-    def remember(self, inputs: str, key: str, left: str | None) -> None:
-        """Record that a run of ``inputs`` used ``key`` and left the registry in ``left``."""
+    def earlier_run(self, inputs: str, state: str | None) -> dict[str, Any] | None:
+        """The outcome of the last run of ``inputs``, if it left the registry in ``state``."""
+        last = self._read().get(inputs)
+        return last["outcome"] if state is not None and last and last["left"] == state else None
+
+    def remember(self, inputs: str, key: str, left: str | None, outcome: Mapping[str, Any]) -> None:
+        """Record that a run of ``inputs`` used ``key``, left the registry in ``left`` and ended
+        with ``outcome`` (JSON values)."""
         states = self._read()
         if left is None:
             states.pop(inputs, None)
         else:
-            states[inputs] = {"key": key, "left": left}
+            states[inputs] = {"key": key, "left": left, "outcome": dict(outcome)}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         partial = self.path.with_name(f".{self.path.name}.{os.getpid()}")
         partial.write_text(json.dumps(states, indent=2, sort_keys=True))

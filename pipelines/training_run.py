@@ -1,4 +1,8 @@
-"""``flywheel run training``: check the request, run the pipeline locally, summarise the result."""
+"""``flywheel run training``: check the request, run the pipeline locally, summarise the result.
+
+KFP is imported only when a pipeline is to run: the same inputs on the registry their last run
+left have that run's outcome, reported without starting anything (``pipelines.registry_state``).
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,12 @@ from flywheel.components.registry import (
     open_registry,
 )
 from flywheel.components.workload import load_workload
-from flywheel.pipelines.local_runner import LocalRun, run_locally
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
-from flywheel.pipelines.training import eks_training_pipeline, local_training_pipeline
+from flywheel.pipelines.run_record import LocalRun, TaskLog
+
+TRAINING_PIPELINE = "flywheel-training"
+EKS_TRAINING_PIPELINE = "flywheel-training-eks-gpu"
 
 
 @dataclass(frozen=True)
@@ -121,16 +127,32 @@ def run_training(
     registry's state (``pipelines.registry_state``), so an unchanged re-run executes nothing.
     """
     arguments = pipeline_arguments(request)
-    pipeline = local_training_pipeline
-    if request.compute == "eks-gpu":
-        pipeline = eks_training_pipeline(
-            Placement.from_mapping(arguments["compute_config"]), cache_registry_steps=True
-        )
     model_name = request.model_name or load_workload(request.workload).name
     registry = open_registry(arguments["registry"])
     states = RegistryStates(Path(request.pipeline_root) / STATES_FILE)
-    inputs = inputs_key(pipeline.name, arguments)
-    arguments["registry_state"] = states.key_for(inputs, _state(registry, model_name))
+    eks = request.compute == "eks-gpu"
+    inputs = inputs_key(EKS_TRAINING_PIPELINE if eks else TRAINING_PIPELINE, arguments)
+    state = _state(registry, model_name)
+    earlier = states.earlier_run(inputs, state) if request.cache else None
+    if earlier is not None:
+        run = LocalRun(
+            outputs=earlier,
+            run_dir=Path(earlier["run_dir"]),
+            log_file=Path(earlier["log_file"]),
+            tasks=TaskLog(),
+            reused=True,
+        )
+        version = registry.get(model_name, int(earlier["version"]))
+        return TrainingOutcome(version=version, promoted=bool(earlier["promoted"]), run=run)
+    from flywheel.pipelines.local_runner import run_locally
+    from flywheel.pipelines.training import eks_training_pipeline, local_training_pipeline
+
+    pipeline = local_training_pipeline
+    if eks:
+        pipeline = eks_training_pipeline(
+            Placement.from_mapping(arguments["compute_config"]), cache_registry_steps=True
+        )
+    arguments["registry_state"] = states.key_for(inputs, state)
     run = run_locally(
         pipeline,
         arguments,
@@ -139,9 +161,15 @@ def run_training(
         verbose=verbose,
         console=console,
     )
-    states.remember(inputs, arguments["registry_state"], _state(registry, model_name))
-    version = registry.get(model_name, int(run.outputs["version"]))
-    return TrainingOutcome(version=version, promoted=bool(run.outputs["promoted"]), run=run)
+    outcome = {
+        "version": int(run.outputs["version"]),
+        "promoted": bool(run.outputs["promoted"]),
+        "run_dir": str(run.run_dir),
+        "log_file": str(run.log_file),
+    }
+    states.remember(inputs, arguments["registry_state"], _state(registry, model_name), outcome)
+    version = registry.get(model_name, outcome["version"])
+    return TrainingOutcome(version=version, promoted=outcome["promoted"], run=run)
 
 
 def _state(registry: ModelRegistry, model_name: str) -> str | None:
@@ -160,14 +188,17 @@ def summary_table(outcome: TrainingOutcome) -> Table:
     table.add_column(style="bold")
     table.add_column()
     gate = "promoted" if outcome.promoted else "not promoted"
-    if "decide-promotion" in outcome.run.tasks.cached:
-        gate += " by the earlier run of these inputs; cached"
+    tasks = outcome.run.tasks
+    if outcome.run.reused or "decide-promotion" in tasks.cached:
+        gate += " by the earlier run of these inputs"
     table.add_row("stage", f"{version.stage} ({gate})")
     for name, value in version.metrics.items():
         table.add_row(name, f"{value:.4f}")
-    tasks = outcome.run.tasks
     table.add_row(
-        "tasks", f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache"
+        "tasks",
+        "none ran: the earlier run of these inputs left the registry as it is"
+        if outcome.run.reused
+        else f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache",
     )
     table.add_row("model", version.model_uri)
     table.add_row("artifacts", str(outcome.run.run_dir))

@@ -53,11 +53,21 @@ def test_first_run_registers_an_evaluated_champion_with_lineage(first_run) -> No
 
 
 def test_second_run_with_unchanged_inputs_executes_nothing(first_run) -> None:
-    tmp_path, _ = first_run
+    tmp_path, first = first_run
     again = run_training(_request(tmp_path))
-    assert again.run.tasks.started == []
+    assert again.run.reused and again.run.tasks.started == []
+    assert again.run.run_dir == first.run.run_dir
     assert again.version.version == 1 and again.version.stage == "champion"
     assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
+
+
+def test_without_the_last_runs_record_only_the_registry_steps_run_again(first_run) -> None:
+    tmp_path, _ = first_run
+    (tmp_path / "runs" / "registry-states.json").unlink()  # as if another run wrote last
+    again = run_training(_request(tmp_path))
+    assert not again.run.reused
+    assert set(again.run.tasks.started) == {"score-champion", "register-model", "decide-promotion"}
+    assert again.version.version == 1 and not again.promoted  # already the champion
 
 
 def test_an_unchanged_run_without_the_cache_gives_the_same_model_bytes_and_no_new_version(
