@@ -79,6 +79,8 @@ class TaskProcesses:
         ):
             with self._lock:
                 self._running[process.pid] = process
+            if self._stopping.is_set():  # stopped while this task was starting
+                _signal_group(process.pid, signal.SIGTERM)
             try:
                 assert process.stdout is not None
                 for line in process.stdout:
