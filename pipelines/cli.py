@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, Home
-from flywheel.pipelines.interrupts import Interrupted, handle_interrupts
+from flywheel.pipelines.interrupts import Interrupted, interrupts_handled
 from flywheel.pipelines.loop_cli import (
     add_demo_options,
     add_evaluation_options,
@@ -303,36 +303,40 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     from rich.console import Console
 
-    from flywheel.pipelines import loop_cli
-
     console = Console(soft_wrap=True)
     home = Home.resolve(args.home)
-    handle_interrupts()
-    try:
-        if args.command == "run" and args.pipeline == "training":
-            return _run_training(args, console)
-        if args.command == "run":
-            return loop_cli.run_evaluation_command(args, training_request(args), home, console)
-        if args.command == "demo":
-            return loop_cli.demo_command(args, home, console)
-        if args.command == "report":
-            return loop_cli.report_command(args, home, console)
-        if args.command == "submit":
-            return _submit(args, console)
-        return _compile(args, console)
-    except InvalidSpecError as error:
-        print(f"flywheel: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FlywheelError as error:
-        print(f"flywheel: failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
-    except Interrupted as stop:
-        _recover_registry(args, home)
-        print(
-            f"flywheel: interrupted by {stop.signal_name}: the run and its processes are stopped",
-            file=sys.stderr,
-        )
-        return stop.exit_status
+    with interrupts_handled():
+        try:
+            return _dispatch(args, home, console)
+        except InvalidSpecError as error:
+            print(f"flywheel: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except FlywheelError as error:
+            print(f"flywheel: failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except Interrupted as stop:
+            _recover_registry(args, home)
+            print(
+                f"flywheel: interrupted by {stop.signal_name}: the run and its processes are stopped",
+                file=sys.stderr,
+            )
+            return stop.exit_status
+
+
+def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.pipelines import loop_cli
+
+    if args.command == "run" and args.pipeline == "training":
+        return _run_training(args, console)
+    if args.command == "run":
+        return loop_cli.run_evaluation_command(args, training_request(args), home, console)
+    if args.command == "demo":
+        return loop_cli.demo_command(args, home, console)
+    if args.command == "report":
+        return loop_cli.report_command(args, home, console)
+    if args.command == "submit":
+        return _submit(args, console)
+    return _compile(args, console)
 
 
 def _recover_registry(args: argparse.Namespace, home: Home) -> None:

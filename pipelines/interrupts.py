@@ -33,10 +33,18 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise Interrupted(signum)
 
 
-def handle_interrupts() -> None:
-    """Turn SIGINT and SIGTERM into ``Interrupted`` in this (the main) thread."""
-    for handled in (signal.SIGINT, signal.SIGTERM):
+@contextlib.contextmanager
+def interrupts_handled() -> Iterator[None]:
+    """Within the block, SIGINT and SIGTERM raise ``Interrupted`` in this (the main) thread;
+    the handlers before it are back afterwards (the CLI also runs inside tests)."""
+    previous = {handled: signal.getsignal(handled) for handled in (signal.SIGINT, signal.SIGTERM)}
+    for handled in previous:
         signal.signal(handled, _interrupt)
+    try:
+        yield
+    finally:
+        for handled, handler in previous.items():
+            signal.signal(handled, handler)
 
 
 @contextlib.contextmanager

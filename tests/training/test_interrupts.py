@@ -89,3 +89,38 @@ def test_a_signal_to_the_cli_ends_every_process_and_leaves_no_temporary_files(
     assert _processes_in_group(script["group"]) == []
     assert not list(scratch.iterdir())  # no events file, no task scratch folders
     assert LocalModelRegistry(registry).versions("toy-model") == []
+
+
+def test_an_interrupted_command_finishes_a_promotion_its_step_left_half_done(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:
+    from flywheel.pipelines import cli
+    from flywheel.pipelines.interrupts import Interrupted
+
+    registry = LocalModelRegistry(tmp_path / "registry")
+    for content in (b"a", b"b"):
+        archive = tmp_path / f"{content.decode()}.tar.gz"
+        archive.write_bytes(content)
+        registry.register("toy-model", str(archive), metrics={}, hyperparameters={}, lineage={})
+    registry.promote("toy-model", 1, "first")
+    entry = {"version": 2, "previous": 1, "promoted_at": "2026-01-01T00:00:00+00:00", "reason": ""}
+    # The promote step was killed right after its commit point.
+    (tmp_path / "registry/toy-model/champion.json").write_text(json.dumps(entry))
+
+    def interrupted(*_args) -> int:
+        raise Interrupted(signal.SIGTERM)
+
+    monkeypatch.setattr(cli, "_run_training", interrupted)
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    status = cli.main(["run", "training", "--registry", str(tmp_path / "registry")])
+    assert status == 143
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+    assert "interrupted by SIGTERM" in capsys.readouterr().err
+    stages = [
+        json.loads((tmp_path / f"registry/toy-model/versions/{n}/version.json").read_text())[
+            "stage"
+        ]
+        for n in (1, 2)
+    ]
+    assert stages == ["archived", "champion"]
+    assert registry.champion_history("toy-model")[-1] == entry
