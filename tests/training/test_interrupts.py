@@ -46,12 +46,24 @@ def _wait_for(path: Path, process: subprocess.Popen[str], timeout: float = 60) -
         time.sleep(0.1)
 
 
+# The same, but deaf to SIGTERM: only the SIGKILL after the grace period ends it.
+STUBBORN_SCRIPT = "import signal\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n" + SLOW_SCRIPT
+
+
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads processes from /proc")
-@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(
+    ("signum", "status", "script"),
+    [
+        (signal.SIGINT, 130, SLOW_SCRIPT),
+        (signal.SIGTERM, 143, SLOW_SCRIPT),
+        (signal.SIGTERM, 143, STUBBORN_SCRIPT),
+    ],
+    ids=["ctrl-c", "sigterm", "sigterm-ignored-by-the-script"],
+)
 def test_a_signal_to_the_cli_ends_every_process_and_leaves_no_temporary_files(
-    tmp_path: Path, make_workload, signum: int, status: int
+    tmp_path: Path, make_workload, signum: int, status: int, script: str
 ) -> None:
-    workload = make_workload(SLOW_SCRIPT)
+    workload = make_workload(script)
     table = tmp_path / "table.csv"
     table.write_text("id,x,y\n" + "".join(f"{i},{i},{2 * i + 1}\n" for i in range(200)))
     marker, scratch = tmp_path / "script.json", tmp_path / "tmp"
