@@ -61,26 +61,58 @@ def numeric_predictions(lines: Sequence[str]) -> list[float]:
     return values
 
 
+def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
+    """About ``count`` round tick values (steps of 1, 2 or 5 times a power of ten) in [low, high]."""
+    span = (high - low) or abs(high) or 1.0
+    raw = span / count
+    power = 10 ** math.floor(math.log10(raw))
+    step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw)
+    first = math.ceil(low / step) * step
+    ticks = []
+    value = first
+    while value <= high + step * 1e-9:
+        ticks.append(round(value, 10) + 0.0)  # + 0.0 turns -0.0 into 0.0
+        value += step
+    return ticks
+
+
 def _scatter_svg(truth: Sequence[float], predicted: Sequence[float], size: int = 320) -> str:
+    """Predicted against measured, on the same scale, with numbered axes and the diagonal."""
     low = min(min(truth), min(predicted))
     high = max(max(truth), max(predicted))
     span = (high - low) or 1.0
-    pad = 30
+    pad, left = 30, 48  # room for the tick numbers on the left and at the bottom
 
-    def scale(value: float) -> float:
-        return pad + (value - low) / span * (size - 2 * pad)
+    def x(value: float) -> float:
+        return left + (value - low) / span * (size - left - pad)
+
+    def y(value: float) -> float:
+        return size - left - (value - low) / span * (size - left - pad)
 
     points = "".join(
-        f'<circle cx="{scale(t):.1f}" cy="{size - scale(p):.1f}" r="2.5" fill="#2b6cb0" fill-opacity="0.55"/>'
+        f'<circle cx="{x(t):.1f}" cy="{y(p):.1f}" r="2.5" fill="#2b6cb0" fill-opacity="0.55"/>'
         for t, p in zip(truth, predicted, strict=True)
+    )
+    ticks = "".join(
+        f'<line x1="{x(t):.1f}" y1="{size - left}" x2="{x(t):.1f}" y2="{size - left + 4}" stroke="#666"/>'
+        f'<text class="tick" x="{x(t):.1f}" y="{size - left + 16}" text-anchor="middle" '
+        f'font-size="10">{t:g}</text>'
+        f'<line x1="{left - 4}" y1="{y(t):.1f}" x2="{left}" y2="{y(t):.1f}" stroke="#666"/>'
+        f'<text class="tick" x="{left - 6}" y="{y(t) + 3:.1f}" text-anchor="end" '
+        f'font-size="10">{t:g}</text>'
+        for t in nice_ticks(low, high)
     )
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{size}" height="{size}" role="img" '
         f'aria-label="predicted against measured">'
         f'<rect width="{size}" height="{size}" fill="white" stroke="#ccc"/>'
-        f'<line x1="{pad}" y1="{size - pad}" x2="{size - pad}" y2="{pad}" stroke="#999" stroke-dasharray="4"/>'
-        f"{points}"
-        f'<text x="{size / 2}" y="{size - 6}" text-anchor="middle" font-size="12">measured</text>'
+        f'<rect x="{left}" y="{pad}" width="{size - left - pad}" height="{size - left - pad}" '
+        f'fill="none" stroke="#999"/>'
+        f'<line x1="{x(low):.1f}" y1="{y(low):.1f}" x2="{x(high):.1f}" y2="{y(high):.1f}" '
+        f'stroke="#999" stroke-dasharray="4"/>'
+        f"{ticks}{points}"
+        f'<text x="{(left + size - pad) / 2}" y="{size - 8}" text-anchor="middle" '
+        f'font-size="12">measured</text>'
         f'<text x="12" y="{size / 2}" font-size="12" transform="rotate(-90 12 {size / 2})" '
         f'text-anchor="middle">predicted</text></svg>'
     )

@@ -147,12 +147,22 @@ def register_model(
     workload: str,
     run_id: str,
     run_name: str,
+    registry_state: str,
+    training_batches: int,
     model: Input[Model],
     metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
-) -> NamedTuple("Registered", [("version", int), ("created", bool)]):
-    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run)."""
+    champion: Input[Metrics],
+) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
+    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run).
+
+    The lineage also keeps which leading batches trained it (so a report can mark in-sample
+    scores) and the champion's scores on the same held-out rows (so it can show whether the
+    retrain helped). ``registry_state`` keys the cache to the registry's state
+    (``pipelines.registry_state``). Without a ``run_id`` (a local run, cached by its inputs), the
+    run named is the one that trained the model.
+    """
     from collections import namedtuple
     from pathlib import Path
 
@@ -175,7 +185,15 @@ def register_model(
             metrics=logged_metrics(metrics.metadata),
             hyperparameters=model.metadata.get("hyperparameters", {}),
             lineage={
-                "data": {"train": dataset(train), "test": dataset(test)},
+                "data": {
+                    "train": dataset(train),
+                    "test": dataset(test),
+                    "training_batches": training_batches,
+                },
+                "compared_with": {
+                    "version": int(champion.metadata.get("version", 0)) or None,
+                    "metrics": logged_metrics(champion.metadata),
+                },
                 "code": {
                     "entry_point": model.metadata.get("entry_point"),
                     "sha256": model.metadata.get("code_sha256"),
@@ -187,13 +205,17 @@ def register_model(
                     "metrics": model.metadata.get("metrics", {}),
                     "model_artifact": model.uri,
                 },
-                "run": {"id": run_id, "name": run_name},
+                "run": {"id": run_id, "name": run_name}
+                if run_id
+                else {"name": Path(model.path).parents[1].name},
             },
         )
     verb = "registered" if registration.created else "already registered as"
     print(f"{verb} {registration.version.name} version {registration.version.version}", flush=True)
-    registered = namedtuple("Registered", ["version", "created"])
-    return registered(registration.version.version, registration.created)
+    registered = namedtuple("Registered", ["version", "created", "sha256"])
+    return registered(
+        registration.version.version, registration.created, registration.version.model_sha256
+    )
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
@@ -203,10 +225,14 @@ def score_champion(
     workload: str,
     compute: str,
     compute_config: dict,
+    registry_state: str,
     test: Input[Dataset],
     metrics: Output[Metrics],
 ):
-    """Score the current champion on the candidate's held-out rows, so the gate compares like with like."""
+    """Score the current champion on the candidate's held-out rows, so the gate compares like with like.
+
+    ``registry_state`` keys the cache to the registry's state: a new champion is scored again.
+    """
     import json
     import tempfile
     from pathlib import Path
@@ -237,6 +263,7 @@ def score_champion(
     for metric, value in result.metrics.items():
         metrics.log_metric(metric, value)
     metrics.metadata["version"] = champion.version
+    metrics.metadata["model_sha256"] = champion.model_sha256
     Path(metrics.path).write_text(json.dumps(result.metrics, indent=2))
     print(f"champion version {champion.version} on these rows: {result.metrics}", flush=True)
 
@@ -245,11 +272,16 @@ def score_champion(
 def decide_promotion(
     workload: str,
     version: int,
+    sha256: str,
     margin: float,
+    registry_state: str,
     candidate: Input[Metrics],
     champion: Input[Metrics],
 ) -> bool:
-    """Compare candidate and champion on the workload's objective; True means promote."""
+    """Compare candidate and champion on the workload's objective; True means promote.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
     from flywheel.components.evaluation import logged_metrics
     from flywheel.components.runtime import reported_step
     from flywheel.components.steps.gate import decide_promotion as decide
@@ -260,8 +292,10 @@ def decide_promotion(
         champion_version = int(champion.metadata.get("version", 0)) or None
         decision = decide(
             candidate_version=version,
+            candidate_sha256=sha256,
             candidate_metrics=logged_metrics(candidate.metadata),
             champion_version=champion_version,
+            champion_sha256=champion.metadata.get("model_sha256"),
             champion_metrics=logged_metrics(champion.metadata) if champion_version else None,
             metric=spec.objective_metric,
             goal=spec.objective_goal,
@@ -273,9 +307,17 @@ def decide_promotion(
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def promote_model(
-    registry: str, model_name: str, workload: str, version: int, champion: Input[Metrics]
+    registry: str,
+    model_name: str,
+    workload: str,
+    version: int,
+    registry_state: str,
+    champion: Input[Metrics],
 ):
-    """Make the candidate the champion, unless another run replaced the champion meanwhile."""
+    """Make the candidate the champion, unless another run replaced the champion meanwhile.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
     from flywheel.components.runtime import reported_step
     from flywheel.components.steps.gate import promote_model as promote
     from flywheel.components.workload import load_workload

@@ -1,19 +1,36 @@
-"""Every pipeline Flywheel ships, by the name the CLI and the compiled files use."""
+"""Every pipeline Flywheel ships, by the name the CLI and the compiled files use.
+
+``PIPELINES`` is built on first use: building a pipeline costs a noticeable fraction of a second,
+and ``flywheel run`` needs only its own, so importing this module for ``task_names`` builds none.
+"""
 
 from __future__ import annotations
 
-from kfp.dsl.graph_component import GraphComponent
+import functools
+from typing import TYPE_CHECKING
 
-from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
-from flywheel.pipelines.evaluation import evaluation_pipeline
-from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
+if TYPE_CHECKING:
+    from kfp.dsl.graph_component import GraphComponent
 
-PIPELINES: dict[str, GraphComponent] = {
-    "training": training_pipeline,
-    # The same pipeline with the train task placed on EKS GPU nodes by the default placement.
-    "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
-    "evaluation": evaluation_pipeline,
-}
+
+@functools.cache
+def _pipelines() -> dict[str, GraphComponent]:
+    from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
+    from flywheel.pipelines.evaluation import evaluation_pipeline
+    from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
+
+    return {
+        "training": training_pipeline,
+        # The same pipeline with the train task placed on EKS GPU nodes by the default placement.
+        "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
+        "evaluation": evaluation_pipeline,
+    }
+
+
+def __getattr__(name: str) -> dict[str, GraphComponent]:
+    if name == "PIPELINES":
+        return _pipelines()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def task_names(pipeline: GraphComponent) -> list[str]:

@@ -2,7 +2,9 @@
 pipelines to Kubeflow.
 
 Bad input ends in one line naming the option and what is allowed, with exit status 2, before
-anything runs. A failed run ends with the failing step's own reason and exit status 1.
+anything runs. A failed run ends with the failing step's own reason, the end of the script's
+error and the step's log, with exit status 1. Ctrl-C or SIGTERM stops every process the run
+started, leaves the registry whole, says so in one line and exits 130 or 143.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING, NoReturn
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, Home
+from flywheel.pipelines.interrupts import Interrupted, interrupts_handled
 from flywheel.pipelines.loop_cli import (
     add_demo_options,
     add_evaluation_options,
@@ -338,30 +341,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(stop.code or 0)
     from rich.console import Console
 
-    from flywheel.pipelines import loop_cli
-
     console = Console(soft_wrap=True)
     home = Home.resolve(args.home)
-    try:
-        if args.command == "run" and args.pipeline == "training":
-            return _run_training(args, console)
-        if args.command == "run":
-            return loop_cli.run_evaluation_command(args, training_request(args), home, console)
-        if args.command == "demo":
-            return loop_cli.demo_command(args, home, console)
-        if args.command == "report":
-            return loop_cli.report_command(args, home, console)
-        if args.command == "submit":
-            return _submit(args, console)
-        if args.command == "bundle":
-            return _bundle(args)
-        return _compile(args, console)
-    except InvalidSpecError as error:
-        print(f"flywheel: error: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FlywheelError as error:
-        print(f"flywheel: failed: {error}", file=sys.stderr)
-        return EXIT_FAILED
+    with interrupts_handled():
+        try:
+            return _dispatch(args, home, console)
+        except InvalidSpecError as error:
+            print(f"flywheel: error: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except FlywheelError as error:
+            print(f"flywheel: failed: {error}", file=sys.stderr)
+            return EXIT_FAILED
+        except Interrupted as stop:
+            _recover_registry(args, home)
+            print(
+                f"flywheel: interrupted by {stop.signal_name}: the run and its processes are stopped",
+                file=sys.stderr,
+            )
+            return stop.exit_status
+
+
+def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.pipelines import loop_cli
+
+    if args.command == "run" and args.pipeline == "training":
+        return _run_training(args, console)
+    if args.command == "run":
+        return loop_cli.run_evaluation_command(args, training_request(args), home, console)
+    if args.command == "demo":
+        return loop_cli.demo_command(args, home, console)
+    if args.command == "report":
+        return loop_cli.report_command(args, home, console)
+    if args.command == "submit":
+        return _submit(args, console)
+    if args.command == "bundle":
+        return _bundle(args)
+    return _compile(args, console)
+
+
+def _recover_registry(args: argparse.Namespace, home: Home) -> None:
+    """Finish whatever registry write a killed step left half-done (a local registry only)."""
+    if args.command == "demo":
+        root = str((args.workdir or home.demo) / "registry")
+    else:
+        root = getattr(args, "registry", None) or str(home.registry)
+    if "://" in root and not root.startswith("file://"):
+        return
+    from flywheel.components.registry import LocalModelRegistry
+
+    registry = LocalModelRegistry(root.removeprefix("file://"))
+    if registry.root.is_dir():
+        for model in registry.root.iterdir():
+            if model.is_dir():
+                registry.recover(model.name)
 
 
 if __name__ == "__main__":

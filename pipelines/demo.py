@@ -53,7 +53,7 @@ def replay_flywheel(
             console=console,
         )
         outcomes.append(outcome)
-        console.print(_line(outcome))
+        console.print(outcome_line(outcome))
     model_name = training.model_name or load_workload(training.workload).name
     png, _ = write_report(
         registry_uri=training.registry,
@@ -66,10 +66,12 @@ def replay_flywheel(
     return outcomes, png
 
 
-def _line(outcome: EvaluationOutcome) -> str:
+def outcome_line(outcome: EvaluationOutcome) -> str:
+    """One line per replayed batch: who scored it, how, and what the loop did."""
     metrics = outcome.evaluation.get("metrics", {})
     scored = ", ".join(f"{k} {v:.3f}" for k, v in sorted(metrics.items()))
-    line = f"batch {outcome.batch}: version {outcome.champion_before} scores {scored} -> "
+    line = f"batch {outcome.batch}: version {outcome.champion_before} scores {scored}"
+    line += " (in-sample) -> " if outcome.in_sample else " -> "
     if outcome.new_versions:
         promoted = outcome.champion_after != outcome.champion_before
         line += f"[bold red]retrained[/] version {outcome.new_versions[-1]}"

@@ -14,14 +14,16 @@ from rich.console import Console
 from rich.table import Table
 
 from flywheel.components.cloudwatch import CloudWatchTarget
-from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.components.errors import InvalidSpecError
 from flywheel.components.history import EvaluationHistory
 from flywheel.components.monitoring import parse_threshold
 from flywheel.components.notify import NotifyTarget
 from flywheel.components.registry import open_registry
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
-from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.local_runner import run_locally
+from flywheel.pipelines.report import trained_on
+from flywheel.pipelines.run_record import LocalRun
 from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 
@@ -45,6 +47,8 @@ class EvaluationOutcome:
     evaluation: dict[str, Any]
     decision: dict[str, Any]
     run: LocalRun
+    # The scoring model was trained on this batch: its score measures fit, not generalisation.
+    in_sample: bool = False
 
 
 def evaluation_arguments(request: EvaluationRequest) -> dict[str, Any]:
@@ -64,8 +68,11 @@ def evaluation_arguments(request: EvaluationRequest) -> dict[str, Any]:
     NotifyTarget.from_config(request.notify)
     model_name = request.training.model_name or workload.name
     if open_registry(training["registry"]).champion(model_name) is None:
-        raise RegistryError(
-            f"model {model_name} has no champion yet: run `flywheel run training` first"
+        # Nothing to score with is a mistake in what was asked, not a failed run.
+        raise InvalidSpecError(
+            "--registry",
+            f"model {model_name} has no champion in {training['registry']}: "
+            "run `flywheel run training` first",
         )
     accepted = evaluation_pipeline.component_spec.inputs or {}
     return {
@@ -101,6 +108,7 @@ def run_evaluation(
     records = history.records(model_name)
     this_run = records[seen:]
     evaluations = [r for r in records if r["kind"] == "evaluation" and r["batch"] == request.batch]
+    scored_by = evaluations[-1]["model_version"] if evaluations else None
     return EvaluationOutcome(
         batch=request.batch,
         champion_before=before.version if before else 0,
@@ -109,6 +117,8 @@ def run_evaluation(
         evaluation=evaluations[-1] if evaluations else {},
         decision=next((r for r in this_run if r["kind"] == "decision"), {}),
         run=run,
+        in_sample=scored_by is not None
+        and trained_on(registry.get(model_name, scored_by), request.batch),
     )
 
 
@@ -121,6 +131,8 @@ def evaluation_table(outcome: EvaluationOutcome) -> Table:
     )
     for name, value in sorted(outcome.evaluation.get("metrics", {}).items()):
         table.add_row(name, f"{value:.4f}")
+    if outcome.in_sample:
+        table.add_row("in-sample", "yes: the scoring version was trained on this batch")
     table.add_row("decision", outcome.decision.get("reason", "-"))
     if outcome.new_versions:
         table.add_row("retrained", ", ".join(f"version {v}" for v in outcome.new_versions))

@@ -1,8 +1,11 @@
 """Run a pipeline on the embedded default: KFP's local runner, in subprocesses, with caching.
 
-kfp.local prints every task's executor input and output; that is kept in a log file, while the
-console gets a progress bar naming the task at work and the latest line it printed. When a task
-fails, the step's own one-line reason (``components.runtime``) is raised as ``PipelineFailed``.
+kfp.local prints every task's executor input and output; that is kept in a log file (and each
+task's own output in ``task.log`` beside its artifacts), while the console gets a progress bar
+naming the task at work and the latest line it printed. Every task runs in a session of its own
+(``task_processes``), so a signal ends its whole process tree. When a task fails, the step's own
+one-line reason (``components.runtime``), the end of the script's traceback and the task's log
+are raised as ``PipelineFailed``.
 """
 
 from __future__ import annotations
@@ -13,10 +16,8 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import warnings
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,9 @@ from rich.progress import (
 from flywheel.components.errors import FlywheelError
 from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
 from flywheel.pipelines.catalog import task_names
+from flywheel.pipelines.failures import failure_message
+from flywheel.pipelines.run_record import LocalRun, TaskLog
+from flywheel.pipelines.task_processes import TASK_LOG, task_processes
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -44,26 +48,8 @@ _SKIPPED = re.compile(r"Skipping (?:conditional )?task (\S+)")
 
 
 class PipelineFailed(FlywheelError):
-    """A task failed; the message is the failing step's own reason where it gave one."""
-
-
-@dataclass
-class TaskLog:
-    """What happened to each task during one run, read from kfp.local's log records."""
-
-    started: list[str] = field(default_factory=list)
-    succeeded: list[str] = field(default_factory=list)
-    cached: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
-    failed: list[str] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class LocalRun:
-    outputs: Mapping[str, Any]
-    run_dir: Path
-    log_file: Path
-    tasks: TaskLog
+    """A task failed; the message is the failing step's own reason where it gave one, the end of
+    the script's traceback, and the path of the task's log."""
 
 
 class _TaskWatcher(logging.Filter):
@@ -150,7 +136,6 @@ def run_locally(
     tasks = TaskLog()
     log_file = pipeline_root / "logs" / f"{pipeline.name}-latest.log"
     log_file.parent.mkdir(exist_ok=True)
-    events = Path(tempfile.mkstemp(prefix="flywheel-events-", suffix=".jsonl")[1])
     progress = Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description:<18}"),
@@ -167,35 +152,44 @@ def run_locally(
     watcher = _TaskWatcher(tasks, progress, bar)
     root_logger = logging.getLogger()
     previous_events = os.environ.get(EVENTS_VARIABLE)
-    os.environ[EVENTS_VARIABLE] = str(events)
     try:
         with (
+            task_processes() as processes,
             log_file.open("w") as log,
             progress,
             _quiet_kfp_warnings(),
             contextlib.redirect_stdout(_LogTee(log, progress, bar, verbose)),
         ):
+            os.environ[EVENTS_VARIABLE] = str(processes.scratch / "events.jsonl")
             root_logger.addFilter(watcher)
             try:
                 task = pipeline(**arguments)
             except RuntimeError as error:
-                reason = last_failure()
-                if reason:
-                    raise PipelineFailed(reason) from None
                 failed = tasks.failed[-1] if tasks.failed else "a task"
-                raise PipelineFailed(
-                    f"{failed} failed: {_ANSI.sub('', str(error))}; see {log_file}"
-                ) from None
+                reason = last_failure() or f"{failed} failed: {_ANSI.sub('', str(error))}"
+                log.flush()
+                task_log = _task_log(_run_dir(pipeline, pipeline_root, before), failed)
+                raise PipelineFailed(failure_message(reason, task_log or log_file)) from None
             finally:
                 root_logger.removeFilter(watcher)
     finally:
-        events.unlink(missing_ok=True)
         if previous_events is None:
             os.environ.pop(EVENTS_VARIABLE, None)
         else:
             os.environ[EVENTS_VARIABLE] = previous_events
+    run_dir = _run_dir(pipeline, pipeline_root, before)
+    return LocalRun(outputs=dict(task.outputs), run_dir=run_dir, log_file=log_file, tasks=tasks)
+
+
+def _run_dir(pipeline: GraphComponent, pipeline_root: Path, before: set[str]) -> Path:
+    """The folder kfp.local made for this run: the newest of the pipeline's that is new."""
     new_dirs = sorted(
         p for p in pipeline_root.glob(f"{pipeline.name}-*") if p.name not in before and p.is_dir()
     )
-    run_dir = new_dirs[-1] if new_dirs else pipeline_root
-    return LocalRun(outputs=dict(task.outputs), run_dir=run_dir, log_file=log_file, tasks=tasks)
+    return new_dirs[-1] if new_dirs else pipeline_root
+
+
+def _task_log(run_dir: Path, task: str) -> Path | None:
+    """The failed task's own log (a task of a nested pipeline sits deeper in the run folder)."""
+    logs = sorted(run_dir.rglob(f"{task}/{TASK_LOG}"), key=lambda path: path.stat().st_mtime)
+    return logs[-1] if logs else None

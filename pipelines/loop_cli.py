@@ -121,14 +121,27 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.components.history import EvaluationHistory
     from flywheel.components.workload import load_workload
     from flywheel.pipelines.report import write_report
 
     workload = load_workload(args.workload)
+    model_name = args.model_name or workload.name
+    registry, history = args.registry or str(home.registry), args.history or str(home.history)
+    demo_history = home.demo / "history"
+    if (
+        args.registry is None
+        and args.history is None
+        and not EvaluationHistory(history).records(model_name)
+        and EvaluationHistory(demo_history).records(model_name)
+    ):
+        # Right after `flywheel demo flywheel`, the only history is the demo's: draw that one.
+        registry, history = str(home.demo / "registry"), str(demo_history)
+        console.print(f"no evaluations in {home.history}; drawing the demo's ({home.demo})")
     png, page = write_report(
-        registry_uri=args.registry or str(home.registry),
-        history_root=args.history or str(home.history),
-        model_name=args.model_name or workload.name,
+        registry_uri=registry,
+        history_root=history,
+        model_name=model_name,
         task=workload.task,
         output_dir=args.output_dir or home.report,
         threshold=args.threshold,

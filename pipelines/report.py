@@ -1,161 +1,339 @@
 """``flywheel report``: the evaluation history as a picture, and a page around it.
 
-It draws the monitored metric over batches, the threshold, where retrains fired and which
-version was champion when, from the evaluation history and the registry alone.
+It answers "did retraining help?" from the evaluation history and the registry alone: a panel per
+monitored metric, one line segment per champion version (never a line across models), the first
+champion's held-out score at training as the baseline, the threshold, and at each retrain the
+candidate's and the old champion's scores on the same held-out rows. A batch the scoring model was
+trained on is drawn hollow and marked in-sample.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.history import EvaluationHistory
 from flywheel.components.monitoring import Threshold, parse_threshold
 from flywheel.components.registry import ModelVersion, open_registry
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 PALETTE = ("#2b6cb0", "#dd6b20", "#38a169", "#805ad5", "#d53f8c", "#319795", "#b7791f", "#4a5568")
 THRESHOLD_COLOR = "#e53e3e"
+BASELINE_COLOR = "#718096"
+# Where a retrain's comparison is drawn: between the batch that fired it and the next one.
+RETRAIN_OFFSET = 0.5
 
 
 @dataclass(frozen=True)
-class BatchPoint:
+class ScoredBatch:
+    """One evaluation: a batch scored by the champion of the time."""
+
     batch: int
     version: int
-    value: float
-    retrained: bool
-    new_version: int | None
-    promoted: bool
+    metrics: Mapping[str, float]
+    in_sample: bool
     decision: str
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """A retrain fired at ``batch``: the candidate against the champion, on the same rows."""
+
+    batch: int
+    candidate: int
+    champion: int | None
+    candidate_metrics: Mapping[str, float]
+    champion_metrics: Mapping[str, float]
+    promoted: bool
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    model_name: str
+    threshold: Threshold
+    metrics: list[str]
+    batches: list[ScoredBatch]
+    retrains: list[Retrain]
+    baseline_version: int
+    baseline: Mapping[str, float] = field(default_factory=dict)
 
 
 def _version_color(version: int) -> str:
     return PALETTE[(version - 1) % len(PALETTE)]
 
 
-def collect_points(
-    records: Sequence[dict[str, Any]], versions: Sequence[ModelVersion], threshold: Threshold
-) -> list[BatchPoint]:
-    """One point per evaluation, with what its decision did (retrain, and whether it promoted)."""
+def trained_on(version: ModelVersion | None, batch: int) -> bool:
+    """Whether ``batch`` was among the leading batches that trained ``version``: its score then
+    measures fit, not generalisation. False where the lineage does not say."""
+    if version is None:
+        return False
+    return batch < int(version.lineage.get("data", {}).get("training_batches") or 0)
+
+
+def collect(
+    records: Sequence[dict[str, Any]],
+    versions: Sequence[ModelVersion],
+    threshold: Threshold,
+    model_name: str,
+) -> QualityReport:
+    """What the report shows, from the history's records and the registry's versions."""
+    by_number = {v.version: v for v in versions}
+    evaluations = sorted(
+        (r for r in records if r["kind"] == "evaluation"),
+        key=lambda r: (r["batch"], r["model_version"]),
+    )
     decisions = {(r["key"], r["run_id"]): r for r in records if r["kind"] == "decision"}
+    batches = [
+        ScoredBatch(
+            batch=r["batch"],
+            version=r["model_version"],
+            metrics=r["metrics"],
+            in_sample=trained_on(by_number.get(r["model_version"]), r["batch"]),
+            decision=decisions.get((r["key"], r["run_id"]), {}).get("reason", ""),
+        )
+        for r in evaluations
+    ]
     trained_in_run = {v.lineage.get("run", {}).get("id"): v for v in versions}
-    points = []
-    for evaluation in (r for r in records if r["kind"] == "evaluation"):
-        decision = next(
-            (d for (key, _), d in decisions.items() if key == evaluation["key"] and d["retrain"]),
-            decisions.get((evaluation["key"], evaluation["run_id"]), {}),
-        )
-        retrained = bool(decision.get("retrain"))
-        new = trained_in_run.get(decision.get("run_id")) if retrained else None
-        points.append(
-            BatchPoint(
-                batch=evaluation["batch"],
-                version=evaluation["model_version"],
-                value=evaluation["metrics"][threshold.metric],
-                retrained=retrained,
-                new_version=new.version if new else None,
-                promoted=bool(new and new.stage != "candidate"),
-                decision=decision.get("reason", ""),
+    retrains = []
+    for decision in (r for r in records if r["kind"] == "decision" and r["retrain"]):
+        candidate = trained_in_run.get(decision["run_id"])
+        if candidate is None:
+            continue  # the retrain failed, or registered the champion's own bytes again
+        compared = candidate.lineage.get("compared_with", {})
+        retrains.append(
+            Retrain(
+                batch=decision["batch"],
+                candidate=candidate.version,
+                champion=compared.get("version"),
+                candidate_metrics=candidate.metrics,
+                champion_metrics=compared.get("metrics", {}),
+                promoted=candidate.stage != "candidate",
             )
         )
-    return sorted(points, key=lambda p: (p.batch, p.version))
-
-
-def draw(points: Sequence[BatchPoint], threshold: Threshold, model_name: str, path: Path) -> Path:
-    """The metric over batches, the threshold line, retrain markers and the champion band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (metric_axes, band_axes) = plt.subplots(
-        2, 1, figsize=(10, 5.6), dpi=120, sharex=True, gridspec_kw={"height_ratios": [5, 1]}
+    monitored = sorted({name for r in evaluations for name in r["metrics"]} - {threshold.metric})
+    first = by_number.get(batches[0].version) if batches else None
+    return QualityReport(
+        model_name=model_name,
+        threshold=threshold,
+        metrics=[threshold.metric, *monitored],
+        batches=batches,
+        retrains=sorted(retrains, key=lambda r: r.batch),
+        baseline_version=first.version if first else 0,
+        baseline=dict(first.metrics) if first else {},
     )
-    batches = [p.batch for p in points]
-    metric_axes.plot(batches, [p.value for p in points], color="#a0aec0", linewidth=1.2, zorder=1)
-    for version in sorted({p.version for p in points}):
-        mine = [p for p in points if p.version == version]
-        metric_axes.scatter(
-            [p.batch for p in mine],
-            [p.value for p in mine],
-            s=70,
-            color=_version_color(version),
-            label=f"scored by version {version}",
-            zorder=3,
-            edgecolor="white",
-        )
-    metric_axes.axhline(
-        threshold.value,
-        color=THRESHOLD_COLOR,
-        linestyle="--",
-        linewidth=1.5,
-        label=f"threshold: retrain when {threshold}",
-    )
-    for point in (p for p in points if p.retrained):
-        metric_axes.axvline(point.batch, color="#718096", linestyle=":", linewidth=1)
-        label = "retrain"
-        if point.new_version:
-            label += f" → v{point.new_version}" + (
-                " promoted" if point.promoted else " kept as candidate"
+
+
+def _segments(batches: Sequence[ScoredBatch]) -> list[list[ScoredBatch]]:
+    """Consecutive evaluations by the same version; a change of champion starts a new segment."""
+    segments: list[list[ScoredBatch]] = []
+    for scored in batches:
+        if segments and segments[-1][-1].version == scored.version:
+            segments[-1].append(scored)
+        else:
+            segments.append([scored])
+    return segments
+
+
+def figure_for(report: QualityReport) -> Figure:
+    """The report's figure; every drawn element carries a ``gid`` naming what it shows."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    panels = len(report.metrics)
+    figure = Figure(figsize=(10, 2.6 * panels + 1.4), dpi=120, layout="constrained")
+    axes = figure.subplots(
+        panels + 1,
+        1,
+        sharex=True,
+        gridspec_kw={"height_ratios": [5] * panels + [1]},
+        squeeze=False,
+    )[:, 0]
+    segments = _segments(report.batches)
+    for metric, panel in zip(report.metrics, axes, strict=False):
+        for segment in segments:
+            version = segment[0].version
+            color = _version_color(version)
+            panel.plot(
+                [s.batch for s in segment],
+                [s.metrics.get(metric, float("nan")) for s in segment],
+                color=color,
+                linewidth=1.6,
+                marker="o",
+                markersize=7,
+                gid=f"segment-v{version}",
             )
-        metric_axes.annotate(
-            label,
-            (point.batch, point.value),
-            textcoords="offset points",
-            xytext=(6, 10),
-            fontsize=9,
-            color="#2d3748",
+            for scored in (s for s in segment if s.in_sample):
+                panel.plot(
+                    scored.batch,
+                    scored.metrics.get(metric, float("nan")),
+                    marker="o",
+                    markersize=11,
+                    markerfacecolor="white",
+                    markeredgecolor=color,
+                    markeredgewidth=2,
+                    linestyle="none",
+                    gid=f"in-sample-b{scored.batch}",
+                )
+        if metric in report.baseline:
+            panel.axhline(
+                report.baseline[metric],
+                color=BASELINE_COLOR,
+                linestyle=(0, (6, 3)),
+                linewidth=1.2,
+                gid="baseline",
+            )
+        if metric == report.threshold.metric:
+            panel.axhline(
+                report.threshold.value,
+                color=THRESHOLD_COLOR,
+                linestyle="--",
+                linewidth=1.5,
+                gid="threshold",
+            )
+        for retrain in report.retrains:
+            _draw_retrain(panel, retrain, metric)
+        panel.set_ylabel(metric)
+        panel.grid(alpha=0.3)
+        panel.margins(x=0.06, y=0.15)
+    axes[0].set_title(f"{report.model_name}: quality on each new batch, by champion version")
+    legend = [
+        Line2D(
+            [], [], color=PALETTE[0], marker="o", label="scored by the champion (one line each)"
+        ),
+        Line2D(
+            [],
+            [],
+            color=BASELINE_COLOR,
+            linestyle=(0, (6, 3)),
+            label=f"baseline: v{report.baseline_version} on held-out rows at training",
+        ),
+        Line2D(
+            [], [], color=THRESHOLD_COLOR, linestyle="--", label=f"retrain when {report.threshold}"
+        ),
+        Line2D(
+            [],
+            [],
+            color="#a0aec0",
+            marker="D",
+            markerfacecolor="white",
+            label="retrain: old champion (hollow) vs candidate (filled), same held-out rows",
+        ),
+    ]
+    if any(s.in_sample for s in report.batches):
+        legend.append(
+            Line2D(
+                [],
+                [],
+                color="#4a5568",
+                marker="o",
+                markerfacecolor="white",
+                linestyle="none",
+                label="in-sample: the model was trained on this batch",
+            )
         )
-    metric_axes.margins(x=0.08, y=0.18)  # room for the retrain labels above the highest point
-    metric_axes.set_ylabel(threshold.metric)
-    metric_axes.set_title(f"{model_name}: {threshold.metric} on each new batch")
-    metric_axes.grid(alpha=0.3)
-    metric_axes.legend(loc="upper left", fontsize=8, frameon=False)
-    for point in points:
-        band_axes.broken_barh(
-            [(point.batch - 0.5, 1.0)], (0, 1), color=_version_color(point.version)
+    figure.legend(handles=legend, loc="outside lower center", ncols=2, fontsize=8, frameon=False)
+    _draw_champion_band(axes[-1], segments)
+    return figure
+
+
+def _draw_retrain(panel: Any, retrain: Retrain, metric: str) -> None:
+    new = retrain.candidate_metrics.get(metric)
+    old = retrain.champion_metrics.get(metric)
+    if new is None:
+        return
+    x = retrain.batch + RETRAIN_OFFSET
+    if old is not None:
+        panel.plot([x, x], [old, new], color="#a0aec0", linewidth=1.2, gid=_retrain_gid(retrain))
+        panel.plot(
+            x,
+            old,
+            marker="D",
+            markerfacecolor="white",
+            markeredgecolor=_version_color(retrain.champion or 1),
+            markeredgewidth=1.8,
+            linestyle="none",
         )
-        band_axes.text(
-            point.batch,
+    panel.plot(
+        x,
+        new,
+        marker="D",
+        color=_version_color(retrain.candidate),
+        linestyle="none",
+        gid=None if old is not None else _retrain_gid(retrain),
+    )
+
+
+def _retrain_gid(retrain: Retrain) -> str:
+    return f"retrain-v{retrain.candidate}-vs-v{retrain.champion or 0}"
+
+
+def _draw_champion_band(band: Any, segments: Sequence[Sequence[ScoredBatch]]) -> None:
+    """One bar per segment, labelled once with its version, so labels never stack up.
+
+    A batch scored again by a later champion starts that champion's bar after the earlier one.
+    """
+    end = float("-inf")
+    for segment in segments:
+        version = segment[0].version
+        start, end = max(segment[0].batch - 0.5, end), segment[-1].batch + 0.5
+        band.broken_barh([(start, end - start)], (0, 1), color=_version_color(version))
+        band.text(
+            (start + end) / 2,
             0.5,
-            f"v{point.version}",
+            f"v{version}",
             ha="center",
             va="center",
             color="white",
             fontsize=9,
             fontweight="bold",
         )
-    band_axes.set_yticks([])
-    band_axes.set_ylabel("champion", rotation=0, ha="right", va="center")
-    band_axes.set_xlabel("batch")
-    band_axes.set_xticks(sorted(set(batches)))
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    band.set_yticks([])
+    band.set_ylabel("champion", rotation=0, ha="right", va="center")
+    band.set_xlabel("batch")
+    band.set_xticks(sorted({s.batch for segment in segments for s in segment}))
 
 
-def page(points: Sequence[BatchPoint], threshold: Threshold, model_name: str, png: Path) -> str:
+def _retrain_cell(retrain: Retrain | None, metric: str) -> str:
+    if retrain is None:
+        return ""
+    new = retrain.candidate_metrics.get(metric, float("nan"))
+    text = f"v{retrain.candidate} {new:.4f}"
+    if retrain.champion:
+        old = retrain.champion_metrics.get(metric, float("nan"))
+        text += f" vs v{retrain.champion} {old:.4f}"
+    return text + (" (promoted)" if retrain.promoted else " (not promoted)")
+
+
+def page(report: QualityReport, png: Path) -> str:
     picture = base64.b64encode(png.read_bytes()).decode()
+    metric = report.threshold.metric
+    retrain_at = {r.batch: r for r in report.retrains}
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in report.metrics)
     rows = "".join(
-        f"<tr><td>{p.batch}</td><td>v{p.version}</td><td>{p.value:.4f}</td>"
-        f"<td>{html.escape(p.decision)}</td><td>{f'v{p.new_version}' if p.new_version else ''}</td></tr>"
-        for p in points
+        f"<tr><td>{s.batch}</td><td>v{s.version}</td>"
+        + "".join(f"<td>{s.metrics.get(name, float('nan')):.4f}</td>" for name in report.metrics)
+        + f"<td>{'in-sample' if s.in_sample else ''}</td><td>{html.escape(s.decision)}</td>"
+        f"<td>{html.escape(_retrain_cell(retrain_at.get(s.batch), metric))}</td></tr>"
+        for s in report.batches
     )
+    name = html.escape(report.model_name)
     return (
         "<!doctype html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(model_name)}: model quality</title>"
+        f"<title>{name}: model quality</title>"
         "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
         "th,td{padding:4px 12px;border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
-        f"<h2>{html.escape(model_name)}: model quality over batches</h2>"
-        f"<img alt='{html.escape(threshold.metric)} over batches' src='data:image/png;base64,{picture}'>"
-        f"<table><tr><th>batch</th><th>scored by</th><th>{html.escape(threshold.metric)}</th>"
-        f"<th>decision</th><th>retrained</th></tr>{rows}</table></body></html>"
+        f"<h2>{name}: model quality over batches</h2>"
+        f"<img alt='{html.escape(metric)} over batches' src='data:image/png;base64,{picture}'>"
+        f"<table><tr><th>batch</th><th>scored by</th>{header}<th></th><th>decision</th>"
+        f"<th>retrain: {html.escape(metric)} on its held-out rows</th></tr>{rows}</table>"
+        "</body></html>"
     )
 
 
@@ -180,8 +358,10 @@ def write_report(
             raise InvalidSpecError("threshold", "the history records none; pass --threshold")
         threshold = decisions[-1]["threshold"]
     rule = parse_threshold(threshold, task)
-    points = collect_points(records, open_registry(registry_uri).versions(model_name), rule)
-    png = draw(points, rule, model_name, output_dir / f"{model_name}-quality.png")
+    report = collect(records, open_registry(registry_uri).versions(model_name), rule, model_name)
+    png = output_dir / f"{model_name}-quality.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    figure_for(report).savefig(png)
     html_path = output_dir / f"{model_name}-quality.html"
-    html_path.write_text(page(points, rule, model_name, png))
+    html_path.write_text(page(report, png))
     return png, html_path

@@ -6,18 +6,54 @@ sent; the run carries the compiled spec inline, so what runs is exactly this che
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import kfp
+import kfp_server_api
+import urllib3
 from kfp.dsl.graph_component import GraphComponent
 from kfp.pipeline_spec import pipeline_spec_pb2
 
-from flywheel.components.errors import InvalidSpecError
+from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.operators.kfp_runs import connect
 from flywheel.pipelines.catalog import PIPELINES
+
+
+class KfpApiError(FlywheelError):
+    """The KFP API could not be reached, or refused the request; the message names the host."""
+
+
+def _root_cause(error: BaseException) -> str:
+    """The socket's own words (``Connection refused``), not urllib3's retry bookkeeping."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror
+        seen = seen.__cause__ or seen.__context__ or getattr(seen, "reason", None)
+        if not isinstance(seen, BaseException):
+            break
+    return type(error).__name__
+
+
+@contextlib.contextmanager
+def talking_to(host: str) -> Iterator[None]:
+    """Turn a transport failure or an HTTP error from the KFP API into one line naming ``host``."""
+    where = urlsplit(host).netloc or host
+    try:
+        yield
+    except urllib3.exceptions.HTTPError as error:
+        raise KfpApiError(
+            f"cannot reach the KFP API at {where}: {_root_cause(error)} (--host {host})"
+        ) from None
+    except kfp_server_api.ApiException as error:
+        raise KfpApiError(
+            f"the KFP API at {where} answered {error.status} {error.reason}"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -124,15 +160,16 @@ def submit(
             raise InvalidSpecError("--workload", "give the workload once, not also as --param")
         arguments["workload"] = workload_argument(pipeline, workload, bundle_to, upload)
     arguments.update(_fingerprint(pipeline, arguments))
-    client = client_factory(host, namespace)
-    result = client.create_run_from_pipeline_func(
-        pipeline,
-        arguments=arguments,
-        run_name=run_name or None,
-        experiment_name=experiment,
-        namespace=namespace or None,
-        service_account=service_account or None,
-    )
+    with talking_to(host):
+        client = client_factory(host, namespace)
+        result = client.create_run_from_pipeline_func(
+            pipeline,
+            arguments=arguments,
+            run_name=run_name or None,
+            experiment_name=experiment,
+            namespace=namespace or None,
+            service_account=service_account or None,
+        )
     return SubmittedRun(
         run_id=result.run_id,
         url=f"{host.rstrip('/')}/#/runs/details/{result.run_id}",

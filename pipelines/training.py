@@ -34,11 +34,16 @@ def build_training_pipeline(
     compute: str = "local",
     compute_config: dict[str, Any] | None = None,
     place_training: Callable[[PipelineTask], PipelineTask] = lambda task: task,
+    cache_registry_steps: bool = False,
 ) -> GraphComponent:
     """The training pipeline with these compute defaults, ``place_training`` set on the train task.
 
     A backend that trains in the task pod itself (EKS GPU) needs resources and scheduling on that
     one task, set when the pipeline is compiled; the other steps keep ordinary pods.
+
+    The registry steps run every time, unless ``cache_registry_steps``: then they are cached by
+    the ``registry_state`` argument, which the local CLI computes (``pipelines.registry_state``);
+    on a cluster nothing computes it, so the compiled pipelines never cache them.
     """
     default_workload, default_compute = workload, compute
     default_config = dict(compute_config or {})
@@ -63,6 +68,7 @@ def build_training_pipeline(
         margin: float = 0.0,
         source_fingerprint: str = "",
         code_fingerprint: str = "",
+        registry_state: str = "",
     ) -> TrainingOutputs:
         prepared = tasks.prepare_data(
             source=source,
@@ -91,21 +97,6 @@ def build_training_pipeline(
             model=trained.outputs["model"],
             test=prepared.outputs["test"],
         ).set_display_name("evaluate")
-        registered = (
-            tasks.register_model(
-                registry=registry,
-                model_name=model_name,
-                workload=workload,
-                run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                run_name=dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                model=trained.outputs["model"],
-                metrics=evaluated.outputs["metrics"],
-                train=prepared.outputs["train"],
-                test=prepared.outputs["test"],
-            )
-            .set_display_name("register")
-            .set_caching_options(False)
-        )
         champion = (
             tasks.score_champion(
                 registry=registry,
@@ -113,22 +104,43 @@ def build_training_pipeline(
                 workload=workload,
                 compute=compute,
                 compute_config=compute_config,
+                registry_state=registry_state,
                 test=prepared.outputs["test"],
             )
             .set_display_name("score champion")
-            .set_caching_options(False)
+            .set_caching_options(cache_registry_steps)
         )
-        champion.after(registered)
+        registered = (
+            tasks.register_model(
+                registry=registry,
+                model_name=model_name,
+                workload=workload,
+                # A run's id would key the cache to the run; cached, the inputs identify it.
+                run_id="" if cache_registry_steps else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+                run_name="" if cache_registry_steps else dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
+                registry_state=registry_state,
+                training_batches=training_batches,
+                model=trained.outputs["model"],
+                metrics=evaluated.outputs["metrics"],
+                train=prepared.outputs["train"],
+                test=prepared.outputs["test"],
+                champion=champion.outputs["metrics"],
+            )
+            .set_display_name("register")
+            .set_caching_options(cache_registry_steps)
+        )
         gate = (
             tasks.decide_promotion(
                 workload=workload,
                 version=registered.outputs["version"],
+                sha256=registered.outputs["sha256"],
                 margin=margin,
+                registry_state=registry_state,
                 candidate=evaluated.outputs["metrics"],
                 champion=champion.outputs["metrics"],
             )
             .set_display_name("quality gate")
-            .set_caching_options(False)
+            .set_caching_options(cache_registry_steps)
         )
         with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
             tasks.promote_model(
@@ -136,19 +148,25 @@ def build_training_pipeline(
                 model_name=model_name,
                 workload=workload,
                 version=registered.outputs["version"],
+                registry_state=registry_state,
                 champion=champion.outputs["metrics"],
-            ).set_display_name("promote").set_caching_options(False)
+            ).set_display_name("promote").set_caching_options(cache_registry_steps)
         return TrainingOutputs(version=registered.outputs["version"], promoted=gate.output)
 
     return training_pipeline
 
 
 training_pipeline = build_training_pipeline()
+# What ``flywheel run training`` runs: the same pipeline, with the registry steps cached by state.
+local_training_pipeline = build_training_pipeline(cache_registry_steps=True)
 
 
-def eks_training_pipeline(placement: Placement) -> GraphComponent:
+def eks_training_pipeline(
+    placement: Placement, *, cache_registry_steps: bool = False
+) -> GraphComponent:
     """The training pipeline that trains the PyTorch example on EKS GPU nodes, as ``placement`` says."""
     return build_training_pipeline(
+        cache_registry_steps=cache_registry_steps,
         name="flywheel-training-eks-gpu",
         workload=GPU_WORKLOAD,
         compute="eks-gpu",

@@ -1,4 +1,8 @@
-"""``flywheel run training``: check the request, run the pipeline locally, summarise the result."""
+"""``flywheel run training``: check the request, run the pipeline locally, summarise the result.
+
+KFP is imported only when a pipeline is to run: the same inputs on the registry their last run
+left have that run's outcome, reported without starting anything (``pipelines.registry_state``).
+"""
 
 from __future__ import annotations
 
@@ -16,11 +20,19 @@ from flywheel.components.compute import backend_for
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file, sha256_of_tree
-from flywheel.components.registry import ModelVersion, open_registry
+from flywheel.components.registry import (
+    LocalModelRegistry,
+    ModelRegistry,
+    ModelVersion,
+    open_registry,
+)
 from flywheel.components.workload import DataColumns, is_builtin, load_workload
-from flywheel.pipelines.local_runner import LocalRun, run_locally
+from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
-from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
+from flywheel.pipelines.run_record import LocalRun, TaskLog
+
+TRAINING_PIPELINE = "flywheel-training"
+EKS_TRAINING_PIPELINE = "flywheel-training-eks-gpu"
 
 
 @dataclass(frozen=True)
@@ -123,12 +135,36 @@ def run_training(
     """Run the training pipeline locally and read the registered version back from the registry.
 
     With ``eks-gpu`` it runs the EKS variant itself: kfp.local ignores the pod placement, so the
-    same pipeline and training code run here on the CPU.
+    same pipeline and training code run here on the CPU. The registry steps are cached by the
+    registry's state (``pipelines.registry_state``), so an unchanged re-run executes nothing.
     """
     arguments = pipeline_arguments(request)
-    pipeline = training_pipeline
-    if request.compute == "eks-gpu":
-        pipeline = eks_training_pipeline(Placement.from_mapping(arguments["compute_config"]))
+    model_name = request.model_name or load_workload(request.workload).name
+    registry = open_registry(arguments["registry"])
+    states = RegistryStates(Path(request.pipeline_root) / STATES_FILE)
+    eks = request.compute == "eks-gpu"
+    inputs = inputs_key(EKS_TRAINING_PIPELINE if eks else TRAINING_PIPELINE, arguments)
+    state = _state(registry, model_name)
+    earlier = states.earlier_run(inputs, state) if request.cache else None
+    if earlier is not None:
+        run = LocalRun(
+            outputs=earlier,
+            run_dir=Path(earlier["run_dir"]),
+            log_file=Path(earlier["log_file"]),
+            tasks=TaskLog(),
+            reused=True,
+        )
+        version = registry.get(model_name, int(earlier["version"]))
+        return TrainingOutcome(version=version, promoted=bool(earlier["promoted"]), run=run)
+    from flywheel.pipelines.local_runner import run_locally
+    from flywheel.pipelines.training import eks_training_pipeline, local_training_pipeline
+
+    pipeline = local_training_pipeline
+    if eks:
+        pipeline = eks_training_pipeline(
+            Placement.from_mapping(arguments["compute_config"]), cache_registry_steps=True
+        )
+    arguments["registry_state"] = states.key_for(inputs, state)
     run = run_locally(
         pipeline,
         arguments,
@@ -137,9 +173,22 @@ def run_training(
         verbose=verbose,
         console=console,
     )
-    model_name = request.model_name or load_workload(request.workload).name
-    version = open_registry(arguments["registry"]).get(model_name, int(run.outputs["version"]))
-    return TrainingOutcome(version=version, promoted=bool(run.outputs["promoted"]), run=run)
+    outcome = {
+        "version": int(run.outputs["version"]),
+        "promoted": bool(run.outputs["promoted"]),
+        "run_dir": str(run.run_dir),
+        "log_file": str(run.log_file),
+    }
+    states.remember(inputs, arguments["registry_state"], _state(registry, model_name), outcome)
+    version = registry.get(model_name, outcome["version"])
+    return TrainingOutcome(version=version, promoted=outcome["promoted"], run=run)
+
+
+def _state(registry: ModelRegistry, model_name: str) -> str | None:
+    """The local registry's state fingerprint; None (never cached) for any other registry."""
+    if isinstance(registry, LocalModelRegistry):
+        return registry.state_fingerprint(model_name)
+    return None
 
 
 def summary_table(outcome: TrainingOutcome) -> Table:
@@ -150,14 +199,18 @@ def summary_table(outcome: TrainingOutcome) -> Table:
     )
     table.add_column(style="bold")
     table.add_column()
-    table.add_row(
-        "stage", f"{version.stage} ({'promoted' if outcome.promoted else 'not promoted'})"
-    )
+    gate = "promoted" if outcome.promoted else "not promoted"
+    tasks = outcome.run.tasks
+    if outcome.run.reused or "decide-promotion" in tasks.cached:
+        gate += " by the earlier run of these inputs"
+    table.add_row("stage", f"{version.stage} ({gate})")
     for name, value in version.metrics.items():
         table.add_row(name, f"{value:.4f}")
-    tasks = outcome.run.tasks
     table.add_row(
-        "tasks", f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache"
+        "tasks",
+        "none ran: the earlier run of these inputs left the registry as it is"
+        if outcome.run.reused
+        else f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache",
     )
     table.add_row("model", version.model_uri)
     table.add_row("artifacts", str(outcome.run.run_dir))

@@ -5,17 +5,23 @@ Layout under the root::
     <name>/.lock                       flock'ed around every write
     <name>/versions/<n>/version.json   the version's record
     <name>/versions/<n>/model.tar.gz   a copy of the model archive
-    <name>/champion.json               which version is champion (replaced atomically)
+    <name>/champion.json               which version is champion, and the promotion that made it
     <name>/history.jsonl               every promotion, for "who was champion when"
 
 A version is written into a staging folder and renamed into ``versions/`` in one step, so a
 crash or a failed copy leaves no half-written version: readers never see staging folders.
+
+A promotion commits by replacing ``champion.json`` alone (one rename). The stages in the
+``version.json`` files and the history line follow it, and readers take every stage from
+``champion.json``, so a promotion killed half-way is still whole to a reader; the next write
+(or ``recover``) brings the files that follow it up to date and removes what a killed writer left.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -34,6 +40,10 @@ from flywheel.components.registry.base import ModelVersion, Registration
 # SageMaker model package group names follow the same rule, so a name works in both registries.
 _MODEL_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 VERSION_FILE = "version.json"
+CHAMPION_FILE = "champion.json"
+HISTORY_FILE = "history.jsonl"
+# What a writer killed mid-way leaves behind; only a writer holding the lock creates them.
+_LEFTOVERS = (".staging-*", f".{CHAMPION_FILE}.*", f"versions/*/.{VERSION_FILE}.*")
 
 
 def validate_model_name(name: str) -> str:
@@ -48,6 +58,13 @@ def validate_model_name(name: str) -> str:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _stage(record: ModelVersion, champion: int | None) -> str:
+    """The stage ``champion.json`` implies: a champion it no longer names has been archived."""
+    if record.version == champion:
+        return "champion"
+    return "archived" if record.stage == "champion" else record.stage
 
 
 def _write_json_atomically(path: Path, payload: Any) -> None:
@@ -70,15 +87,15 @@ class LocalModelRegistry:
 
     def _read_version(self, folder: Path, champion: int | None) -> ModelVersion:
         record = ModelVersion.from_dict(json.loads((folder / VERSION_FILE).read_text()))
-        if record.version == champion:
-            return replace(record, stage="champion")
-        return record
+        return replace(record, stage=_stage(record, champion))
+
+    def _champion_entry(self, name: str) -> dict[str, Any] | None:
+        pointer = self._model_dir(name) / CHAMPION_FILE
+        return json.loads(pointer.read_text()) if pointer.is_file() else None
 
     def _champion_number(self, name: str) -> int | None:
-        pointer = self._model_dir(name) / "champion.json"
-        if not pointer.is_file():
-            return None
-        return int(json.loads(pointer.read_text())["version"])
+        entry = self._champion_entry(name)
+        return None if entry is None else int(entry["version"])
 
     def versions(self, name: str) -> list[ModelVersion]:
         folder = self._model_dir(name) / "versions"
@@ -101,9 +118,21 @@ class LocalModelRegistry:
         number = self._champion_number(name)
         return None if number is None else self.get(name, number)
 
+    def state_fingerprint(self, name: str) -> str | None:
+        """A digest of what ``name`` holds: each version's number and model digest, and which is
+        champion; None while it holds nothing. Equal digests mean a step reading it sees the same."""
+        versions = self.versions(name)
+        if not versions:
+            return None
+        state = {
+            "versions": [[v.version, v.model_sha256] for v in versions],
+            "champion": self._champion_number(name),
+        }
+        return hashlib.sha256(json.dumps(state, sort_keys=True).encode()).hexdigest()
+
     def champion_history(self, name: str) -> list[dict[str, Any]]:
         """Every promotion in order: ``{"version", "promoted_at", "reason"}``."""
-        history = self._model_dir(name) / "history.jsonl"
+        history = self._model_dir(name) / HISTORY_FILE
         if not history.is_file():
             return []
         return [json.loads(line) for line in history.read_text().splitlines() if line.strip()]
@@ -117,6 +146,7 @@ class LocalModelRegistry:
         with (folder / ".lock").open("a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
+                self._recover_locked(name, folder)
                 yield folder
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -169,21 +199,38 @@ class LocalModelRegistry:
             previous = self._champion_number(name)
             if previous == version:
                 return target
-            if previous is not None:
-                self._set_stage(folder, previous, "archived")
-            _write_json_atomically(folder / "champion.json", {"version": version})
-            with (folder / "history.jsonl").open("a") as history:
-                entry = {
-                    "version": version,
-                    "previous": previous,
-                    "promoted_at": _now(),
-                    "reason": reason,
-                }
-                history.write(json.dumps(entry, sort_keys=True) + "\n")
+            entry = {
+                "version": version,
+                "previous": previous,
+                "promoted_at": _now(),
+                "reason": reason,
+            }
+            _write_json_atomically(folder / CHAMPION_FILE, entry)  # the commit point
+            self._recover_locked(name, folder)
         return replace(target, stage="champion")
 
-    def _set_stage(self, folder: Path, version: int, stage: str) -> None:
-        record_path = folder / "versions" / str(version) / VERSION_FILE
-        record = json.loads(record_path.read_text())
-        record["stage"] = stage
-        _write_json_atomically(record_path, record)
+    def recover(self, name: str) -> None:
+        """Finish what a killed writer left: stages and history as ``champion.json`` says."""
+        if (self._model_dir(name) / "versions").is_dir():
+            with self._locked(name):
+                pass  # taking the lock recovers
+
+    def _recover_locked(self, name: str, folder: Path) -> None:
+        for pattern in _LEFTOVERS:
+            for leftover in folder.glob(pattern):
+                if leftover.is_dir():
+                    shutil.rmtree(leftover, ignore_errors=True)
+                else:
+                    leftover.unlink(missing_ok=True)
+        entry = self._champion_entry(name)
+        if entry is None:
+            return
+        for path in (folder / "versions").glob(f"*/{VERSION_FILE}"):
+            record = json.loads(path.read_text())
+            stage = _stage(ModelVersion.from_dict(record), entry["version"])
+            if record["stage"] != stage:
+                _write_json_atomically(path, {**record, "stage": stage})
+        history = self.champion_history(name)
+        if not history or history[-1] != entry:
+            with (folder / HISTORY_FILE).open("a") as lines:
+                lines.write(json.dumps(entry, sort_keys=True) + "\n")

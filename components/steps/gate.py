@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.registry import open_registry
+
+# Scores of the same model on the same rows can differ in their last bits (summation order,
+# JSON round trips); a difference this small, relative to the scores, is noise, never a win.
+RELATIVE_TOLERANCE = 1e-9
+
+
+def noise_floor(new: float, old: float) -> float:
+    """The smallest improvement that is not float noise for scores of this size."""
+    return RELATIVE_TOLERANCE * max(1.0, abs(new), abs(old))
 
 
 @dataclass(frozen=True)
@@ -22,7 +32,8 @@ def compare(
     goal: str,
     margin: float,
 ) -> GateDecision:
-    """Pure rule: with no champion the candidate wins; otherwise it must be better by ``margin``."""
+    """Pure rule: with no champion the candidate wins; otherwise it must be better by more than
+    ``margin`` and by more than float noise (``noise_floor``), so an equal score never wins."""
     if margin < 0:
         raise InvalidSpecError("margin", f"must be zero or more, got {margin}")
     if metric not in candidate:
@@ -34,27 +45,42 @@ def compare(
     if metric not in champion:
         return GateDecision(True, f"champion has no {metric!r} to compare against")
     new, old = candidate[metric], champion[metric]
+    if not (math.isfinite(new) and math.isfinite(old)):
+        return GateDecision(False, f"{metric} {new} vs champion {old}: not comparable")
     improvement = old - new if goal == "minimize" else new - old
-    verdict = "beats" if improvement > margin else "does not beat"
+    wins = improvement > margin and improvement > noise_floor(new, old)
+    verdict = "beats" if wins else "does not beat"
     return GateDecision(
-        improvement > margin,
-        f"{metric} {new:.4f} vs champion {old:.4f}: {verdict} it by more than {margin}",
+        wins,
+        f"{metric} {new:.4f} vs champion {old:.4f}: {verdict} it by more than {margin} "
+        f"(improvement {improvement:.3g})",
     )
 
 
 def decide_promotion(
     *,
     candidate_version: int,
+    candidate_sha256: str,
     candidate_metrics: Mapping[str, float],
     champion_version: int | None,
+    champion_sha256: str | None,
     champion_metrics: Mapping[str, float] | None,
     metric: str,
     goal: str,
     margin: float,
 ) -> GateDecision:
-    """Whether the candidate should replace the champion, both measured on the same held-out rows."""
+    """Whether the candidate should replace the champion, both measured on the same held-out rows.
+
+    The same model bytes are never promoted over themselves, whatever the scores say.
+    """
     if champion_version == candidate_version:
         return GateDecision(False, f"version {candidate_version} is already the champion")
+    if champion_sha256 == candidate_sha256:
+        return GateDecision(
+            False,
+            f"version {candidate_version} holds the same model bytes as champion "
+            f"version {champion_version}",
+        )
     return compare(candidate_metrics, champion_metrics, metric, goal, margin)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import shutil
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -9,10 +10,12 @@ from pathlib import Path
 
 import boto3
 import pytest
+from rich.console import Console
 
 from flywheel.components.history import EvaluationHistory
 from flywheel.components.registry import LocalModelRegistry
-from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
+from flywheel.pipelines.demo import outcome_line as demo_line
+from flywheel.pipelines.evaluation_run import EvaluationRequest, evaluation_table, run_evaluation
 from flywheel.pipelines.local_runner import PipelineFailed
 from flywheel.pipelines.training_run import run_training
 
@@ -91,6 +94,27 @@ def test_breach_retrains_on_accumulated_data_and_promotes_a_new_champion(
         retrained.lineage["data"]["train"]["rows"]
         > registry.get(MODEL, 1).lineage["data"]["train"]["rows"]
     )
+    # What the report needs: the batches it was trained on, and the old champion on its rows.
+    assert retrained.lineage["data"]["training_batches"] == 6
+    compared = retrained.lineage["compared_with"]
+    assert compared["version"] == 1 and compared["metrics"]["rmse"] > retrained.metrics["rmse"]
+    assert not outcome.in_sample
+
+
+def test_scoring_a_batch_the_champion_was_trained_on_says_in_sample(champion_root: Path) -> None:
+    outcome = run_evaluation(
+        EvaluationRequest(
+            batch=1,
+            threshold="rmse above 1.0",
+            history=str(champion_root / "history-in-sample"),
+            training=training_request(champion_root),
+        )
+    )
+    assert outcome.in_sample and outcome.decision["retrain"] is False
+    shown = io.StringIO()
+    Console(file=shown, width=120).print(evaluation_table(outcome))
+    assert "in-sample" in shown.getvalue()
+    assert "(in-sample) -> " in demo_line(outcome)
 
 
 def test_reevaluating_a_breach_publishes_once_and_retrains_once(

@@ -100,7 +100,46 @@ def test_promotion_makes_one_champion_and_archives_the_previous(tmp_path: Path) 
         (1, None, "first"),
         (2, 1, "better"),
     ]
-    assert json.loads((tmp_path / "qsar/champion.json").read_text()) == {"version": 2}
+    assert json.loads((tmp_path / "qsar/champion.json").read_text())["version"] == 2
+
+
+def _stages_on_disk(root: Path) -> list[str]:
+    records = sorted((root / "qsar/versions").glob("*/version.json"), key=lambda p: p.parent.name)
+    return [json.loads(path.read_text())["stage"] for path in records]
+
+
+def test_the_champions_own_record_says_champion(tmp_path: Path) -> None:
+    registry = LocalModelRegistry(tmp_path)
+    _register(registry, _archive(tmp_path, "a"))
+    _register(registry, _archive(tmp_path, "b"))
+    registry.promote("qsar", 1, "first")
+    assert _stages_on_disk(tmp_path) == ["champion", "candidate"]
+    registry.promote("qsar", 2, "better")
+    assert _stages_on_disk(tmp_path) == ["archived", "champion"]
+
+
+def test_a_promotion_killed_after_its_commit_reads_whole_and_is_finished_by_recover(
+    tmp_path: Path,
+) -> None:
+    registry = LocalModelRegistry(tmp_path)
+    _register(registry, _archive(tmp_path, "a"))
+    _register(registry, _archive(tmp_path, "b"))
+    registry.promote("qsar", 1, "first")
+    # Killed right after the commit point: champion.json names version 2, nothing else followed,
+    # and a half-written record and a staging folder are left behind.
+    entry = {"version": 2, "previous": 1, "promoted_at": "2026-01-01T00:00:00+00:00", "reason": "r"}
+    (tmp_path / "qsar/champion.json").write_text(json.dumps(entry))
+    (tmp_path / "qsar/versions/1/.version.json.dead").write_text("{")
+    (tmp_path / "qsar/.staging-dead").mkdir()
+    assert [v.stage for v in registry.versions("qsar")] == ["archived", "champion"]
+    registry.recover("qsar")
+    assert _stages_on_disk(tmp_path) == ["archived", "champion"]
+    assert registry.champion_history("qsar")[-1] == entry
+    assert len(registry.champion_history("qsar")) == 2
+    assert sorted(p.name for p in (tmp_path / "qsar").iterdir() if p.name.startswith(".")) == [
+        ".lock"
+    ]
+    assert not list((tmp_path / "qsar/versions/1").glob(".*"))
 
 
 def test_unknown_version_and_bad_name_are_refused(tmp_path: Path) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 
 from flywheel.operators.kfp_standin import KfpStandIn
@@ -68,3 +70,16 @@ def test_bad_submission_is_refused_before_any_request(kfp_api, capsys, arguments
     error = capsys.readouterr().err.strip()
     assert status == 2 and message in error and len(error.splitlines()) == 1
     assert kfp_api.create_calls == 0
+
+
+def test_an_unreachable_host_is_one_line_naming_it(capsys) -> None:
+    with socket.socket() as probe:  # a port that was just free: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    status = main(["submit", "training", "--host", f"http://127.0.0.1:{port}"])
+    error = capsys.readouterr().err.strip()
+    assert status == 1
+    assert error.splitlines() == [
+        f"flywheel: failed: cannot reach the KFP API at 127.0.0.1:{port}: Connection refused "
+        f"(--host http://127.0.0.1:{port})"
+    ]

@@ -46,16 +46,37 @@ def test_first_run_registers_an_evaluated_champion_with_lineage(first_run) -> No
     lineage = version.lineage
     assert lineage["data"]["train"]["sha256"] and lineage["data"]["test"]["rows"] > 0
     assert lineage["code"]["entry_point"] == "train.py" and len(lineage["code"]["sha256"]) == 64
-    assert lineage["run"]["id"] and lineage["training"]["compute"] == "local"
+    assert lineage["run"]["name"].startswith("flywheel-training-")
+    assert lineage["training"]["compute"] == "local"
     assert Path(version.model_uri).is_file()
     assert "test_rmse" in lineage["training"]["metrics"]
 
 
-def test_second_run_with_unchanged_inputs_is_served_from_cache(first_run) -> None:
-    tmp_path, _ = first_run
+def test_second_run_with_unchanged_inputs_executes_nothing(first_run) -> None:
+    tmp_path, first = first_run
     again = run_training(_request(tmp_path))
-    assert not {"prepare-data", "train-model", "evaluate-model"} & set(again.run.tasks.started)
-    assert "register-model" in again.run.tasks.started
+    assert again.run.reused and again.run.tasks.started == []
+    assert again.run.run_dir == first.run.run_dir
+    assert again.version.version == 1 and again.version.stage == "champion"
+    assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
+
+
+def test_without_the_last_runs_record_only_the_registry_steps_run_again(first_run) -> None:
+    tmp_path, _ = first_run
+    (tmp_path / "runs" / "registry-states.json").unlink()  # as if another run wrote last
+    again = run_training(_request(tmp_path))
+    assert not again.run.reused
+    assert set(again.run.tasks.started) == {"score-champion", "register-model", "decide-promotion"}
+    assert again.version.version == 1 and not again.promoted  # already the champion
+
+
+def test_an_unchanged_run_without_the_cache_gives_the_same_model_bytes_and_no_new_version(
+    first_run,
+) -> None:
+    tmp_path, first = first_run
+    again = run_training(_request(tmp_path, cache=False))
+    assert {"train-model", "register-model"} <= set(again.run.tasks.started)
+    assert again.version.model_sha256 == first.version.model_sha256
     assert again.version.version == 1 and not again.promoted
     assert len(LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50")) == 1
 
@@ -81,6 +102,23 @@ def test_crashing_script_fails_the_pipeline_with_its_own_message(tmp_path: Path)
     )
     with pytest.raises(
         PipelineFailed, match=r"train-model failed: .*RuntimeError: assay table is corrupt"
-    ):
+    ) as failure:
         run_training(_request(tmp_path, workload=str(workload / "workload.yaml")))
     assert LocalModelRegistry(tmp_path / "registry").versions("qsar-pic50") == []
+    *_, traceback, last = str(failure.value).splitlines()
+    assert "  raise RuntimeError('assay table is corrupt')" in str(failure.value)
+    assert traceback == "  RuntimeError: assay table is corrupt"
+    task_log = Path(last.removeprefix("log: "))
+    assert task_log.name == "task.log" and task_log.parent.name == "train-model"
+    assert "Traceback (most recent call last):" in task_log.read_text()
+
+
+def test_a_new_champion_makes_the_cached_registry_steps_run_again(first_run) -> None:
+    tmp_path, _ = first_run
+    registry = LocalModelRegistry(tmp_path / "registry")
+    registry.promote("qsar-pic50", 2, "by hand, to test the cache")
+    again = run_training(_request(tmp_path))
+    started = set(again.run.tasks.started)
+    assert not {"prepare-data", "train-model", "evaluate-model"} & started
+    assert {"register-model", "score-champion", "decide-promotion", "promote-model"} <= started
+    assert again.promoted and registry.champion("qsar-pic50").version == 1
