@@ -42,9 +42,16 @@ def read_table(source: str) -> tuple[list[str], list[Row]]:
 
 
 def check_table(
-    source: str, header: Sequence[str], rows: Sequence[Row], columns: DataColumns
+    source: str,
+    header: Sequence[str],
+    rows: Sequence[Row],
+    columns: DataColumns,
+    task: str = "regression",
 ) -> None:
-    """Refuse a table the model cannot learn from, naming what is wrong."""
+    """Refuse a table the model cannot learn from, naming what is wrong.
+
+    A regression label must be a number; a classification label is any non-empty class name.
+    """
     missing = [column for column in columns.required if column not in header]
     if missing:
         raise InvalidSpecError(
@@ -57,6 +64,8 @@ def check_table(
         if any(row.get(column) in (None, "") for column in columns.required):
             empty = [column for column in columns.required if row.get(column) in (None, "")]
             raise InvalidSpecError("source", f"{source} line {number}: empty {', '.join(empty)}")
+        if task == "classification":
+            continue
         try:
             label = float(row[columns.label])
         except ValueError:

@@ -7,6 +7,7 @@ compares, and the columns of its data. Swapping in your own model means writing 
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import math
 from collections.abc import Mapping
@@ -18,12 +19,28 @@ import yaml
 
 from flywheel.components.backend import TrainingJobSpec
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.evaluation import OBJECTIVES
 from flywheel.components.metrics import MetricDefinition
 from flywheel.components.registry.local import validate_model_name
 
 HYPERPARAMETER_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 TASKS = ("regression", "classification")
 GOALS = ("minimize", "maximize")
+# The keys each level of workload.yaml may hold; anything else is a typo, refused with the nearest.
+TOP_LEVEL_KEYS = (
+    "name",
+    "task",
+    "source_dir",
+    "entry_point",
+    "data",
+    "hyperparameters",
+    "metric_definitions",
+    "objective",
+)
+DATA_KEYS = ("id_column", "feature_columns", "label_column")
+HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
+METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
+OBJECTIVE_KEYS = ("metric", "goal")
 
 
 @dataclass(frozen=True)
@@ -145,10 +162,54 @@ def _require(raw: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+    """Refuse a key that is not ``allowed``, naming the nearest one that is (a likely typo)."""
+    for key in raw:
+        if key in allowed:
+            continue
+        nearest = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {nearest[0]}?" if nearest else f"allowed: {', '.join(allowed)}"
+        raise InvalidSpecError(f"{where}{key}", f"unknown key; {hint}")
+
+
+def _mapping(raw: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
+    """An optional section: a mapping, or empty when absent."""
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise InvalidSpecError(f"{where}{key}", f"must be a mapping, got {value!r}")
+    return value
+
+
+def objective_of(raw: Mapping[str, Any], task: str) -> tuple[str, str]:
+    """The objective's metric and goal, checked against the metrics ``task``'s evaluation produces.
+
+    The goal defaults to the metric's own direction; a goal against it (``r2`` minimised) is refused.
+    """
+    objective = _require(raw, "objective", Mapping, "")
+    check_keys(objective, OBJECTIVE_KEYS, "objective.")
+    metric = _require(objective, "metric", str, "objective.")
+    produced = OBJECTIVES[task]
+    if metric not in produced:
+        raise InvalidSpecError(
+            "objective.metric",
+            f"a {task} task is evaluated by {', '.join(produced)}; {metric!r} is not one of them",
+        )
+    goal = objective.get("goal", produced[metric])
+    if goal not in GOALS:
+        raise InvalidSpecError("objective.goal", f"{goal!r} is not one of {list(GOALS)}")
+    if goal != produced[metric]:
+        raise InvalidSpecError(
+            "objective.goal",
+            f"{metric} is better when it is lower or higher: use {produced[metric]}",
+        )
+    return metric, goal
+
+
 def _hyperparameter(name: str, raw: Any) -> HyperparameterSpec:
     where = f"hyperparameters.{name}"
     if not isinstance(raw, Mapping):
         raise InvalidSpecError(where, "must be a mapping with type and default")
+    check_keys(raw, HYPERPARAMETER_KEYS, f"{where}.")
     kind = raw.get("type")
     if kind not in HYPERPARAMETER_TYPES:
         raise InvalidSpecError(
@@ -210,6 +271,7 @@ def load_workload(path: str | Path) -> Workload:
         raise InvalidSpecError("workload", f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, Mapping):
         raise InvalidSpecError("workload", f"{path} must hold a mapping")
+    check_keys(raw, TOP_LEVEL_KEYS)
     name = validate_model_name(_require(raw, "name", str, ""))
     task = raw.get("task", "regression")
     if task not in TASKS:
@@ -219,6 +281,7 @@ def load_workload(path: str | Path) -> Workload:
     if not (source_dir / entry_point).is_file():
         raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
     data = _require(raw, "data", Mapping, "")
+    check_keys(data, DATA_KEYS, "data.")
     features = _require(data, "feature_columns", list, "data.")
     columns = DataColumns(
         features=tuple(str(c) for c in features),
@@ -226,15 +289,15 @@ def load_workload(path: str | Path) -> Workload:
         id=_require(data, "id_column", str, "data."),
     )
     hyperparameters = {
-        n: _hyperparameter(n, spec) for n, spec in raw.get("hyperparameters", {}).items()
+        n: _hyperparameter(n, spec) for n, spec in _mapping(raw, "hyperparameters").items()
     }
-    metric_definitions = tuple(
-        MetricDefinition.from_mapping(m) for m in raw.get("metric_definitions", [])
-    )
-    objective = _require(raw, "objective", Mapping, "")
-    goal = objective.get("goal", "minimize")
-    if goal not in GOALS:
-        raise InvalidSpecError("objective.goal", f"{goal!r} is not one of {list(GOALS)}")
+    objective_metric, objective_goal = objective_of(raw, task)
+    definitions = raw.get("metric_definitions", [])
+    if not isinstance(definitions, list):
+        raise InvalidSpecError("metric_definitions", f"must be a list, got {definitions!r}")
+    for index, definition in enumerate(definitions):
+        if isinstance(definition, Mapping):
+            check_keys(definition, METRIC_DEFINITION_KEYS, f"metric_definitions[{index}].")
     return Workload(
         name=name,
         task=task,
@@ -242,8 +305,8 @@ def load_workload(path: str | Path) -> Workload:
         entry_point=entry_point,
         columns=columns,
         hyperparameters=hyperparameters,
-        metric_definitions=metric_definitions,
-        objective_metric=_require(objective, "metric", str, "objective."),
-        objective_goal=goal,
+        metric_definitions=tuple(MetricDefinition.from_mapping(m) for m in definitions),
+        objective_metric=objective_metric,
+        objective_goal=objective_goal,
         path=path.resolve(),
     )

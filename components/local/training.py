@@ -1,8 +1,7 @@
-"""Local training: the contract laid out in a scratch folder, the script run as a subprocess."""
+"""Local training: the contract laid out in a scratch folder, the toolkit run as a subprocess."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -11,19 +10,17 @@ from pathlib import Path
 from flywheel.components import contract
 from flywheel.components.backend import LogSink, TrainingJobSpec, TrainingResult
 from flywheel.components.errors import InvalidSpecError, JobFailedError
-from flywheel.components.local.process import crash_reason, stream_process
+from flywheel.components.local.toolkit import run_toolkit, stage_job
 from flywheel.components.metrics import MetricCollector
 from flywheel.components.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_folder
 
 
-def stage_source(source_dir: Path, entry_point: str, code_dir: Path) -> Path:
-    """Copy the user's code to ``code_dir`` (SageMaker's ``/opt/ml/code``) and find the script."""
+def check_source(source_dir: Path, entry_point: str) -> None:
+    """Refuse a missing folder or script before anything is staged."""
     if not source_dir.is_dir():
         raise InvalidSpecError("source_dir", f"{source_dir} is not a folder")
     if not (source_dir / entry_point).is_file():
         raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
-    shutil.copytree(source_dir, code_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    return code_dir / entry_point
 
 
 def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> None:
@@ -42,29 +39,26 @@ def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> No
 
 
 class LocalTrainer:
-    """Trains on this machine with the interpreter that runs Flywheel."""
+    """Trains on this machine, under the toolkit, with the interpreter that runs Flywheel."""
 
-    def __init__(self, python: str = sys.executable, launcher: tuple[str, ...] = ()) -> None:
-        # ``launcher`` lets a backend wrap the script (``torchrun --nproc_per_node=N``).
+    def __init__(self, python: str = sys.executable, processes_per_host: int = 1) -> None:
+        # More than one process per host starts the script under torchrun (the EKS GPU backend).
         self._python = python
-        self._launcher = launcher
+        self._processes_per_host = processes_per_host
 
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
+        check_source(Path(spec.source_dir), spec.entry_point)
         job_output = Path(spec.output_location) / spec.job_name / "output"
         with tempfile.TemporaryDirectory(prefix=f"flywheel-{spec.job_name[:40]}-") as scratch:
             layout = contract.layout_for(Path(scratch) / "opt" / "ml")
             layout.create(list(spec.channels))
-            script = stage_source(Path(spec.source_dir), spec.entry_point, layout.root / "code")
             stage_channels(spec, layout)
-            contract.write_hyperparameters_file(layout, spec.hyperparameters)
-            environment = {
-                **contract.environment_for(
-                    layout, list(spec.channels), spec.hyperparameters, num_cpus=os.cpu_count() or 1
-                ),
-                **spec.environment,
-            }
-            command = (
-                [*self._launcher, script.name] if self._launcher else [self._python, script.name]
+            stage_job(
+                spec,
+                layout,
+                scratch=Path(scratch),
+                content_types=dict.fromkeys(spec.channels, "text/csv"),
+                processes_per_host=self._processes_per_host,
             )
             collector = MetricCollector(spec.metric_definitions)
 
@@ -72,14 +66,18 @@ class LocalTrainer:
                 collector.observe(line)
                 log(line)
 
-            log(f"[{spec.job_name}] training: {spec.entry_point} in {script.parent}")
-            status, tail = stream_process(
-                command, cwd=script.parent, environment=environment, log=observe
+            log(f"[{spec.job_name}] training: {spec.entry_point} from {spec.source_dir}")
+            outcome = run_toolkit(
+                spec,
+                layout,
+                python=self._python,
+                processes_per_host=self._processes_per_host,
+                log=observe,
             )
-            if status != 0:
-                reason = contract.read_failure_reason(layout) or crash_reason(tail)
+            if outcome.status != 0:
                 raise JobFailedError(
-                    spec.job_name, f"{spec.entry_point} exited with status {status}: {reason}"
+                    spec.job_name,
+                    f"{spec.entry_point} exited with status {outcome.status}: {outcome.reason}",
                 )
             model_artifact = pack_folder(layout.model_dir, job_output / MODEL_ARCHIVE)
             output_artifact = None

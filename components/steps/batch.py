@@ -66,7 +66,9 @@ def prepare_batch(
             "batch",
             f"{len(unlabelled)} row(s) have no {workload.columns.label} label, e.g. id {unlabelled[0]}",
         )
-    data.check_table(f"batch {batch} of {source}", header, selected, workload.columns)
+    data.check_table(
+        f"batch {batch} of {source}", header, selected, workload.columns, task=workload.task
+    )
     data.write_table(batch_path, header, selected)
     return PreparedBatch(
         rows=len(selected), sha256=sha256_of_file(batch_path), accumulated_batches=batch + 1

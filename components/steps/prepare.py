@@ -41,7 +41,7 @@ def prepare_data(
             "training_batches", f"must be between 1 and batch_count ({batch_count})"
         )
     header, rows = data.read_table(source)
-    data.check_table(source, header, rows, workload.columns)
+    data.check_table(source, header, rows, workload.columns, task=workload.task)
     batches = data.ordered_batches(rows, batch_count, order_by)
     for index, batch in enumerate(batches):
         data.write_table(batches_dir / data.batch_file_name(index), header, batch)

@@ -94,13 +94,18 @@ def smiles_from_csv(body: str, content_type: str) -> list[str]:
     return [row[SMILES_COLUMN] for row in csv.DictReader(io.StringIO(body))]
 
 
+def fail(reason: str) -> None:
+    """Write ``reason`` to the failure file (SageMaker's FailureReason) and exit non-zero."""
+    failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    failure_dir.mkdir(parents=True, exist_ok=True)
+    (failure_dir / "failure").write_text(reason)
+    sys.exit(1)
+
+
 def run_with_failure_file(train: Callable[[], None]) -> None:
     """Run ``train``; on an exception, write the reason to the failure file and exit non-zero."""
     try:
         train()
     except Exception as error:
-        failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
-        failure_dir.mkdir(parents=True, exist_ok=True)
-        (failure_dir / "failure").write_text(f"{type(error).__name__}: {error}")
         traceback.print_exc()
-        sys.exit(1)
+        fail(f"{type(error).__name__}: {error}")
