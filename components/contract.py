@@ -104,17 +104,6 @@ def validate_channel_name(channel: str) -> str:
     return channel
 
 
-def hyperparameters_as_strings(hyperparameters: Mapping[str, object]) -> dict[str, str]:
-    """SageMaker hands hyperparameters to the script as strings; so do we, everywhere.
-
-    Strings pass as they are; everything else is JSON-encoded (``True`` becomes ``"true"``).
-    """
-    return {
-        name: value if isinstance(value, str) else json.dumps(value)
-        for name, value in hyperparameters.items()
-    }
-
-
 def sdk_hyperparameters(
     hyperparameters: Mapping[str, object],
     *,
@@ -125,10 +114,12 @@ def sdk_hyperparameters(
 ) -> dict[str, str]:
     """``hyperparameters.json`` as the SageMaker Python SDK writes it for a framework estimator.
 
-    The ``sagemaker_*`` keys are JSON-encoded, as the SDK sends them; the toolkit reads them to find
-    the script and strips them from its command line.
+    Every value is JSON-encoded, strings too (``"sqrt"`` becomes ``"\\"sqrt\\""``), as the SDK's
+    framework estimators send them: the toolkit decodes each value, so a string stays a string on
+    the script's command line (``--flag true``, not ``True``). The ``sagemaker_*`` keys tell the
+    toolkit where the script is; it strips them from the command line.
     """
-    values = hyperparameters_as_strings(hyperparameters)
+    values = {name: json.dumps(value) for name, value in hyperparameters.items()}
     values["sagemaker_program"] = json.dumps(entry_point)
     values["sagemaker_submit_directory"] = json.dumps(submit_directory)
     values["sagemaker_container_log_level"] = "20"

@@ -18,6 +18,12 @@ from typing import Any
 import yaml
 
 from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.channels import (
+    CHANNEL_KEYS,
+    DEFAULT_CHANNELS,
+    ChannelLayout,
+    parse_layout,
+)
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.evaluation import OBJECTIVES
 from flywheel.components.metrics import MetricDefinition
@@ -36,11 +42,16 @@ TOP_LEVEL_KEYS = (
     "hyperparameters",
     "metric_definitions",
     "objective",
+    "channels",
+    "serving",
 )
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
 METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
 OBJECTIVE_KEYS = ("metric", "goal")
+SERVING_KEYS = ("content_type", "accept")
+# What batch scoring may send and ask for: the content types of SageMaker's default handlers.
+SERVING_CONTENT_TYPES = ("text/csv", "application/json", "application/x-npy")
 
 
 @dataclass(frozen=True)
@@ -121,6 +132,9 @@ class Workload:
     objective_metric: str
     objective_goal: str
     path: Path
+    channels: tuple[ChannelLayout, ...] = ()
+    content_type: str = "text/csv"
+    accept: str = "text/csv"
 
     def training_job(
         self,
@@ -131,11 +145,13 @@ class Workload:
         output_location: str,
     ) -> TrainingJobSpec:
         """A job that runs this workload's script on ``channels`` (hyperparameters already resolved)."""
+        declared = {layout.name: layout.content_type for layout in self.channels}
         return TrainingJobSpec(
             job_name=job_name,
             source_dir=str(self.source_dir),
             entry_point=self.entry_point,
             channels=dict(channels),
+            content_types={name: declared.get(name, "") for name in channels},
             hyperparameters=hyperparameters,
             output_location=output_location,
             metric_definitions=self.metric_definitions,
@@ -178,6 +194,34 @@ def _mapping(raw: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, 
     if not isinstance(value, Mapping):
         raise InvalidSpecError(f"{where}{key}", f"must be a mapping, got {value!r}")
     return value
+
+
+def channels_of(raw: Mapping[str, Any], columns: DataColumns) -> tuple[ChannelLayout, ...]:
+    """The declared channel layouts, or the default ``train`` and ``test``."""
+    declared = _mapping(raw, "channels") or DEFAULT_CHANNELS
+    layouts = []
+    for name, settings in declared.items():
+        settings = settings if settings is not None else {}
+        if not isinstance(settings, Mapping):
+            raise InvalidSpecError(f"channels.{name}", f"must be a mapping, got {settings!r}")
+        check_keys(settings, CHANNEL_KEYS, f"channels.{name}.")
+        layouts.append(parse_layout(str(name), settings, columns))
+    return tuple(layouts)
+
+
+def serving_of(raw: Mapping[str, Any]) -> tuple[str, str]:
+    """What scoring sends the model (``content_type``) and asks back (``accept``)."""
+    serving = _mapping(raw, "serving")
+    check_keys(serving, SERVING_KEYS, "serving.")
+    chosen = []
+    for key in SERVING_KEYS:
+        value = serving.get(key, "text/csv")
+        if value not in SERVING_CONTENT_TYPES:
+            raise InvalidSpecError(
+                f"serving.{key}", f"{value!r} is not one of {list(SERVING_CONTENT_TYPES)}"
+            )
+        chosen.append(value)
+    return chosen[0], chosen[1]
 
 
 def objective_of(raw: Mapping[str, Any], task: str) -> tuple[str, str]:
@@ -292,6 +336,7 @@ def load_workload(path: str | Path) -> Workload:
         n: _hyperparameter(n, spec) for n, spec in _mapping(raw, "hyperparameters").items()
     }
     objective_metric, objective_goal = objective_of(raw, task)
+    content_type, accept = serving_of(raw)
     definitions = raw.get("metric_definitions", [])
     if not isinstance(definitions, list):
         raise InvalidSpecError("metric_definitions", f"must be a list, got {definitions!r}")
@@ -309,4 +354,7 @@ def load_workload(path: str | Path) -> Workload:
         objective_metric=objective_metric,
         objective_goal=objective_goal,
         path=path.resolve(),
+        channels=channels_of(raw, columns),
+        content_type=content_type,
+        accept=accept,
     )

@@ -57,7 +57,7 @@ class LocalTrainer:
                 spec,
                 layout,
                 scratch=Path(scratch),
-                content_types=dict.fromkeys(spec.channels, "text/csv"),
+                content_types={name: spec.content_types.get(name, "") for name in spec.channels},
                 processes_per_host=self._processes_per_host,
             )
             collector = MetricCollector(spec.metric_definitions)

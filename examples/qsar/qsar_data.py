@@ -88,10 +88,13 @@ def print_metrics(prefix: str, truth: np.ndarray, predicted: np.ndarray) -> None
 
 
 def smiles_from_csv(body: str, content_type: str) -> list[str]:
-    """The ``input_fn`` of both scripts: a CSV batch with a header, as Flywheel's transform sends it."""
+    """The ``input_fn`` of both scripts: one SMILES per CSV line, no header, as batch transform sends it.
+
+    SageMaker's default CSV decoder turns text into floats, so a text feature needs its own reader.
+    """
     if content_type != "text/csv":
         raise ValueError(f"unsupported content type {content_type}; send text/csv")
-    return [row[SMILES_COLUMN] for row in csv.DictReader(io.StringIO(body))]
+    return [row[0] for row in csv.reader(io.StringIO(body)) if row]
 
 
 def fail(reason: str) -> None:

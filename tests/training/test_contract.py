@@ -6,7 +6,7 @@ import pytest
 from flywheel.components import contract
 
 
-def test_hyperparameters_file_holds_strings_and_the_sdk_keys_as_sagemaker_writes_it(
+def test_hyperparameters_file_holds_json_strings_and_the_sdk_keys_as_sagemaker_writes_it(
     tmp_path: Path,
 ) -> None:
     layout = contract.layout_for(tmp_path)
@@ -25,7 +25,7 @@ def test_hyperparameters_file_holds_strings_and_the_sdk_keys_as_sagemaker_writes
         "epochs": "3",
         "rate": "0.1",
         "flag": "true",
-        "name": "x",
+        "name": '"x"',
         "sagemaker_program": '"train.py"',
         "sagemaker_submit_directory": '"/tmp/sourcedir.tar.gz"',
         "sagemaker_container_log_level": "20",

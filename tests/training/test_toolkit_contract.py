@@ -113,7 +113,7 @@ def test_hyperparameters_file_holds_what_the_sdk_writes(seen: dict) -> None:
     assert seen["files"]["hyperparameters.json"] == {
         "epochs": "3",
         "learning-rate": "0.5",
-        "name": "a b",
+        "name": '"a b"',
         "sagemaker_program": '"probe.py"',
         "sagemaker_submit_directory": json.dumps(seen["env"]["SM_MODULE_DIR"]),
         "sagemaker_container_log_level": "20",
