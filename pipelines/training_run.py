@@ -62,7 +62,7 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     if request.margin < 0:
         raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
     header, rows = data.read_table(request.source)
-    data.check_table(request.source, header, rows, workload.columns)
+    data.check_table(request.source, header, rows, workload.columns, task=workload.task)
     data.ordered_batches(rows, request.batch_count, request.order_by)
     source = request.source
     if not source.startswith(data.BUILTIN_PREFIX):
