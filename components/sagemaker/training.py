@@ -82,6 +82,11 @@ def training_request(
         "InputDataConfig": [
             {
                 "ChannelName": validate_channel_name(name),
+                **(
+                    {"ContentType": spec.content_types[name]}
+                    if spec.content_types.get(name)
+                    else {}
+                ),
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",
