@@ -23,13 +23,36 @@ def check_source(source_dir: Path, entry_point: str) -> None:
         raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
 
 
+def download_channel(uri: str, target: Path) -> None:
+    """Every object under the S3 prefix ``uri`` into ``target``, as SageMaker's File mode copies it.
+
+    The prefix matches as S3Prefix does: ``s3://b/train`` matches ``train/a.csv`` and ``train.csv``.
+    """
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    found = False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(destination))
+            found = True
+    if not found:
+        raise InvalidSpecError("channels", f"{uri} holds no objects")
+
+
 def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> None:
-    """Copy each channel's file or folder into ``input/data/<channel>``, as File mode does."""
+    """Copy each channel's file, folder or S3 prefix into ``input/data/<channel>``, as File mode does."""
     for channel, location in spec.channels.items():
         contract.validate_channel_name(channel)
         source = Path(location)
         target = layout.channel_dir(channel)
-        if source.is_dir():
+        if location.startswith("s3://"):
+            download_channel(location, target)
+        elif source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         elif source.is_file():
             target.mkdir(parents=True, exist_ok=True)

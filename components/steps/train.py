@@ -59,9 +59,15 @@ def train_model(
     train_path: Path,
     test_path: Path,
     model_path: Path,
+    brought_channels: Mapping[str, str] | None = None,
     log: LogSink = print,
 ) -> TrainedModel:
-    """Train and write the packed model to ``model_path``; hyperparameters are checked first."""
+    """Train and write the packed model to ``model_path``; hyperparameters are checked first.
+
+    ``brought_channels`` (name to a local path or ``s3://`` URI) reach the script as they are,
+    instead of the channel laid out from the split.
+    """
+    brought = dict(brought_channels or {})
     workload = load_workload(workload_path)
     resolved = workload.resolve_hyperparameters(hyperparameters)
     backend = backend_for(compute, compute_config)
@@ -73,11 +79,15 @@ def train_model(
         str(train_path),
         str(test_path),
         [asdict(layout) for layout in workload.channels],
+        brought,
     )
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
-        channel_dirs = lay_out_channels(
-            workload, {"train": train_path, "test": test_path}, Path(scratch) / "channels"
-        )
+        channel_dirs = {
+            **lay_out_channels(
+                workload, {"train": train_path, "test": test_path}, Path(scratch) / "channels"
+            ),
+            **brought,
+        }
         result = backend.train(
             workload.training_job(
                 job_name=job_name,
