@@ -49,6 +49,8 @@ def test_failure_reason_is_read_from_the_failure_file(tmp_path: Path) -> None:
     layout.output_dir.mkdir(parents=True)
     layout.failure_file.write_text("out of memory\n")
     assert contract.read_failure_reason(layout) == "out of memory"
+    layout.failure_file.write_text("x" * 5000)
+    assert contract.read_failure_reason(layout) == "x" * 1024  # SageMaker's FailureReason length
 
 
 @pytest.mark.parametrize("name", ["", "has space", "x" * 65, "-leading"])

@@ -7,6 +7,7 @@ the toolkit's own documentation of each, so a difference from a SageMaker framew
 from __future__ import annotations
 
 import json
+import socket
 import tarfile
 from pathlib import Path
 
@@ -25,6 +26,7 @@ seen = {
     "argv": sys.argv,
     "env": {k: v for k, v in os.environ.items() if k.startswith("SM_")},
     "files": {n: json.loads((config / n).read_text()) for n in os.listdir(config)},
+    "cwd": os.getcwd(),
     "hard_coded": sorted(os.listdir("/opt/ml/input/data/train"))
     if os.path.isdir("/opt/ml/input/data/train") else None,
 }
@@ -109,6 +111,11 @@ def test_variables_agree_with_the_config_files(seen: dict) -> None:
     assert training_env["job_name"] == "probe-job"
 
 
+def test_the_script_runs_in_its_code_folder_on_this_host(seen: dict) -> None:
+    assert seen["cwd"] == str(Path(seen["env"]["SM_MODEL_DIR"]).parent / "code")
+    assert seen["env"]["SM_CURRENT_HOST"] in (socket.gethostname(), "localhost")
+
+
 def test_hyperparameters_file_holds_what_the_sdk_writes(seen: dict) -> None:
     assert seen["files"]["hyperparameters.json"] == {
         "epochs": "3",
@@ -152,3 +159,30 @@ def test_requirements_beside_the_script_are_installed_before_it_runs(tmp_path: P
     installing = next(i for i, line in enumerate(lines) if "requirements.txt" in line)
     ran = next(i for i, line in enumerate(lines) if line.startswith("six "))
     assert installing < ran
+
+
+def test_without_a_mount_namespace_the_layout_is_named_by_sagemaker_base_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.components.local import toolkit
+
+    monkeypatch.setattr(toolkit, "opt_ml_prefix", lambda root, view: ())
+    code = tmp_path / "code"
+    code.mkdir()
+    (code / "train.py").write_text("import os\nprint('model_dir=' + os.environ['SM_MODEL_DIR'])\n")
+    (tmp_path / "train.csv").write_text("x\n1\n")
+    lines: list[str] = []
+    LocalBackend().train(
+        TrainingJobSpec(
+            job_name="no-namespace",
+            source_dir=str(code),
+            entry_point="train.py",
+            channels={"train": str(tmp_path / "train.csv")},
+            hyperparameters={},
+            output_location=str(tmp_path / "out"),
+        ),
+        log=lines.append,
+    )
+    model_dir = next(line for line in lines if line.startswith("model_dir=")).split("=", 1)[1]
+    assert model_dir.endswith("/opt/ml/model") and model_dir != "/opt/ml/model"
+    assert any("SAGEMAKER_BASE_DIR" in line for line in lines)
