@@ -90,12 +90,12 @@ def toolkit_environment(
     environment = {
         "SAGEMAKER_BASE_DIR": str(base_dir),
         "TRAINING_JOB_NAME": spec.job_name,
-        "PATH": os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")]),
         **spec.environment,
     }
     if processes_per_host > 1:
         environment["SAGEMAKER_TRAINING_MODULE"] = torchrun.MODULE
         environment[torchrun.PROCESSES_PER_HOST_ENV] = str(processes_per_host)
+        environment["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
     return environment
 
 
@@ -126,7 +126,8 @@ def run_toolkit(
     if base_dir != contract.ML_ROOT:
         log(f"[{spec.job_name}] /opt/ml is {layout.root} here (SAGEMAKER_BASE_DIR, SM_* variables)")
     bin_dir = layout.root.parent / "bin"
-    write_torchrun_command(bin_dir, python)
+    if processes_per_host > 1:
+        write_torchrun_command(bin_dir, python)
     status, tail = stream_process(
         [*prefix, python, "-m", "sagemaker_training.cli.train"],
         cwd=layout.root.parent,
@@ -152,16 +153,14 @@ def script_exit_status(tail: list[str]) -> int | None:
 
 
 def failure_reason(written: str | None, tail: list[str]) -> str:
-    """The failure file's reason; the crash line too when the toolkit, not the script, wrote it.
+    """The failure file's reason, or the script's last line when the file says nothing more.
 
     The toolkit writes ``ExecuteUserScriptError: ExitCode 1 ...`` only when the script left no
-    failure file, which names the command but not the cause; the last line of output names it.
+    failure file; it names the command, not the cause, which the script's last output line names.
+    Any other reason the toolkit writes (a failed ``requirements.txt`` install) is kept whole.
     """
-    script_lines = [line for line in tail if not _is_toolkit_line(line)]
-    if written is None:
-        return crash_reason(script_lines)
-    if written.startswith(("ExecuteUserScriptError", "Framework Error")):
-        return f"{crash_reason(script_lines)} ({' '.join(written.split())})"
+    if written is None or written.startswith("ExecuteUserScriptError"):
+        return crash_reason([line for line in tail if not _is_toolkit_line(line)])
     return written
 
 

@@ -186,3 +186,26 @@ def test_without_a_mount_namespace_the_layout_is_named_by_sagemaker_base_dir(
     model_dir = next(line for line in lines if line.startswith("model_dir=")).split("=", 1)[1]
     assert model_dir.endswith("/opt/ml/model") and model_dir != "/opt/ml/model"
     assert any("SAGEMAKER_BASE_DIR" in line for line in lines)
+
+
+def test_a_requirements_install_that_fails_is_the_jobs_reason(tmp_path: Path) -> None:
+    from flywheel.components.errors import JobFailedError
+
+    code = tmp_path / "code"
+    code.mkdir()
+    # A local path that does not exist: pip fails at once, without a network.
+    (code / "requirements.txt").write_text("./no-such-package\n")
+    (code / "train.py").write_text("print('never runs')\n")
+    (tmp_path / "train.csv").write_text("x\n1\n")
+    with pytest.raises(JobFailedError, match=r"InstallRequirementsError"):
+        LocalBackend().train(
+            TrainingJobSpec(
+                job_name="bad-requirements",
+                source_dir=str(code),
+                entry_point="train.py",
+                channels={"train": str(tmp_path / "train.csv")},
+                hyperparameters={},
+                output_location=str(tmp_path / "out"),
+            ),
+            log=lambda _: None,
+        )
