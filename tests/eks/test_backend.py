@@ -46,14 +46,9 @@ def spec(tmp_path: Path) -> TrainingJobSpec:
     )
 
 
-def visible_gpus() -> int:
-    """What the toolkit counts: the GPUs ``nvidia-smi`` lists (none on a CPU-only machine)."""
-    return 0 if shutil.which("nvidia-smi") is None else -1
-
-
+@pytest.mark.skipif(shutil.which("nvidia-smi") is not None, reason="this machine has GPUs")
 def test_script_sees_the_gpus_the_toolkit_counts_and_its_hyperparameters(tmp_path: Path) -> None:
-    if visible_gpus() < 0:
-        pytest.skip("counts depend on this machine's GPUs")
+    # The toolkit counts what ``nvidia-smi`` lists: none here, whatever the placement asked for.
     result = EksGpuBackend(Placement(gpus=1)).train(spec(tmp_path), log=lambda line: None)
     assert result.metrics == {"rank0_gpus": 0.0, "rank0_world": 1.0, "rank0_epochs": 3.0}
     assert Path(result.model_artifact).is_file()
