@@ -115,22 +115,26 @@ def run_toolkit(
     spec: TrainingJobSpec,
     layout: contract.ContractLayout,
     *,
+    scratch: Path,
     python: str,
     processes_per_host: int,
     log: LogSink,
 ) -> ToolkitOutcome:
-    """Run the toolkit's ``train`` over ``layout``; the reason is the failure file's, when it failed."""
-    prefix = opt_ml_prefix(layout.root, layout.root.parent / "opt-view")
+    """Run the toolkit's ``train`` over ``layout``; the reason is the failure file's, when it failed.
+
+    ``scratch`` is the job's private folder for what is not part of the layout.
+    """
+    prefix = opt_ml_prefix(layout.root, scratch / "opt-view")
     # Under the private mount the job sees the very paths it would see on SageMaker.
     base_dir = contract.ML_ROOT if prefix else layout.root
     if base_dir != contract.ML_ROOT:
         log(f"[{spec.job_name}] /opt/ml is {layout.root} here (SAGEMAKER_BASE_DIR, SM_* variables)")
-    bin_dir = layout.root.parent / "bin"
+    bin_dir = scratch / "bin"
     if processes_per_host > 1:
         write_torchrun_command(bin_dir, python)
     status, tail = stream_process(
         [*prefix, python, "-m", "sagemaker_training.cli.train"],
-        cwd=layout.root.parent,
+        cwd=scratch,
         environment=toolkit_environment(
             spec, base_dir, bin_dir=bin_dir, processes_per_host=processes_per_host
         ),

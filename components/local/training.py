@@ -61,53 +61,93 @@ def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> No
             raise InvalidSpecError(f"channels.{channel}", f"{location} does not exist")
 
 
+def claim_ml_root(ml_root: Path) -> bool:
+    """Whether this job may lay out in ``ml_root`` itself: an empty, writable folder.
+
+    That is a task pod's ``/opt/ml`` volume (the EKS placement mounts one), where hard-coded
+    paths then work as on SageMaker. Creating ``model/`` claims it: a second job finds it in use.
+    """
+    if not ml_root.is_dir() or any(ml_root.iterdir()):
+        return False
+    try:
+        (ml_root / "model").mkdir()
+    except OSError:
+        return False
+    return True
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove what a job left in a claimed ``/opt/ml``, so the next job can claim it."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
 class LocalTrainer:
     """Trains on this machine, under the toolkit, with the interpreter that runs Flywheel."""
 
-    def __init__(self, python: str = sys.executable, processes_per_host: int = 1) -> None:
+    def __init__(
+        self,
+        python: str = sys.executable,
+        processes_per_host: int = 1,
+        ml_root: Path = contract.ML_ROOT,
+    ) -> None:
         # More than one process per host starts the script under torchrun (the EKS GPU backend).
         self._python = python
         self._processes_per_host = processes_per_host
+        self._ml_root = ml_root
 
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
         check_source(Path(spec.source_dir), spec.entry_point)
-        job_output = Path(spec.output_location) / spec.job_name / "output"
         with tempfile.TemporaryDirectory(prefix=f"flywheel-{spec.job_name[:40]}-") as scratch:
-            layout = contract.layout_for(Path(scratch) / "opt" / "ml")
-            layout.create(list(spec.channels))
-            stage_channels(spec, layout)
-            stage_job(
-                spec,
-                layout,
-                scratch=Path(scratch),
-                content_types={name: spec.content_types.get(name, "") for name in spec.channels},
-                processes_per_host=self._processes_per_host,
-            )
-            collector = MetricCollector(spec.metric_definitions)
-
-            def observe(line: str) -> None:
-                collector.observe(line)
-                log(line)
-
-            log(f"[{spec.job_name}] training: {spec.entry_point} from {spec.source_dir}")
-            outcome = run_toolkit(
-                spec,
-                layout,
-                python=self._python,
-                processes_per_host=self._processes_per_host,
-                log=observe,
-            )
-            if outcome.status != 0:
-                raise JobFailedError(
-                    spec.job_name,
-                    f"{spec.entry_point} exited with status {outcome.status}: {outcome.reason}",
+            if not claim_ml_root(self._ml_root):
+                return self._train(
+                    spec, contract.layout_for(Path(scratch) / "opt" / "ml"), Path(scratch), log
                 )
-            model_artifact = pack_folder(layout.model_dir, job_output / MODEL_ARCHIVE)
-            output_artifact = None
-            if any(layout.output_data_dir.iterdir()):
-                output_artifact = str(
-                    pack_folder(layout.output_data_dir, job_output / OUTPUT_ARCHIVE)
-                )
+            try:
+                return self._train(spec, contract.layout_for(self._ml_root), Path(scratch), log)
+            finally:
+                empty_folder(self._ml_root)
+
+    def _train(
+        self, spec: TrainingJobSpec, layout: contract.ContractLayout, scratch: Path, log: LogSink
+    ) -> TrainingResult:
+        job_output = Path(spec.output_location) / spec.job_name / "output"
+        layout.create(list(spec.channels))
+        stage_channels(spec, layout)
+        stage_job(
+            spec,
+            layout,
+            scratch=scratch,
+            content_types={name: spec.content_types.get(name, "") for name in spec.channels},
+            processes_per_host=self._processes_per_host,
+        )
+        collector = MetricCollector(spec.metric_definitions)
+
+        def observe(line: str) -> None:
+            collector.observe(line)
+            log(line)
+
+        log(f"[{spec.job_name}] training: {spec.entry_point} from {spec.source_dir}")
+        outcome = run_toolkit(
+            spec,
+            layout,
+            scratch=scratch,
+            python=self._python,
+            processes_per_host=self._processes_per_host,
+            log=observe,
+        )
+        if outcome.status != 0:
+            raise JobFailedError(
+                spec.job_name,
+                f"{spec.entry_point} exited with status {outcome.status}: {outcome.reason}",
+            )
+        model_artifact = pack_folder(layout.model_dir, job_output / MODEL_ARCHIVE)
+        output_artifact = None
+        if any(layout.output_data_dir.iterdir()):
+            output_artifact = str(pack_folder(layout.output_data_dir, job_output / OUTPUT_ARCHIVE))
         log(f"[{spec.job_name}] completed: {model_artifact}")
         return TrainingResult(
             job_name=spec.job_name,
