@@ -20,7 +20,13 @@ COPY components ./components
 COPY pipelines ./pipelines
 COPY operators ./operators
 COPY examples ./examples
-RUN pip install ".[${EXTRAS}]" && rm -rf /app/*
+# sagemaker-training (the toolkit local and EKS training run the script under) is published as
+# source with a small C extension: a compiler is needed to install it, not to run it.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && pip install ".[${EXTRAS}]" && rm -rf /app/* \
+    && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
+    && rm -rf /var/lib/apt/lists/*
 
 RUN useradd --uid 10001 --create-home flywheel
 USER 10001

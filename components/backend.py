@@ -32,6 +32,8 @@ class TrainingJobSpec:
     output_location: str
     metric_definitions: tuple[MetricDefinition, ...] = ()
     environment: Mapping[str, str] = field(default_factory=dict)
+    # Each channel's content type, as ``inputdataconfig.json`` (and SageMaker's Channel) gives it.
+    content_types: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

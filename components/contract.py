@@ -1,20 +1,18 @@
 """The training-script contract: SageMaker's container contract, laid out anywhere.
 
-A user's script reads everything it needs from the environment and well-known files, so the same
-file runs unchanged on the local backend, on a SageMaker training job and inside an EKS task pod:
+A user's script reads everything it needs from its command line, the environment and well-known
+files, so the same file runs unchanged on the local backend, on a SageMaker training job and inside
+an EKS task pod. Locally and on EKS, SageMaker's own training toolkit (``sagemaker-training``)
+starts the script (see :mod:`components.local.toolkit`); this module writes what the toolkit
+reads, exactly as SageMaker writes it:
 
-* ``SM_MODEL_DIR``: write the model here; it is packed into ``model.tar.gz`` afterwards.
-* ``SM_CHANNEL_<NAME>``: one folder per input channel (``SM_CHANNEL_TRAIN``, ``SM_CHANNEL_TEST``);
-  ``SM_CHANNELS`` lists the channel names as JSON.
-* ``SM_HPS``: all hyperparameters as a JSON object; the same values as strings in
-  ``<SM_INPUT_CONFIG_DIR>/hyperparameters.json`` (``/opt/ml/input/config/hyperparameters.json``).
-* ``SM_OUTPUT_DIR``: write ``failure`` here with a one-line reason before exiting non-zero.
-* ``SM_OUTPUT_DATA_DIR``: other outputs, packed into ``output.tar.gz``.
-* Metrics are printed to stdout as lines that a metric definition's regex can read,
-  for example ``rmse=0.712``.
+* ``input/config/hyperparameters.json``: the user's hyperparameters as strings, plus the
+  ``sagemaker_*`` keys the SageMaker Python SDK adds (the script's name and code archive);
+* ``input/config/resourceconfig.json``: this host, alone in its cluster;
+* ``input/config/inputdataconfig.json``: one entry per channel, in File mode;
+* ``input/data/<channel>/``: each channel's files; ``model/``, ``output/``, ``output/data/``.
 
-This module is the one place that knows the layout. Backends call :func:`layout_for` and
-:func:`environment_for`; nothing else builds these paths.
+This module is the one place that knows the layout; nothing else builds these paths.
 """
 
 from __future__ import annotations
@@ -28,6 +26,12 @@ from pathlib import Path
 ML_ROOT = Path("/opt/ml")
 FAILURE_FILE_NAME = "failure"
 HYPERPARAMETERS_FILE_NAME = "hyperparameters.json"
+RESOURCE_CONFIG_FILE_NAME = "resourceconfig.json"
+INPUT_DATA_CONFIG_FILE_NAME = "inputdataconfig.json"
+# SageMaker's DescribeTrainingJob shows the first 1024 characters of the failure file.
+FAILURE_REASON_LIMIT = 1024
+# The instance group SageMaker names a cluster of one kind of instance.
+INSTANCE_GROUP = "homogeneousCluster"
 _CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
 
@@ -36,6 +40,10 @@ class ContractLayout:
     """Where the contract's folders live for one job: ``/opt/ml`` in a container, a temp dir locally."""
 
     root: Path
+
+    @property
+    def code_dir(self) -> Path:
+        return self.root / "code"
 
     @property
     def model_dir(self) -> Path:
@@ -48,10 +56,6 @@ class ContractLayout:
     @property
     def input_config_dir(self) -> Path:
         return self.input_dir / "config"
-
-    @property
-    def hyperparameters_file(self) -> Path:
-        return self.input_config_dir / HYPERPARAMETERS_FILE_NAME
 
     @property
     def output_dir(self) -> Path:
@@ -100,60 +104,81 @@ def validate_channel_name(channel: str) -> str:
     return channel
 
 
-def hyperparameters_as_strings(hyperparameters: Mapping[str, object]) -> dict[str, str]:
-    """SageMaker hands hyperparameters to the script as strings; so do we, everywhere.
-
-    Strings pass as they are; everything else is JSON-encoded (``True`` becomes ``"true"``).
-    """
-    return {
-        name: value if isinstance(value, str) else json.dumps(value)
-        for name, value in hyperparameters.items()
-    }
-
-
-def environment_for(
-    layout: ContractLayout,
-    channels: list[str],
+def sdk_hyperparameters(
     hyperparameters: Mapping[str, object],
     *,
-    num_gpus: int = 0,
-    num_cpus: int = 1,
-    current_host: str = "algo-1",
+    entry_point: str,
+    submit_directory: str,
+    job_name: str = "",
+    region: str = "",
 ) -> dict[str, str]:
-    """The ``SM_*`` environment a script sees, as SageMaker's training toolkit sets it."""
-    environment = {
-        "SM_MODEL_DIR": str(layout.model_dir),
-        "SM_INPUT_DIR": str(layout.input_dir),
-        "SM_INPUT_CONFIG_DIR": str(layout.input_config_dir),
-        "SM_OUTPUT_DIR": str(layout.output_dir),
-        "SM_OUTPUT_DATA_DIR": str(layout.output_data_dir),
-        "SM_CHANNELS": json.dumps(sorted(channels)),
-        "SM_HPS": json.dumps(dict(hyperparameters)),
-        "SM_NUM_GPUS": str(num_gpus),
-        "SM_NUM_CPUS": str(num_cpus),
-        "SM_HOSTS": json.dumps([current_host]),
-        "SM_CURRENT_HOST": current_host,
+    """``hyperparameters.json`` as the SageMaker Python SDK writes it for a framework estimator.
+
+    Every value is JSON-encoded, strings too (``"sqrt"`` becomes ``"\\"sqrt\\""``), as the SDK's
+    framework estimators send them: the toolkit decodes each value, so a string stays a string on
+    the script's command line (``--flag true``, not ``True``). The ``sagemaker_*`` keys tell the
+    toolkit where the script is; it strips them from the command line.
+    """
+    values = {name: json.dumps(value) for name, value in hyperparameters.items()}
+    values["sagemaker_program"] = json.dumps(entry_point)
+    values["sagemaker_submit_directory"] = json.dumps(submit_directory)
+    values["sagemaker_container_log_level"] = "20"
+    if job_name:
+        values["sagemaker_job_name"] = json.dumps(job_name)
+    if region:
+        values["sagemaker_region"] = json.dumps(region)
+    return values
+
+
+def resource_config(host: str, instance_type: str = "local") -> dict[str, object]:
+    """``resourceconfig.json`` for a cluster of one host, with the keys SageMaker writes."""
+    return {
+        "current_host": host,
+        "current_instance_type": instance_type,
+        "current_group_name": INSTANCE_GROUP,
+        "hosts": [host],
+        "instance_groups": [
+            {"instance_group_name": INSTANCE_GROUP, "instance_type": instance_type, "hosts": [host]}
+        ],
+        "network_interface_name": "eth0",
     }
-    for channel in channels:
-        environment[f"SM_CHANNEL_{channel.upper()}"] = str(layout.channel_dir(channel))
-    for name, value in hyperparameters_as_strings(hyperparameters).items():
-        environment[f"SM_HP_{name.upper()}"] = value
-    return environment
 
 
-def write_hyperparameters_file(
-    layout: ContractLayout, hyperparameters: Mapping[str, object]
+def input_data_config(content_types: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """``inputdataconfig.json``: each channel (name to content type) in File mode, fully replicated."""
+    config = {}
+    for channel, content_type in sorted(content_types.items()):
+        entry = {
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
+        if content_type:
+            entry["ContentType"] = content_type
+        config[validate_channel_name(channel)] = entry
+    return config
+
+
+def write_config_files(
+    layout: ContractLayout,
+    *,
+    hyperparameters: Mapping[str, str],
+    resources: Mapping[str, object],
+    channels: Mapping[str, object],
 ) -> None:
-    """Write ``hyperparameters.json`` with string values, exactly as SageMaker does."""
+    """Write the three files of ``input/config`` that SageMaker writes before a job starts."""
     layout.input_config_dir.mkdir(parents=True, exist_ok=True)
-    layout.hyperparameters_file.write_text(
-        json.dumps(hyperparameters_as_strings(hyperparameters), indent=2, sort_keys=True)
-    )
+    for name, content in (
+        (HYPERPARAMETERS_FILE_NAME, hyperparameters),
+        (RESOURCE_CONFIG_FILE_NAME, resources),
+        (INPUT_DATA_CONFIG_FILE_NAME, channels),
+    ):
+        (layout.input_config_dir / name).write_text(json.dumps(content, indent=2, sort_keys=True))
 
 
 def read_failure_reason(layout: ContractLayout) -> str | None:
-    """The script's own explanation of why it failed, if it wrote one."""
+    """The script's own explanation of why it failed, if it wrote one (as much as SageMaker shows)."""
     if not layout.failure_file.is_file():
         return None
     reason = layout.failure_file.read_text(errors="replace").strip()
-    return reason or None
+    return reason[:FAILURE_REASON_LIMIT] or None

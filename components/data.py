@@ -43,14 +43,18 @@ def check_columns(source: str, header: Sequence[str], columns: DataColumns) -> N
 
 
 def check_table(
-    source: str, header: Sequence[str], rows: Sequence[Row], columns: DataColumns
+    source: str,
+    header: Sequence[str],
+    rows: Sequence[Row],
+    columns: DataColumns,
+    task: str = "regression",
 ) -> None:
     """Refuse a table the model cannot learn from, naming what is wrong."""
     check_columns(source, header, columns)
     if not rows:
         raise InvalidSpecError("source", f"{source} has no rows")
     text = pa.schema([(name, pa.string()) for name in header])
-    check_rows(source, pa.Table.from_pylist(list(rows), schema=text), columns)
+    check_rows(source, pa.Table.from_pylist(list(rows), schema=text), columns, task=task)
 
 
 def check_rows(
@@ -60,8 +64,11 @@ def check_rows(
     *,
     first_row: int = 0,
     csv_lines: bool = True,
+    task: str = "regression",
 ) -> None:
     """Every required value present, every label a finite number; the first offender is named.
+
+    A regression label must be a number; a classification label is any non-empty class name.
 
     ``first_row`` is the offset of ``rows`` in the table, so a streamed batch names the line of
     the file (CSV, after its header) or the row (Parquet) where the problem is.
@@ -78,6 +85,8 @@ def check_rows(
     if first >= 0:
         names = [c for c in columns.required if rows.column(c)[first].as_py() in (None, "")]
         raise InvalidSpecError("source", f"{source} {where(first)}: empty {', '.join(names)}")
+    if task == "classification":
+        return
     label = rows.column(columns.label)
     numbers = _as_numbers(label)
     bad = -1
@@ -142,7 +151,10 @@ def batch_bounds(total_rows: int, batch_count: int) -> list[tuple[int, int]]:
 
 
 def ordered_rows(
-    stream: tables.TableStream, order_by: str = "", check: DataColumns | None = None
+    stream: tables.TableStream,
+    order_by: str = "",
+    check: DataColumns | None = None,
+    task: str = "regression",
 ) -> tuple[int, Iterator[pa.RecordBatch]]:
     """The table's row count and its rows in batch order: file order, or sorted by ``order_by``.
 
@@ -153,7 +165,7 @@ def ordered_rows(
         raise InvalidSpecError(
             "order_by", f"no column {order_by!r}; columns: {', '.join(stream.columns)}"
         )
-    records = _checked(stream, check) if check else stream.batches()
+    records = _checked(stream, check, task) if check else stream.batches()
     if not order_by:
         return count_rows(stream), records
     table = pa.Table.from_batches(list(records), schema=stream.schema)
@@ -168,10 +180,19 @@ def count_rows(stream: tables.TableStream) -> int:
     return sum(batch.num_rows for batch in stream.batches(stream.columns[:1]))
 
 
-def _checked(stream: tables.TableStream, columns: DataColumns) -> Iterator[pa.RecordBatch]:
+def _checked(
+    stream: tables.TableStream, columns: DataColumns, task: str
+) -> Iterator[pa.RecordBatch]:
     offset = 0
     for record in stream.batches():
-        check_rows(stream.uri, record, columns, first_row=offset, csv_lines=stream.format == "csv")
+        check_rows(
+            stream.uri,
+            record,
+            columns,
+            first_row=offset,
+            csv_lines=stream.format == "csv",
+            task=task,
+        )
         offset += record.num_rows
         yield record
 

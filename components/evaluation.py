@@ -14,6 +14,19 @@ from typing import Any
 from flywheel.components.errors import InvalidSpecError
 
 REGRESSION_METRICS = ("rmse", "mae", "r2")
+CLASSIFICATION_OBJECTIVES = ("accuracy", "f1", "roc_auc", "log_loss")
+# What the evaluate step measures for each task, and which way is better: the possible objectives.
+OBJECTIVES: dict[str, dict[str, str]] = {
+    "regression": {"rmse": "minimize", "mae": "minimize", "r2": "maximize"},
+    "classification": {
+        "accuracy": "maximize",
+        "f1": "maximize",
+        "roc_auc": "maximize",
+        "log_loss": "minimize",
+    },
+}
+# Probabilities are clipped before the logarithm, as scikit-learn's log_loss does.
+_EPSILON = 1e-15
 # Metadata a step writes on a Metrics artifact beside the logged metrics; never compared.
 BOOKKEEPING_KEYS = ("rows", "version")
 
@@ -48,6 +61,58 @@ def regression_metrics(truth: Sequence[float], predicted: Sequence[float]) -> di
     }
 
 
+def classification_metrics(
+    truth: Sequence[str], predicted: Sequence[str], scores: Sequence[float] | None
+) -> dict[str, float]:
+    """Accuracy and F1 (binary: of the second label in sorted order; else macro), and with a
+    probability of that label per row, ROC AUC and log loss.
+
+    ``scores`` follow the monitoring convention: the probability of the positive (second) label.
+    """
+    if len(truth) != len(predicted):
+        raise InvalidSpecError(
+            "predictions", f"{len(predicted)} predictions for {len(truth)} labelled rows"
+        )
+    if not truth:
+        raise InvalidSpecError("predictions", "no rows to evaluate")
+    labels = sorted(set(truth) | set(predicted))
+    pairs = list(zip(truth, predicted, strict=True))
+    metrics = {"accuracy": sum(t == p for t, p in pairs) / len(pairs)}
+    scored = labels[-1:] if len(labels) == 2 else labels
+    metrics["f1"] = sum(_f1(pairs, label) for label in scored) / len(scored)
+    if scores is not None and len(set(truth)) == 2:
+        positive = [t == labels[-1] for t in truth]
+        metrics["roc_auc"] = _roc_auc(positive, scores)
+        metrics["log_loss"] = -sum(
+            math.log(min(max(s if y else 1 - s, _EPSILON), 1.0))
+            for y, s in zip(positive, scores, strict=True)
+        ) / len(positive)
+    return metrics
+
+
+def _f1(pairs: Sequence[tuple[str, str]], label: str) -> float:
+    hits = sum(t == p == label for t, p in pairs)
+    claimed = sum(p == label for _, p in pairs)
+    actual = sum(t == label for t, _ in pairs)
+    return 2 * hits / (claimed + actual) if claimed + actual else 0.0
+
+
+def _roc_auc(positive: Sequence[bool], scores: Sequence[float]) -> float:
+    """The chance a positive row scores above a negative one (ties count half): Mann-Whitney U."""
+    ranked = sorted(zip(scores, positive, strict=True))
+    rank_sum, index = 0.0, 0
+    while index < len(ranked):
+        end = index
+        while end < len(ranked) and ranked[end][0] == ranked[index][0]:
+            end += 1
+        average_rank = (index + 1 + end) / 2
+        rank_sum += average_rank * sum(p for _, p in ranked[index:end])
+        index = end
+    positives = sum(positive)
+    negatives = len(positive) - positives
+    return (rank_sum - positives * (positives + 1) / 2) / (positives * negatives)
+
+
 def numeric_predictions(lines: Sequence[str]) -> list[float]:
     """The number at the start of each prediction line, as the default ``output_fn`` writes it."""
     values = []
@@ -74,6 +139,18 @@ def nice_ticks(low: float, high: float, count: int = 5) -> list[float]:
         ticks.append(round(value, 10) + 0.0)  # + 0.0 turns -0.0 into 0.0
         value += step
     return ticks
+
+
+def label_predictions(lines: Sequence[str]) -> tuple[list[str], list[float] | None]:
+    """Each line's label and, when every line has one, the probability after it (``label,p``)."""
+    fields = [line.split(",") for line in lines]
+    labels = [parts[0].strip() for parts in fields]
+    if not all(len(parts) > 1 for parts in fields):
+        return labels, None
+    try:
+        return labels, [float(parts[1]) for parts in fields]
+    except ValueError:
+        return labels, None
 
 
 def _scatter_svg(truth: Sequence[float], predicted: Sequence[float], size: int = 320) -> str:

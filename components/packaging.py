@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import shutil
 import tarfile
 from pathlib import Path
 
+from flywheel.components.errors import InvalidSpecError
+
 MODEL_ARCHIVE = "model.tar.gz"
 OUTPUT_ARCHIVE = "output.tar.gz"
+SOURCE_ARCHIVE = "sourcedir.tar.gz"
 
 
 def pack_folder(folder: Path, archive: Path) -> Path:
@@ -53,6 +57,17 @@ def _reproducible_info(tar: tarfile.TarFile, path: Path, name: str) -> tarfile.T
     else:
         info.mode = 0o755 if info.mode & 0o111 else 0o644
     return info
+
+
+def pack_source(source_dir: Path, scratch: Path) -> Path:
+    """``source_dir`` as ``sourcedir.tar.gz``, byte-reproducible, as SageMaker framework containers expect."""
+    if not source_dir.is_dir():
+        raise InvalidSpecError("source_dir", f"{source_dir} is not a folder")
+    # Bytecode caches differ between machines and runs; leaving them out keeps the digest stable.
+    copy = shutil.copytree(
+        source_dir, scratch / "source", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    return pack_folder(copy, scratch / SOURCE_ARCHIVE)
 
 
 def unpack_archive(archive: Path, folder: Path) -> Path:

@@ -73,10 +73,12 @@ def train_model(
     train: Input[Dataset],
     test: Input[Dataset],
     model: Output[Model],
+    channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
 ):
     """Run the workload's training script on ``compute`` under the SageMaker contract.
 
-    ``code_fingerprint`` is the script folder's digest, given so that changed code misses the cache.
+    ``code_fingerprint`` is the digest of the script folder and of any ``channels`` brought as
+    they are (name to a path or ``s3://`` URI), given so that changed code or data misses the cache.
     """
     from pathlib import Path
 
@@ -92,6 +94,7 @@ def train_model(
             train_path=Path(train.path),
             test_path=Path(test.path),
             model_path=Path(model.path),
+            brought_channels=channels,
         )
     model.metadata.update(
         {

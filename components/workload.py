@@ -7,6 +7,7 @@ compares, and the columns of its data. Swapping in your own model means writing 
 
 from __future__ import annotations
 
+import difflib
 import importlib.util
 import math
 from collections.abc import Mapping
@@ -18,13 +19,40 @@ import yaml
 
 from flywheel.components.backend import TrainingJobSpec
 from flywheel.components.bundles import fetch_bundle, is_bundle
+from flywheel.components.channels import (
+    CHANNEL_KEYS,
+    DEFAULT_CHANNELS,
+    ChannelLayout,
+    parse_layout,
+)
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.evaluation import OBJECTIVES
 from flywheel.components.metrics import MetricDefinition
 from flywheel.components.registry.local import validate_model_name
 
 HYPERPARAMETER_TYPES: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
 TASKS = ("regression", "classification")
 GOALS = ("minimize", "maximize")
+# The keys each level of workload.yaml may hold; anything else is a typo, refused with the nearest.
+TOP_LEVEL_KEYS = (
+    "name",
+    "task",
+    "source_dir",
+    "entry_point",
+    "data",
+    "hyperparameters",
+    "metric_definitions",
+    "objective",
+    "channels",
+    "serving",
+)
+DATA_KEYS = ("id_column", "feature_columns", "label_column")
+HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
+METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
+OBJECTIVE_KEYS = ("metric", "goal")
+SERVING_KEYS = ("content_type", "accept")
+# What batch scoring may send and ask for: the content types of SageMaker's default handlers.
+SERVING_CONTENT_TYPES = ("text/csv", "application/json", "application/x-npy")
 
 
 @dataclass(frozen=True)
@@ -105,6 +133,9 @@ class Workload:
     objective_metric: str
     objective_goal: str
     path: Path
+    channels: tuple[ChannelLayout, ...] = ()
+    content_type: str = "text/csv"
+    accept: str = "text/csv"
 
     def training_job(
         self,
@@ -115,11 +146,13 @@ class Workload:
         output_location: str,
     ) -> TrainingJobSpec:
         """A job that runs this workload's script on ``channels`` (hyperparameters already resolved)."""
+        declared = {layout.name: layout.content_type for layout in self.channels}
         return TrainingJobSpec(
             job_name=job_name,
             source_dir=str(self.source_dir),
             entry_point=self.entry_point,
             channels=dict(channels),
+            content_types={name: declared.get(name, "") for name in channels},
             hyperparameters=hyperparameters,
             output_location=output_location,
             metric_definitions=self.metric_definitions,
@@ -146,10 +179,82 @@ def _require(raw: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
+def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+    """Refuse a key that is not ``allowed``, naming the nearest one that is (a likely typo)."""
+    for key in raw:
+        if key in allowed:
+            continue
+        nearest = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        hint = f"did you mean {nearest[0]}?" if nearest else f"allowed: {', '.join(allowed)}"
+        raise InvalidSpecError(f"{where}{key}", f"unknown key; {hint}")
+
+
+def _mapping(raw: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
+    """An optional section: a mapping, or empty when absent."""
+    value = raw.get(key, {})
+    if not isinstance(value, Mapping):
+        raise InvalidSpecError(f"{where}{key}", f"must be a mapping, got {value!r}")
+    return value
+
+
+def channels_of(raw: Mapping[str, Any], columns: DataColumns) -> tuple[ChannelLayout, ...]:
+    """The declared channel layouts, or the default ``train`` and ``test``."""
+    declared = _mapping(raw, "channels") or DEFAULT_CHANNELS
+    layouts = []
+    for name, settings in declared.items():
+        settings = settings if settings is not None else {}
+        if not isinstance(settings, Mapping):
+            raise InvalidSpecError(f"channels.{name}", f"must be a mapping, got {settings!r}")
+        check_keys(settings, CHANNEL_KEYS, f"channels.{name}.")
+        layouts.append(parse_layout(str(name), settings, columns))
+    return tuple(layouts)
+
+
+def serving_of(raw: Mapping[str, Any]) -> tuple[str, str]:
+    """What scoring sends the model (``content_type``) and asks back (``accept``)."""
+    serving = _mapping(raw, "serving")
+    check_keys(serving, SERVING_KEYS, "serving.")
+    chosen = []
+    for key in SERVING_KEYS:
+        value = serving.get(key, "text/csv")
+        if value not in SERVING_CONTENT_TYPES:
+            raise InvalidSpecError(
+                f"serving.{key}", f"{value!r} is not one of {list(SERVING_CONTENT_TYPES)}"
+            )
+        chosen.append(value)
+    return chosen[0], chosen[1]
+
+
+def objective_of(raw: Mapping[str, Any], task: str) -> tuple[str, str]:
+    """The objective's metric and goal, checked against the metrics ``task``'s evaluation produces.
+
+    The goal defaults to the metric's own direction; a goal against it (``r2`` minimised) is refused.
+    """
+    objective = _require(raw, "objective", Mapping, "")
+    check_keys(objective, OBJECTIVE_KEYS, "objective.")
+    metric = _require(objective, "metric", str, "objective.")
+    produced = OBJECTIVES[task]
+    if metric not in produced:
+        raise InvalidSpecError(
+            "objective.metric",
+            f"a {task} task is evaluated by {', '.join(produced)}; {metric!r} is not one of them",
+        )
+    goal = objective.get("goal", produced[metric])
+    if goal not in GOALS:
+        raise InvalidSpecError("objective.goal", f"{goal!r} is not one of {list(GOALS)}")
+    if goal != produced[metric]:
+        raise InvalidSpecError(
+            "objective.goal",
+            f"{metric} is better when it is lower or higher: use {produced[metric]}",
+        )
+    return metric, goal
+
+
 def _hyperparameter(name: str, raw: Any) -> HyperparameterSpec:
     where = f"hyperparameters.{name}"
     if not isinstance(raw, Mapping):
         raise InvalidSpecError(where, "must be a mapping with type and default")
+    check_keys(raw, HYPERPARAMETER_KEYS, f"{where}.")
     kind = raw.get("type")
     if kind not in HYPERPARAMETER_TYPES:
         raise InvalidSpecError(
@@ -219,6 +324,7 @@ def load_workload(path: str | Path) -> Workload:
         raise InvalidSpecError("workload", f"{path} is not valid YAML: {error}") from None
     if not isinstance(raw, Mapping):
         raise InvalidSpecError("workload", f"{path} must hold a mapping")
+    check_keys(raw, TOP_LEVEL_KEYS)
     name = validate_model_name(_require(raw, "name", str, ""))
     task = raw.get("task", "regression")
     if task not in TASKS:
@@ -228,6 +334,7 @@ def load_workload(path: str | Path) -> Workload:
     if not (source_dir / entry_point).is_file():
         raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
     data = _require(raw, "data", Mapping, "")
+    check_keys(data, DATA_KEYS, "data.")
     features = _require(data, "feature_columns", list, "data.")
     columns = DataColumns(
         features=tuple(str(c) for c in features),
@@ -235,15 +342,16 @@ def load_workload(path: str | Path) -> Workload:
         id=_require(data, "id_column", str, "data."),
     )
     hyperparameters = {
-        n: _hyperparameter(n, spec) for n, spec in raw.get("hyperparameters", {}).items()
+        n: _hyperparameter(n, spec) for n, spec in _mapping(raw, "hyperparameters").items()
     }
-    metric_definitions = tuple(
-        MetricDefinition.from_mapping(m) for m in raw.get("metric_definitions", [])
-    )
-    objective = _require(raw, "objective", Mapping, "")
-    goal = objective.get("goal", "minimize")
-    if goal not in GOALS:
-        raise InvalidSpecError("objective.goal", f"{goal!r} is not one of {list(GOALS)}")
+    objective_metric, objective_goal = objective_of(raw, task)
+    content_type, accept = serving_of(raw)
+    definitions = raw.get("metric_definitions", [])
+    if not isinstance(definitions, list):
+        raise InvalidSpecError("metric_definitions", f"must be a list, got {definitions!r}")
+    for index, definition in enumerate(definitions):
+        if isinstance(definition, Mapping):
+            check_keys(definition, METRIC_DEFINITION_KEYS, f"metric_definitions[{index}].")
     return Workload(
         name=name,
         task=task,
@@ -251,8 +359,11 @@ def load_workload(path: str | Path) -> Workload:
         entry_point=entry_point,
         columns=columns,
         hyperparameters=hyperparameters,
-        metric_definitions=metric_definitions,
-        objective_metric=_require(objective, "metric", str, "objective."),
-        objective_goal=goal,
+        metric_definitions=tuple(MetricDefinition.from_mapping(m) for m in definitions),
+        objective_metric=objective_metric,
+        objective_goal=objective_goal,
         path=path.resolve(),
+        channels=channels_of(raw, columns),
+        content_type=content_type,
+        accept=accept,
     )

@@ -216,6 +216,16 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
         help="set a hyperparameter declared in the workload (repeatable)",
     )
     training.add_argument(
+        "--channel",
+        dest="channels",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="NAME=PATH_OR_S3_URI",
+        help="bring a channel as it is (a file, folder or s3:// prefix) instead of the split's "
+        "(repeatable)",
+    )
+    training.add_argument(
         "--registry", default=None, help="model registry folder or URI (default: HOME/registry)"
     )
     training.add_argument(
@@ -267,6 +277,7 @@ def training_request(args: argparse.Namespace) -> TrainingRequest:
         placement=args.placement,
         compute_config=args.compute_config,
         hyperparameters=dict(args.hyperparameters),
+        channels=dict(getattr(args, "channels", [])),
         registry=args.registry or str(home.registry),
         model_name=args.model_name,
         batch_count=args.batch_count,

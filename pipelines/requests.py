@@ -23,6 +23,8 @@ class TrainingRequest:
     compute_config: dict[str, Any] = field(default_factory=dict)
     placement: str = ""
     hyperparameters: dict[str, Any] = field(default_factory=dict)
+    # Channels brought as they are (``--channel NAME=PATH_OR_S3_URI``), instead of the split's.
+    channels: dict[str, str] = field(default_factory=dict)
     registry: str = DEFAULT_REGISTRY
     model_name: str = ""
     batch_count: int = 8

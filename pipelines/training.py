@@ -58,6 +58,7 @@ def build_training_pipeline(
         compute: str = default_compute,
         compute_config: dict = default_config,
         hyperparameters: dict = {},  # noqa: B006 - KFP pipeline defaults are compiled, never mutated
+        channels: dict = {},  # noqa: B006
         registry: str = DEFAULT_REGISTRY,
         model_name: str = "",
         batch_count: int = 8,
@@ -88,6 +89,7 @@ def build_training_pipeline(
             code_fingerprint=code_fingerprint,
             train=prepared.outputs["train"],
             test=prepared.outputs["test"],
+            channels=channels,
         ).set_display_name("train")
         place_training(trained)
         evaluated = tasks.evaluate_model(

@@ -17,6 +17,7 @@ from rich.table import Table
 from flywheel.components import data, tables
 from flywheel.components.bundles import is_bundle
 from flywheel.components.compute import backend_for
+from flywheel.components.contract import validate_channel_name
 from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file, sha256_of_tree
@@ -67,8 +68,11 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     if request.margin < 0:
         raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
     source = _checked_source(request, workload.columns)
+    channels, channels_digest = brought_channels(request.channels)
     code = hashlib.sha256(
-        (sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path)).encode()
+        (
+            sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path) + channels_digest
+        ).encode()
     ).hexdigest()
     return {
         # A packaged example or a bundle stays a reference each task resolves in its own pod. A
@@ -81,6 +85,7 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         "compute": request.compute,
         "compute_config": compute_config,
         "hyperparameters": hyperparameters,
+        "channels": channels,
         # A folder is made absolute for the tasks; a URI (sagemaker://...) is passed as it is.
         "registry": request.registry
         if "://" in request.registry
@@ -114,6 +119,33 @@ def _checked_source(request: TrainingRequest, columns: DataColumns) -> str:
     if request.source.startswith((tables.BUILTIN_PREFIX, tables.S3_PREFIX)):
         return request.source
     return str(Path(request.source).resolve())
+
+
+def brought_channels(channels: dict[str, str]) -> tuple[dict[str, str], str]:
+    """``--channel`` values checked (local paths made absolute), and a digest of what they hold.
+
+    An S3 prefix is keyed by its URI alone: its objects are read only by the job.
+    """
+    checked, digest = {}, hashlib.sha256()
+    for name, location in sorted(channels.items()):
+        field = f"--channel {name}"
+        try:
+            validate_channel_name(name)
+        except ValueError as error:
+            raise InvalidSpecError(field, str(error)) from None
+        if location.startswith("s3://"):
+            bucket, _, key = location.removeprefix("s3://").partition("/")
+            if not bucket or not key:
+                raise InvalidSpecError(field, f"{location} is not s3://bucket/prefix")
+            checked[name], content = location, location
+        else:
+            path = Path(location).resolve()
+            if not path.exists():
+                raise InvalidSpecError(field, f"{location} does not exist")
+            checked[name] = str(path)
+            content = sha256_of_tree(path) if path.is_dir() else sha256_of_file(path)
+        digest.update(f"{name}={content};".encode())
+    return checked, digest.hexdigest() if checked else ""
 
 
 def _compute_config(request: TrainingRequest) -> dict[str, Any]:

@@ -6,7 +6,7 @@ kfp's pipeline-building API, which a running KFP task cannot import, and the bac
 
 from pathlib import Path
 
-from flywheel.components.eks.backend import EksGpuBackend, torchrun_launcher
+from flywheel.components.eks.backend import EksGpuBackend
 from flywheel.components.eks.placement import Placement, load_placement
 
 # The placement the compiled ``training-eks-gpu`` pipeline carries; it targets the GPU node group
@@ -18,5 +18,4 @@ __all__ = [
     "EksGpuBackend",
     "Placement",
     "load_placement",
-    "torchrun_launcher",
 ]

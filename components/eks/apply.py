@@ -11,14 +11,21 @@ from __future__ import annotations
 from kfp import kubernetes
 from kfp.dsl import PipelineTask
 
+from flywheel.components.contract import ML_ROOT
 from flywheel.components.eks.placement import SHM_MOUNT_PATH, Placement
 
 SHM_VOLUME = "dshm"
 CACHE_VOLUME = "cache"
+OPT_ML_VOLUME = "opt-ml"
 
 
 def apply_placement(task: PipelineTask, placement: Placement) -> PipelineTask:
-    """Set every field of ``placement`` on ``task`` and return it, for chaining."""
+    """Set every field of ``placement`` on ``task`` and return it, for chaining.
+
+    The task also gets a writable ``/opt/ml`` of its own, as a SageMaker container has: the job is
+    laid out there, so a script's hard-coded ``/opt/ml/...`` paths work in the pod too.
+    """
+    kubernetes.empty_dir_mount(task, OPT_ML_VOLUME, str(ML_ROOT))
     if placement.accelerator is not None:
         task.set_accelerator_type(placement.accelerator)
         task.set_accelerator_limit(placement.gpus)

@@ -18,8 +18,8 @@ class LocalBackend:
 
     name = "local"
 
-    def __init__(self, launcher: tuple[str, ...] = ()) -> None:
-        self._trainer = LocalTrainer(launcher=launcher)
+    def __init__(self) -> None:
+        self._trainer = LocalTrainer()
         self._transformer = LocalTransformer()
 
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:

@@ -2,40 +2,49 @@
 
 The training script doubles as the inference script: it defines ``model_fn(model_dir)`` and may
 override ``input_fn(body, content_type)``, ``predict_fn(data, model)`` and
-``output_fn(prediction, accept)``. Batch transform calls them once per input file. Run as
-``python -m components.local.serving`` so that a model is loaded in a process of its own, as in
-a serving container.
+``output_fn(prediction, accept)``. What it does not override is the inference toolkit's default
+(``sagemaker-inference``): the body is decoded to a NumPy array (``text/csv``, ``application/json``,
+``application/x-npy``), ``model.predict`` is called and the prediction encoded for ``accept``. As
+in the serving container, a UTF-8 body (CSV, JSON) reaches ``input_fn`` as text and any other as
+bytes. Batch transform calls the handlers once per input file. Run as
+``python -m components.local.serving`` so that a model is loaded in a process of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from sagemaker_inference import content_types, decoder, encoder
 
-def default_input_fn(body: str, content_type: str) -> Any:
-    if content_type == "application/json":
-        return json.loads(body)
-    return body
+
+def default_input_fn(body: str | bytes, content_type: str) -> Any:
+    return decoder.decode(body, content_type)
 
 
 def default_predict_fn(data: Any, model: Any) -> Any:
     return model.predict(data)
 
 
-def default_output_fn(prediction: Any, accept: str) -> str:
-    values = prediction.tolist() if hasattr(prediction, "tolist") else prediction
-    if accept == "application/json":
-        return json.dumps(values)
-    if isinstance(values, Iterable) and not isinstance(values, str):
-        return "".join(f"{value}\n" for value in values)
-    return f"{values}\n"
+def default_output_fn(prediction: Any, accept: str) -> str | bytes:
+    return encoder.encode(prediction, accept)
+
+
+def read_body(path: Path, content_type: str) -> str | bytes:
+    """The request body as the serving container hands it to ``input_fn``."""
+    body = path.read_bytes()
+    return body.decode("utf-8") if content_type in content_types.UTF8_TYPES else body
+
+
+def response_bytes(response: Any) -> bytes:
+    """An ``output_fn`` result as written to ``<input>.out``: text, bytes or ``(body, type)``."""
+    if isinstance(response, tuple):
+        response = response[0]
+    return response.encode("utf-8") if isinstance(response, str) else bytes(response)
 
 
 def load_script(source_dir: Path, entry_point: str) -> ModuleType:
@@ -66,8 +75,8 @@ def transform_files(
     model = script.model_fn(str(model_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
     for path in inputs:
-        prediction = predict_fn(input_fn(path.read_text(), content_type), model)
-        (output_dir / f"{path.name}.out").write_text(output_fn(prediction, accept))
+        prediction = predict_fn(input_fn(read_body(path, content_type), content_type), model)
+        (output_dir / f"{path.name}.out").write_bytes(response_bytes(output_fn(prediction, accept)))
         print(f"transformed {path.name}", flush=True)
 
 

@@ -1,8 +1,7 @@
-"""Local training: the contract laid out in a scratch folder, the script run as a subprocess."""
+"""Local training: the contract laid out in a scratch folder, the toolkit run as a subprocess."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import sys
 import tempfile
@@ -11,28 +10,49 @@ from pathlib import Path
 from flywheel.components import contract
 from flywheel.components.backend import LogSink, TrainingJobSpec, TrainingResult
 from flywheel.components.errors import InvalidSpecError, JobFailedError
-from flywheel.components.local.process import crash_reason, stream_process
+from flywheel.components.local.toolkit import run_toolkit, stage_job
 from flywheel.components.metrics import MetricCollector
 from flywheel.components.packaging import MODEL_ARCHIVE, OUTPUT_ARCHIVE, pack_folder
 
 
-def stage_source(source_dir: Path, entry_point: str, code_dir: Path) -> Path:
-    """Copy the user's code to ``code_dir`` (SageMaker's ``/opt/ml/code``) and find the script."""
+def check_source(source_dir: Path, entry_point: str) -> None:
+    """Refuse a missing folder or script before anything is staged."""
     if not source_dir.is_dir():
         raise InvalidSpecError("source_dir", f"{source_dir} is not a folder")
     if not (source_dir / entry_point).is_file():
         raise InvalidSpecError("entry_point", f"{entry_point} is not a file in {source_dir}")
-    shutil.copytree(source_dir, code_dir, ignore=shutil.ignore_patterns("__pycache__"))
-    return code_dir / entry_point
+
+
+def download_channel(uri: str, target: Path) -> None:
+    """Every object under the S3 prefix ``uri`` into ``target``, as SageMaker's File mode copies it.
+
+    The prefix matches as S3Prefix does: ``s3://b/train`` matches ``train/a.csv`` and ``train.csv``.
+    """
+    import boto3
+
+    bucket, _, prefix = uri.removeprefix("s3://").partition("/")
+    s3 = boto3.client("s3")
+    found = False
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
+        for item in page.get("Contents", []):
+            relative = item["Key"][len(prefix) :].lstrip("/") or Path(item["Key"]).name
+            destination = target / relative
+            destination.parent.mkdir(parents=True, exist_ok=True)
+            s3.download_file(bucket, item["Key"], str(destination))
+            found = True
+    if not found:
+        raise InvalidSpecError("channels", f"{uri} holds no objects")
 
 
 def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> None:
-    """Copy each channel's file or folder into ``input/data/<channel>``, as File mode does."""
+    """Copy each channel's file, folder or S3 prefix into ``input/data/<channel>``, as File mode does."""
     for channel, location in spec.channels.items():
         contract.validate_channel_name(channel)
         source = Path(location)
         target = layout.channel_dir(channel)
-        if source.is_dir():
+        if location.startswith("s3://"):
+            download_channel(location, target)
+        elif source.is_dir():
             shutil.copytree(source, target, dirs_exist_ok=True)
         elif source.is_file():
             target.mkdir(parents=True, exist_ok=True)
@@ -41,52 +61,93 @@ def stage_channels(spec: TrainingJobSpec, layout: contract.ContractLayout) -> No
             raise InvalidSpecError(f"channels.{channel}", f"{location} does not exist")
 
 
-class LocalTrainer:
-    """Trains on this machine with the interpreter that runs Flywheel."""
+def claim_ml_root(ml_root: Path) -> bool:
+    """Whether this job may lay out in ``ml_root`` itself: an empty, writable folder.
 
-    def __init__(self, python: str = sys.executable, launcher: tuple[str, ...] = ()) -> None:
-        # ``launcher`` lets a backend wrap the script (``torchrun --nproc_per_node=N``).
+    That is a task pod's ``/opt/ml`` volume (the EKS placement mounts one), where hard-coded
+    paths then work as on SageMaker. Creating ``model/`` claims it: a second job finds it in use.
+    """
+    if not ml_root.is_dir() or any(ml_root.iterdir()):
+        return False
+    try:
+        (ml_root / "model").mkdir()
+    except OSError:
+        return False
+    return True
+
+
+def empty_folder(folder: Path) -> None:
+    """Remove what a job left in a claimed ``/opt/ml``, so the next job can claim it."""
+    for entry in folder.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+class LocalTrainer:
+    """Trains on this machine, under the toolkit, with the interpreter that runs Flywheel."""
+
+    def __init__(
+        self,
+        python: str = sys.executable,
+        processes_per_host: int = 1,
+        ml_root: Path = contract.ML_ROOT,
+    ) -> None:
+        # More than one process per host starts the script under torchrun (the EKS GPU backend).
         self._python = python
-        self._launcher = launcher
+        self._processes_per_host = processes_per_host
+        self._ml_root = ml_root
 
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
-        job_output = Path(spec.output_location) / spec.job_name / "output"
+        check_source(Path(spec.source_dir), spec.entry_point)
         with tempfile.TemporaryDirectory(prefix=f"flywheel-{spec.job_name[:40]}-") as scratch:
-            layout = contract.layout_for(Path(scratch) / "opt" / "ml")
-            layout.create(list(spec.channels))
-            script = stage_source(Path(spec.source_dir), spec.entry_point, layout.root / "code")
-            stage_channels(spec, layout)
-            contract.write_hyperparameters_file(layout, spec.hyperparameters)
-            environment = {
-                **contract.environment_for(
-                    layout, list(spec.channels), spec.hyperparameters, num_cpus=os.cpu_count() or 1
-                ),
-                **spec.environment,
-            }
-            command = (
-                [*self._launcher, script.name] if self._launcher else [self._python, script.name]
-            )
-            collector = MetricCollector(spec.metric_definitions)
-
-            def observe(line: str) -> None:
-                collector.observe(line)
-                log(line)
-
-            log(f"[{spec.job_name}] training: {spec.entry_point} in {script.parent}")
-            status, tail = stream_process(
-                command, cwd=script.parent, environment=environment, log=observe
-            )
-            if status != 0:
-                reason = contract.read_failure_reason(layout) or crash_reason(tail)
-                raise JobFailedError(
-                    spec.job_name, f"{spec.entry_point} exited with status {status}: {reason}"
+            if not claim_ml_root(self._ml_root):
+                return self._train(
+                    spec, contract.layout_for(Path(scratch) / "opt" / "ml"), Path(scratch), log
                 )
-            model_artifact = pack_folder(layout.model_dir, job_output / MODEL_ARCHIVE)
-            output_artifact = None
-            if any(layout.output_data_dir.iterdir()):
-                output_artifact = str(
-                    pack_folder(layout.output_data_dir, job_output / OUTPUT_ARCHIVE)
-                )
+            try:
+                return self._train(spec, contract.layout_for(self._ml_root), Path(scratch), log)
+            finally:
+                empty_folder(self._ml_root)
+
+    def _train(
+        self, spec: TrainingJobSpec, layout: contract.ContractLayout, scratch: Path, log: LogSink
+    ) -> TrainingResult:
+        job_output = Path(spec.output_location) / spec.job_name / "output"
+        layout.create(list(spec.channels))
+        stage_channels(spec, layout)
+        stage_job(
+            spec,
+            layout,
+            scratch=scratch,
+            content_types={name: spec.content_types.get(name, "") for name in spec.channels},
+            processes_per_host=self._processes_per_host,
+        )
+        collector = MetricCollector(spec.metric_definitions)
+
+        def observe(line: str) -> None:
+            collector.observe(line)
+            log(line)
+
+        log(f"[{spec.job_name}] training: {spec.entry_point} from {spec.source_dir}")
+        outcome = run_toolkit(
+            spec,
+            layout,
+            scratch=scratch,
+            python=self._python,
+            processes_per_host=self._processes_per_host,
+            log=observe,
+        )
+        if outcome.status != 0:
+            raise JobFailedError(
+                spec.job_name,
+                f"{spec.entry_point} exited with status {outcome.status}: {outcome.reason}",
+            )
+        model_artifact = pack_folder(layout.model_dir, job_output / MODEL_ARCHIVE)
+        output_artifact = None
+        if any(layout.output_data_dir.iterdir()):
+            output_artifact = str(pack_folder(layout.output_data_dir, job_output / OUTPUT_ARCHIVE))
         log(f"[{spec.job_name}] completed: {model_artifact}")
         return TrainingResult(
             job_name=spec.job_name,

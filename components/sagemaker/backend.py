@@ -23,13 +23,13 @@ from flywheel.components.backend import (
 )
 from flywheel.components.errors import JobFailedError
 from flywheel.components.metrics import MetricCollector
-from flywheel.components.packaging import MODEL_ARCHIVE
+from flywheel.components.packaging import MODEL_ARCHIVE, pack_source
 from flywheel.components.sagemaker.clients import AwsClients
 from flywheel.components.sagemaker.images import resolve_image
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
 from flywheel.components.sagemaker.model import ensure_model, model_request, serving_environment
 from flywheel.components.sagemaker.remote_runner import Watch, describe_or_none, run_job
-from flywheel.components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
+from flywheel.components.sagemaker.s3 import Stager, is_s3, parse_s3_uri
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
 from flywheel.components.sagemaker.transform import transform_request

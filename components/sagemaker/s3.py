@@ -8,17 +8,15 @@ so job names, stable across retries.
 from __future__ import annotations
 
 import re
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import pack_folder, sha256_of_file, sha256_of_tree
+from flywheel.components.packaging import sha256_of_file, sha256_of_tree
 
 # S3's bucket rule: 3-63 lower-case letters, digits, dots and hyphens.
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-SOURCE_ARCHIVE = "sourcedir.tar.gz"
 
 
 @dataclass(frozen=True)
@@ -135,14 +133,3 @@ class Stager:
         target.parent.mkdir(parents=True, exist_ok=True)
         self._s3.download_file(uri.bucket, uri.key, str(target))
         return target
-
-
-def pack_source(source_dir: Path, scratch: Path) -> Path:
-    """``source_dir`` as ``sourcedir.tar.gz``, byte-reproducible, as SageMaker framework containers expect."""
-    if not source_dir.is_dir():
-        raise InvalidSpecError("source_dir", f"{source_dir} is not a folder")
-    # Bytecode caches differ between machines and runs; leaving them out keeps the digest stable.
-    copy = shutil.copytree(
-        source_dir, scratch / "source", ignore=shutil.ignore_patterns("__pycache__")
-    )
-    return pack_folder(copy, scratch / SOURCE_ARCHIVE)

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from flywheel.components.backend import TrainingJobSpec
-from flywheel.components.contract import validate_channel_name
+from flywheel.components.contract import sdk_hyperparameters, validate_channel_name
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker import naming
 from flywheel.components.sagemaker.s3 import S3Uri
@@ -27,29 +27,20 @@ def contract_hyperparameters(
 ) -> dict[str, str]:
     """The user's hyperparameters as strings, plus what the framework container needs to find the script.
 
-    User values follow the contract (strings as they are, others JSON); the ``sagemaker_*`` keys
-    are JSON-encoded, as the SageMaker Python SDK sends them and the training toolkit reads them.
+    The same ``hyperparameters.json`` the local and EKS backends write (:func:`sdk_hyperparameters`).
     """
-    values: dict[str, object] = {}
     for name, value in hyperparameters.items():
-        if isinstance(value, str):
-            values[name] = value
-            continue
         try:
-            values[name] = json.dumps(value)
+            json.dumps(value)
         except TypeError:
             raise InvalidSpecError(
                 f"hyperparameters.{name}", f"{value!r} cannot be turned into a string"
             ) from None
-    values.update(
-        {
-            "sagemaker_program": json.dumps(entry_point),
-            "sagemaker_submit_directory": json.dumps(str(code)),
-            "sagemaker_region": json.dumps(region),
-            "sagemaker_container_log_level": "20",
-        }
+    return check_hyperparameters(
+        sdk_hyperparameters(
+            hyperparameters, entry_point=entry_point, submit_directory=str(code), region=region
+        )
     )
-    return check_hyperparameters(values)
 
 
 def training_request(
@@ -91,6 +82,11 @@ def training_request(
         "InputDataConfig": [
             {
                 "ChannelName": validate_channel_name(name),
+                **(
+                    {"ContentType": spec.content_types[name]}
+                    if spec.content_types.get(name)
+                    else {}
+                ),
                 "DataSource": {
                     "S3DataSource": {
                         "S3DataType": "S3Prefix",

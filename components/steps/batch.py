@@ -82,6 +82,7 @@ def prepare_batch(
         workload.columns,
         first_row=bounds[batch][0],
         csv_lines=stream.format == "csv" and not order_by,
+        task=workload.task,
     )
     tables.write_csv(batch_path, selected)
     return PreparedBatch(

@@ -9,6 +9,7 @@ from typing import Any
 
 from flywheel.components import data, evaluation
 from flywheel.components.backend import LogSink
+from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.scoring import transform_rows
 from flywheel.components.steps.train import job_name_for
 from flywheel.components.workload import load_workload
@@ -32,8 +33,7 @@ def evaluate_model(
 ) -> Evaluation:
     workload = load_workload(workload_path)
     header, rows = data.read_table(str(test_path))
-    data.check_table(str(test_path), header, rows, workload.columns)
-    truth = [float(row[workload.columns.label]) for row in rows]
+    data.check_table(str(test_path), header, rows, workload.columns, task=workload.task)
     lines = transform_rows(
         workload=workload,
         compute=compute,
@@ -43,9 +43,21 @@ def evaluate_model(
         job_name=job_name_for(workload.name, "evaluate", str(model_path), str(test_path)),
         log=log,
     )
-    predicted = evaluation.numeric_predictions(lines)
-    metrics = evaluation.regression_metrics(truth, predicted)
-    page = evaluation.evaluation_page(
-        f"{workload.name}: held-out evaluation", metrics, truth, predicted
-    )
+    title = f"{workload.name}: held-out evaluation"
+    if workload.task == "classification":
+        truth_labels = [row[workload.columns.label] for row in rows]
+        predicted_labels, scores = evaluation.label_predictions(lines)
+        metrics = evaluation.classification_metrics(truth_labels, predicted_labels, scores)
+        page = evaluation.metrics_page(title, metrics, len(rows))
+    else:
+        truth = [float(row[workload.columns.label]) for row in rows]
+        predicted = evaluation.numeric_predictions(lines)
+        metrics = evaluation.regression_metrics(truth, predicted)
+        page = evaluation.evaluation_page(title, metrics, truth, predicted)
+    if workload.objective_metric not in metrics:
+        raise InvalidSpecError(
+            "objective.metric",
+            f"{workload.objective_metric} needs the probability of the positive label on each "
+            "prediction line ('label,probability') and two classes in the test rows",
+        )
     return Evaluation(metrics=metrics, page=page, rows=len(rows))

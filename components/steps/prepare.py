@@ -51,7 +51,7 @@ def prepare_data(
         )
     stream = tables.open_table(source)
     data.check_columns(source, stream.columns, workload.columns)
-    total, records = data.ordered_rows(stream, order_by, check=workload.columns)
+    total, records = data.ordered_rows(stream, order_by, check=workload.columns, task=workload.task)
     if total == 0:
         raise InvalidSpecError("source", f"{source} has no rows")
     bounds = data.batch_bounds(total, batch_count)

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flywheel.components import data
+from flywheel.components import data, payloads
 from flywheel.components.backend import LogSink, TransformJobSpec
 from flywheel.components.compute import backend_for
 from flywheel.components.errors import InvalidSpecError
@@ -34,10 +34,13 @@ def transform_rows(
     job_name: str,
     log: LogSink = print,
 ) -> list[str]:
-    """Batch-transform ``rows`` (their feature columns only); one prediction line per row, in order."""
+    """Batch-transform ``rows``' feature columns; one prediction per row, in order.
+
+    The rows go in the workload's ``serving.content_type`` and come back in its ``accept``.
+    """
     with tempfile.TemporaryDirectory(prefix="flywheel-score-") as scratch:
-        features = data.write_table(
-            Path(scratch) / "input" / "rows.csv", workload.columns.features, rows
+        request = payloads.write_request(
+            Path(scratch) / "input", workload.columns.features, rows, workload.content_type
         )
         output = Path(scratch) / "output"
         backend_for(compute, compute_config).transform(
@@ -46,16 +49,14 @@ def transform_rows(
                 model_artifact=str(model_path),
                 source_dir=str(workload.source_dir),
                 entry_point=workload.entry_point,
-                input_location=str(features.parent),
+                input_location=str(request.parent),
                 output_location=str(output),
+                content_type=workload.content_type,
+                accept=workload.accept,
             ),
             log,
         )
-        predictions = [
-            line
-            for line in (output / f"{features.name}.out").read_text().splitlines()
-            if line.strip()
-        ]
+        predictions = payloads.read_response(output / f"{request.name}.out", workload.accept)
     if len(predictions) != len(rows):
         raise InvalidSpecError(
             "predictions", f"{job_name}: {len(predictions)} predictions for {len(rows)} rows"

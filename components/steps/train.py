@@ -7,14 +7,16 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from flywheel.components import data
 from flywheel.components.backend import LogSink
+from flywheel.components.channels import write_channel
 from flywheel.components.compute import backend_for
 from flywheel.components.packaging import sha256_of_tree
-from flywheel.components.workload import load_workload
+from flywheel.components.workload import Workload, load_workload
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,19 @@ def job_name_for(workload_name: str, *parts: object) -> str:
     return f"{workload_name[:50]}-{digest}"
 
 
+def lay_out_channels(workload: Workload, splits: Mapping[str, Path], root: Path) -> dict[str, str]:
+    """Write each declared channel from its split, as the workload lays it out; name to folder."""
+    rows_by_split = {split: data.read_table(str(path))[1] for split, path in splits.items()}
+    return {
+        layout.name: str(
+            write_channel(
+                layout, rows_by_split[layout.split], workload.columns.label, root / layout.name
+            ).parent
+        )
+        for layout in workload.channels
+    }
+
+
 def train_model(
     *,
     workload_path: str,
@@ -44,19 +59,39 @@ def train_model(
     train_path: Path,
     test_path: Path,
     model_path: Path,
+    brought_channels: Mapping[str, str] | None = None,
     log: LogSink = print,
 ) -> TrainedModel:
-    """Train and write the packed model to ``model_path``; hyperparameters are checked first."""
+    """Train and write the packed model to ``model_path``; hyperparameters are checked first.
+
+    ``brought_channels`` (name to a local path or ``s3://`` URI) reach the script as they are,
+    instead of the channel laid out from the split.
+    """
+    brought = dict(brought_channels or {})
     workload = load_workload(workload_path)
     resolved = workload.resolve_hyperparameters(hyperparameters)
     backend = backend_for(compute, compute_config)
     code_sha256 = sha256_of_tree(workload.source_dir)
-    job_name = job_name_for(workload.name, resolved, code_sha256, str(train_path), str(test_path))
+    job_name = job_name_for(
+        workload.name,
+        resolved,
+        code_sha256,
+        str(train_path),
+        str(test_path),
+        [asdict(layout) for layout in workload.channels],
+        brought,
+    )
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
+        channel_dirs = {
+            **lay_out_channels(
+                workload, {"train": train_path, "test": test_path}, Path(scratch) / "channels"
+            ),
+            **brought,
+        }
         result = backend.train(
             workload.training_job(
                 job_name=job_name,
-                channels={"train": str(train_path), "test": str(test_path)},
+                channels=channel_dirs,
                 hyperparameters=resolved,
                 output_location=scratch,
             ),

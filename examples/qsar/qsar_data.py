@@ -88,10 +88,21 @@ def print_metrics(prefix: str, truth: np.ndarray, predicted: np.ndarray) -> None
 
 
 def smiles_from_csv(body: str, content_type: str) -> list[str]:
-    """The ``input_fn`` of both scripts: a CSV batch with a header, as Flywheel's transform sends it."""
+    """The ``input_fn`` of both scripts: one SMILES per CSV line, no header, as batch transform sends it.
+
+    SageMaker's default CSV decoder turns text into floats, so a text feature needs its own reader.
+    """
     if content_type != "text/csv":
         raise ValueError(f"unsupported content type {content_type}; send text/csv")
-    return [row[SMILES_COLUMN] for row in csv.DictReader(io.StringIO(body))]
+    return [row[0] for row in csv.reader(io.StringIO(body)) if row]
+
+
+def fail(reason: str) -> None:
+    """Write ``reason`` to the failure file (SageMaker's FailureReason) and exit non-zero."""
+    failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
+    failure_dir.mkdir(parents=True, exist_ok=True)
+    (failure_dir / "failure").write_text(reason)
+    sys.exit(1)
 
 
 def run_with_failure_file(train: Callable[[], None]) -> None:
@@ -99,8 +110,5 @@ def run_with_failure_file(train: Callable[[], None]) -> None:
     try:
         train()
     except Exception as error:
-        failure_dir = Path(os.environ.get("SM_OUTPUT_DIR", "/opt/ml/output"))
-        failure_dir.mkdir(parents=True, exist_ok=True)
-        (failure_dir / "failure").write_text(f"{type(error).__name__}: {error}")
         traceback.print_exc()
-        sys.exit(1)
+        fail(f"{type(error).__name__}: {error}")

@@ -14,9 +14,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.distributed as dist
 from qsar_data import (
+    fail,
     fingerprints,
     has_channel,
     hyperparameters,
@@ -27,6 +26,13 @@ from qsar_data import (
     smiles_and_labels,
     smiles_from_csv,
 )
+
+try:
+    import torch
+except ModuleNotFoundError:
+    # SageMaker's PyTorch containers have torch; a Flywheel install has it only with the extra.
+    fail("PyTorch is not installed: pip install 'flywheel-mlops[gpu]' (CPU wheel: see the README)")
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, TensorDataset

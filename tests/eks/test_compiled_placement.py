@@ -76,7 +76,11 @@ def pod_for(container: dict, config: dict) -> dict:
         volumes.append(
             {
                 "name": mount["volumeName"],
-                "emptyDir": {"medium": mount["medium"], "sizeLimit": mount["sizeLimit"]},
+                "emptyDir": {
+                    key: mount[source]
+                    for key, source in (("medium", "medium"), ("sizeLimit", "sizeLimit"))
+                    if source in mount
+                },
             }
         )
         mounts.append({"name": mount["volumeName"], "mountPath": mount["mountPath"]})
@@ -141,7 +145,8 @@ def test_every_placement_field_lands_on_the_train_task(tmp_path: Path) -> None:
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
     ]
     assert train["emptyDirMounts"] == [
-        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "32Gi"}
+        {"volumeName": "opt-ml", "mountPath": "/opt/ml"},
+        {"volumeName": "dshm", "mountPath": "/dev/shm", "medium": "Memory", "sizeLimit": "32Gi"},
     ]
     (cache,) = train["genericEphemeralVolume"]
     assert cache["mountPath"] == "/cache" and cache["size"] == "200Gi"

@@ -63,7 +63,8 @@ class SageMakerWorker:
         listing = self._s3.list_objects_v2(Bucket=in_bucket, Prefix=in_prefix)
         for item in listing.get("Contents", []):
             body = self._s3.get_object(Bucket=in_bucket, Key=item["Key"])["Body"].read().decode()
-            rows = max(0, len([line for line in body.splitlines() if line.strip()]) - 1)
+            # Scoring sends text/csv as batch transform's default decoder expects it: no header.
+            rows = len([line for line in body.splitlines() if line.strip()])
             relative = item["Key"][len(in_prefix) :].lstrip("/")
             self._s3.put_object(
                 Bucket=out_bucket,

@@ -74,6 +74,7 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     )
     assert hyperparameters["n_estimators"] == "200"
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"train", "test"}
+    assert {c.get("ContentType") for c in described["InputDataConfig"]} == {"text/csv"}
     assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
     assert outcome.version.version == 1
     assert outcome.version.metrics["rmse"] > 0

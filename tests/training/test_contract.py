@@ -6,25 +6,41 @@ import pytest
 from flywheel.components import contract
 
 
-def test_environment_points_every_channel_and_the_model_dir_into_the_layout(tmp_path: Path) -> None:
-    layout = contract.layout_for(tmp_path / "opt" / "ml")
-    environment = contract.environment_for(layout, ["train", "test"], {"epochs": 3, "name": "a"})
-    assert environment["SM_MODEL_DIR"] == str(tmp_path / "opt/ml/model")
-    assert environment["SM_CHANNEL_TRAIN"] == str(tmp_path / "opt/ml/input/data/train")
-    assert environment["SM_CHANNEL_TEST"] == str(tmp_path / "opt/ml/input/data/test")
-    assert json.loads(environment["SM_CHANNELS"]) == ["test", "train"]
-    assert json.loads(environment["SM_HPS"]) == {"epochs": 3, "name": "a"}
-    assert environment["SM_HP_EPOCHS"] == "3"
-    assert environment["SM_OUTPUT_DIR"] == str(tmp_path / "opt/ml/output")
-
-
-def test_hyperparameters_file_holds_strings_as_sagemaker_writes_it(tmp_path: Path) -> None:
+def test_hyperparameters_file_holds_json_strings_and_the_sdk_keys_as_sagemaker_writes_it(
+    tmp_path: Path,
+) -> None:
     layout = contract.layout_for(tmp_path)
-    contract.write_hyperparameters_file(
-        layout, {"epochs": 3, "rate": 0.1, "flag": True, "name": "x"}
+    contract.write_config_files(
+        layout,
+        hyperparameters=contract.sdk_hyperparameters(
+            {"epochs": 3, "rate": 0.1, "flag": True, "name": "x"},
+            entry_point="train.py",
+            submit_directory="/tmp/sourcedir.tar.gz",
+        ),
+        resources=contract.resource_config("host-a"),
+        channels=contract.input_data_config({"train": "text/csv"}),
     )
     written = json.loads((tmp_path / "input/config/hyperparameters.json").read_text())
-    assert written == {"epochs": "3", "rate": "0.1", "flag": "true", "name": "x"}
+    assert written == {
+        "epochs": "3",
+        "rate": "0.1",
+        "flag": "true",
+        "name": '"x"',
+        "sagemaker_program": '"train.py"',
+        "sagemaker_submit_directory": '"/tmp/sourcedir.tar.gz"',
+        "sagemaker_container_log_level": "20",
+    }
+    resources = json.loads((tmp_path / "input/config/resourceconfig.json").read_text())
+    assert resources["current_host"] == "host-a" and resources["hosts"] == ["host-a"]
+    channels = json.loads((tmp_path / "input/config/inputdataconfig.json").read_text())
+    assert channels == {
+        "train": {
+            "ContentType": "text/csv",
+            "TrainingInputMode": "File",
+            "S3DistributionType": "FullyReplicated",
+            "RecordWrapperType": "None",
+        }
+    }
 
 
 def test_failure_reason_is_read_from_the_failure_file(tmp_path: Path) -> None:
@@ -33,6 +49,8 @@ def test_failure_reason_is_read_from_the_failure_file(tmp_path: Path) -> None:
     layout.output_dir.mkdir(parents=True)
     layout.failure_file.write_text("out of memory\n")
     assert contract.read_failure_reason(layout) == "out of memory"
+    layout.failure_file.write_text("x" * 5000)
+    assert contract.read_failure_reason(layout) == "x" * 1024  # SageMaker's FailureReason length
 
 
 @pytest.mark.parametrize("name", ["", "has space", "x" * 65, "-leading"])

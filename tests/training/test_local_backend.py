@@ -137,3 +137,27 @@ if __name__ == "__main__":
         log=lambda _: None,
     )
     assert (tmp_path / "scored/a.csv.out").read_text() == "10.0\n20.0\n"
+
+
+def test_an_empty_writable_opt_ml_is_the_layout_and_is_emptied_afterwards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.components.local import toolkit
+    from flywheel.components.local.training import LocalTrainer, claim_ml_root
+
+    # ``ml_root`` stands for a task pod's own /opt/ml volume, where no mount namespace is needed.
+    monkeypatch.setattr(toolkit, "opt_ml_prefix", lambda root, view: ())
+    ml_root = tmp_path / "pod-opt-ml"
+    ml_root.mkdir()
+    script = """
+import os, pathlib
+pathlib.Path(os.environ["SM_MODEL_DIR"], "where.txt").write_text(os.environ["SM_MODEL_DIR"])
+"""
+    result = LocalTrainer(ml_root=ml_root).train(
+        _spec(_script(tmp_path, script), tmp_path), log=lambda _: None
+    )
+    with tarfile.open(result.model_artifact) as tar:
+        assert tar.extractfile("where.txt").read().decode() == str(ml_root / "model")
+    assert list(ml_root.iterdir()) == [], "the next job must find it empty"
+    (ml_root / "model").mkdir()
+    assert not claim_ml_root(ml_root), "a folder in use is not claimed twice"

@@ -149,3 +149,106 @@ def test_logged_metrics_leave_out_bookkeeping_even_after_protobuf_made_it_float(
         "rmse": 0.5,
         "r2": 1.0,
     }
+
+
+def _workload_text(tmp_path: Path, text: str) -> Path:
+    (tmp_path / "train.py").write_text("print()\n")
+    (tmp_path / "workload.yaml").write_text(text)
+    return tmp_path / "workload.yaml"
+
+
+BASE_WORKLOAD = """\
+name: toy
+entry_point: train.py
+data: {id_column: id, feature_columns: [x], label_column: y}
+hyperparameters:
+  epochs: {type: int, default: 2}
+objective: {metric: rmse}
+"""
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "message"),
+    [
+        (
+            "hyperparameters:",
+            "hyperparamters:",
+            r"^hyperparamters: unknown key; did you mean hyperparameters\?$",
+        ),
+        ("id_column", "id_colum", r"^data.id_colum: unknown key; did you mean id_column\?$"),
+        (
+            "type: int",
+            "typ: int",
+            r"^hyperparameters.epochs.typ: unknown key; did you mean type\?$",
+        ),
+        ("metric: rmse", "metrc: rmse", r"^objective.metrc: unknown key; did you mean metric\?$"),
+        ("name: toy", "name: toy\ncolour: red", r"^colour: unknown key; allowed: name, task"),
+    ],
+)
+def test_unknown_keys_are_refused_at_every_level_with_the_nearest_valid_key(
+    tmp_path: Path, old: str, new: str, message: str
+) -> None:
+    path = _workload_text(tmp_path, BASE_WORKLOAD.replace(old, new))
+    with pytest.raises(InvalidSpecError, match=message):
+        load_workload(path)
+
+
+def test_misspelt_metric_definition_key_is_refused(tmp_path: Path) -> None:
+    text = BASE_WORKLOAD + "metric_definitions:\n  - {name: loss, regx: 'loss=(\\\\S+)'}\n"
+    with pytest.raises(
+        InvalidSpecError, match=r"metric_definitions\[0\].regx: .*did you mean regex"
+    ):
+        load_workload(_workload_text(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("task", "objective", "message"),
+    [
+        ("regression", "{metric: accuracy}", r"a regression task is evaluated by rmse, mae, r2"),
+        ("classification", "{metric: rmse}", r"evaluated by accuracy, f1, roc_auc, log_loss"),
+        ("regression", "{metric: r2, goal: minimize}", r"objective.goal: .*use maximize"),
+    ],
+)
+def test_objective_is_checked_against_the_tasks_metrics_when_the_workload_loads(
+    tmp_path: Path, task: str, objective: str, message: str
+) -> None:
+    text = BASE_WORKLOAD.replace(
+        "objective: {metric: rmse}", f"task: {task}\nobjective: {objective}"
+    )
+    with pytest.raises(InvalidSpecError, match=message):
+        load_workload(_workload_text(tmp_path, text))
+
+
+@pytest.mark.parametrize(
+    ("metric", "goal"),
+    [
+        ("accuracy", "maximize"),
+        ("f1", "maximize"),
+        ("roc_auc", "maximize"),
+        ("log_loss", "minimize"),
+    ],
+)
+def test_classification_objectives_take_their_own_direction(
+    tmp_path: Path, metric: str, goal: str
+) -> None:
+    text = BASE_WORKLOAD.replace(
+        "objective: {metric: rmse}", f"task: classification\nobjective: {{metric: {metric}}}"
+    )
+    workload = load_workload(_workload_text(tmp_path, text))
+    assert (workload.objective_metric, workload.objective_goal) == (metric, goal)
+
+
+def test_classification_metrics_match_their_textbook_values() -> None:
+    from flywheel.components.evaluation import classification_metrics
+
+    truth = ["a", "b", "b", "a", "b", "a", "b"]
+    predicted = ["a", "b", "a", "a", "b", "b", "b"]
+    scores = [0.2, 0.9, 0.4, 0.1, 0.8, 0.6, 0.4]
+    metrics = classification_metrics(truth, predicted, scores)
+    # Values from scikit-learn: accuracy_score, f1_score(pos_label="b"), roc_auc_score, log_loss.
+    assert metrics == pytest.approx(
+        {"accuracy": 5 / 7, "f1": 0.75, "roc_auc": 0.8333333333, "log_loss": 0.4865543328}
+    )
+    assert classification_metrics(["a", "b", "c", "a"], ["a", "c", "c", "b"], None) == (
+        pytest.approx({"accuracy": 0.5, "f1": 0.4444444444})
+    )

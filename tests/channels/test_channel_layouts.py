@@ -1,0 +1,191 @@
+"""Each channel layout and each serving content type, end to end: prepare, train, evaluate.
+
+The script (``linear.py``) asserts the layout it was told to expect, fits a line and is served
+by SageMaker's default handlers; the data is exactly linear, so a correct round trip scores ~0.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.steps.evaluate import evaluate_model
+from flywheel.components.steps.prepare import prepare_data
+from flywheel.components.steps.train import train_model
+from flywheel.components.workload import load_workload
+
+HERE = Path(__file__).parent
+
+WORKLOAD = """\
+name: linear
+task: {task}
+entry_point: linear.py
+data: {{id_column: id, feature_columns: [x1, x2], label_column: y}}
+hyperparameters:
+  file: {{type: str, default: "{file}"}}
+  format: {{type: str, default: {format}}}
+  header: {{type: str, default: "{header}"}}
+  label: {{type: str, default: {label}}}
+  task: {{type: str, default: {task}}}
+metric_definitions:
+  - {{name: features, regex: 'features=([0-9]+)'}}
+objective: {{metric: {objective}}}
+channels:
+  train: {channel}
+serving: {serving}
+"""
+
+
+def run(
+    tmp_path: Path,
+    *,
+    channel: str = "{}",
+    serving: str = "{}",
+    expect: dict | None = None,
+    task: str = "regression",
+    evaluate: bool = True,
+) -> tuple[dict, dict]:
+    """Prepare, train and evaluate; returns the training metrics and the evaluation metrics."""
+    expect = {
+        "file": "train.csv",
+        "format": "csv",
+        "header": "true",
+        "label": "last",
+        **(expect or {}),
+    }
+    folder = tmp_path / "workload"
+    folder.mkdir()
+    shutil.copy(HERE / "linear.py", folder / "linear.py")
+    objective = "accuracy" if task == "classification" else "rmse"
+    (folder / "workload.yaml").write_text(
+        WORKLOAD.format(task=task, objective=objective, channel=channel, serving=serving, **expect)
+    )
+    source = tmp_path / "table.csv"
+    rows = []
+    for i in range(40):
+        x1, x2 = (i * 7) % 11 - 5, (i * 3) % 13 - 6
+        value = 2 * x1 - x2 + 3
+        label = ("pos" if value > 0 else "neg") if task == "classification" else value
+        rows.append(f"{1000 + i},{x1},{x2},{label}")
+    source.write_text("id,x1,x2,y\n" + "\n".join(rows) + "\n")
+    workload = str(folder / "workload.yaml")
+    paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
+    prepare_data(
+        source=str(source),
+        workload_path=workload,
+        batch_count=1,
+        training_batches=1,
+        test_fraction=0.25,
+        seed=3,
+        order_by="",
+        train_path=paths["train"],
+        test_path=paths["test"],
+        batches_dir=paths["batches"],
+    )
+    trained = train_model(
+        workload_path=workload,
+        compute="local",
+        hyperparameters={},
+        train_path=paths["train"],
+        test_path=paths["test"],
+        model_path=paths["model.tar.gz"],
+        log=lambda _: None,
+    )
+    if not evaluate:
+        return trained.training_metrics, {}
+    evaluated = evaluate_model(
+        workload_path=workload,
+        compute="local",
+        model_path=paths["model.tar.gz"],
+        test_path=paths["test"],
+        log=lambda _: None,
+    )
+    return trained.training_metrics, evaluated.metrics
+
+
+@pytest.mark.parametrize(
+    ("channel", "expect"),
+    [
+        ("{}", {}),
+        (
+            "{file: data.csv, header: false, label: first}",
+            {"file": "data.csv", "header": "false", "label": "first"},
+        ),
+        ("{format: jsonl}", {"file": "train.jsonl", "format": "jsonl"}),
+        (
+            "{format: parquet, label: first}",
+            {"file": "train.parquet", "format": "parquet", "label": "first"},
+        ),
+        (
+            "{format: npy, label: first}",
+            {"file": "train.npy", "format": "npy", "header": "false", "label": "first"},
+        ),
+    ],
+)
+def test_each_channel_layout_reaches_the_script_and_the_model_evaluates(
+    tmp_path: Path, channel: str, expect: dict
+) -> None:
+    training, evaluation = run(tmp_path, channel=channel, expect=expect)
+    assert training == {"features": 2.0}, "the id column must stay out of training input"
+    assert evaluation["rmse"] < 1e-6
+
+
+def test_the_id_column_goes_in_only_when_listed(tmp_path: Path) -> None:
+    training, _ = run(tmp_path, channel="{columns: [id, x1, x2]}", evaluate=False)
+    assert training == {"features": 3.0}
+
+
+@pytest.mark.parametrize(
+    "serving",
+    [
+        "{content_type: text/csv, accept: text/csv}",
+        "{content_type: application/json, accept: application/json}",
+        "{content_type: application/x-npy, accept: application/x-npy}",
+        "{content_type: application/json, accept: text/csv}",
+    ],
+)
+def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
+    tmp_path: Path, serving: str
+) -> None:
+    _, evaluation = run(tmp_path, serving=serving)
+    assert evaluation["rmse"] < 1e-6
+
+
+def test_classification_is_judged_by_its_own_metrics(tmp_path: Path) -> None:
+    _, evaluation = run(tmp_path, task="classification")
+    assert set(evaluation) == {"accuracy", "f1", "roc_auc", "log_loss"}
+    # A least-squares line on separable classes: right on most rows, not necessarily on all.
+    assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
+
+
+@pytest.mark.parametrize(
+    ("channel", "message"),
+    [
+        ("{formt: csv}", r"channels.train.formt: unknown key; did you mean format\?"),
+        ("{format: xml}", r"channels.train.format: 'xml' is not one of"),
+        ("{format: npy, header: true}", r"channels.train.header: a .npy matrix has no header"),
+        ("{label: middle}", r"channels.train.label: 'middle' is not one of"),
+        ("{columns: [y]}", r"channels.train.columns: 'y' is not one of \['id', 'x1', 'x2'\]"),
+    ],
+)
+def test_bad_channel_settings_are_refused_when_the_workload_loads(
+    tmp_path: Path, channel: str, message: str
+) -> None:
+    (tmp_path / "linear.py").write_text("")
+    (tmp_path / "workload.yaml").write_text(
+        WORKLOAD.format(
+            task="regression",
+            objective="rmse",
+            channel=channel,
+            serving="{}",
+            file="f",
+            format="csv",
+            header="true",
+            label="last",
+        )
+    )
+    with pytest.raises(InvalidSpecError, match=message):
+        load_workload(tmp_path / "workload.yaml")
