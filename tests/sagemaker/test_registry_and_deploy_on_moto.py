@@ -7,6 +7,7 @@ import pytest
 from kfp import local
 
 from flywheel.components.registry import open_registry
+from flywheel.components.workload import load_workload
 from flywheel.components.sagemaker.components import deploy_endpoint
 
 from .conftest import ROLE
@@ -27,9 +28,7 @@ def endpoint_url(monkeypatch):
 
 
 def test_registry_registers_once_promotes_and_finds_latest_approved(endpoint_url, tmp_path):
-    registry = open_registry(
-        f"sagemaker://us-east-1/{BUCKET}/models?image={IMAGE}&endpoint_url={endpoint_url}"
-    )
+    registry = registry_at(endpoint_url)
     first_model, second_model = tmp_path / "a.tar.gz", tmp_path / "b.tar.gz"
     first_model.write_bytes(placeholder_model_archive())
     second_model.write_bytes(placeholder_model_archive() + b"\0")
@@ -56,11 +55,55 @@ def test_registry_registers_once_promotes_and_finds_latest_approved(endpoint_url
     assert [v.stage for v in registry.versions("qsar")] == ["archived", "champion"]
 
 
-@pytest.mark.e2e
-def test_deploy_endpoint_component_serves_a_registered_package(endpoint_url, tmp_path):
-    registry = open_registry(
+def registry_at(endpoint_url: str):
+    return open_registry(
         f"sagemaker://us-east-1/{BUCKET}/models?image={IMAGE}&endpoint_url={endpoint_url}"
     )
+
+
+@pytest.mark.parametrize(
+    "hyperparameters",
+    [
+        pytest.param(
+            load_workload("builtin:qsar").resolve_hyperparameters({}), id="example-defaults"
+        ),
+        pytest.param({f"param_{i}": i * 0.5 for i in range(60)}, id="60-hyperparameters"),
+        pytest.param({"note": "x" * 300, "nested": {"a": [1, None, "b c"]}}, id="300-char-value"),
+    ],
+)
+def test_registry_round_trips_hyperparameters_and_lineage_within_sagemaker_limits(
+    endpoint_url, tmp_path, hyperparameters
+):
+    registry = registry_at(endpoint_url)
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    lineage = {"data": {"train": {"columns": ["smiles"], "sha256": "ab" * 32}}, "note": "é" * 300}
+
+    # moto keeps its state for the whole process: a group of its own per case.
+    name = f"round-trip-{len(hyperparameters)}"
+    registered = registry.register(
+        name,
+        str(model),
+        metrics={"rmse": 0.5, "r2 (test)": 0.8},
+        hyperparameters=hyperparameters,
+        lineage=lineage,
+    )
+    again = registry.register(
+        name, str(model), metrics={}, hyperparameters=hyperparameters, lineage=lineage
+    )
+
+    (listed,) = registry.versions(name)
+    for version in (registered.version, again.version, listed):
+        assert version.hyperparameters == hyperparameters
+        assert version.lineage["data"] == lineage["data"]
+        assert version.lineage["note"] == lineage["note"]
+        assert version.metrics == {"rmse": 0.5, "r2 (test)": 0.8}
+    assert again.created is False
+
+
+@pytest.mark.e2e
+def test_deploy_endpoint_component_serves_a_registered_package(endpoint_url, tmp_path):
+    registry = registry_at(endpoint_url)
     model = tmp_path / "model.tar.gz"
     model.write_bytes(placeholder_model_archive())
     version = registry.register(
