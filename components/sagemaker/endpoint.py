@@ -22,6 +22,7 @@ from flywheel.components.sagemaker.errors import is_not_found
 from flywheel.components.sagemaker.model import ensure_model, model_request
 from flywheel.components.sagemaker.remote_runner import Watch
 from flywheel.components.sagemaker.specs import SageMakerConfig, check_instance_type
+from flywheel.components.sagemaker.validation import check_request, check_value
 
 _SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
@@ -42,6 +43,13 @@ class EndpointSpec:
         naming.validate_name("endpoint_name", self.endpoint_name)
         naming.validate_name("model_name", self.model_name)
         check_instance_type("instance_type", self.instance_type, "endpoint")
+        if self.rollback_alarms:
+            check_value(
+                "sagemaker",
+                "AlarmList",
+                [{"AlarmName": a} for a in self.rollback_alarms],
+                "rollback_alarms",
+            )
 
 
 def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
@@ -57,7 +65,9 @@ def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
         ]
     }
     name = naming.resource_name(spec.endpoint_name, "config", request)
-    return {"EndpointConfigName": name, **request}
+    return dict(
+        check_request("sagemaker", "CreateEndpointConfig", {"EndpointConfigName": name, **request})
+    )
 
 
 def deployment_config(spec: EndpointSpec) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from flywheel.components.sagemaker.clients import AwsClients, console_url
 from flywheel.components.sagemaker.errors import is_not_found
 from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.specs import SageMakerConfig
+from flywheel.components.sagemaker.validation import check_request
 
 
 def serving_environment(entry_point: str, code: S3Uri, region: str) -> dict[str, str]:
@@ -60,7 +61,8 @@ def model_request(
     if config.vpc_config:
         request["VpcConfig"] = config.vpc_config
     name = naming.resource_name(label, "model", request)
-    return {"ModelName": naming.validate_name("model_name", name), **request}
+    named = {"ModelName": naming.validate_name("model_name", name), **request}
+    return dict(check_request("sagemaker", "CreateModel", named))
 
 
 def ensure_model(clients: AwsClients, request: Mapping[str, Any], log: LogSink) -> bool:

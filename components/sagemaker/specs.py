@@ -19,6 +19,7 @@ import botocore.session
 
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker.s3 import S3Uri, parse_s3_uri
+from flywheel.components.sagemaker.validation import check_value
 
 JobKind = Literal["training", "transform", "processing", "endpoint"]
 _INSTANCE_SHAPES: dict[str, str] = {
@@ -31,8 +32,6 @@ _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's longest MaxRuntimeInSeconds
 MAX_KEEP_ALIVE = 3600
-MAX_HYPERPARAMETER_VALUE = 2500
-MAX_HYPERPARAMETERS = 100
 
 
 @functools.cache
@@ -55,19 +54,13 @@ def check_instance_type(field_name: str, value: str, kind: JobKind) -> str:
 
 
 def check_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
-    """SageMaker takes string hyperparameters only; refuse anything else, and over-long values."""
-    if len(values) > MAX_HYPERPARAMETERS:
-        raise InvalidSpecError("hyperparameters", f"{len(values)} given; SageMaker allows 100")
+    """SageMaker takes string hyperparameters only; refuse anything else, and what breaks its limits."""
     for name, value in values.items():
         if not isinstance(value, str):
             raise InvalidSpecError(
                 f"hyperparameters.{name}", f"must be a string after coercion, got {value!r}"
             )
-        if len(name) > 256 or len(value) > MAX_HYPERPARAMETER_VALUE:
-            raise InvalidSpecError(
-                f"hyperparameters.{name}", "name over 256 or value over 2500 characters"
-            )
-    return dict(values)
+    return dict(check_value("sagemaker", "HyperParameters", dict(values), "hyperparameters"))
 
 
 def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -106,6 +99,17 @@ def _string_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise InvalidSpecError(f"compute_config.{key}", "must be a list of strings")
     return tuple(value)
+
+
+def _meets(key: str, shape: str, value: Any) -> Any:
+    """``value`` if SageMaker's ``shape`` accepts it (limits from the service model); else refused."""
+    if value:
+        check_value("sagemaker", shape, value, f"compute_config.{key}")
+    return value
+
+
+def _kms_key(raw: Mapping[str, Any], key: str) -> str | None:
+    return _meets(key, "KmsKeyId", _typed(raw, key, str, None))
 
 
 @dataclass(frozen=True)
@@ -199,8 +203,14 @@ class SageMakerConfig:
             raise InvalidSpecError(
                 "compute_config.max_wait_seconds", "only applies with spot: true"
             )
-        subnets = _string_list("subnets", raw.get("subnets", []))
-        groups = _string_list("security_group_ids", raw.get("security_group_ids", []))
+        subnets = _meets("subnets", "Subnets", _string_list("subnets", raw.get("subnets", [])))
+        groups = _meets(
+            "security_group_ids",
+            "VpcSecurityGroupIds",
+            _string_list("security_group_ids", raw.get("security_group_ids", [])),
+        )
+        tags = _strings("tags", raw.get("tags", {}))
+        _meets("tags", "TagList", [{"Key": k, "Value": v} for k, v in tags.items()])
         if bool(subnets) != bool(groups):
             raise InvalidSpecError(
                 "compute_config.subnets", "a VPC config needs both subnets and security_group_ids"
@@ -240,11 +250,15 @@ class SageMakerConfig:
             sharded_channels=_string_list("sharded_channels", raw.get("sharded_channels", [])),
             subnets=subnets,
             security_group_ids=groups,
-            volume_kms_key_id=_typed(raw, "volume_kms_key_id", str, None),
-            output_kms_key_id=_typed(raw, "output_kms_key_id", str, None),
+            volume_kms_key_id=_kms_key(raw, "volume_kms_key_id"),
+            output_kms_key_id=_kms_key(raw, "output_kms_key_id"),
             network_isolation=_typed(raw, "network_isolation", bool, False),
-            tags=_strings("tags", raw.get("tags", {})),
-            environment=_strings("environment", raw.get("environment", {})),
+            tags=tags,
+            environment=_meets(
+                "environment",
+                "TrainingEnvironmentMap",
+                _strings("environment", raw.get("environment", {})),
+            ),
             transform_instance_type=check_instance_type(
                 "compute_config.transform_instance_type",
                 _typed(raw, "transform_instance_type", str, "ml.m5.large"),

@@ -18,6 +18,7 @@ from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker import naming
 from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.specs import SageMakerConfig, check_hyperparameters
+from flywheel.components.sagemaker.validation import check_request, check_value
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
 
@@ -85,7 +86,12 @@ def training_request(
         "AlgorithmSpecification": {
             "TrainingImage": image,
             "TrainingInputMode": config.input_mode,
-            "MetricDefinitions": [m.as_sagemaker() for m in spec.metric_definitions],
+            "MetricDefinitions": check_value(
+                "sagemaker",
+                "MetricDefinitionList",
+                [m.as_sagemaker() for m in spec.metric_definitions],
+                "metric_definitions",
+            ),
         },
         "RoleArn": config.role_arn,
         "InputDataConfig": [
@@ -123,7 +129,8 @@ def training_request(
     if config.vpc_config:
         request["VpcConfig"] = config.vpc_config
     name = naming.resource_name(spec.job_name, "train", request)
-    return {"TrainingJobName": naming.validate_name("job_name", name), **request}
+    named = {"TrainingJobName": naming.validate_name("job_name", name), **request}
+    return dict(check_request("sagemaker", "CreateTrainingJob", named))
 
 
 def final_metrics(

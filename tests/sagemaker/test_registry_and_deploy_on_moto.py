@@ -7,8 +7,8 @@ import pytest
 from kfp import local
 
 from flywheel.components.registry import open_registry
-from flywheel.components.workload import load_workload
 from flywheel.components.sagemaker.components import deploy_endpoint
+from flywheel.components.workload import load_workload
 
 from .conftest import ROLE
 from .moto_sagemaker import moto_sagemaker, placeholder_model_archive

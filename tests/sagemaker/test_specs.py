@@ -9,7 +9,9 @@ import pytest
 from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
 from flywheel.components.compute import backend_for
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.metrics import MetricDefinition
 from flywheel.components.sagemaker import SageMakerBackend, Watch
+from flywheel.components.sagemaker.endpoint import EndpointSpec
 from flywheel.components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
 from flywheel.components.sagemaker.polling import PollSchedule
 
@@ -130,3 +132,63 @@ def test_refused_transform_creates_no_model(tmp_path):
     with pytest.raises(InvalidSpecError) as caught:
         _backend().transform(spec, log=lambda _: None)
     assert caught.value.field == "input_location"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "rule"),
+    [
+        ({"tags": {f"team-{i}": "x" for i in range(51)}}, "compute_config.tags", "at most 50"),
+        ({"tags": {"k" * 129: "x"}}, "compute_config.tags[0].Key", "at most 128"),
+        ({"tags": {"team": "a&b"}}, "compute_config.tags[0].Value", "pattern"),
+        (
+            {"environment": {f"VAR_{i}": "1" for i in range(101)}},
+            "compute_config.environment",
+            "at most 100",
+        ),
+        ({"environment": {"LONG": "x" * 513}}, "compute_config.environment['LONG']", "at most 512"),
+        ({"volume_kms_key_id": "alias/my key"}, "compute_config.volume_kms_key_id", "pattern"),
+        ({"output_kms_key_id": "key;1"}, "compute_config.output_kms_key_id", "pattern"),
+        (
+            {"subnets": [f"subnet-{i}" for i in range(17)], "security_group_ids": ["sg-1"]},
+            "compute_config.subnets",
+            "at most 16",
+        ),
+    ],
+    ids=[
+        "51-tags",
+        "tag-key-length",
+        "tag-value-pattern",
+        "101-env",
+        "env-value-length",
+        "kms-volume",
+        "kms-output",
+        "17-subnets",
+    ],
+)
+def test_sagemaker_limits_from_the_service_model_are_enforced_on_the_config(overrides, field, rule):
+    error = config_error(**overrides)
+    assert error.field == field
+    assert rule in str(error)
+
+
+def test_more_metric_definitions_than_sagemaker_allows_are_refused_before_any_call(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("smiles,pIC50\nCCO,5\n")
+    spec = TrainingJobSpec(
+        job_name="qsar",
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        channels={"train": str(train)},
+        hyperparameters={},
+        output_location=str(tmp_path),
+        metric_definitions=tuple(MetricDefinition(f"m{i}", f"m{i}=([0-9.]+)") for i in range(41)),
+    )
+    with pytest.raises(InvalidSpecError, match="at most 40") as caught:
+        _backend().train(spec, log=lambda _: None)
+    assert caught.value.field == "metric_definitions"
+
+
+def test_more_rollback_alarms_than_sagemaker_allows_are_refused():
+    with pytest.raises(InvalidSpecError, match="at most 10") as caught:
+        EndpointSpec("qsar-prod", "qsar-model", rollback_alarms=tuple(f"a{i}" for i in range(11)))
+    assert caught.value.field == "rollback_alarms"
