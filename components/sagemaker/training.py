@@ -128,8 +128,12 @@ def training_request(
         }
     if config.vpc_config:
         request["VpcConfig"] = config.vpc_config
-    name = naming.resource_name(spec.job_name, "train", request)
-    named = {"TrainingJobName": naming.validate_name("job_name", name), **request}
+    name = naming.validate_name("job_name", naming.resource_name(spec.job_name, "train", request))
+    if config.spot:
+        # Each job checkpoints under its own name, so a job resumes only from its own checkpoints
+        # (the runner moves the prefix with the name when it starts a new attempt).
+        request["CheckpointConfig"]["S3Uri"] = str(config.checkpoint_s3_uri.child(name))
+    named = {"TrainingJobName": name, **request}
     return dict(check_request("sagemaker", "CreateTrainingJob", named))
 
 

@@ -189,7 +189,9 @@ def test_failed_job_reports_sagemakers_failure_reason(stubbed, clock):
     stubbed.verify()
 
 
-def test_stopped_job_fails_the_step_with_a_clear_message(stubbed, clock):
+def test_job_stopped_while_followed_fails_the_step_with_a_clear_message(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
     describe(
         stubbed, description("Stopped", [("Starting", "Launching"), ("Stopped", "Stopped by user")])
     )
@@ -197,6 +199,51 @@ def test_stopped_job_fails_the_step_with_a_clear_message(stubbed, clock):
 
     with pytest.raises(JobFailedError, match="stopped before finishing"):
         run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()
+
+
+@pytest.mark.parametrize("ended", ["Failed", "Stopped"])
+def test_retry_after_a_failed_or_stopped_job_creates_the_next_attempt(stubbed, clock, ended):
+    second = f"{NAME}-a2"
+    second_arn = ARN.replace(NAME, second)
+    spot_request = {
+        **REQUEST,
+        "CheckpointConfig": {"S3Uri": f"s3://flywheel-test/ckpt/{NAME}", "LocalPath": "/opt/ml/c"},
+    }
+    describe(stubbed, description(ended, [(ended, "ended")], FailureReason="OOM at epoch 3"))
+    stubbed.sagemaker.add_client_error(
+        "describe_training_job",
+        service_error_code="ValidationException",
+        service_message="Requested resource not found.",
+        expected_params={"TrainingJobName": second},
+    )
+    stubbed.sagemaker.add_response(
+        "create_training_job",
+        {"TrainingJobArn": second_arn},
+        {
+            **spot_request,
+            "TrainingJobName": second,
+            "CheckpointConfig": {
+                "S3Uri": f"s3://flywheel-test/ckpt/{second}",
+                "LocalPath": "/opt/ml/c",
+            },
+        },
+    )
+    completed = {
+        **description("Completed", [("Completed", "done")]),
+        "TrainingJobName": second,
+        "TrainingJobArn": second_arn,
+    }
+    stubbed.sagemaker.add_response("describe_training_job", completed, {"TrainingJobName": second})
+    no_streams(stubbed)
+    lines: list[str] = []
+
+    result = run_job(
+        stubbed.clients, TRAINING, spot_request, log=lines.append, watch=Watch(clock=clock)
+    )
+
+    assert result["TrainingJobName"] == second
+    assert any(f"attempt 1 ended {ended}: OOM at epoch 3" in line for line in lines)
     stubbed.verify()
 
 
