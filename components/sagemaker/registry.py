@@ -168,6 +168,10 @@ class SageMakerModelRegistry:
         known = [s["ModelPackageVersion"] for s in summaries]
         raise RegistryError(f"model {name} has no version {version}; versions: {known or 'none'}")
 
+    def fetch_model(self, version: ModelVersion, target: Path) -> Path:
+        """Copy ``version``'s ``model.tar.gz`` from S3 to ``target``."""
+        return self._stager.download_file(parse_s3_uri("model_uri", version.model_uri), target)
+
     def champion(self, name: str) -> ModelVersion | None:
         """The latest Approved model package of the group, or None."""
         summaries = self._packages(name)

@@ -9,6 +9,7 @@ import boto3
 import pytest
 
 from flywheel.components.registry import open_registry
+from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import ROLE
@@ -80,3 +81,19 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     champion = open_registry(registry).champion("qsar-pic50")
     assert champion is not None and champion.version == 1
     assert champion.model_uri.startswith(f"s3://{BUCKET}/registry/models/")
+    assert champion.hyperparameters["max_features"] == "sqrt"
+    assert champion.lineage["data"]["train"]["columns"] == ["compound_id", "smiles", "pIC50"]
+
+    # From the second run on, the gate scores the champion fetched from the SageMaker registry.
+    second = run_training(request)
+    scored = second.run.tasks.started
+    assert "score-champion" in scored
+
+    evaluation = run_evaluation(
+        EvaluationRequest(
+            batch=4, threshold="rmse above 100", history=str(tmp_path / "history"), training=request
+        )
+    )
+    assert evaluation.champion_before == evaluation.champion_after == 1
+    assert evaluation.decision["retrain"] is False
+    assert evaluation.evaluation["metrics"]["rmse"] > 0

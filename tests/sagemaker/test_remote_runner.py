@@ -202,7 +202,7 @@ def test_job_stopped_while_followed_fails_the_step_with_a_clear_message(stubbed,
     stubbed.verify()
 
 
-@pytest.mark.parametrize("ended", ["Failed", "Stopped"])
+@pytest.mark.parametrize("ended", ["Failed", "Stopping", "Stopped"])
 def test_retry_after_a_failed_or_stopped_job_creates_the_next_attempt(stubbed, clock, ended):
     second = f"{NAME}-a2"
     second_arn = ARN.replace(NAME, second)
