@@ -69,6 +69,14 @@ def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defa
         return value
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise InvalidSpecError(f"compute_config.{key}", f"expected a number, got {value!r}")
+    if kind is int and isinstance(value, float):
+        # KFP passes a dict parameter through protobuf's Struct, which turns every number into a
+        # float: 3600 arrives as 3600.0. A whole float is the integer it was; others are refused.
+        if not value.is_integer():
+            raise InvalidSpecError(
+                f"compute_config.{key}", f"expected a whole number, got {value!r}"
+            )
+        return int(value)
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidSpecError(f"compute_config.{key}", f"expected {names}, got {value!r}")

@@ -5,15 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
 from flywheel.components.compute import backend_for
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.metrics import MetricDefinition
-from flywheel.components.sagemaker import SageMakerBackend, Watch
+from flywheel.components.sagemaker import AwsClients, SageMakerBackend, SageMakerConfig, Watch
 from flywheel.components.sagemaker.endpoint import EndpointSpec
 from flywheel.components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
 from flywheel.components.sagemaker.polling import PollSchedule
+from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 from .conftest import ROLE, base_config
 
@@ -192,3 +194,51 @@ def test_more_rollback_alarms_than_sagemaker_allows_are_refused():
     with pytest.raises(InvalidSpecError, match="at most 10") as caught:
         EndpointSpec("qsar-prod", "qsar-model", rollback_alarms=tuple(f"a{i}" for i in range(11)))
     assert caught.value.field == "rollback_alarms"
+
+
+def readme_sagemaker_yaml() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Run on SageMaker") :]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_sagemaker_yaml_is_a_valid_config_as_written_and_after_kfp():
+    raw = yaml.safe_load(readme_sagemaker_yaml())
+    config = SageMakerConfig.from_mapping(raw)
+    # What the same mapping looks like inside a KFP task: protobuf made every number a float.
+    through_kfp = {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in raw.items()
+    }
+
+    assert SageMakerConfig.from_mapping(through_kfp) == config
+    assert config.spot and config.max_wait_seconds >= config.max_run_seconds
+
+
+def test_whole_floats_are_integers_and_fractions_are_refused():
+    assert base_config(max_run_seconds=3600.0).max_run_seconds == 3600
+    error = config_error(max_run_seconds=3600.5)
+    assert error.field == "compute_config.max_run_seconds"
+    assert "whole number" in str(error)
+
+
+def test_missing_aws_credentials_fail_before_any_task_in_one_line(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    request = TrainingRequest(
+        compute="sagemaker",
+        compute_config={
+            "role_arn": ROLE,
+            "s3_prefix": "s3://flywheel-test/runs",
+            "image_uri": "i:1",
+        },
+    )
+
+    with pytest.raises(InvalidSpecError) as caught:
+        pipeline_arguments(request)
+    assert caught.value.field == "AWS credentials"
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InvalidSpecError, match="AWS credentials"):
+        AwsClients.connect("us-east-1")
