@@ -3,7 +3,9 @@
 The old endpoint config is never changed or deleted, so if the update fails (or an alarm rolls
 it back) SageMaker keeps serving the old fleet; the step fails with the reason and touches
 nothing else. Endpoint configs are named from a digest of their request, so a retried deploy
-finds its own config and, if the endpoint already uses it, only waits for InService.
+finds its own config and, if the endpoint already uses it, only waits for InService. While a
+change is in flight (``Updating``), a deploy waits for it to settle, then applies its own or
+reattaches.
 """
 
 from __future__ import annotations
@@ -97,9 +99,10 @@ def _describe_endpoint(clients: AwsClients, name: str) -> dict[str, Any] | None:
         raise
 
 
-def _wait_in_service(
-    clients: AwsClients, spec: EndpointSpec, config_name: str, watch: Watch, log: LogSink
+def _wait_settled(
+    clients: AwsClients, spec: EndpointSpec, watch: Watch, log: LogSink
 ) -> dict[str, Any]:
+    """Describe the endpoint until no change is in flight; its description then."""
     url = console_url(clients.region, "endpoints", spec.endpoint_name)
     started = watch.clock.now()
     status = None
@@ -109,11 +112,18 @@ def _wait_in_service(
             status = description["EndpointStatus"]
             log(f"[{spec.endpoint_name}] {status}  {url}")
         if status not in _SETTLING:
-            break
+            return description
         age = watch.clock.now() - started
         if age > watch.deadline_seconds:
             raise JobFailedError(spec.endpoint_name, f"still {status} after {age:.0f}s")
         watch.clock.sleep(watch.schedule.interval(age))
+
+
+def _wait_in_service(
+    clients: AwsClients, spec: EndpointSpec, config_name: str, watch: Watch, log: LogSink
+) -> dict[str, Any]:
+    description = _wait_settled(clients, spec, watch, log)
+    status = description["EndpointStatus"]
     reason = description.get("FailureReason") or f"endpoint is {status}"
     if status != "InService":
         raise JobFailedError(spec.endpoint_name, reason)
@@ -141,6 +151,11 @@ def deploy(
         clients.sagemaker.create_endpoint_config(**config)
         log(f"[{config_name}] created endpoint config for model {spec.model_name}")
     current = _describe_endpoint(clients, spec.endpoint_name)
+    if current is not None and current["EndpointStatus"] in _SETTLING:
+        # A change is in flight (often this deploy's own, from an attempt that was cut short):
+        # SageMaker refuses another until it settles, and then it may already be ours.
+        log(f"[{spec.endpoint_name}] is {current['EndpointStatus']}: waiting for it to settle")
+        current = _wait_settled(clients, spec, watch, log)
     if current is None:
         clients.sagemaker.create_endpoint(
             EndpointName=spec.endpoint_name, EndpointConfigName=config_name
@@ -148,11 +163,6 @@ def deploy(
         log(f"[{spec.endpoint_name}] creating endpoint with {config_name}")
     elif current.get("EndpointConfigName") == config_name:
         log(f"[{spec.endpoint_name}] already on {config_name} ({current['EndpointStatus']})")
-    elif current["EndpointStatus"] in _SETTLING:
-        raise JobFailedError(
-            spec.endpoint_name,
-            f"is {current['EndpointStatus']} with another change; deploy again once it settles",
-        )
     else:
         clients.sagemaker.update_endpoint(
             EndpointName=spec.endpoint_name,
