@@ -211,9 +211,10 @@ def run_job(
                     description = _describe_tolerating_throttling(clients, job, name, log)
                 if description is not None:
                     follower.observe(description)
-                    tailer.poll()
                     if description[job.status_key] in TERMINAL_STATUSES:
+                        tailer.drain(watch.clock.sleep, watch.schedule.first)
                         return _outcome(job, name, description)
+                    tailer.poll()
                 age = watch.clock.now() - started
                 if age > watch.deadline_seconds:
                     raise JobFailedError(

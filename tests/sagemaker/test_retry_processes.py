@@ -117,14 +117,14 @@ def test_sigkill_mid_poll_then_retry_creates_exactly_one_training_job(aws, tmp_p
 def test_failed_job_then_retry_creates_the_next_attempt_and_logs_why(aws, tmp_path):
     fake = aws.sagemaker
     first = start(aws, tmp_path, 1)
-    fake.wait_for(lambda: bool(fake.names("CreateTrainingJob")))
-    (name,) = fake.names("CreateTrainingJob")
+    fake.wait_for(lambda: len(fake.jobs) == 1)
+    (name,) = fake.jobs
     fake.finish(name, "Failed", "AlgorithmError: out of memory")
     assert first.wait() == 1
     assert "out of memory" in first.output
 
     second = start(aws, tmp_path, 2)
-    fake.wait_for(lambda: len(fake.names("CreateTrainingJob")) == 2)
+    fake.wait_for(lambda: len(fake.jobs) == 2)
     fake.finish(f"{name}-a2", "Completed")
 
     assert second.wait() == 0, second.output
