@@ -21,11 +21,10 @@ from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker.s3 import S3Uri, parse_s3_uri
 from flywheel.components.sagemaker.validation import check_value
 
-JobKind = Literal["training", "transform", "processing", "endpoint"]
+JobKind = Literal["training", "transform", "endpoint"]
 _INSTANCE_SHAPES: dict[str, str] = {
     "training": "TrainingInstanceType",
     "transform": "TransformInstanceType",
-    "processing": "ProcessingInstanceType",
     "endpoint": "ProductionVariantInstanceType",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
