@@ -12,8 +12,6 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from botocore.exceptions import ClientError
-
 from flywheel.components.backend import (
     LogSink,
     TrainingJobSpec,
@@ -27,8 +25,13 @@ from flywheel.components.packaging import MODEL_ARCHIVE
 from flywheel.components.sagemaker.clients import AwsClients
 from flywheel.components.sagemaker.images import resolve_image
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
-from flywheel.components.sagemaker.model import ensure_model, model_request, serving_environment
-from flywheel.components.sagemaker.remote_runner import Watch, describe_or_none, run_job
+from flywheel.components.sagemaker.model import (
+    delete_model,
+    ensure_model,
+    model_request,
+    serving_environment,
+)
+from flywheel.components.sagemaker.remote_runner import Watch, run_job
 from flywheel.components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
@@ -146,7 +149,7 @@ class SageMakerBackend:
                 output_prefix=output,
             )
             stager.upload(code, model_data, inputs)
-        created_model = ensure_model(self.clients, model, log)
+        ensure_model(self.clients, model, log)
         try:
             run_job(
                 self.clients,
@@ -156,14 +159,10 @@ class SageMakerBackend:
                 watch=self._watch,
                 on_handle=self._on_handle,
             )
-        except ClientError:
-            if (
-                created_model
-                and describe_or_none(self.clients, TRANSFORM, request["TransformJobName"]) is None
-            ):
-                self.clients.sagemaker.delete_model(ModelName=model["ModelName"])
-                log(f"[{model['ModelName']}] deleted: the transform job was refused")
-            raise
+        finally:
+            # The model exists only for this transform: whether the job completed, failed, was
+            # refused or cancelled, nothing else will use it. A job holds its own copy of it.
+            delete_model(self.clients, model["ModelName"], log)
         if not is_s3(spec.output_location):
             fetched = stager.download_prefix(output, Path(spec.output_location))
             if not fetched:

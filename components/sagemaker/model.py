@@ -78,3 +78,14 @@ def ensure_model(clients: AwsClients, request: Mapping[str, Any], log: LogSink) 
     clients.sagemaker.create_model(**request)
     log(f"[{name}] created model  {console_url(clients.region, 'models', name)}")
     return True
+
+
+def delete_model(clients: AwsClients, name: str, log: LogSink) -> None:
+    """Delete a model made for one job; one already gone is fine (a retry deleted it)."""
+    try:
+        clients.sagemaker.delete_model(ModelName=name)
+    except ClientError as error:
+        if not is_not_found(error):
+            raise
+        return
+    log(f"[{name}] deleted the model made for this transform")

@@ -154,7 +154,6 @@ class SageMakerConfig:
     max_payload_mb: int = 6
     batch_strategy: str = "MultiRecord"
     split_type: str = "None"
-    join_source: str = "None"
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> SageMakerConfig:
@@ -292,9 +291,6 @@ class SageMakerConfig:
                 "split_type",
                 _typed(raw, "split_type", str, "None"),
                 ("None", "Line", "RecordIO", "TFRecord"),
-            ),
-            join_source=_choice(
-                "join_source", _typed(raw, "join_source", str, "None"), ("None", "Input")
             ),
         )
 

@@ -49,7 +49,6 @@ def transform_request(
         "TransformInput": transform_input,
         "TransformOutput": transform_output,
         "TransformResources": resources,
-        "DataProcessing": {"JoinSource": config.join_source},
         "Environment": {**config.environment, **spec.environment},
         "Tags": config.tag_list({"flywheel:job": spec.job_name}),
     }

@@ -76,6 +76,7 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     assert hyperparameters["n_estimators"] == "200"
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"train", "test"}
     assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert sagemaker.list_models()["Models"] == [], "the transform's temporary model is deleted"
     assert outcome.version.version == 1
     assert outcome.version.metrics["rmse"] > 0
     champion = open_registry(registry).champion("qsar-pic50")

@@ -242,3 +242,7 @@ def test_missing_aws_credentials_fail_before_any_task_in_one_line(monkeypatch, t
     assert "\n" not in str(caught.value)
     with pytest.raises(InvalidSpecError, match="AWS credentials"):
         AwsClients.connect("us-east-1")
+
+
+def test_join_source_is_refused_because_no_step_parses_joined_output():
+    assert config_error(join_source="Input").field == "compute_config.join_source"
