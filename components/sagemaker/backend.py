@@ -19,20 +19,26 @@ from flywheel.components.backend import (
     TransformJobSpec,
     TransformResult,
 )
-from flywheel.components.errors import JobFailedError
+from flywheel.components.errors import InvalidSpecError, JobFailedError
 from flywheel.components.metrics import MetricCollector
 from flywheel.components.packaging import MODEL_ARCHIVE
 from flywheel.components.sagemaker.clients import AwsClients
 from flywheel.components.sagemaker.images import resolve_image
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
-from flywheel.components.sagemaker.model import (
-    delete_model,
-    ensure_model,
-    model_request,
-    serving_environment,
-)
+from flywheel.components.sagemaker.model import delete_model, ensure_model, model_request
 from flywheel.components.sagemaker.remote_runner import Watch, run_job
-from flywheel.components.sagemaker.s3 import Stager, is_s3, pack_source, parse_s3_uri
+from flywheel.components.sagemaker.s3 import (
+    StagedLocation,
+    Stager,
+    is_s3,
+    pack_source,
+    parse_s3_uri,
+)
+from flywheel.components.sagemaker.serving import (
+    MODEL_CODE_DIRECTORY,
+    serving_environment,
+    with_serving_code,
+)
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
 from flywheel.components.sagemaker.transform import transform_request
@@ -66,6 +72,18 @@ class SageMakerBackend:
     def _stager(self) -> Stager:
         return Stager(self.clients.s3, self.config.s3_prefix)
 
+    def _check_shards(self, channels: dict[str, StagedLocation]) -> None:
+        """ShardedByS3Key hands whole objects to hosts: fewer files than hosts leaves hosts idle."""
+        hosts = self.config.instance_count
+        for name in self.config.sharded_channels:
+            staged = channels.get(name)
+            if staged is not None and staged.uploads and len(staged.uploads) < hosts:
+                raise InvalidSpecError(
+                    "compute_config.sharded_channels",
+                    f"channel {name!r} is {len(staged.uploads)} file(s) for {hosts} hosts; "
+                    "SageMaker shards by file, so give it at least one file per host",
+                )
+
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
         """Run ``spec`` as a training job; the model is fetched when ``output_location`` is local."""
         region = self.clients.region
@@ -76,6 +94,7 @@ class SageMakerBackend:
                 name: stager.plan_location(f"channels.{name}", location, f"data/{name}")
                 for name, location in spec.channels.items()
             }
+            self._check_shards(channels)
             request = training_request(
                 spec,
                 self.config,
@@ -113,17 +132,37 @@ class SageMakerBackend:
         )
         return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
 
+    def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:
+        if not is_s3(model_artifact):
+            return Path(model_artifact)
+        uri = parse_s3_uri("model_artifact", model_artifact)
+        return stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
+
     def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
         """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder."""
         region = self.clients.region
         stager = self._stager()
         with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
-            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
-            model_data = (
-                stager.plan_location("model_artifact", spec.model_artifact, "models")
-                if is_s3(spec.model_artifact)
-                else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
-            )
+            if self.config.network_isolation:
+                # The container reaches nothing: the serving code travels inside the model.
+                model_data = stager.plan_file(
+                    with_serving_code(
+                        self._local_model(stager, spec.model_artifact, Path(scratch)),
+                        Path(spec.source_dir),
+                        Path(scratch),
+                    ),
+                    "models",
+                    MODEL_ARCHIVE,
+                )
+                code, submit_directory = None, MODEL_CODE_DIRECTORY
+            else:
+                model_data = (
+                    stager.plan_location("model_artifact", spec.model_artifact, "models")
+                    if is_s3(spec.model_artifact)
+                    else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
+                )
+                code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+                submit_directory = str(code.uri)
             inputs = stager.plan_location("input_location", spec.input_location, "transform-input")
             output = (
                 parse_s3_uri("output_location", spec.output_location)
@@ -138,7 +177,7 @@ class SageMakerBackend:
                 self.config,
                 image=image,
                 model_data=model_data.uri,
-                environment=serving_environment(spec.entry_point, code.uri, region),
+                environment=serving_environment(spec.entry_point, submit_directory, region),
             )
             # Built before anything is created: a refused transform leaves no model behind.
             request = transform_request(
@@ -148,7 +187,7 @@ class SageMakerBackend:
                 input_prefix=inputs.uri,
                 output_prefix=output,
             )
-            stager.upload(code, model_data, inputs)
+            stager.upload(*(staged for staged in (code, model_data, inputs) if staged))
         ensure_model(self.clients, model, log)
         try:
             run_job(

@@ -21,16 +21,6 @@ from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.validation import check_request
 
 
-def serving_environment(entry_point: str, code: S3Uri, region: str) -> dict[str, str]:
-    """What SageMaker's framework serving containers read to load ``model_fn`` from the user's script."""
-    return {
-        "SAGEMAKER_PROGRAM": entry_point,
-        "SAGEMAKER_SUBMIT_DIRECTORY": str(code),
-        "SAGEMAKER_REGION": region,
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-    }
-
-
 def model_request(
     label: str,
     config: SageMakerConfig,

@@ -30,8 +30,14 @@ from flywheel.components.registry.base import ModelVersion, Registration, Stage
 from flywheel.components.registry.local import validate_model_name
 from flywheel.components.sagemaker.clients import AwsClients
 from flywheel.components.sagemaker.errors import is_not_found
-from flywheel.components.sagemaker.s3 import S3Uri, Stager, is_s3, parse_s3_uri
+from flywheel.components.sagemaker.s3 import S3Uri, StagedLocation, Stager, is_s3, parse_s3_uri
+from flywheel.components.sagemaker.serving import (
+    MODEL_CODE_DIRECTORY,
+    serving_environment,
+    with_serving_code,
+)
 from flywheel.components.sagemaker.validation import fits, service_model
+from flywheel.components.workload import load_workload
 
 SCHEME = "sagemaker://"
 _STAGES: dict[str, Stage] = {
@@ -204,6 +210,34 @@ class SageMakerModelRegistry:
                 ModelPackageGroupDescription=f"{name}: registered by Flywheel",
             )
 
+    def _servable(
+        self, model_artifact: str, lineage: Mapping[str, Any], scratch: Path
+    ) -> tuple[StagedLocation, dict[str, Any]]:
+        """The archive to register, and its container's environment.
+
+        With the run's code in the lineage, the package carries it, as the SageMaker SDK
+        repacks a model: ``code/`` in ``model.tar.gz`` and the environment naming the entry point,
+        so an endpoint made from the package finds ``model_fn`` with no other file. A model
+        registered without code is registered as it is.
+        """
+        code = lineage.get("code") or {}
+        if not code.get("workload") or not code.get("entry_point"):
+            if is_s3(model_artifact):
+                return self._stager.plan_location("model_artifact", model_artifact, "models"), {}
+            return self._stager.plan_file(Path(model_artifact), "models", MODEL_ARCHIVE), {}
+        local = Path(model_artifact)
+        if is_s3(model_artifact):
+            uri = parse_s3_uri("model_artifact", model_artifact)
+            local = self._stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
+        source = load_workload(code["workload"]).source_dir
+        archive = with_serving_code(local, source, scratch)
+        environment = serving_environment(
+            code["entry_point"], MODEL_CODE_DIRECTORY, self._clients.region
+        )
+        return self._stager.plan_file(archive, "models", MODEL_ARCHIVE), {
+            "Environment": environment
+        }
+
     def register(
         self,
         name: str,
@@ -224,12 +258,8 @@ class SageMakerModelRegistry:
             if existing.model_sha256 == digest:
                 return Registration(existing, created=False)
         self._ensure_group(name)
-        staged = (
-            self._stager.plan_location("model_artifact", model_artifact, "models")
-            if is_s3(model_artifact)
-            else self._stager.plan_file(Path(model_artifact), "models", MODEL_ARCHIVE)
-        )
         with tempfile.TemporaryDirectory(prefix="flywheel-registry-") as scratch:
+            staged, environment = self._servable(model_artifact, lineage, Path(scratch))
             report = Path(scratch) / "statistics.json"
             report.write_text(json.dumps({"regression_metrics": dict(metrics)}, sort_keys=True))
             record = Path(scratch) / "metadata.json"
@@ -248,7 +278,9 @@ class SageMakerModelRegistry:
             ModelPackageDescription=f"{name} model {digest[:12]}",
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={
-                "Containers": [{"Image": self._image, "ModelDataUrl": str(staged.uri)}],
+                "Containers": [
+                    {"Image": self._image, "ModelDataUrl": str(staged.uri), **environment}
+                ],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
             },

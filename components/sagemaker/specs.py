@@ -209,6 +209,13 @@ class SageMakerConfig:
             raise InvalidSpecError(
                 "compute_config.max_wait_seconds", "only applies with spot: true"
             )
+        instance_count = _in_range("instance_count", _typed(raw, "instance_count", int, 1), 1, 100)
+        if instance_count > 1 and framework != "pytorch":
+            raise InvalidSpecError(
+                "compute_config.instance_count",
+                f"{instance_count} hosts would each train an independent copy: multi-host "
+                "training is supported with framework: pytorch (SageMaker's torch_distributed)",
+            )
         subnets = _meets("subnets", "Subnets", _string_list("subnets", raw.get("subnets", [])))
         groups = _meets(
             "security_group_ids",
@@ -235,9 +242,7 @@ class SageMakerConfig:
                 _typed(raw, "instance_type", str, "ml.m5.large"),
                 "training",
             ),
-            instance_count=_in_range(
-                "instance_count", _typed(raw, "instance_count", int, 1), 1, 100
-            ),
+            instance_count=instance_count,
             volume_size_gb=_in_range(
                 "volume_size_gb", _typed(raw, "volume_size_gb", int, 30), 1, 16384
             ),

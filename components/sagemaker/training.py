@@ -21,10 +21,18 @@ from flywheel.components.sagemaker.specs import SageMakerConfig, check_hyperpara
 from flywheel.components.sagemaker.validation import check_request, check_value
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# With network isolation the container cannot fetch its code from S3; as the SageMaker SDK does,
+# the code arrives through an input channel of this name, at this path.
+CODE_CHANNEL = "code"
+CODE_CHANNEL_ARCHIVE = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"
 
 
 def contract_hyperparameters(
-    hyperparameters: Mapping[str, object], entry_point: str, code: S3Uri, region: str
+    hyperparameters: Mapping[str, object],
+    entry_point: str,
+    code: str,
+    region: str,
+    distributed: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The user's hyperparameters as strings, plus what the framework container needs to find the script.
 
@@ -45,12 +53,27 @@ def contract_hyperparameters(
     values.update(
         {
             "sagemaker_program": json.dumps(entry_point),
-            "sagemaker_submit_directory": json.dumps(str(code)),
+            "sagemaker_submit_directory": json.dumps(code),
             "sagemaker_region": json.dumps(region),
             "sagemaker_container_log_level": "20",
+            **(distributed or {}),
         }
     )
     return check_hyperparameters(values)
+
+
+def _distribution(config: SageMakerConfig) -> dict[str, str]:
+    """SageMaker's ``torch_distributed``: the PyTorch container starts torchrun across the hosts.
+
+    These are the hyperparameters the SageMaker SDK sends for that setting; without them every
+    host would train its own copy. The config allows several hosts only with PyTorch.
+    """
+    if config.instance_count == 1:
+        return {}
+    return {
+        "sagemaker_torch_distributed_enabled": "true",
+        "sagemaker_instance_type": json.dumps(config.instance_type),
+    }
 
 
 def training_request(
@@ -63,6 +86,16 @@ def training_request(
     region: str,
 ) -> dict[str, Any]:
     """The CreateTrainingJob request, named from a digest of everything else in it."""
+    submit_directory = str(code)
+    if config.network_isolation:
+        if CODE_CHANNEL in channels:
+            raise InvalidSpecError(
+                f"channels.{CODE_CHANNEL}",
+                "with network_isolation the code arrives through a channel of this name; "
+                "rename yours",
+            )
+        channels = {**channels, CODE_CHANNEL: code}
+        submit_directory = CODE_CHANNEL_ARCHIVE
     for channel in config.sharded_channels:
         if channel not in channels:
             raise InvalidSpecError(
@@ -113,7 +146,7 @@ def training_request(
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
         "HyperParameters": contract_hyperparameters(
-            spec.hyperparameters, spec.entry_point, code, region
+            spec.hyperparameters, spec.entry_point, submit_directory, region, _distribution(config)
         ),
         "Environment": {**config.environment, **spec.environment},
         "EnableNetworkIsolation": config.network_isolation,

@@ -6,7 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+import pytest
+
 from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.errors import InvalidSpecError
 from flywheel.components.packaging import sha256_of_file
 from flywheel.components.sagemaker.s3 import S3Uri, pack_source
 from flywheel.components.sagemaker.training import training_request
@@ -67,3 +70,37 @@ def test_each_spot_job_checkpoints_under_its_own_name(tmp_path):
     prefixes = [r["CheckpointConfig"]["S3Uri"] for r in requests]
     assert prefixes == [f"s3://flywheel-test/checkpoints/{r['TrainingJobName']}" for r in requests]
     assert prefixes[0] != prefixes[1]
+
+
+def test_network_isolation_sends_the_code_through_a_code_channel(tmp_path):
+    code = pack_source(EXAMPLE, tmp_path)
+    request = request_for(code, network_isolation=True)
+
+    channels = {
+        c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]
+    }
+    assert channels["code"]["S3Uri"].endswith("/sourcedir.tar.gz")
+    assert request["HyperParameters"]["sagemaker_submit_directory"] == (
+        '"/opt/ml/input/data/code/sourcedir.tar.gz"'
+    )
+    assert request["EnableNetworkIsolation"] is True
+
+
+def test_several_pytorch_hosts_train_with_torch_distributed(tmp_path):
+    code = pack_source(EXAMPLE, tmp_path)
+    request = request_for(
+        code,
+        image_uri=None,
+        framework="pytorch",
+        framework_version="2.3",
+        instance_count=2,
+    )
+
+    assert request["ResourceConfig"]["InstanceCount"] == 2
+    assert request["HyperParameters"]["sagemaker_torch_distributed_enabled"] == "true"
+
+
+def test_several_hosts_without_a_distributed_framework_are_refused():
+    with pytest.raises(InvalidSpecError, match="independent copy") as caught:
+        base_config(instance_count=2)
+    assert caught.value.field == "compute_config.instance_count"
