@@ -8,6 +8,7 @@ local folder, so steps need not know where the job ran.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -39,9 +40,17 @@ from flywheel.components.sagemaker.serving import (
     serving_environment,
     with_serving_code,
 )
+from flywheel.components.sagemaker.sharding import (
+    ShardedInput,
+    join_predictions,
+    shard_csv_files,
+)
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
 from flywheel.components.sagemaker.transform import transform_request
+
+# SageMaker's MaxPayloadInMB counts mebibytes; parts are cut in megabytes, a little under.
+PAYLOAD_UNIT = 1_000_000
 
 
 class SageMakerBackend:
@@ -132,6 +141,19 @@ class SageMakerBackend:
         )
         return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
 
+    def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
+        """Local CSV inputs cut to fit ``max_payload_mb`` and spread over the instances."""
+        if is_s3(spec.input_location) or spec.content_type != "text/csv":
+            return None
+        if not Path(spec.input_location).exists():
+            raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")
+        return shard_csv_files(
+            Path(spec.input_location),
+            scratch / "shards",
+            max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,
+            instances=self.config.transform_instance_count,
+        )
+
     def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:
         if not is_s3(model_artifact):
             return Path(model_artifact)
@@ -163,7 +185,12 @@ class SageMakerBackend:
                 )
                 code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
                 submit_directory = str(code.uri)
-            inputs = stager.plan_location("input_location", spec.input_location, "transform-input")
+            sharded = self._shard(spec, Path(scratch))
+            inputs = stager.plan_location(
+                "input_location",
+                str(sharded.folder) if sharded else spec.input_location,
+                "transform-input",
+            )
             output = (
                 parse_s3_uri("output_location", spec.output_location)
                 if is_s3(spec.output_location)
@@ -203,11 +230,16 @@ class SageMakerBackend:
             # refused or cancelled, nothing else will use it. A job holds its own copy of it.
             delete_model(self.clients, model["ModelName"], log)
         if not is_s3(spec.output_location):
-            fetched = stager.download_prefix(output, Path(spec.output_location))
-            if not fetched:
-                raise JobFailedError(
-                    request["TransformJobName"], f"completed but wrote nothing to {output}"
-                )
+            with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+                downloaded = Path(scratch)
+                if not stager.download_prefix(output, downloaded):
+                    raise JobFailedError(
+                        request["TransformJobName"], f"completed but wrote nothing to {output}"
+                    )
+                if sharded:
+                    join_predictions(downloaded, sharded, Path(spec.output_location))
+                else:
+                    shutil.copytree(downloaded, spec.output_location, dirs_exist_ok=True)
         return TransformResult(
             job_name=request["TransformJobName"], output_location=spec.output_location
         )

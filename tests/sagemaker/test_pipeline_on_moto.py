@@ -18,7 +18,7 @@ from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import ROLE, FakeClock
-from .moto_sagemaker import moto_sagemaker, placeholder_model_archive
+from .moto_sagemaker import PLACEHOLDER_PREDICTION, moto_sagemaker, placeholder_model_archive
 
 BUCKET = "flywheel-e2e"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "qsar"
@@ -108,7 +108,9 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     assert evaluation.evaluation["metrics"]["rmse"] > 0
 
 
-def test_isolated_transform_serves_the_code_from_inside_the_model(aws, tmp_path, monkeypatch):
+def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
+    aws, tmp_path, monkeypatch
+):
     created: list[dict] = []
     original = SageMakerModelBackend.create_model
 
@@ -117,6 +119,14 @@ def test_isolated_transform_serves_the_code_from_inside_the_model(aws, tmp_path,
         return original(self, **kwargs)
 
     monkeypatch.setattr(SageMakerModelBackend, "create_model", create_model)
+    created_transforms: list[dict] = []
+    original_transform = SageMakerModelBackend.create_transform_job
+
+    def create_transform_job(self, **kwargs):
+        created_transforms.append(kwargs)
+        return original_transform(self, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_transform_job)
     config = SageMakerConfig.from_mapping(
         {
             "role_arn": ROLE,
@@ -125,12 +135,13 @@ def test_isolated_transform_serves_the_code_from_inside_the_model(aws, tmp_path,
             "endpoint_url": aws,
             "image_uri": IMAGE,
             "network_isolation": True,
+            "transform_instance_count": 2,
         }
     )
     model = tmp_path / "model.tar.gz"
     model.write_bytes(placeholder_model_archive())
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "rows.csv").write_text("smiles\nCCO\nCCN\n")
+    (tmp_path / "in" / "rows.csv").write_text("smiles\nCCO\nCCN\nCCC\n")
     spec = TransformJobSpec(
         job_name="isolated",
         model_artifact=str(model),
@@ -152,3 +163,14 @@ def test_isolated_transform_serves_the_code_from_inside_the_model(aws, tmp_path,
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         names = archive.getnames()
     assert {"PLACEHOLDER.txt", "code/train.py", "code/qsar_data.py"} <= set(names)
+    # One part per instance, each with the header; predictions joined back in row order.
+    (transform,) = created_transforms
+    source = transform["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = source.removeprefix("s3://").split("/", 1)
+    parts = boto3.client("s3", endpoint_url=aws).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    assert [p["Key"].rsplit("/", 1)[1] for p in parts["Contents"]] == [
+        "rows.csv.part-00000",
+        "rows.csv.part-00001",
+    ]
+    predictions = (tmp_path / "out" / "rows.csv.out").read_text().splitlines()
+    assert predictions == [PLACEHOLDER_PREDICTION] * 3

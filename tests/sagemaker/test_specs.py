@@ -246,3 +246,26 @@ def test_missing_aws_credentials_fail_before_any_task_in_one_line(monkeypatch, t
 
 def test_join_source_is_refused_because_no_step_parses_joined_output():
     assert config_error(join_source="Input").field == "compute_config.join_source"
+
+
+def test_a_sharded_channel_needs_a_file_per_host(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("smiles,pIC50\nCCO,5\n")
+    spec = TrainingJobSpec(
+        job_name="qsar",
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        channels={"train": str(train)},
+        hyperparameters={},
+        output_location=str(tmp_path),
+    )
+    backend = _backend(
+        framework="pytorch",
+        framework_version="2.3",
+        image_uri=None,
+        instance_count=2,
+        sharded_channels=["train"],
+    )
+    with pytest.raises(InvalidSpecError, match="1 file\\(s\\) for 2 hosts") as caught:
+        backend.train(spec, log=lambda _: None)
+    assert caught.value.field == "compute_config.sharded_channels"
