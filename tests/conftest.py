@@ -5,13 +5,15 @@ the way the real service checks them, so a lenient fake (moto, Stubber) cannot h
 that AWS would refuse.
 """
 
+import importlib.util
 import os
-import sys
 from pathlib import Path
 
-_STRICT = str(Path(__file__).parent / "strict_aws")
+_STRICT = Path(__file__).parent / "strict_aws"
+# Child processes run it at start-up, from the front of their PYTHONPATH.
 os.environ["PYTHONPATH"] = os.pathsep.join(
-    part for part in (_STRICT, os.environ.get("PYTHONPATH", "")) if part
+    part for part in (str(_STRICT), os.environ.get("PYTHONPATH", "")) if part
 )
-sys.path.insert(0, _STRICT)
-import sitecustomize  # noqa: E402,F401 - applies the strict client patch in this process
+# This process started before that, and may already have another sitecustomize: load ours by path.
+_spec = importlib.util.spec_from_file_location("flywheel_strict_aws", _STRICT / "sitecustomize.py")
+_spec.loader.exec_module(importlib.util.module_from_spec(_spec))
