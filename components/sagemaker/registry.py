@@ -29,7 +29,7 @@ from flywheel.components.packaging import MODEL_ARCHIVE, sha256_of_file
 from flywheel.components.registry.base import ModelVersion, Registration, Stage
 from flywheel.components.registry.local import validate_model_name
 from flywheel.components.sagemaker.clients import AwsClients
-from flywheel.components.sagemaker.errors import is_not_found
+from flywheel.components.sagemaker.errors import error_code, is_not_found
 from flywheel.components.sagemaker.s3 import S3Uri, StagedLocation, Stager, is_s3, parse_s3_uri
 from flywheel.components.sagemaker.serving import (
     MODEL_CODE_DIRECTORY,
@@ -113,13 +113,26 @@ class SageMakerModelRegistry:
         return sorted(summaries, key=lambda s: s["ModelPackageVersion"])
 
     def _metadata(self, properties: Mapping[str, str]) -> dict[str, Any]:
-        """The package's metadata document; empty for a package registered outside Flywheel."""
+        """The package's metadata document; empty when there is none to read.
+
+        A package registered outside Flywheel has none, and a document deleted or damaged in S3
+        must not make the whole model unreadable: the version is still listed, with the metrics
+        its properties carry.
+        """
         location = properties.get(_METADATA)
         if not location:
             return {}
         uri = parse_s3_uri(_METADATA, location)
-        body = self._clients.s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
-        return json.loads(body)
+        try:
+            body = self._clients.s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+            document = json.loads(body)
+        except ClientError as error:
+            if error_code(error) not in {"NoSuchKey", "404"}:
+                raise
+            return {}
+        except json.JSONDecodeError:
+            return {}
+        return document if isinstance(document, dict) else {}
 
     def _version(self, name: str, package_arn: str, champion: int | None) -> ModelVersion:
         package = self._clients.sagemaker.describe_model_package(ModelPackageName=package_arn)

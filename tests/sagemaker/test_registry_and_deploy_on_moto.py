@@ -189,3 +189,27 @@ def test_registered_package_serves_a_batch_from_what_an_endpoint_receives(
 
     assert len(predictions) == 3
     assert all(4.0 <= p <= 6.5 for p in predictions)
+
+
+@pytest.mark.parametrize("damage", ["deleted", "not-json"])
+def test_versions_stay_readable_when_the_metadata_document_is_damaged(
+    endpoint_url, tmp_path, damage
+):
+    registry = registry_at(endpoint_url)
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive() + damage.encode())
+    name = f"damaged-{damage}"
+    version = registry.register(
+        name, str(model), metrics={"rmse": 0.5}, hyperparameters={"n": 1}, lineage={}
+    ).version
+    bucket, key = version.lineage["document"].removeprefix("s3://").split("/", 1)
+    s3 = boto3.client("s3", endpoint_url=endpoint_url)
+    if damage == "deleted":
+        s3.delete_object(Bucket=bucket, Key=key)
+    else:
+        s3.put_object(Bucket=bucket, Key=key, Body=b"{truncated")
+
+    (listed,) = registry.versions(name)
+
+    assert listed.metrics == {"rmse": 0.5}
+    assert listed.hyperparameters == {}
