@@ -29,18 +29,22 @@ def _part_count(size: int, rows: int, max_bytes: int, instances: int) -> int:
     return max(1, min(rows, max(by_payload, instances)))
 
 
-def shard_csv_files(source: Path, target: Path, *, max_bytes: int, instances: int) -> ShardedInput:
+def shard_csv_files(
+    source: Path, target: Path, *, max_bytes: int, instances: int, header: bool = True
+) -> ShardedInput:
     """Each CSV file of ``source`` as parts in ``target`` of at most ``max_bytes`` where possible.
 
     Rows are dealt out in order, the same number to each part; ``max_bytes`` 0 means no limit. A
     single row larger than the limit stays in a part of its own, and SageMaker will refuse it.
+    Without ``header`` the parts hold only records, in the file's column order: with
+    ``SplitType: Line`` SageMaker would send a header line as one more record.
     """
     target.mkdir(parents=True, exist_ok=True)
     files = [source] if source.is_file() else sorted(p for p in source.rglob("*") if p.is_file())
     parts: dict[str, list[str]] = {}
     for path in files:
         relative = path.name if source.is_file() else str(path.relative_to(source))
-        header, *rows = path.read_text().splitlines(keepends=True)
+        first_line, *rows = path.read_text().splitlines(keepends=True)
         count = _part_count(path.stat().st_size, len(rows), max_bytes, instances)
         per_part = math.ceil(len(rows) / count) if rows else 0
         names = []
@@ -49,7 +53,7 @@ def shard_csv_files(source: Path, target: Path, *, max_bytes: int, instances: in
             chunk = rows[index * per_part : (index + 1) * per_part]
             out = target / name
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(header + "".join(chunk))
+            out.write_text((first_line if header else "") + "".join(chunk))
             names.append(name)
         parts[relative] = names
     return ShardedInput(target, parts)

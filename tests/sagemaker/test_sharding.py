@@ -44,3 +44,13 @@ def test_predictions_are_joined_back_per_file_in_row_order(tmp_path):
     (joined,) = join_predictions(downloaded, sharded, tmp_path / "out")
 
     assert joined.read_text().splitlines() == ["p-A", "p-B", "p-C", "p-D", "p-E"]
+
+
+def test_parts_for_split_type_line_hold_records_only(tmp_path):
+    source = tmp_path / "rows.csv"
+    source.write_text("smiles,id\nCCO,1\nCCN,2\nCCC,3\n")
+
+    sharded = shard_csv_files(source, tmp_path / "parts", max_bytes=0, instances=2, header=False)
+
+    bodies = [(sharded.folder / name).read_text() for name in sharded.parts["rows.csv"]]
+    assert "".join(bodies) == "CCO,1\nCCN,2\nCCC,3\n"
