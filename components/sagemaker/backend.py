@@ -127,7 +127,8 @@ class SageMakerBackend:
             watch=self._watch,
             on_handle=self._on_handle,
         )
-        name = request["TrainingJobName"]
+        # The attempt that ran: ``<name>-a2`` when an earlier one had failed.
+        name = description["TrainingJobName"]
         model_uri = parse_s3_uri(
             "ModelArtifacts", description["ModelArtifacts"]["S3ModelArtifacts"]
         )
@@ -218,7 +219,7 @@ class SageMakerBackend:
             stager.upload(*(staged for staged in (code, model_data, inputs) if staged))
         ensure_model(self.clients, model, log)
         try:
-            run_job(
+            description = run_job(
                 self.clients,
                 TRANSFORM,
                 request,
@@ -235,12 +236,13 @@ class SageMakerBackend:
                 downloaded = Path(scratch)
                 if not stager.download_prefix(output, downloaded):
                     raise JobFailedError(
-                        request["TransformJobName"], f"completed but wrote nothing to {output}"
+                        description["TransformJobName"],
+                        f"completed but wrote nothing to {output}",
                     )
                 if sharded:
                     join_predictions(downloaded, sharded, Path(spec.output_location))
                 else:
                     shutil.copytree(downloaded, spec.output_location, dirs_exist_ok=True)
         return TransformResult(
-            job_name=request["TransformJobName"], output_location=spec.output_location
+            job_name=description["TransformJobName"], output_location=spec.output_location
         )

@@ -129,6 +129,7 @@ def test_failed_job_then_retry_creates_the_next_attempt_and_logs_why(aws, tmp_pa
 
     assert second.wait() == 0, second.output
     assert fake.names("CreateTrainingJob") == [name, f"{name}-a2"]
+    assert f"trained {name}-a2" in second.output, "the step reports the attempt that ran"
     describes = fake.names("DescribeTrainingJob")
     assert describes.index(f"{name}-a2") < len(describes) - 1, "described before it was created"
     assert "attempt 1 ended Failed: AlgorithmError: out of memory" in second.output
