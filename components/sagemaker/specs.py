@@ -119,6 +119,26 @@ def _kms_key(raw: Mapping[str, Any], key: str) -> str | None:
     return _meets(key, "KmsKeyId", _typed(raw, key, str, None))
 
 
+# SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) and Trainium (ml.trn*) instances only.
+_TORCH_DISTRIBUTED_FAMILY = re.compile(r"^ml\.(p|g|trn)\d")
+
+
+def _check_distributed(hosts: int, framework: str | None, instance_type: str) -> None:
+    """Several hosts must train one model together; otherwise each trains its own copy."""
+    if framework != "pytorch":
+        raise InvalidSpecError(
+            "compute_config.instance_count",
+            f"{hosts} hosts would each train an independent copy: multi-host training is "
+            "supported with framework: pytorch (SageMaker's torch_distributed)",
+        )
+    if not _TORCH_DISTRIBUTED_FAMILY.match(instance_type):
+        raise InvalidSpecError(
+            "compute_config.instance_type",
+            f"{instance_type!r}: SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) or "
+            "Trainium (ml.trn*) instances",
+        )
+
+
 @dataclass(frozen=True)
 class SageMakerConfig:
     """Where and how SageMaker runs jobs for one pipeline run (the README lists every key)."""
@@ -210,12 +230,13 @@ class SageMakerConfig:
                 "compute_config.max_wait_seconds", "only applies with spot: true"
             )
         instance_count = _in_range("instance_count", _typed(raw, "instance_count", int, 1), 1, 100)
-        if instance_count > 1 and framework != "pytorch":
-            raise InvalidSpecError(
-                "compute_config.instance_count",
-                f"{instance_count} hosts would each train an independent copy: multi-host "
-                "training is supported with framework: pytorch (SageMaker's torch_distributed)",
-            )
+        instance_type = check_instance_type(
+            "compute_config.instance_type",
+            _typed(raw, "instance_type", str, "ml.m5.large"),
+            "training",
+        )
+        if instance_count > 1:
+            _check_distributed(instance_count, framework, instance_type)
         subnets = _meets("subnets", "Subnets", _string_list("subnets", raw.get("subnets", [])))
         groups = _meets(
             "security_group_ids",
@@ -237,11 +258,7 @@ class SageMakerConfig:
             framework=framework,
             framework_version=framework_version,
             py_version=_typed(raw, "py_version", str, None),
-            instance_type=check_instance_type(
-                "compute_config.instance_type",
-                _typed(raw, "instance_type", str, "ml.m5.large"),
-                "training",
-            ),
+            instance_type=instance_type,
             instance_count=instance_count,
             volume_size_gb=_in_range(
                 "volume_size_gb", _typed(raw, "volume_size_gb", int, 30), 1, 16384

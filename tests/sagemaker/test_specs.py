@@ -263,6 +263,7 @@ def test_a_sharded_channel_needs_a_file_per_host(tmp_path):
         framework="pytorch",
         framework_version="2.3",
         image_uri=None,
+        instance_type="ml.g5.xlarge",
         instance_count=2,
         sharded_channels=["train"],
     )

@@ -93,6 +93,7 @@ def test_several_pytorch_hosts_train_with_torch_distributed(tmp_path):
         image_uri=None,
         framework="pytorch",
         framework_version="2.3",
+        instance_type="ml.g5.xlarge",
         instance_count=2,
     )
 
@@ -104,3 +105,9 @@ def test_several_hosts_without_a_distributed_framework_are_refused():
     with pytest.raises(InvalidSpecError, match="independent copy") as caught:
         base_config(instance_count=2)
     assert caught.value.field == "compute_config.instance_count"
+
+
+def test_torch_distributed_on_cpu_instances_is_refused_as_sagemaker_would():
+    with pytest.raises(InvalidSpecError, match="GPU") as caught:
+        base_config(image_uri=None, framework="pytorch", framework_version="2.3", instance_count=2)
+    assert caught.value.field == "compute_config.instance_type"
