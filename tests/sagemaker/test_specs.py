@@ -155,6 +155,11 @@ def test_refused_transform_creates_no_model(tmp_path):
             "compute_config.subnets",
             "at most 16",
         ),
+        (
+            {"subnets": ["subnet-1"], "security_group_ids": [f"sg-{i}" for i in range(6)]},
+            "compute_config.security_group_ids",
+            "at most 5",
+        ),
     ],
     ids=[
         "51-tags",
@@ -165,6 +170,7 @@ def test_refused_transform_creates_no_model(tmp_path):
         "kms-volume",
         "kms-output",
         "17-subnets",
+        "6-security-groups",
     ],
 )
 def test_sagemaker_limits_from_the_service_model_are_enforced_on_the_config(overrides, field, rule):

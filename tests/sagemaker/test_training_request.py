@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -111,3 +112,18 @@ def test_torch_distributed_on_cpu_instances_is_refused_as_sagemaker_would():
     with pytest.raises(InvalidSpecError, match="GPU") as caught:
         base_config(image_uri=None, framework="pytorch", framework_version="2.3", instance_count=2)
     assert caught.value.field == "compute_config.instance_type"
+
+
+def test_a_hyperparameter_over_sagemakers_value_limit_is_refused_naming_it(tmp_path):
+    code = pack_source(EXAMPLE, tmp_path)
+    long_spec = replace(spec(), hyperparameters={"note": "x" * 2501})
+    with pytest.raises(InvalidSpecError, match="at most 2500") as caught:
+        training_request(
+            long_spec,
+            base_config(),
+            image=IMAGE,
+            code=S3Uri("flywheel-test", f"code/{sha256_of_file(code)[:16]}/sourcedir.tar.gz"),
+            channels={"train": S3Uri("flywheel-test", "data/train")},
+            region=REGION,
+        )
+    assert caught.value.field == "hyperparameters['note']"
