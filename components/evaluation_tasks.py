@@ -27,13 +27,12 @@ def find_champion(registry: str, model_name: str, workload: str, champion: Outpu
             model_name=model_name or load_workload(workload).name,
             model_path=Path(champion.path),
         )
-    if version.model_uri.startswith("s3://"):
-        champion.uri = version.model_uri
     train_data = version.lineage.get("data", {}).get("train", {})
     champion.metadata.update(
         {
             "name": version.name,
             "version": version.version,
+            "model_uri": version.model_uri,
             "metrics": dict(version.metrics),
             "columns": train_data.get("columns") or [],
         }

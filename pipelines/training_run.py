@@ -57,6 +57,10 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     workload.resolve_hyperparameters(request.hyperparameters)  # refuses unknown names
     compute_config = _compute_config(request)
     backend_for(request.compute, compute_config)
+    if request.compute == "sagemaker" or request.registry.startswith("sagemaker://"):
+        from flywheel.components.sagemaker.clients import check_credentials
+
+        check_credentials()
     if not 1 <= request.training_batches <= request.batch_count:
         raise InvalidSpecError(
             "--training-batches", f"must be between 1 and --batch-count ({request.batch_count})"

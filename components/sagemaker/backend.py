@@ -8,11 +8,10 @@ local folder, so steps need not know where the job ran.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-from botocore.exceptions import ClientError
 
 from flywheel.components.backend import (
     LogSink,
@@ -21,18 +20,36 @@ from flywheel.components.backend import (
     TransformJobSpec,
     TransformResult,
 )
-from flywheel.components.errors import JobFailedError
+from flywheel.components.errors import InvalidSpecError, JobFailedError
 from flywheel.components.metrics import MetricCollector
 from flywheel.components.packaging import MODEL_ARCHIVE, pack_source
 from flywheel.components.sagemaker.clients import AwsClients
 from flywheel.components.sagemaker.images import resolve_image
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
-from flywheel.components.sagemaker.model import ensure_model, model_request, serving_environment
-from flywheel.components.sagemaker.remote_runner import Watch, describe_or_none, run_job
-from flywheel.components.sagemaker.s3 import Stager, is_s3, parse_s3_uri
+from flywheel.components.sagemaker.model import delete_model, ensure_model, model_request
+from flywheel.components.sagemaker.remote_runner import Watch, run_job
+from flywheel.components.sagemaker.s3 import (
+    StagedLocation,
+    Stager,
+    is_s3,
+    parse_s3_uri,
+)
+from flywheel.components.sagemaker.serving import (
+    MODEL_CODE_DIRECTORY,
+    serving_environment,
+    with_serving_code,
+)
+from flywheel.components.sagemaker.sharding import (
+    ShardedInput,
+    join_predictions,
+    shard_csv_files,
+)
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
 from flywheel.components.sagemaker.transform import transform_request
+
+# SageMaker's MaxPayloadInMB counts mebibytes; parts are cut in megabytes, a little under.
+PAYLOAD_UNIT = 1_000_000
 
 
 class SageMakerBackend:
@@ -63,6 +80,18 @@ class SageMakerBackend:
     def _stager(self) -> Stager:
         return Stager(self.clients.s3, self.config.s3_prefix)
 
+    def _check_shards(self, channels: dict[str, StagedLocation]) -> None:
+        """ShardedByS3Key hands whole objects to hosts: fewer files than hosts leaves hosts idle."""
+        hosts = self.config.instance_count
+        for name in self.config.sharded_channels:
+            staged = channels.get(name)
+            if staged is not None and staged.uploads and len(staged.uploads) < hosts:
+                raise InvalidSpecError(
+                    "compute_config.sharded_channels",
+                    f"channel {name!r} is {len(staged.uploads)} file(s) for {hosts} hosts; "
+                    "SageMaker shards by file, so give it at least one file per host",
+                )
+
     def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
         """Run ``spec`` as a training job; the model is fetched when ``output_location`` is local."""
         region = self.clients.region
@@ -73,6 +102,7 @@ class SageMakerBackend:
                 name: stager.plan_location(f"channels.{name}", location, f"data/{name}")
                 for name, location in spec.channels.items()
             }
+            self._check_shards(channels)
             request = training_request(
                 spec,
                 self.config,
@@ -96,7 +126,8 @@ class SageMakerBackend:
             watch=self._watch,
             on_handle=self._on_handle,
         )
-        name = request["TrainingJobName"]
+        # The attempt that ran: ``<name>-a2`` when an earlier one had failed.
+        name = description["TrainingJobName"]
         model_uri = parse_s3_uri(
             "ModelArtifacts", description["ModelArtifacts"]["S3ModelArtifacts"]
         )
@@ -110,18 +141,57 @@ class SageMakerBackend:
         )
         return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
 
+    def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
+        """Local CSV inputs cut to fit ``max_payload_mb`` and spread over the instances."""
+        if is_s3(spec.input_location) or spec.content_type != "text/csv":
+            return None
+        if not Path(spec.input_location).exists():
+            raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")
+        return shard_csv_files(
+            Path(spec.input_location),
+            scratch / "shards",
+            max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,
+            instances=self.config.transform_instance_count,
+            header=self.config.split_type != "Line",
+        )
+
+    def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:
+        if not is_s3(model_artifact):
+            return Path(model_artifact)
+        uri = parse_s3_uri("model_artifact", model_artifact)
+        return stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
+
     def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
         """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder."""
         region = self.clients.region
         stager = self._stager()
         with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
-            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
-            model_data = (
-                stager.plan_location("model_artifact", spec.model_artifact, "models")
-                if is_s3(spec.model_artifact)
-                else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
+            if self.config.network_isolation:
+                # The container reaches nothing: the serving code travels inside the model.
+                model_data = stager.plan_file(
+                    with_serving_code(
+                        self._local_model(stager, spec.model_artifact, Path(scratch)),
+                        Path(spec.source_dir),
+                        Path(scratch),
+                    ),
+                    "models",
+                    MODEL_ARCHIVE,
+                )
+                code, submit_directory = None, MODEL_CODE_DIRECTORY
+            else:
+                model_data = (
+                    stager.plan_location("model_artifact", spec.model_artifact, "models")
+                    if is_s3(spec.model_artifact)
+                    else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
+                )
+                code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+                submit_directory = str(code.uri)
+            sharded = self._shard(spec, Path(scratch))
+            inputs = stager.plan_location(
+                "input_location",
+                str(sharded.folder) if sharded else spec.input_location,
+                "transform-input",
             )
-            inputs = stager.plan_location("input_location", spec.input_location, "transform-input")
             output = (
                 parse_s3_uri("output_location", spec.output_location)
                 if is_s3(spec.output_location)
@@ -135,7 +205,7 @@ class SageMakerBackend:
                 self.config,
                 image=image,
                 model_data=model_data.uri,
-                environment=serving_environment(spec.entry_point, code.uri, region),
+                environment=serving_environment(spec.entry_point, submit_directory, region),
             )
             # Built before anything is created: a refused transform leaves no model behind.
             request = transform_request(
@@ -145,10 +215,10 @@ class SageMakerBackend:
                 input_prefix=inputs.uri,
                 output_prefix=output,
             )
-            stager.upload(code, model_data, inputs)
-        created_model = ensure_model(self.clients, model, log)
+            stager.upload(*(staged for staged in (code, model_data, inputs) if staged))
+        ensure_model(self.clients, model, log)
         try:
-            run_job(
+            description = run_job(
                 self.clients,
                 TRANSFORM,
                 request,
@@ -156,20 +226,22 @@ class SageMakerBackend:
                 watch=self._watch,
                 on_handle=self._on_handle,
             )
-        except ClientError:
-            if (
-                created_model
-                and describe_or_none(self.clients, TRANSFORM, request["TransformJobName"]) is None
-            ):
-                self.clients.sagemaker.delete_model(ModelName=model["ModelName"])
-                log(f"[{model['ModelName']}] deleted: the transform job was refused")
-            raise
+        finally:
+            # The model exists only for this transform: whether the job completed, failed, was
+            # refused or cancelled, nothing else will use it. A job holds its own copy of it.
+            delete_model(self.clients, model["ModelName"], log)
         if not is_s3(spec.output_location):
-            fetched = stager.download_prefix(output, Path(spec.output_location))
-            if not fetched:
-                raise JobFailedError(
-                    request["TransformJobName"], f"completed but wrote nothing to {output}"
-                )
+            with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+                downloaded = Path(scratch)
+                if not stager.download_prefix(output, downloaded):
+                    raise JobFailedError(
+                        description["TransformJobName"],
+                        f"completed but wrote nothing to {output}",
+                    )
+                if sharded:
+                    join_predictions(downloaded, sharded, Path(spec.output_location))
+                else:
+                    shutil.copytree(downloaded, spec.output_location, dirs_exist_ok=True)
         return TransformResult(
-            job_name=request["TransformJobName"], output_location=spec.output_location
+            job_name=description["TransformJobName"], output_location=spec.output_location
         )

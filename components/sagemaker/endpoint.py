@@ -3,7 +3,9 @@
 The old endpoint config is never changed or deleted, so if the update fails (or an alarm rolls
 it back) SageMaker keeps serving the old fleet; the step fails with the reason and touches
 nothing else. Endpoint configs are named from a digest of their request, so a retried deploy
-finds its own config and, if the endpoint already uses it, only waits for InService.
+finds its own config and, if the endpoint already uses it, only waits for InService. While a
+change is in flight (``Updating``), a deploy waits for it to settle, then applies its own or
+reattaches.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from flywheel.components.sagemaker.errors import is_not_found
 from flywheel.components.sagemaker.model import ensure_model, model_request
 from flywheel.components.sagemaker.remote_runner import Watch
 from flywheel.components.sagemaker.specs import SageMakerConfig, check_instance_type
+from flywheel.components.sagemaker.validation import check_request, check_value
 
 _SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
@@ -42,6 +45,13 @@ class EndpointSpec:
         naming.validate_name("endpoint_name", self.endpoint_name)
         naming.validate_name("model_name", self.model_name)
         check_instance_type("instance_type", self.instance_type, "endpoint")
+        if self.rollback_alarms:
+            check_value(
+                "sagemaker",
+                "AlarmList",
+                [{"AlarmName": a} for a in self.rollback_alarms],
+                "rollback_alarms",
+            )
 
 
 def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
@@ -57,7 +67,9 @@ def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
         ]
     }
     name = naming.resource_name(spec.endpoint_name, "config", request)
-    return {"EndpointConfigName": name, **request}
+    return dict(
+        check_request("sagemaker", "CreateEndpointConfig", {"EndpointConfigName": name, **request})
+    )
 
 
 def deployment_config(spec: EndpointSpec) -> dict[str, Any]:
@@ -87,9 +99,10 @@ def _describe_endpoint(clients: AwsClients, name: str) -> dict[str, Any] | None:
         raise
 
 
-def _wait_in_service(
-    clients: AwsClients, spec: EndpointSpec, config_name: str, watch: Watch, log: LogSink
+def _wait_settled(
+    clients: AwsClients, spec: EndpointSpec, watch: Watch, log: LogSink
 ) -> dict[str, Any]:
+    """Describe the endpoint until no change is in flight; its description then."""
     url = console_url(clients.region, "endpoints", spec.endpoint_name)
     started = watch.clock.now()
     status = None
@@ -99,11 +112,18 @@ def _wait_in_service(
             status = description["EndpointStatus"]
             log(f"[{spec.endpoint_name}] {status}  {url}")
         if status not in _SETTLING:
-            break
+            return description
         age = watch.clock.now() - started
         if age > watch.deadline_seconds:
             raise JobFailedError(spec.endpoint_name, f"still {status} after {age:.0f}s")
         watch.clock.sleep(watch.schedule.interval(age))
+
+
+def _wait_in_service(
+    clients: AwsClients, spec: EndpointSpec, config_name: str, watch: Watch, log: LogSink
+) -> dict[str, Any]:
+    description = _wait_settled(clients, spec, watch, log)
+    status = description["EndpointStatus"]
     reason = description.get("FailureReason") or f"endpoint is {status}"
     if status != "InService":
         raise JobFailedError(spec.endpoint_name, reason)
@@ -131,6 +151,11 @@ def deploy(
         clients.sagemaker.create_endpoint_config(**config)
         log(f"[{config_name}] created endpoint config for model {spec.model_name}")
     current = _describe_endpoint(clients, spec.endpoint_name)
+    if current is not None and current["EndpointStatus"] in _SETTLING:
+        # A change is in flight (often this deploy's own, from an attempt that was cut short):
+        # SageMaker refuses another until it settles, and then it may already be ours.
+        log(f"[{spec.endpoint_name}] is {current['EndpointStatus']}: waiting for it to settle")
+        current = _wait_settled(clients, spec, watch, log)
     if current is None:
         clients.sagemaker.create_endpoint(
             EndpointName=spec.endpoint_name, EndpointConfigName=config_name
@@ -138,11 +163,6 @@ def deploy(
         log(f"[{spec.endpoint_name}] creating endpoint with {config_name}")
     elif current.get("EndpointConfigName") == config_name:
         log(f"[{spec.endpoint_name}] already on {config_name} ({current['EndpointStatus']})")
-    elif current["EndpointStatus"] in _SETTLING:
-        raise JobFailedError(
-            spec.endpoint_name,
-            f"is {current['EndpointStatus']} with another change; deploy again once it settles",
-        )
     else:
         clients.sagemaker.update_endpoint(
             EndpointName=spec.endpoint_name,

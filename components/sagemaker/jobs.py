@@ -46,5 +46,3 @@ class JobType:
 
 TRAINING = JobType("Training", "/aws/sagemaker/TrainingJobs", "jobs")
 TRANSFORM = JobType("Transform", "/aws/sagemaker/TransformJobs", "transform-jobs")
-PROCESSING = JobType("Processing", "/aws/sagemaker/ProcessingJobs", "processing-jobs")
-JOB_TYPES = {job.noun.lower(): job for job in (TRAINING, TRANSFORM, PROCESSING)}

@@ -16,6 +16,9 @@ from flywheel.components.sagemaker.errors import is_not_found, is_throttling
 
 # Upper bound on pages read per stream per poll, so one chatty stream cannot starve the poll loop.
 MAX_PAGES_PER_POLL = 50
+# How many empty reads in a row end the drain, and the most reads a drain makes.
+EMPTY_READS_TO_END = 2
+MAX_DRAIN_READS = 30
 
 
 class LogTailer:
@@ -65,6 +68,11 @@ class LogTailer:
             self._tokens[stream] = next_token
         return lines
 
+    def _read_all(self) -> int:
+        streams = self._streams()
+        self._multi_stream = self._multi_stream or len(streams) > 1
+        return sum(self._read(stream) for stream in sorted(streams))
+
     def poll(self) -> int:
         """Emit every log line written since the last poll; the number of lines emitted.
 
@@ -72,10 +80,31 @@ class LogTailer:
         lines are read on a later poll.
         """
         try:
-            streams = self._streams()
-            self._multi_stream = self._multi_stream or len(streams) > 1
-            return sum(self._read(stream) for stream in sorted(streams))
+            return self._read_all()
         except ClientError as error:
             if is_not_found(error) or is_throttling(error):
                 return 0
             raise
+
+    def drain(self, sleep: Callable[[float], None], pause: float) -> int:
+        """After the job ended: read every stream until all read empty twice in a row.
+
+        CloudWatch shows a line seconds after it is written, so the last lines can appear after
+        the Describe that saw the job end. A throttled read proves nothing and does not count as
+        empty; it is tried again after ``pause``, as is every read.
+        """
+        emitted = empty = 0
+        for _ in range(MAX_DRAIN_READS):
+            try:
+                lines = self._read_all()
+            except ClientError as error:
+                if not is_not_found(error) and not is_throttling(error):
+                    raise
+                lines = None if is_throttling(error) else 0
+            if lines is not None:
+                emitted += lines
+                empty = empty + 1 if lines == 0 else 0
+                if empty == EMPTY_READS_TO_END:
+                    break
+            sleep(pause)
+        return emitted

@@ -18,16 +18,7 @@ from flywheel.components.sagemaker.clients import AwsClients, console_url
 from flywheel.components.sagemaker.errors import is_not_found
 from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.specs import SageMakerConfig
-
-
-def serving_environment(entry_point: str, code: S3Uri, region: str) -> dict[str, str]:
-    """What SageMaker's framework serving containers read to load ``model_fn`` from the user's script."""
-    return {
-        "SAGEMAKER_PROGRAM": entry_point,
-        "SAGEMAKER_SUBMIT_DIRECTORY": str(code),
-        "SAGEMAKER_REGION": region,
-        "SAGEMAKER_CONTAINER_LOG_LEVEL": "20",
-    }
+from flywheel.components.sagemaker.validation import check_request
 
 
 def model_request(
@@ -60,7 +51,8 @@ def model_request(
     if config.vpc_config:
         request["VpcConfig"] = config.vpc_config
     name = naming.resource_name(label, "model", request)
-    return {"ModelName": naming.validate_name("model_name", name), **request}
+    named = {"ModelName": naming.validate_name("model_name", name), **request}
+    return dict(check_request("sagemaker", "CreateModel", named))
 
 
 def ensure_model(clients: AwsClients, request: Mapping[str, Any], log: LogSink) -> bool:
@@ -76,3 +68,14 @@ def ensure_model(clients: AwsClients, request: Mapping[str, Any], log: LogSink) 
     clients.sagemaker.create_model(**request)
     log(f"[{name}] created model  {console_url(clients.region, 'models', name)}")
     return True
+
+
+def delete_model(clients: AwsClients, name: str, log: LogSink) -> None:
+    """Delete a model made for one job; one already gone is fine (a retry deleted it)."""
+    try:
+        clients.sagemaker.delete_model(ModelName=name)
+    except ClientError as error:
+        if not is_not_found(error):
+            raise
+        return
+    log(f"[{name}] deleted the model made for this transform")

@@ -4,7 +4,9 @@ A model name is a model package group; a version is a model package in it. Stage
 approval status SageMaker deployments act on: ``candidate`` is PendingManualApproval, ``champion``
 is the latest Approved package ("find latest approved"), ``archived`` is Rejected (a promotion
 rejects the previous champion, so at most one package is Approved). Metrics, hyperparameters and
-lineage ride in CustomerMetadataProperties, the metrics also as a ModelQuality statistics report.
+lineage are kept whole in a JSON document in S3 that the package's CustomerMetadataProperties
+point to (SageMaker caps those at 50 short entries from a small character set); the metrics are
+also a ModelQuality statistics report.
 
 Open it with ``open_registry("sagemaker://<region>/<bucket>/<prefix>?image=<serving image>")``:
 the bucket and prefix are where local model archives and metric reports are uploaded.
@@ -27,8 +29,15 @@ from flywheel.components.packaging import MODEL_ARCHIVE, sha256_of_file
 from flywheel.components.registry.base import ModelVersion, Registration, Stage
 from flywheel.components.registry.local import validate_model_name
 from flywheel.components.sagemaker.clients import AwsClients
-from flywheel.components.sagemaker.errors import is_not_found
-from flywheel.components.sagemaker.s3 import S3Uri, Stager, is_s3, parse_s3_uri
+from flywheel.components.sagemaker.errors import error_code, is_not_found
+from flywheel.components.sagemaker.s3 import S3Uri, StagedLocation, Stager, is_s3, parse_s3_uri
+from flywheel.components.sagemaker.serving import (
+    MODEL_CODE_DIRECTORY,
+    serving_environment,
+    with_serving_code,
+)
+from flywheel.components.sagemaker.validation import fits, service_model
+from flywheel.components.workload import load_workload
 
 SCHEME = "sagemaker://"
 _STAGES: dict[str, Stage] = {
@@ -38,23 +47,23 @@ _STAGES: dict[str, Stage] = {
 }
 _METRIC = "metric."
 _SHA = "model_sha256"
-_LINEAGE = "lineage_uri"
-# CustomerMetadataProperties values are capped at 256 characters each.
-_MAX_VALUE = 256
+_METADATA = "flywheel_metadata"
 
 
-def _properties(
-    metrics: Mapping[str, float],
-    hyperparameters: Mapping[str, Any],
-    lineage_uri: S3Uri,
-    digest: str,
-) -> dict[str, str]:
-    properties = {f"{_METRIC}{name}": repr(float(value)) for name, value in metrics.items()}
-    properties.update({f"hp.{name}": json.dumps(value) for name, value in hyperparameters.items()})
-    # Lineage is too big for a 256-character property; it lives in S3 and the property points there.
-    properties[_LINEAGE] = str(lineage_uri)
-    properties[_SHA] = digest
-    return {key[:128]: value[:_MAX_VALUE] for key, value in properties.items()}
+def _properties(metrics: Mapping[str, float], digest: str, metadata: S3Uri) -> dict[str, str]:
+    """CustomerMetadataProperties: the digest, where the metadata document is, and metrics that fit.
+
+    SageMaker allows 50 entries of at most 256 characters from a small character set, which
+    hyperparameters and lineage do not meet; they live whole in the metadata document. Metrics are
+    copied here only so the console shows them, and only those SageMaker would accept.
+    """
+    properties = {_SHA: digest, _METADATA: str(metadata)}
+    room = service_model("sagemaker").shape_for("CustomerMetadataMap").metadata["max"]
+    for name, value in sorted(metrics.items()):
+        key, text = f"{_METRIC}{name}", repr(float(value))
+        if len(properties) < room and fits("sagemaker", "CustomerMetadataMap", {key: text}):
+            properties[key] = text
+    return properties
 
 
 class SageMakerModelRegistry:
@@ -103,9 +112,32 @@ class SageMakerModelRegistry:
             raise
         return sorted(summaries, key=lambda s: s["ModelPackageVersion"])
 
+    def _metadata(self, properties: Mapping[str, str]) -> dict[str, Any]:
+        """The package's metadata document; empty when there is none to read.
+
+        A package registered outside Flywheel has none, and a document deleted or damaged in S3
+        must not make the whole model unreadable: the version is still listed, with the metrics
+        its properties carry.
+        """
+        location = properties.get(_METADATA)
+        if not location:
+            return {}
+        uri = parse_s3_uri(_METADATA, location)
+        try:
+            body = self._clients.s3.get_object(Bucket=uri.bucket, Key=uri.key)["Body"].read()
+            document = json.loads(body)
+        except ClientError as error:
+            if error_code(error) not in {"NoSuchKey", "404"}:
+                raise
+            return {}
+        except json.JSONDecodeError:
+            return {}
+        return document if isinstance(document, dict) else {}
+
     def _version(self, name: str, package_arn: str, champion: int | None) -> ModelVersion:
         package = self._clients.sagemaker.describe_model_package(ModelPackageName=package_arn)
         properties = package.get("CustomerMetadataProperties", {})
+        metadata = self._metadata(properties)
         number = int(package["ModelPackageVersion"])
         stage = _STAGES.get(package.get("ModelApprovalStatus", ""), "candidate")
         if stage == "champion" and number != champion:
@@ -117,19 +149,17 @@ class SageMakerModelRegistry:
             model_uri=containers[0].get("ModelDataUrl", "") if containers else "",
             model_sha256=properties.get(_SHA, ""),
             stage=stage,
-            metrics={
+            metrics=metadata.get("metrics")
+            or {
                 key.removeprefix(_METRIC): float(value)
                 for key, value in properties.items()
                 if key.startswith(_METRIC)
             },
-            hyperparameters={
-                key.removeprefix("hp."): json.loads(value)
-                for key, value in properties.items()
-                if key.startswith("hp.")
-            },
+            hyperparameters=metadata.get("hyperparameters", {}),
             lineage={
+                **metadata.get("lineage", {}),
                 "model_package_arn": package["ModelPackageArn"],
-                "document": properties.get(_LINEAGE, ""),
+                "document": properties.get(_METADATA, ""),
             },
             created_at=str(package.get("CreationTime", "")),
         )
@@ -156,6 +186,10 @@ class SageMakerModelRegistry:
                 )
         known = [s["ModelPackageVersion"] for s in summaries]
         raise RegistryError(f"model {name} has no version {version}; versions: {known or 'none'}")
+
+    def fetch_model(self, version: ModelVersion, target: Path) -> Path:
+        """Copy ``version``'s ``model.tar.gz`` from S3 to ``target``."""
+        return self._stager.download_file(parse_s3_uri("model_uri", version.model_uri), target)
 
     def champion(self, name: str) -> ModelVersion | None:
         """The latest Approved model package of the group, or None."""
@@ -189,6 +223,34 @@ class SageMakerModelRegistry:
                 ModelPackageGroupDescription=f"{name}: registered by Flywheel",
             )
 
+    def _servable(
+        self, model_artifact: str, lineage: Mapping[str, Any], scratch: Path
+    ) -> tuple[StagedLocation, dict[str, Any]]:
+        """The archive to register, and its container's environment.
+
+        With the run's code in the lineage, the package carries it, as the SageMaker SDK
+        repacks a model: ``code/`` in ``model.tar.gz`` and the environment naming the entry point,
+        so an endpoint made from the package finds ``model_fn`` with no other file. A model
+        registered without code is registered as it is.
+        """
+        code = lineage.get("code") or {}
+        if not code.get("workload") or not code.get("entry_point"):
+            if is_s3(model_artifact):
+                return self._stager.plan_location("model_artifact", model_artifact, "models"), {}
+            return self._stager.plan_file(Path(model_artifact), "models", MODEL_ARCHIVE), {}
+        local = Path(model_artifact)
+        if is_s3(model_artifact):
+            uri = parse_s3_uri("model_artifact", model_artifact)
+            local = self._stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
+        source = load_workload(code["workload"]).source_dir
+        archive = with_serving_code(local, source, scratch)
+        environment = serving_environment(
+            code["entry_point"], MODEL_CODE_DIRECTORY, self._clients.region
+        )
+        return self._stager.plan_file(archive, "models", MODEL_ARCHIVE), {
+            "Environment": environment
+        }
+
     def register(
         self,
         name: str,
@@ -209,25 +271,29 @@ class SageMakerModelRegistry:
             if existing.model_sha256 == digest:
                 return Registration(existing, created=False)
         self._ensure_group(name)
-        staged = (
-            self._stager.plan_location("model_artifact", model_artifact, "models")
-            if is_s3(model_artifact)
-            else self._stager.plan_file(Path(model_artifact), "models", MODEL_ARCHIVE)
-        )
         with tempfile.TemporaryDirectory(prefix="flywheel-registry-") as scratch:
+            staged, environment = self._servable(model_artifact, lineage, Path(scratch))
             report = Path(scratch) / "statistics.json"
             report.write_text(json.dumps({"regression_metrics": dict(metrics)}, sort_keys=True))
-            record = Path(scratch) / "lineage.json"
-            record.write_text(json.dumps(dict(lineage), sort_keys=True, default=str))
+            record = Path(scratch) / "metadata.json"
+            document = {
+                "metrics": dict(metrics),
+                "hyperparameters": dict(hyperparameters),
+                "lineage": dict(lineage),
+                "model_sha256": digest,
+            }
+            record.write_text(json.dumps(document, sort_keys=True, default=str))
             statistics = self._stager.plan_file(report, "model-quality")
-            lineage_doc = self._stager.plan_file(record, "lineage")
-            self._stager.upload(staged, statistics, lineage_doc)
+            metadata = self._stager.plan_file(record, "metadata")
+            self._stager.upload(staged, statistics, metadata)
         arn = self._clients.sagemaker.create_model_package(
             ModelPackageGroupName=name,
             ModelPackageDescription=f"{name} model {digest[:12]}",
             ModelApprovalStatus="PendingManualApproval",
             InferenceSpecification={
-                "Containers": [{"Image": self._image, "ModelDataUrl": str(staged.uri)}],
+                "Containers": [
+                    {"Image": self._image, "ModelDataUrl": str(staged.uri), **environment}
+                ],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
             },
@@ -236,9 +302,7 @@ class SageMakerModelRegistry:
                     "Statistics": {"ContentType": "application/json", "S3Uri": str(statistics.uri)}
                 }
             },
-            CustomerMetadataProperties=_properties(
-                metrics, hyperparameters, lineage_doc.uri, digest
-            ),
+            CustomerMetadataProperties=_properties(metrics, digest, metadata.uri),
         )["ModelPackageArn"]
         package = self._clients.sagemaker.describe_model_package(ModelPackageName=arn)
         return Registration(self.get(name, int(package["ModelPackageVersion"])), created=True)

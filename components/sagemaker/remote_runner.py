@@ -2,10 +2,13 @@
 
 The order of calls is what makes a step safe to retry:
 
-1. Describe the job's deterministic name. If it exists, a previous attempt of this task created
-   it: reattach (or, if it already finished, use its result). Never create a second one.
-2. Otherwise create it, and hand its ARN to ``on_handle`` at once, before any polling.
-3. Poll on an adaptive schedule, printing each status transition and tailing CloudWatch logs,
+1. Describe the job's deterministic name. If it is running or Completed, a previous attempt of
+   this task created it: reattach (or use its result). Never create a second one.
+2. If it ended Failed or Stopped, it can never run again under that name: log why it ended and
+   move on to the next attempt's name (``<name>-a2``, ``-a3``...), described the same way.
+3. At the first name that does not exist yet, create the job, and hand its ARN to ``on_handle``
+   at once, before any polling. A SIGTERM during the Create call is held until it returns.
+4. Poll on an adaptive schedule, printing each status transition and tailing CloudWatch logs,
    inside a SIGTERM guard that stops the job if the step is cancelled.
 """
 
@@ -21,9 +24,14 @@ from flywheel.components.backend import LogSink
 from flywheel.components.errors import FlywheelError, JobFailedError
 from flywheel.components.sagemaker.clients import AwsClients, console_url
 from flywheel.components.sagemaker.errors import is_already_exists, is_not_found, is_throttling
-from flywheel.components.sagemaker.execution_context import StepCancelled, cancel_on_sigterm
+from flywheel.components.sagemaker.execution_context import (
+    StepCancelled,
+    cancel_on_sigterm,
+    uninterrupted,
+)
 from flywheel.components.sagemaker.jobs import TERMINAL_STATUSES, JobType
 from flywheel.components.sagemaker.logs import LogTailer
+from flywheel.components.sagemaker.naming import MAX_ATTEMPTS, attempt_name
 from flywheel.components.sagemaker.polling import Clock, PollSchedule, SystemClock
 
 # How long a cancelled step waits to see the job acknowledge StopXJob before exiting.
@@ -77,19 +85,52 @@ class _Follower:
         self._status = status
 
 
-def _create_or_reattach(
+# A job in these states can never run again under its name; a retry needs the next attempt.
+_SPENT = frozenset({"Failed", "Stopped", "Stopping"})
+
+
+def _for_attempt(job: JobType, request: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """``request`` renamed to ``name``; a checkpoint prefix named after the job moves with it."""
+    renamed = {**request, job.name_key: name}
+    checkpoint = request.get("CheckpointConfig")
+    if checkpoint and name != request[job.name_key]:
+        base = checkpoint["S3Uri"].removesuffix(request[job.name_key])
+        renamed["CheckpointConfig"] = {**checkpoint, "S3Uri": base + name}
+    return renamed
+
+
+def _spent_reason(job: JobType, description: Mapping[str, Any]) -> str:
+    status = description[job.status_key]
+    return f"{status}: {description.get('FailureReason') or 'no reason given'}"
+
+
+def _attempt_to_follow(
+    clients: AwsClients, job: JobType, request: Mapping[str, Any], log: LogSink
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The request of the first attempt not spent, and its description if it already exists."""
+    base = request[job.name_key]
+    for attempt in range(1, MAX_ATTEMPTS + 1):
+        name = attempt_name(base, attempt)
+        existing = describe_or_none(clients, job, name)
+        if existing is None or existing[job.status_key] not in _SPENT:
+            return _for_attempt(job, request, name), existing
+        log(
+            f"[{name}] attempt {attempt} ended {_spent_reason(job, existing)}; a retry never "
+            f"reuses it: trying attempt {attempt + 1}  "
+            f"{console_url(clients.region, job.console_path, name)}"
+        )
+    raise JobFailedError(base, f"all {MAX_ATTEMPTS} attempts ended Failed or Stopped")
+
+
+def _create(
     clients: AwsClients, job: JobType, request: Mapping[str, Any], log: LogSink
 ) -> tuple[str, dict[str, Any] | None]:
+    """Create the job; its ARN, and its description if another attempt created it first."""
     name = request[job.name_key]
     url = console_url(clients.region, job.console_path, name)
-    existing = describe_or_none(clients, job, name)
-    if existing is not None:
-        log(
-            f"[{name}] {job.noun.lower()} job exists ({existing[job.status_key]}): reattaching  {url}"
-        )
-        return existing[job.arn_key], existing
     try:
-        arn = job.create(clients.sagemaker, request)
+        with uninterrupted():
+            arn = job.create(clients.sagemaker, request)
     except ClientError as error:
         if not is_already_exists(error):
             raise
@@ -148,11 +189,20 @@ def run_job(
     """
     watch = watch or Watch()
     name = request[job.name_key]
-    follower = _Follower(job, name, clients.region, log)
-    tailer = LogTailer(clients.logs, job.log_group, name, log)
     with cancel_on_sigterm():
         try:
-            arn, description = _create_or_reattach(clients, job, request, log)
+            request, description = _attempt_to_follow(clients, job, request, log)
+            name = request[job.name_key]
+            if description is None:
+                arn, description = _create(clients, job, request, log)
+            else:
+                arn = description[job.arn_key]
+                log(
+                    f"[{name}] {job.noun.lower()} job exists ({description[job.status_key]}): "
+                    f"reattaching  {console_url(clients.region, job.console_path, name)}"
+                )
+            follower = _Follower(job, name, clients.region, log)
+            tailer = LogTailer(clients.logs, job.log_group, name, log)
             if on_handle is not None:
                 on_handle(arn)
             started = watch.clock.now()
@@ -161,9 +211,10 @@ def run_job(
                     description = _describe_tolerating_throttling(clients, job, name, log)
                 if description is not None:
                     follower.observe(description)
-                    tailer.poll()
                     if description[job.status_key] in TERMINAL_STATUSES:
+                        tailer.drain(watch.clock.sleep, watch.schedule.first)
                         return _outcome(job, name, description)
+                    tailer.poll()
                 age = watch.clock.now() - started
                 if age > watch.deadline_seconds:
                     raise JobFailedError(

@@ -19,20 +19,18 @@ import botocore.session
 
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker.s3 import S3Uri, parse_s3_uri
+from flywheel.components.sagemaker.validation import check_value
 
-JobKind = Literal["training", "transform", "processing", "endpoint"]
+JobKind = Literal["training", "transform", "endpoint"]
 _INSTANCE_SHAPES: dict[str, str] = {
     "training": "TrainingInstanceType",
     "transform": "TransformInstanceType",
-    "processing": "ProcessingInstanceType",
     "endpoint": "ProductionVariantInstanceType",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
 MAX_RUN_LIMIT = 28 * 24 * 3600  # SageMaker's longest MaxRuntimeInSeconds
 MAX_KEEP_ALIVE = 3600
-MAX_HYPERPARAMETER_VALUE = 2500
-MAX_HYPERPARAMETERS = 100
 
 
 @functools.cache
@@ -55,19 +53,13 @@ def check_instance_type(field_name: str, value: str, kind: JobKind) -> str:
 
 
 def check_hyperparameters(values: Mapping[str, object]) -> dict[str, str]:
-    """SageMaker takes string hyperparameters only; refuse anything else, and over-long values."""
-    if len(values) > MAX_HYPERPARAMETERS:
-        raise InvalidSpecError("hyperparameters", f"{len(values)} given; SageMaker allows 100")
+    """SageMaker takes string hyperparameters only; refuse anything else, and what breaks its limits."""
     for name, value in values.items():
         if not isinstance(value, str):
             raise InvalidSpecError(
                 f"hyperparameters.{name}", f"must be a string after coercion, got {value!r}"
             )
-        if len(name) > 256 or len(value) > MAX_HYPERPARAMETER_VALUE:
-            raise InvalidSpecError(
-                f"hyperparameters.{name}", "name over 256 or value over 2500 characters"
-            )
-    return dict(values)
+    return dict(check_value("sagemaker", "HyperParameters", dict(values), "hyperparameters"))
 
 
 def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any) -> Any:
@@ -76,6 +68,14 @@ def _typed(raw: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defa
         return value
     if isinstance(value, bool) and kind in (int, float, (int, float)):
         raise InvalidSpecError(f"compute_config.{key}", f"expected a number, got {value!r}")
+    if kind is int and isinstance(value, float):
+        # KFP passes a dict parameter through protobuf's Struct, which turns every number into a
+        # float: 3600 arrives as 3600.0. A whole float is the integer it was; others are refused.
+        if not value.is_integer():
+            raise InvalidSpecError(
+                f"compute_config.{key}", f"expected a whole number, got {value!r}"
+            )
+        return int(value)
     if not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise InvalidSpecError(f"compute_config.{key}", f"expected {names}, got {value!r}")
@@ -106,6 +106,37 @@ def _string_list(key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
         raise InvalidSpecError(f"compute_config.{key}", "must be a list of strings")
     return tuple(value)
+
+
+def _meets(key: str, shape: str, value: Any) -> Any:
+    """``value`` if SageMaker's ``shape`` accepts it (limits from the service model); else refused."""
+    if value:
+        check_value("sagemaker", shape, value, f"compute_config.{key}")
+    return value
+
+
+def _kms_key(raw: Mapping[str, Any], key: str) -> str | None:
+    return _meets(key, "KmsKeyId", _typed(raw, key, str, None))
+
+
+# SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) and Trainium (ml.trn*) instances only.
+_TORCH_DISTRIBUTED_FAMILY = re.compile(r"^ml\.(p|g|trn)\d")
+
+
+def _check_distributed(hosts: int, framework: str | None, instance_type: str) -> None:
+    """Several hosts must train one model together; otherwise each trains its own copy."""
+    if framework != "pytorch":
+        raise InvalidSpecError(
+            "compute_config.instance_count",
+            f"{hosts} hosts would each train an independent copy: multi-host training is "
+            "supported with framework: pytorch (SageMaker's torch_distributed)",
+        )
+    if not _TORCH_DISTRIBUTED_FAMILY.match(instance_type):
+        raise InvalidSpecError(
+            "compute_config.instance_type",
+            f"{instance_type!r}: SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) or "
+            "Trainium (ml.trn*) instances",
+        )
 
 
 @dataclass(frozen=True)
@@ -143,7 +174,6 @@ class SageMakerConfig:
     max_payload_mb: int = 6
     batch_strategy: str = "MultiRecord"
     split_type: str = "None"
-    join_source: str = "None"
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> SageMakerConfig:
@@ -199,8 +229,22 @@ class SageMakerConfig:
             raise InvalidSpecError(
                 "compute_config.max_wait_seconds", "only applies with spot: true"
             )
-        subnets = _string_list("subnets", raw.get("subnets", []))
-        groups = _string_list("security_group_ids", raw.get("security_group_ids", []))
+        instance_count = _in_range("instance_count", _typed(raw, "instance_count", int, 1), 1, 100)
+        instance_type = check_instance_type(
+            "compute_config.instance_type",
+            _typed(raw, "instance_type", str, "ml.m5.large"),
+            "training",
+        )
+        if instance_count > 1:
+            _check_distributed(instance_count, framework, instance_type)
+        subnets = _meets("subnets", "Subnets", _string_list("subnets", raw.get("subnets", [])))
+        groups = _meets(
+            "security_group_ids",
+            "VpcSecurityGroupIds",
+            _string_list("security_group_ids", raw.get("security_group_ids", [])),
+        )
+        tags = _strings("tags", raw.get("tags", {}))
+        _meets("tags", "TagList", [{"Key": k, "Value": v} for k, v in tags.items()])
         if bool(subnets) != bool(groups):
             raise InvalidSpecError(
                 "compute_config.subnets", "a VPC config needs both subnets and security_group_ids"
@@ -214,14 +258,8 @@ class SageMakerConfig:
             framework=framework,
             framework_version=framework_version,
             py_version=_typed(raw, "py_version", str, None),
-            instance_type=check_instance_type(
-                "compute_config.instance_type",
-                _typed(raw, "instance_type", str, "ml.m5.large"),
-                "training",
-            ),
-            instance_count=_in_range(
-                "instance_count", _typed(raw, "instance_count", int, 1), 1, 100
-            ),
+            instance_type=instance_type,
+            instance_count=instance_count,
             volume_size_gb=_in_range(
                 "volume_size_gb", _typed(raw, "volume_size_gb", int, 30), 1, 16384
             ),
@@ -240,11 +278,15 @@ class SageMakerConfig:
             sharded_channels=_string_list("sharded_channels", raw.get("sharded_channels", [])),
             subnets=subnets,
             security_group_ids=groups,
-            volume_kms_key_id=_typed(raw, "volume_kms_key_id", str, None),
-            output_kms_key_id=_typed(raw, "output_kms_key_id", str, None),
+            volume_kms_key_id=_kms_key(raw, "volume_kms_key_id"),
+            output_kms_key_id=_kms_key(raw, "output_kms_key_id"),
             network_isolation=_typed(raw, "network_isolation", bool, False),
-            tags=_strings("tags", raw.get("tags", {})),
-            environment=_strings("environment", raw.get("environment", {})),
+            tags=tags,
+            environment=_meets(
+                "environment",
+                "TrainingEnvironmentMap",
+                _strings("environment", raw.get("environment", {})),
+            ),
             transform_instance_type=check_instance_type(
                 "compute_config.transform_instance_type",
                 _typed(raw, "transform_instance_type", str, "ml.m5.large"),
@@ -271,9 +313,6 @@ class SageMakerConfig:
                 "split_type",
                 _typed(raw, "split_type", str, "None"),
                 ("None", "Line", "RecordIO", "TFRecord"),
-            ),
-            join_source=_choice(
-                "join_source", _typed(raw, "join_source", str, "None"), ("None", "Input")
             ),
         )
 

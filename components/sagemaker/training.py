@@ -18,12 +18,21 @@ from flywheel.components.errors import InvalidSpecError
 from flywheel.components.sagemaker import naming
 from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.specs import SageMakerConfig, check_hyperparameters
+from flywheel.components.sagemaker.validation import check_request, check_value
 
 CHECKPOINT_LOCAL_PATH = "/opt/ml/checkpoints"
+# With network isolation the container cannot fetch its code from S3; as the SageMaker SDK does,
+# the code arrives through an input channel of this name, at this path.
+CODE_CHANNEL = "code"
+CODE_CHANNEL_ARCHIVE = f"/opt/ml/input/data/{CODE_CHANNEL}/sourcedir.tar.gz"
 
 
 def contract_hyperparameters(
-    hyperparameters: Mapping[str, object], entry_point: str, code: S3Uri, region: str
+    hyperparameters: Mapping[str, object],
+    entry_point: str,
+    code: str,
+    region: str,
+    distributed: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The user's hyperparameters as strings, plus what the framework container needs to find the script.
 
@@ -37,10 +46,27 @@ def contract_hyperparameters(
                 f"hyperparameters.{name}", f"{value!r} cannot be turned into a string"
             ) from None
     return check_hyperparameters(
-        sdk_hyperparameters(
-            hyperparameters, entry_point=entry_point, submit_directory=str(code), region=region
-        )
+        {
+            **sdk_hyperparameters(
+                hyperparameters, entry_point=entry_point, submit_directory=str(code), region=region
+            ),
+            **(distributed or {}),
+        }
     )
+
+
+def _distribution(config: SageMakerConfig) -> dict[str, str]:
+    """SageMaker's ``torch_distributed``: the PyTorch container starts torchrun across the hosts.
+
+    These are the hyperparameters the SageMaker SDK sends for that setting; without them every
+    host would train its own copy. The config allows several hosts only with PyTorch.
+    """
+    if config.instance_count == 1:
+        return {}
+    return {
+        "sagemaker_torch_distributed_enabled": "true",
+        "sagemaker_instance_type": json.dumps(config.instance_type),
+    }
 
 
 def training_request(
@@ -53,6 +79,16 @@ def training_request(
     region: str,
 ) -> dict[str, Any]:
     """The CreateTrainingJob request, named from a digest of everything else in it."""
+    submit_directory = str(code)
+    if config.network_isolation:
+        if CODE_CHANNEL in channels:
+            raise InvalidSpecError(
+                f"channels.{CODE_CHANNEL}",
+                "with network_isolation the code arrives through a channel of this name; "
+                "rename yours",
+            )
+        channels = {**channels, CODE_CHANNEL: code}
+        submit_directory = CODE_CHANNEL_ARCHIVE
     for channel in config.sharded_channels:
         if channel not in channels:
             raise InvalidSpecError(
@@ -76,7 +112,12 @@ def training_request(
         "AlgorithmSpecification": {
             "TrainingImage": image,
             "TrainingInputMode": config.input_mode,
-            "MetricDefinitions": [m.as_sagemaker() for m in spec.metric_definitions],
+            "MetricDefinitions": check_value(
+                "sagemaker",
+                "MetricDefinitionList",
+                [m.as_sagemaker() for m in spec.metric_definitions],
+                "metric_definitions",
+            ),
         },
         "RoleArn": config.role_arn,
         "InputDataConfig": [
@@ -103,7 +144,7 @@ def training_request(
         "ResourceConfig": resources,
         "StoppingCondition": stopping,
         "HyperParameters": contract_hyperparameters(
-            spec.hyperparameters, spec.entry_point, code, region
+            spec.hyperparameters, spec.entry_point, submit_directory, region, _distribution(config)
         ),
         "Environment": {**config.environment, **spec.environment},
         "EnableNetworkIsolation": config.network_isolation,
@@ -118,8 +159,13 @@ def training_request(
         }
     if config.vpc_config:
         request["VpcConfig"] = config.vpc_config
-    name = naming.resource_name(spec.job_name, "train", request)
-    return {"TrainingJobName": naming.validate_name("job_name", name), **request}
+    name = naming.validate_name("job_name", naming.resource_name(spec.job_name, "train", request))
+    if config.spot:
+        # Each job checkpoints under its own name, so a job resumes only from its own checkpoints
+        # (the runner moves the prefix with the name when it starts a new attempt).
+        request["CheckpointConfig"]["S3Uri"] = str(config.checkpoint_s3_uri.child(name))
+    named = {"TrainingJobName": name, **request}
+    return dict(check_request("sagemaker", "CreateTrainingJob", named))
 
 
 def final_metrics(

@@ -13,6 +13,7 @@ from flywheel.components.backend import TransformJobSpec
 from flywheel.components.sagemaker import naming
 from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.specs import SageMakerConfig
+from flywheel.components.sagemaker.validation import check_request
 
 
 def transform_request(
@@ -48,11 +49,11 @@ def transform_request(
         "TransformInput": transform_input,
         "TransformOutput": transform_output,
         "TransformResources": resources,
-        "DataProcessing": {"JoinSource": config.join_source},
         "Environment": {**config.environment, **spec.environment},
         "Tags": config.tag_list({"flywheel:job": spec.job_name}),
     }
     if config.max_concurrent_transforms:
         request["MaxConcurrentTransforms"] = config.max_concurrent_transforms
     name = naming.resource_name(spec.job_name, "transform", request)
-    return {"TransformJobName": naming.validate_name("job_name", name), **request}
+    named = {"TransformJobName": naming.validate_name("job_name", name), **request}
+    return dict(check_request("sagemaker", "CreateTransformJob", named))

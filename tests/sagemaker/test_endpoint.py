@@ -111,3 +111,55 @@ def test_rolled_back_update_fails_and_leaves_the_old_config_serving(stubbed, clo
     with pytest.raises(JobFailedError, match=r"rolled back.*old-config is still serving"):
         deploy(stubbed.clients, spec, log=lambda _: None, watch=Watch(clock=clock))
     stubbed.verify()
+
+
+def test_retried_deploy_waits_for_the_update_in_flight_then_reattaches(stubbed, clock):
+    spec = EndpointSpec(endpoint_name="qsar", model_name="qsar-model-2")
+    name = endpoint_config_request(spec)["EndpointConfigName"]
+    stubbed.sagemaker.add_response(
+        "describe_endpoint_config",
+        {
+            "EndpointConfigName": name,
+            "EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:ec/{name}",
+            "ProductionVariants": [{"VariantName": "AllTraffic"}],
+            "CreationTime": NOW,
+        },
+    )
+    # The first attempt's update is in flight: the old config serves until it completes.
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("Updating", "old-config"))
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("Updating", "old-config"))
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", name))
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", name))
+    lines: list[str] = []
+
+    result = deploy(stubbed.clients, spec, log=lines.append, watch=Watch(clock=clock))
+
+    assert result["EndpointConfigName"] == name
+    assert any("waiting for it to settle" in line for line in lines)
+    assert any("already on" in line for line in lines)
+    stubbed.verify()
+
+
+def test_deploy_applies_its_update_once_another_change_has_settled(stubbed, clock):
+    spec = EndpointSpec(endpoint_name="qsar", model_name="qsar-model-2")
+    config = endpoint_config_request(spec)
+    name = config["EndpointConfigName"]
+    stubbed.sagemaker.add_client_error(
+        "describe_endpoint_config",
+        service_error_code="ValidationException",
+        service_message="Could not find endpoint configuration",
+    )
+    stubbed.sagemaker.add_response(
+        "create_endpoint_config", {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:ec/{name}"}
+    )
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("Updating", "old-config"))
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", "other-config"))
+    stubbed.sagemaker.add_response(
+        "update_endpoint", {"EndpointArn": "arn:aws:sagemaker:us-east-1:123456789012:endpoint/qsar"}
+    )
+    stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", name))
+
+    result = deploy(stubbed.clients, spec, log=lambda _: None, watch=Watch(clock=clock))
+
+    assert result["EndpointConfigName"] == name
+    stubbed.verify()

@@ -3,9 +3,17 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
-IAM = Path(__file__).resolve().parents[2] / "manifests" / "iam"
+from botocore import xform_name
+
+from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.sagemaker.validation import service_model
+
+REPO = Path(__file__).resolve().parents[2]
+IAM = REPO / "manifests" / "iam"
+COMPONENTS = REPO / "components"
 BUCKET = "arn:aws:s3:::flywheel-artifacts"
 
 
@@ -63,3 +71,55 @@ def test_runner_trust_is_bound_to_one_service_account_through_irsa():
     conditions = trust["Condition"]["StringEquals"]
     (subject,) = (value for key, value in conditions.items() if key.endswith(":sub"))
     assert subject == "system:serviceaccount:kubeflow:pipeline-runner"
+
+
+def actions(statement: dict) -> list[str]:
+    return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+
+def sagemaker_calls_in_the_code() -> set[str]:
+    """Every SageMaker API the launchers call, as IAM action names."""
+    model = service_model("sagemaker")
+    by_method = {xform_name(name): name for name in model.operation_names}
+    code = "\n".join(p.read_text() for p in COMPONENTS.rglob("*.py"))
+    called = {by_method[m] for m in re.findall(r"sagemaker\.([a-z_]+)\(", code)}
+    for job in (TRAINING, TRANSFORM):
+        called |= {f"{verb}{job.noun}Job" for verb in ("Create", "Describe", "Stop")}
+    # A Create call that carries Tags needs AddTags too.
+    return {f"sagemaker:{name}" for name in called} | {"sagemaker:AddTags"}
+
+
+def test_pipeline_runner_grants_exactly_the_sagemaker_calls_the_code_makes():
+    granted = {
+        action
+        for statement in statements("pipeline-runner-policy.json")
+        for action in actions(statement)
+        if action.startswith("sagemaker:")
+    }
+    assert granted == sagemaker_calls_in_the_code()
+
+
+def test_image_pulls_are_scoped_to_named_accounts_and_cover_the_example_images():
+    (pulls,) = [
+        s
+        for s in statements("sagemaker-execution-policy.json")
+        if "ecr:BatchGetImage" in actions(s)
+    ]
+    accounts = {resource.split(":")[4] for resource in pulls["Resource"]}
+    assert "*" not in accounts
+    for image in (
+        "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3",
+        "763104351884.dkr.ecr.us-east-1.amazonaws.com/pytorch-training:2.3-cpu-py311",
+    ):
+        account, repository = image.split(".")[0], image.split("/", 1)[1].split(":")[0]
+        assert f"arn:aws:ecr:us-east-1:{account}:repository/{repository}" in pulls["Resource"]
+
+
+def test_kms_statements_name_one_key_and_volume_grants_only_for_aws_resources():
+    for name in ("kms-pipeline-runner-policy.json", "kms-execution-policy.json"):
+        for statement in statements(name):
+            assert statement["Resource"].startswith("arn:aws:kms:us-east-1:111122223333:key/")
+    (grant,) = [
+        s for s in statements("kms-pipeline-runner-policy.json") if "kms:CreateGrant" in actions(s)
+    ]
+    assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}

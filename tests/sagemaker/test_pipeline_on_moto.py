@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import csv
+import io
+import tarfile
 from pathlib import Path
 
 import boto3
 import pytest
+from moto.sagemaker.models import SageMakerModelBackend
 
+from flywheel.components.backend import TransformJobSpec
 from flywheel.components.registry import open_registry
+from flywheel.components.sagemaker import SageMakerBackend, SageMakerConfig, Watch
+from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
-from .conftest import ROLE
-from .moto_sagemaker import moto_sagemaker
+from .conftest import ROLE, FakeClock
+from .moto_sagemaker import PLACEHOLDER_PREDICTION, moto_sagemaker, placeholder_model_archive
 
 BUCKET = "flywheel-e2e"
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "qsar"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 SMILES = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CCCN", "CCCO", "CC=O"]
 
@@ -61,9 +68,11 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
         cache=False,
     )
 
+    sagemaker = boto3.client("sagemaker", endpoint_url=aws)
+    models_before = sagemaker.list_models()["Models"]  # moto's state is per process
+
     outcome = run_training(request)
 
-    sagemaker = boto3.client("sagemaker", endpoint_url=aws)
     jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
     assert len(jobs) == 1
     described = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
@@ -76,8 +85,93 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"train", "test"}
     assert {c.get("ContentType") for c in described["InputDataConfig"]} == {"text/csv"}
     assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
+    assert sagemaker.list_models()["Models"] == models_before, "the transform's model is deleted"
     assert outcome.version.version == 1
     assert outcome.version.metrics["rmse"] > 0
     champion = open_registry(registry).champion("qsar-pic50")
     assert champion is not None and champion.version == 1
     assert champion.model_uri.startswith(f"s3://{BUCKET}/registry/models/")
+    assert champion.hyperparameters["max_features"] == "sqrt"
+    assert champion.lineage["data"]["train"]["columns"] == ["compound_id", "smiles", "pIC50"]
+
+    # From the second run on, the gate scores the champion fetched from the SageMaker registry.
+    second = run_training(request)
+    scored = second.run.tasks.started
+    assert "score-champion" in scored
+
+    evaluation = run_evaluation(
+        EvaluationRequest(
+            batch=4, threshold="rmse above 100", history=str(tmp_path / "history"), training=request
+        )
+    )
+    assert evaluation.champion_before == evaluation.champion_after == 1
+    assert evaluation.decision["retrain"] is False
+    assert evaluation.evaluation["metrics"]["rmse"] > 0
+
+
+def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
+    aws, tmp_path, monkeypatch
+):
+    created: list[dict] = []
+    original = SageMakerModelBackend.create_model
+
+    def create_model(self, **kwargs):
+        created.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_model", create_model)
+    created_transforms: list[dict] = []
+    original_transform = SageMakerModelBackend.create_transform_job
+
+    def create_transform_job(self, **kwargs):
+        created_transforms.append(kwargs)
+        return original_transform(self, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_transform_job)
+    config = SageMakerConfig.from_mapping(
+        {
+            "role_arn": ROLE,
+            "s3_prefix": f"s3://{BUCKET}/isolated",
+            "region": "us-east-1",
+            "endpoint_url": aws,
+            "image_uri": IMAGE,
+            "network_isolation": True,
+            "transform_instance_count": 2,
+        }
+    )
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.csv").write_text("smiles\nCCO\nCCN\nCCC\n")
+    spec = TransformJobSpec(
+        job_name="isolated",
+        model_artifact=str(model),
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        input_location=str(tmp_path / "in"),
+        output_location=str(tmp_path / "out"),
+    )
+
+    SageMakerBackend(config, watch=Watch(clock=FakeClock())).transform(spec, log=lambda _: None)
+
+    (request,) = created
+    container = request["primary_container"]
+    assert container["Environment"]["SAGEMAKER_SUBMIT_DIRECTORY"] == "/opt/ml/model/code"
+    assert container["Environment"]["SAGEMAKER_PROGRAM"] == "train.py"
+    assert request["execution_role_arn"] == ROLE
+    bucket, key = container["ModelDataUrl"].removeprefix("s3://").split("/", 1)
+    body = boto3.client("s3", endpoint_url=aws).get_object(Bucket=bucket, Key=key)["Body"].read()
+    with tarfile.open(fileobj=io.BytesIO(body)) as archive:
+        names = archive.getnames()
+    assert {"PLACEHOLDER.txt", "code/train.py", "code/qsar_data.py"} <= set(names)
+    # One part per instance, each with the header; predictions joined back in row order.
+    (transform,) = created_transforms
+    source = transform["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = source.removeprefix("s3://").split("/", 1)
+    parts = boto3.client("s3", endpoint_url=aws).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    assert [p["Key"].rsplit("/", 1)[1] for p in parts["Contents"]] == [
+        "rows.csv.part-00000",
+        "rows.csv.part-00001",
+    ]
+    predictions = (tmp_path / "out" / "rows.csv.out").read_text().splitlines()
+    assert predictions == [PLACEHOLDER_PREDICTION] * 3

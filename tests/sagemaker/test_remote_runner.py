@@ -63,6 +63,12 @@ def no_streams(stubbed) -> None:
     )
 
 
+def drained(stubbed) -> None:
+    """After the job ends, the logs are read until they read empty twice in a row."""
+    no_streams(stubbed)
+    no_streams(stubbed)
+
+
 def describe(stubbed, body: dict) -> None:
     stubbed.sagemaker.add_response("describe_training_job", body, {"TrainingJobName": NAME})
 
@@ -124,23 +130,41 @@ def test_training_job_streams_transitions_and_every_instance_log_page(stubbed, c
             ],
         ),
     )
-    # After completion: both streams read again from their saved tokens; nothing new.
+    # After completion: a line CloudWatch showed late, a throttled listing, then two empty reads.
+    both = {
+        "logStreams": [
+            {"logStreamName": f"{NAME}/algo-1-1700000000"},
+            {"logStreamName": f"{NAME}/algo-2-1700000000"},
+        ]
+    }
+    listing = {"logGroupName": GROUP, "logStreamNamePrefix": f"{NAME}/"}
+    stubbed.logs.add_response("describe_log_streams", both, listing)
     stubbed.logs.add_response(
-        "describe_log_streams",
-        {
-            "logStreams": [
-                {"logStreamName": f"{NAME}/algo-1-1700000000"},
-                {"logStreamName": f"{NAME}/algo-2-1700000000"},
-            ]
-        },
-        {"logGroupName": GROUP, "logStreamNamePrefix": f"{NAME}/"},
+        "get_log_events",
+        {"events": [{"message": "model saved"}], "nextForwardToken": "f3"},
+        {**stream1, "nextToken": "f2"},
     )
     stubbed.logs.add_response(
-        "get_log_events", {"events": [], "nextForwardToken": "f2"}, {**stream1, "nextToken": "f2"}
+        "get_log_events", {"events": [], "nextForwardToken": "f3"}, {**stream1, "nextToken": "f3"}
     )
     stubbed.logs.add_response(
         "get_log_events", {"events": [], "nextForwardToken": "g1"}, {**stream2, "nextToken": "g1"}
     )
+    stubbed.logs.add_client_error(
+        "describe_log_streams", service_error_code="ThrottlingException", service_message="Rate"
+    )
+    for _ in range(2):
+        stubbed.logs.add_response("describe_log_streams", both, listing)
+        stubbed.logs.add_response(
+            "get_log_events",
+            {"events": [], "nextForwardToken": "f3"},
+            {**stream1, "nextToken": "f3"},
+        )
+        stubbed.logs.add_response(
+            "get_log_events",
+            {"events": [], "nextForwardToken": "g1"},
+            {**stream2, "nextToken": "g1"},
+        )
     lines: list[str] = []
     handles: list[tuple[str, int]] = []
 
@@ -168,6 +192,7 @@ def test_training_job_streams_transitions_and_every_instance_log_page(stubbed, c
     assert "[algo-1-1700000000] epoch 1" in lines
     assert "[algo-1-1700000000] test_rmse=0.7" in lines
     assert "[algo-2-1700000000] worker up" in lines
+    assert lines[-1] == "[algo-1-1700000000] model saved", "the late line is not lost"
     stubbed.verify()
 
 
@@ -182,21 +207,68 @@ def test_failed_job_reports_sagemakers_failure_reason(stubbed, clock):
             FailureReason="AlgorithmError: ValueError: invalid SMILES at row 3",
         ),
     )
-    no_streams(stubbed)
+    drained(stubbed)
 
     with pytest.raises(JobFailedError, match="invalid SMILES at row 3"):
         run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
     stubbed.verify()
 
 
-def test_stopped_job_fails_the_step_with_a_clear_message(stubbed, clock):
+def test_job_stopped_while_followed_fails_the_step_with_a_clear_message(stubbed, clock):
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
     describe(
         stubbed, description("Stopped", [("Starting", "Launching"), ("Stopped", "Stopped by user")])
     )
-    no_streams(stubbed)
+    drained(stubbed)
 
     with pytest.raises(JobFailedError, match="stopped before finishing"):
         run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()
+
+
+@pytest.mark.parametrize("ended", ["Failed", "Stopping", "Stopped"])
+def test_retry_after_a_failed_or_stopped_job_creates_the_next_attempt(stubbed, clock, ended):
+    second = f"{NAME}-a2"
+    second_arn = ARN.replace(NAME, second)
+    spot_request = {
+        **REQUEST,
+        "CheckpointConfig": {"S3Uri": f"s3://flywheel-test/ckpt/{NAME}", "LocalPath": "/opt/ml/c"},
+    }
+    describe(stubbed, description(ended, [(ended, "ended")], FailureReason="OOM at epoch 3"))
+    stubbed.sagemaker.add_client_error(
+        "describe_training_job",
+        service_error_code="ValidationException",
+        service_message="Requested resource not found.",
+        expected_params={"TrainingJobName": second},
+    )
+    stubbed.sagemaker.add_response(
+        "create_training_job",
+        {"TrainingJobArn": second_arn},
+        {
+            **spot_request,
+            "TrainingJobName": second,
+            "CheckpointConfig": {
+                "S3Uri": f"s3://flywheel-test/ckpt/{second}",
+                "LocalPath": "/opt/ml/c",
+            },
+        },
+    )
+    completed = {
+        **description("Completed", [("Completed", "done")]),
+        "TrainingJobName": second,
+        "TrainingJobArn": second_arn,
+    }
+    stubbed.sagemaker.add_response("describe_training_job", completed, {"TrainingJobName": second})
+    drained(stubbed)
+    lines: list[str] = []
+
+    result = run_job(
+        stubbed.clients, TRAINING, spot_request, log=lines.append, watch=Watch(clock=clock)
+    )
+
+    assert result["TrainingJobName"] == second
+    assert any(f"attempt 1 ended {ended}: OOM at epoch 3" in line for line in lines)
     stubbed.verify()
 
 
@@ -210,14 +282,16 @@ def test_throttled_describe_is_survived_and_polling_goes_on(stubbed, clock):
             service_message="Rate exceeded",
         )
     describe(stubbed, description("Completed", [("Completed", "done")]))
-    no_streams(stubbed)
+    drained(stubbed)
     lines: list[str] = []
 
     result = run_job(stubbed.clients, TRAINING, REQUEST, log=lines.append, watch=Watch(clock=clock))
 
     assert result["TrainingJobStatus"] == "Completed"
     assert sum("throttled" in line for line in lines) == 3
-    assert len(clock.sleeps) == 3
+    assert len(clock.sleeps) == 3 + 1, (
+        "three throttled Describes, one pause between empty log reads"
+    )
     stubbed.verify()
 
 
@@ -251,7 +325,7 @@ def test_retry_reattaches_to_running_training_job(stubbed, clock):
         stubbed,
         description("Completed", [("Training", "Training in progress"), ("Completed", "done")]),
     )
-    no_streams(stubbed)
+    drained(stubbed)
     lines: list[str] = []
     handles: list[str] = []
     result = run_job(

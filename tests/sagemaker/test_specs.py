@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
 from flywheel.components.compute import backend_for
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.sagemaker import SageMakerBackend, Watch
+from flywheel.components.metrics import MetricDefinition
+from flywheel.components.sagemaker import AwsClients, SageMakerBackend, SageMakerConfig, Watch
+from flywheel.components.sagemaker.endpoint import EndpointSpec
 from flywheel.components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
 from flywheel.components.sagemaker.polling import PollSchedule
+from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 from .conftest import ROLE, base_config
 
@@ -130,3 +134,145 @@ def test_refused_transform_creates_no_model(tmp_path):
     with pytest.raises(InvalidSpecError) as caught:
         _backend().transform(spec, log=lambda _: None)
     assert caught.value.field == "input_location"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "rule"),
+    [
+        ({"tags": {f"team-{i}": "x" for i in range(51)}}, "compute_config.tags", "at most 50"),
+        ({"tags": {"k" * 129: "x"}}, "compute_config.tags[0].Key", "at most 128"),
+        ({"tags": {"team": "a&b"}}, "compute_config.tags[0].Value", "pattern"),
+        (
+            {"environment": {f"VAR_{i}": "1" for i in range(101)}},
+            "compute_config.environment",
+            "at most 100",
+        ),
+        ({"environment": {"LONG": "x" * 513}}, "compute_config.environment['LONG']", "at most 512"),
+        ({"volume_kms_key_id": "alias/my key"}, "compute_config.volume_kms_key_id", "pattern"),
+        ({"output_kms_key_id": "key;1"}, "compute_config.output_kms_key_id", "pattern"),
+        (
+            {"subnets": [f"subnet-{i}" for i in range(17)], "security_group_ids": ["sg-1"]},
+            "compute_config.subnets",
+            "at most 16",
+        ),
+        (
+            {"subnets": ["subnet-1"], "security_group_ids": [f"sg-{i}" for i in range(6)]},
+            "compute_config.security_group_ids",
+            "at most 5",
+        ),
+    ],
+    ids=[
+        "51-tags",
+        "tag-key-length",
+        "tag-value-pattern",
+        "101-env",
+        "env-value-length",
+        "kms-volume",
+        "kms-output",
+        "17-subnets",
+        "6-security-groups",
+    ],
+)
+def test_sagemaker_limits_from_the_service_model_are_enforced_on_the_config(overrides, field, rule):
+    error = config_error(**overrides)
+    assert error.field == field
+    assert rule in str(error)
+
+
+def test_more_metric_definitions_than_sagemaker_allows_are_refused_before_any_call(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("smiles,pIC50\nCCO,5\n")
+    spec = TrainingJobSpec(
+        job_name="qsar",
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        channels={"train": str(train)},
+        hyperparameters={},
+        output_location=str(tmp_path),
+        metric_definitions=tuple(MetricDefinition(f"m{i}", f"m{i}=([0-9.]+)") for i in range(41)),
+    )
+    with pytest.raises(InvalidSpecError, match="at most 40") as caught:
+        _backend().train(spec, log=lambda _: None)
+    assert caught.value.field == "metric_definitions"
+
+
+def test_more_rollback_alarms_than_sagemaker_allows_are_refused():
+    with pytest.raises(InvalidSpecError, match="at most 10") as caught:
+        EndpointSpec("qsar-prod", "qsar-model", rollback_alarms=tuple(f"a{i}" for i in range(11)))
+    assert caught.value.field == "rollback_alarms"
+
+
+def readme_sagemaker_yaml() -> str:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("## Run on SageMaker") :]
+    return section.split("```yaml\n", 1)[1].split("```", 1)[0]
+
+
+def test_readme_sagemaker_yaml_is_a_valid_config_as_written_and_after_kfp():
+    raw = yaml.safe_load(readme_sagemaker_yaml())
+    config = SageMakerConfig.from_mapping(raw)
+    # What the same mapping looks like inside a KFP task: protobuf made every number a float.
+    through_kfp = {
+        k: float(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in raw.items()
+    }
+
+    assert SageMakerConfig.from_mapping(through_kfp) == config
+    assert config.spot and config.max_wait_seconds >= config.max_run_seconds
+
+
+def test_whole_floats_are_integers_and_fractions_are_refused():
+    assert base_config(max_run_seconds=3600.0).max_run_seconds == 3600
+    error = config_error(max_run_seconds=3600.5)
+    assert error.field == "compute_config.max_run_seconds"
+    assert "whole number" in str(error)
+
+
+def test_missing_aws_credentials_fail_before_any_task_in_one_line(monkeypatch, tmp_path):
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    request = TrainingRequest(
+        compute="sagemaker",
+        compute_config={
+            "role_arn": ROLE,
+            "s3_prefix": "s3://flywheel-test/runs",
+            "image_uri": "i:1",
+        },
+    )
+
+    with pytest.raises(InvalidSpecError) as caught:
+        pipeline_arguments(request)
+    assert caught.value.field == "AWS credentials"
+    assert "\n" not in str(caught.value)
+    with pytest.raises(InvalidSpecError, match="AWS credentials"):
+        AwsClients.connect("us-east-1")
+
+
+def test_join_source_is_refused_because_no_step_parses_joined_output():
+    assert config_error(join_source="Input").field == "compute_config.join_source"
+
+
+def test_a_sharded_channel_needs_a_file_per_host(tmp_path):
+    train = tmp_path / "train.csv"
+    train.write_text("smiles,pIC50\nCCO,5\n")
+    spec = TrainingJobSpec(
+        job_name="qsar",
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        channels={"train": str(train)},
+        hyperparameters={},
+        output_location=str(tmp_path),
+    )
+    backend = _backend(
+        framework="pytorch",
+        framework_version="2.3",
+        image_uri=None,
+        instance_type="ml.g5.xlarge",
+        instance_count=2,
+        sharded_channels=["train"],
+    )
+    with pytest.raises(InvalidSpecError, match="1 file\\(s\\) for 2 hosts") as caught:
+        backend.train(spec, log=lambda _: None)
+    assert caught.value.field == "compute_config.sharded_channels"

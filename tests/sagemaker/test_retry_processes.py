@@ -1,0 +1,149 @@
+"""Exactly once, with real processes: the real train step (real packaging, real staging) is
+killed, fails, or is cancelled against a SageMaker that keeps jobs running, then retried."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+
+from .conftest import ROLE
+from .fake_sagemaker import FakeSageMaker
+from .moto_sagemaker import free_port
+
+DRIVER = Path(__file__).with_name("train_step_process.py")
+BUCKET = "flywheel-retry"
+IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
+
+
+@dataclass
+class Aws:
+    sagemaker: FakeSageMaker
+    env: dict[str, str]
+
+
+@pytest.fixture
+def aws() -> Iterator[Aws]:
+    port = free_port()
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    moto.start()
+    moto_url = f"http://127.0.0.1:{port}"
+    env = {
+        **os.environ,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ENDPOINT_URL": moto_url,
+    }
+    boto3.client(
+        "s3",
+        endpoint_url=moto_url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    ).create_bucket(Bucket=BUCKET)
+    try:
+        with FakeSageMaker(moto_url) as sagemaker:
+            yield Aws(sagemaker, {**env, "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker.url})
+    finally:
+        moto.stop()
+
+
+def start(aws: Aws, folder: Path, attempt: int) -> Attempt:
+    train, test = folder / "train.csv", folder / "test.csv"
+    for path in (train, test):
+        path.write_text("compound_id,smiles,pIC50\nc1,CCO,5.1\nc2,CCN,6.2\n")
+    config = {"role_arn": ROLE, "s3_prefix": f"s3://{BUCKET}/flywheel", "image_uri": IMAGE}
+    log = folder / f"attempt-{attempt}.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-u",
+                str(DRIVER),
+                str(train),
+                str(test),
+                str(folder / "model.tar.gz"),
+                json.dumps(config),
+            ],
+            env=aws.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    return Attempt(process, log)
+
+
+@dataclass
+class Attempt:
+    process: subprocess.Popen
+    log: Path
+
+    def wait(self) -> int:
+        return self.process.wait(timeout=60)
+
+    @property
+    def output(self) -> str:
+        return self.log.read_text()
+
+
+def test_sigkill_mid_poll_then_retry_creates_exactly_one_training_job(aws, tmp_path):
+    fake = aws.sagemaker
+    first = start(aws, tmp_path, 1)
+    fake.wait_for(lambda: len(fake.names("DescribeTrainingJob")) >= 3)  # created, then polling
+    first.process.send_signal(signal.SIGKILL)
+    first.wait()
+    (name,) = fake.names("CreateTrainingJob")
+    polls_before = len(fake.names("DescribeTrainingJob"))
+
+    second = start(aws, tmp_path, 2)
+    fake.wait_for(lambda: len(fake.names("DescribeTrainingJob")) > polls_before + 1)
+    fake.finish(name, "Completed")
+
+    assert second.wait() == 0, second.output
+    assert fake.names("CreateTrainingJob") == [name]
+    assert f"[{name}] training job exists (InProgress): reattaching" in second.output
+    assert (tmp_path / "model.tar.gz").is_file()
+
+
+def test_failed_job_then_retry_creates_the_next_attempt_and_logs_why(aws, tmp_path):
+    fake = aws.sagemaker
+    first = start(aws, tmp_path, 1)
+    fake.wait_for(lambda: len(fake.jobs) == 1)
+    (name,) = fake.jobs
+    fake.finish(name, "Failed", "AlgorithmError: out of memory")
+    assert first.wait() == 1
+    assert "out of memory" in first.output
+
+    second = start(aws, tmp_path, 2)
+    fake.wait_for(lambda: len(fake.jobs) == 2)
+    fake.finish(f"{name}-a2", "Completed")
+
+    assert second.wait() == 0, second.output
+    assert fake.names("CreateTrainingJob") == [name, f"{name}-a2"]
+    assert f"trained {name}-a2" in second.output, "the step reports the attempt that ran"
+    describes = fake.names("DescribeTrainingJob")
+    assert describes.index(f"{name}-a2") < len(describes) - 1, "described before it was created"
+    assert "attempt 1 ended Failed: AlgorithmError: out of memory" in second.output
+
+
+def test_sigterm_during_a_slow_create_still_ends_with_the_job_stopped(aws, tmp_path):
+    fake = aws.sagemaker
+    fake.create_delay = 2.0
+    step = start(aws, tmp_path, 1)
+    fake.wait_for(lambda: bool(fake.names("CreateTrainingJob")))
+    step.process.send_signal(signal.SIGTERM)
+
+    assert step.wait() == 1
+    (name,) = fake.names("CreateTrainingJob")
+    assert fake.names("StopTrainingJob") == [name]
+    assert fake.jobs[name]["status"] == "Stopped"
+    assert "step cancelled" in step.output
