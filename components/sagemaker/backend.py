@@ -152,7 +152,6 @@ class SageMakerBackend:
             scratch / "shards",
             max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,
             instances=self.config.transform_instance_count,
-            header=self.config.split_type != "Line",
         )
 
     def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:

@@ -142,7 +142,7 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     model = tmp_path / "model.tar.gz"
     model.write_bytes(placeholder_model_archive())
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "rows.csv").write_text("smiles\nCCO\nCCN\nCCC\n")
+    (tmp_path / "in" / "rows.csv").write_text("CCO\nCCN\nCCC\n")  # records, as scoring writes
     spec = TransformJobSpec(
         job_name="isolated",
         model_artifact=str(model),
@@ -164,7 +164,7 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     with tarfile.open(fileobj=io.BytesIO(body)) as archive:
         names = archive.getnames()
     assert {"PLACEHOLDER.txt", "code/train.py", "code/qsar_data.py"} <= set(names)
-    # One part per instance, each with the header; predictions joined back in row order.
+    # One part per instance, records only; predictions joined back in row order.
     (transform,) = created_transforms
     source = transform["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
     bucket, prefix = source.removeprefix("s3://").split("/", 1)

@@ -184,7 +184,7 @@ def test_registered_package_serves_a_batch_from_what_an_endpoint_receives(
     loaded.loader.exec_module(handlers)
 
     model = handlers.model_fn(str(model_dir))
-    batch = handlers.input_fn("smiles\nCCO\nc1ccccc1\nCCCN\n", "text/csv")
+    batch = handlers.input_fn("CCO\nc1ccccc1\nCCCN\n", "text/csv")
     predictions = handlers.predict_fn(batch, model)
 
     assert len(predictions) == 3

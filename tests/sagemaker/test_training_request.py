@@ -11,8 +11,8 @@ import pytest
 
 from flywheel.components.backend import TrainingJobSpec
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import sha256_of_file
-from flywheel.components.sagemaker.s3 import S3Uri, pack_source
+from flywheel.components.packaging import pack_source, sha256_of_file
+from flywheel.components.sagemaker.s3 import S3Uri
 from flywheel.components.sagemaker.training import training_request
 
 from .conftest import REGION, base_config
