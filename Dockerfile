@@ -22,6 +22,7 @@ COPY operators ./operators
 COPY examples ./examples
 RUN pip install ".[${EXTRAS}]" && rm -rf /app/*
 
-RUN useradd --uid 10001 --create-home flywheel
-USER 10001
+# The UID the Helm chart runs every pod as (runAsUser 65532); one number in both places.
+RUN useradd --uid 65532 --create-home flywheel
+USER 65532
 CMD ["flywheel", "--help"]

@@ -8,6 +8,7 @@ are errors); each PipelineVersion's spec is parsed into KFP's own protos.
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import subprocess
 from functools import cache
@@ -27,8 +28,66 @@ MANIFESTS = ROOT / "manifests"
 KFP_CRDS = ROOT.parent / "shared" / "kfp-crds"
 KUBERNETES_VERSION = "1.34.0"
 NAMESPACE = "flywheel"
+# Kinds that have no namespace; every other kind a test renders is namespaced.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterKopfPeering",
+}
 # Kinds whose CRD is neither ours nor KFP's; the tests check what matters about them by hand.
 UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+ROLE_ARN = "arn:aws:iam::111122223333:role/flywheel-operator"
+DIGEST = "sha256:" + "0" * 64
+POLICY = {
+    "name": "nightly",
+    "spec": {
+        "pipeline": {"name": "flywheel-training"},
+        "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}}],
+    },
+}
+ENVIRONMENTS = sorted((MANIFESTS / "argocd" / "values").glob("*.yaml"))
+# Every combination values.yaml documents; each must render valid, hardened manifests.
+COMBINATIONS = {
+    "defaults": [],
+    "api-mode": ["--set", "pipelines.mode=api"],
+    "pipelines-shipped-by-another-release": ["--set", "pipelines.mode=none"],
+    "irsa-digest-servicemonitor": [
+        "--set",
+        "irsa.enabled=true",
+        "--set",
+        f"irsa.roleArn={ROLE_ARN}",
+        "--set",
+        f"operator.image.digest={DIGEST}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ],
+    "multi-user-kfp-namespaced-operator": [
+        "--set",
+        "kfp.multiUser=true",
+        "--set",
+        "kfp.namespace=kubeflow-user-example-com",
+        "--set",
+        "operator.watchNamespaces={flywheel,team-a}",
+    ],
+    "minimal": [
+        "--set",
+        "podDisruptionBudget.enabled=false",
+        "--set",
+        "networkPolicy.enabled=false",
+        "--set",
+        "tests.enabled=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=existing",
+    ],
+    "policies": ["--set-json", f"policies=[{json.dumps(POLICY)}]"],
+    **{f"argocd-{path.stem}": ["-f", str(path)] for path in ENVIRONMENTS},
+}
 
 
 def binary(name: str) -> str:
@@ -48,9 +107,11 @@ def documents(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def helm_template(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
-    """``helm template`` as release "flywheel"; fails the test with helm's own message."""
-    result = run(binary("helm"), "template", "flywheel", str(chart), "-n", NAMESPACE, *args)
+def helm_template(
+    *args: str, chart: Path = CHART, release: str = "flywheel", namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
+    """``helm template`` (release "flywheel" unless told); fails the test with helm's message."""
+    result = run(binary("helm"), "template", release, str(chart), "-n", namespace, *args)
     assert result.returncode == 0, result.stderr
     return documents(result.stdout)
 

@@ -18,8 +18,20 @@
 {{- end -}}
 {{- end -}}
 
+{{/* "<fullname>-<suffix>" within the 63 characters of a label value or DNS label, for any
+     release name: the full name is cut to make room for the suffix. Takes root and suffix. */}}
+{{- define "flywheel.suffixedName" -}}
+{{- $room := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "flywheel.fullname" .root | trunc $room | trimSuffix "-") .suffix -}}
+{{- end -}}
+
 {{- define "flywheel.operatorName" -}}
-{{- printf "%s-operator" (include "flywheel.fullname" .) -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "operator") -}}
+{{- end -}}
+
+{{/* The upload Job's and the helm test pods' account: KFP calls only, no IAM role. */}}
+{{- define "flywheel.kfpClientServiceAccountName" -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "kfp-client") -}}
 {{- end -}}
 
 {{- define "flywheel.serviceAccountName" -}}
@@ -59,9 +71,9 @@ app.kubernetes.io/component: retraining-operator
 {{- end -}}
 {{- end -}}
 
-{{/* Where the Pipeline and PipelineVersion resources live. */}}
+{{/* Where the Pipeline and PipelineVersion resources live: the namespace KFP reads them from. */}}
 {{- define "flywheel.pipelinesNamespace" -}}
-{{- default .Release.Namespace .Values.pipelines.namespace -}}
+{{- .Values.kfp.namespace -}}
 {{- end -}}
 
 {{/*
@@ -94,11 +106,14 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 
 {{/* Input checks that a JSON schema cannot express, with messages that name the value. */}}
 {{- define "flywheel.validate" -}}
+{{- if and .Values.irsa.enabled (not .Values.serviceAccount.create) -}}
+{{- fail (printf "irsa.enabled needs serviceAccount.create=true: the chart annotates only the account it creates; annotate %q with eks.amazonaws.com/role-arn yourself and set irsa.enabled=false" (toString .Values.serviceAccount.name)) -}}
+{{- end -}}
 {{- if and .Values.irsa.enabled (not .Values.irsa.roleArn) -}}
 {{- fail "irsa.roleArn is required when irsa.enabled is true: set it to the operator's IAM role ARN (arn:aws:iam::<account>:role/<name>), or set irsa.enabled=false" -}}
 {{- end -}}
-{{- if not (has .Values.pipelines.mode (list "kubernetes" "api")) -}}
-{{- fail (printf "pipelines.mode must be \"kubernetes\" or \"api\", not %q" (toString .Values.pipelines.mode)) -}}
+{{- if not (has .Values.pipelines.mode (list "kubernetes" "api" "none")) -}}
+{{- fail (printf "pipelines.mode must be \"kubernetes\", \"api\" or \"none\", not %q" (toString .Values.pipelines.mode)) -}}
 {{- end -}}
 {{- $seen := dict -}}
 {{- range $index, $policy := .Values.policies -}}
@@ -166,7 +181,7 @@ Pod spec of a one-shot `python -m flywheel.pipelines.register` against KFP: the 
 */}}
 {{- define "flywheel.registerPod" -}}
 {{- $root := .root -}}
-serviceAccountName: {{ include "flywheel.serviceAccountName" $root }}
+serviceAccountName: {{ include "flywheel.kfpClientServiceAccountName" $root }}
 # Only the projected KFP token below is mounted; this pod does not call the Kubernetes API.
 automountServiceAccountToken: false
 securityContext:
@@ -209,7 +224,7 @@ volumes:
 {{- end -}}
 
 {{- define "flywheel.pipelinesConfigMap" -}}
-{{- printf "%s-pipelines" (include "flywheel.fullname" .) -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "pipelines") -}}
 {{- end -}}
 
 {{/*
@@ -229,4 +244,19 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 {{- define "flywheel.checkovRunToCompletion" -}}
 - "CKV_K8S_8=a run-to-completion pod serves nothing a liveness probe could check"
 - "CKV_K8S_9=a run-to-completion pod serves nothing a readiness probe could check"
+{{- end -}}
+
+{{/* RBAC rules of the operator in the namespaces it serves, cluster-wide or not. */}}
+{{- define "flywheel.policyRules" -}}
+# The policies it reconciles, and their status it writes (with a finalizer, hence patch).
+- apiGroups: ["flywheel.dev"]
+  resources: ["retrainpolicies"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["flywheel.dev"]
+  resources: ["retrainpolicies/status"]
+  verbs: ["get", "patch"]
+# kopf posts a Kubernetes event per state change.
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
 {{- end -}}
