@@ -14,7 +14,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,6 +27,11 @@ TERMINAL = {"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"}
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _now_precise() -> str:
+    """RFC 3339 with microseconds: versions synced in one second still sort by creation."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _matches(item: dict[str, Any], raw_filter: str | None) -> bool:
@@ -82,6 +89,49 @@ class KfpStandIn:
                 for version in versions or ("v1",)
             ]
         return pipeline_id
+
+    def sync_pipeline(self, name: str, versions: Sequence[tuple[str, dict[str, Any]]]) -> str:
+        """What a GitOps sync leaves in KFP: pipeline ``name`` with exactly these versions.
+
+        Versions not there yet are created in name order, as Argo CD orders one wave's objects,
+        each later than the one before; versions already there keep their creation time; others
+        are pruned. ``versions`` holds (version name, pipeline spec).
+        """
+        with self.lock:
+            pipeline_id = next(
+                (p["pipeline_id"] for p in self.pipelines.values() if p["display_name"] == name),
+                None,
+            )
+        if pipeline_id is None:
+            pipeline_id = self.add_pipeline(name)
+            with self.lock:
+                self.versions[pipeline_id] = []
+        wanted = dict(versions)
+        with self.lock:
+            kept = [v for v in self.versions[pipeline_id] if v["display_name"] in wanted]
+            present = {v["display_name"] for v in kept}
+            for version in sorted(set(wanted) - present):
+                time.sleep(0.002)  # distinct, increasing creation times
+                kept.append(
+                    {
+                        "pipeline_id": pipeline_id,
+                        "pipeline_version_id": str(uuid.uuid4()),
+                        "display_name": version,
+                        "pipeline_spec": wanted[version],
+                        "created_at": _now_precise(),
+                    }
+                )
+            self.versions[pipeline_id] = kept
+        return pipeline_id
+
+    def version_spec(self, version_id: str) -> dict[str, Any] | None:
+        """The pipeline spec stored with a version (versions made by :meth:`sync_pipeline`)."""
+        with self.lock:
+            for versions in self.versions.values():
+                for version in versions:
+                    if version["pipeline_version_id"] == version_id:
+                        return version.get("pipeline_spec")
+        return None
 
     def finish(self, run_id: str, state: str = "SUCCEEDED") -> None:
         with self.lock:

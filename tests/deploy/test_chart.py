@@ -105,7 +105,9 @@ def test_api_mode_uploads_through_a_hook_job_instead_of_resources() -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["python", "-m", "flywheel.pipelines.register"]
-    (configmap,) = of_kind(docs, "ConfigMap")
+    (configmap,) = [
+        doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"].endswith("-pipelines")
+    ]
     shipped = {f"{kubernetes_manifests.resource_name(p)}.yaml" for p in PIPELINES.values()}
     assert set(configmap["data"]) == shipped
     for text in configmap["data"].values():

@@ -138,6 +138,6 @@ def test_prod_overlay_runs_peered_replicas_with_irsa() -> None:
 def test_pipelines_folder_is_a_kustomization_that_kubectl_apply_f_skips() -> None:
     folder: Path = MANIFESTS / "pipelines"
     listed = kustomize(folder)
-    assert {doc["kind"] for doc in listed} == {"Pipeline", "PipelineVersion"}
+    assert {doc["kind"] for doc in listed} == {"Pipeline", "PipelineVersion", "ConfigMap"}
     # kubectl apply -f <folder> reads only these extensions; the kustomization has none of them.
     assert not kubernetes_manifests.KUSTOMIZATION.endswith((".yaml", ".yml", ".json"))

@@ -223,6 +223,10 @@ volumes:
       name: {{ include "flywheel.pipelinesConfigMap" $root }}
 {{- end -}}
 
+{{- define "flywheel.pinnedVersionsConfigMap" -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "pipeline-versions") -}}
+{{- end -}}
+
 {{- define "flywheel.pipelinesConfigMap" -}}
 {{- include "flywheel.suffixedName" (dict "root" . "suffix" "pipelines") -}}
 {{- end -}}
