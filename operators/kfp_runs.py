@@ -65,7 +65,8 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
         return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
 
 
-def _equals(key: str, value: str) -> str:
+def equals_filter(key: str, value: str) -> str:
+    """A v2beta1 list filter: ``key`` equals ``value``."""
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
 
 
@@ -116,7 +117,7 @@ class RunLauncher:
             self.client.list_pipeline_versions(
                 pipeline_id,
                 page_size=2,
-                filter=_equals("display_name", version) if version else None,
+                filter=equals_filter("display_name", version) if version else None,
             ).pipeline_versions
             or []
         )
@@ -139,7 +140,7 @@ class RunLauncher:
             page = self.client.list_pipelines(page_token=token, page_size=PAGE_SIZE)
             for pipeline in page.pipelines or []:
                 found = self.client.list_pipeline_versions(
-                    pipeline.pipeline_id, page_size=1, filter=_equals("display_name", version)
+                    pipeline.pipeline_id, page_size=1, filter=equals_filter("display_name", version)
                 ).pipeline_versions
                 if found:
                     return str(pipeline.pipeline_id), str(found[0].pipeline_version_id)
@@ -151,7 +152,9 @@ class RunLauncher:
         with self._experiments_lock:
             if name not in self._experiments:
                 found = self.client.list_experiments(
-                    filter=_equals("display_name", name), namespace=self.namespace, page_size=1
+                    filter=equals_filter("display_name", name),
+                    namespace=self.namespace,
+                    page_size=1,
                 )
                 self._experiments[name] = str(
                     found.experiments[0].experiment_id
@@ -163,7 +166,7 @@ class RunLauncher:
     def find(self, run_name: str) -> str | None:
         """The id of the run with this display name, if one was created."""
         found = self.client.list_runs(
-            filter=_equals("display_name", run_name), namespace=self.namespace, page_size=2
+            filter=equals_filter("display_name", run_name), namespace=self.namespace, page_size=2
         )
         runs = found.runs or []
         if len(runs) > 1:

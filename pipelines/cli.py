@@ -272,7 +272,8 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
         service_account=args.service_account,
         namespace=args.namespace,
     )
-    console.print(f"started run {run.run_id}: {run.url}")
+    what = f"version {run.version}" if run.version else "this checkout's spec, sent inline"
+    console.print(f"started run {run.run_id} of {what}: {run.url}")
     return 0
 
 

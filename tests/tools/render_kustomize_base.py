@@ -53,7 +53,16 @@ def render(*values: str) -> str:
     """A base's YAML: every CRD file, then the chart's operator templates."""
     show_only = [arg for template in TEMPLATES for arg in ("--show-only", template)]
     operator = subprocess.run(
-        [helm_binary(), "template", "flywheel", str(CHART), "--namespace", "flywheel", *values, *show_only],
+        [
+            helm_binary(),
+            "template",
+            "flywheel",
+            str(CHART),
+            "--namespace",
+            "flywheel",
+            *values,
+            *show_only,
+        ],
         check=True,
         capture_output=True,
         text=True,
