@@ -42,6 +42,8 @@ class PipelineClient(Protocol):
         self, pipeline_id: str, page_size: int = 10, filter: str | None = None
     ) -> Any: ...
 
+    def delete_pipeline_version(self, pipeline_id: str, pipeline_version_id: str) -> Any: ...
+
 
 @dataclass(frozen=True)
 class CompiledVersion:
@@ -67,12 +69,23 @@ def newest_version(manifest_text: str) -> CompiledVersion:
     )
 
 
-def _version_exists(client: PipelineClient, pipeline_id: str, version: str) -> bool:
+def _versions_named(client: PipelineClient, pipeline_id: str, version: str) -> list[Any]:
     predicate = {"operation": "EQUALS", "key": "display_name", "stringValue": version}
     found = client.list_pipeline_versions(
-        pipeline_id, page_size=1, filter=json.dumps({"predicates": [predicate]})
+        pipeline_id, page_size=10, filter=json.dumps({"predicates": [predicate]})
     )
-    return bool(getattr(found, "pipeline_versions", None))
+    return list(getattr(found, "pipeline_versions", None) or [])
+
+
+def _version_exists(client: PipelineClient, pipeline_id: str, version: str) -> bool:
+    return bool(_versions_named(client, pipeline_id, version))
+
+
+def _drop_implicit_version(client: PipelineClient, pipeline_id: str, pipeline: str) -> None:
+    """Delete the first version KFP makes with a pipeline, named after it: the same spec as our
+    hashed version, which would leave two identical versions and a name nothing pins."""
+    for version in _versions_named(client, pipeline_id, pipeline):
+        client.delete_pipeline_version(pipeline_id, version.pipeline_version_id)
 
 
 def is_registered(client: PipelineClient, compiled: CompiledVersion) -> bool:
@@ -93,6 +106,7 @@ def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
             )
             pipeline_id = created.pipeline_id
         elif _version_exists(client, pipeline_id, compiled.version):
+            _drop_implicit_version(client, pipeline_id, compiled.pipeline)
             return False
         client.upload_pipeline_version(
             str(package),
@@ -100,6 +114,9 @@ def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
             pipeline_id=pipeline_id,
             description=compiled.description,
         )
+        # After our version exists, so a crash in between leaves a pipeline with a version;
+        # a retried Job finishes the clean-up.
+        _drop_implicit_version(client, pipeline_id, compiled.pipeline)
         return True
 
 

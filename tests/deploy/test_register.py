@@ -53,7 +53,15 @@ class RecordingKfp:
     ) -> Any:
         (predicate,) = json.loads(filter)["predicates"]
         names = [v for v in self.versions[pipeline_id] if v == predicate["stringValue"]]
-        return SimpleNamespace(pipeline_versions=[SimpleNamespace(display_name=n) for n in names])
+        return SimpleNamespace(
+            pipeline_versions=[
+                SimpleNamespace(display_name=n, pipeline_version_id=f"{pipeline_id}/{n}")
+                for n in names
+            ]
+        )
+
+    def delete_pipeline_version(self, pipeline_id: str, pipeline_version_id: str) -> None:
+        self.versions[pipeline_id].remove(pipeline_version_id.split("/", 1)[1])
 
 
 MANIFEST_FILES = sorted((MANIFESTS / "pipelines").glob("*.yaml"))
@@ -63,7 +71,8 @@ def test_first_upload_creates_pipeline_and_the_hashed_version() -> None:
     kfp = RecordingKfp()
     compiled = register.newest_version(MANIFEST_FILES[0].read_text())
     assert register.register(kfp, compiled) is True
-    assert compiled.version in kfp.versions[kfp.pipelines[compiled.pipeline]]
+    # KFP's implicit first version (named after the pipeline) is gone: one version, ours.
+    assert kfp.versions[kfp.pipelines[compiled.pipeline]] == [compiled.version]
     uploaded = dict(kfp.uploads)[compiled.version]
     assert uploaded == compiled.package[0]  # the PipelineSpec itself, as KFP's IR YAML
 
@@ -84,3 +93,13 @@ def test_verify_fails_until_every_pipeline_is_registered(capsys) -> None:
     assert register.main(["--endpoint", "http://kfp", *files], client=kfp) == 0
     assert register.main(["--endpoint", "http://kfp", "--verify", *files], client=kfp) == 0
     assert "MISSING" in capsys.readouterr().out
+
+
+def test_a_retry_after_a_crash_removes_the_implicit_version_left_behind() -> None:
+    kfp = RecordingKfp()
+    compiled = register.newest_version(MANIFEST_FILES[0].read_text())
+    register.register(kfp, compiled)
+    pipeline_id = kfp.pipelines[compiled.pipeline]
+    kfp.versions[pipeline_id].append(compiled.pipeline)  # as if we died before the clean-up
+    assert register.register(kfp, compiled) is False
+    assert kfp.versions[pipeline_id] == [compiled.version]
