@@ -8,6 +8,7 @@ are errors); each PipelineVersion's spec is parsed into KFP's own protos.
 from __future__ import annotations
 
 import copy
+import importlib.util
 import json
 import shutil
 import subprocess
@@ -129,20 +130,16 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     return documents(result.stdout)
 
 
-def _strict(schema: Any) -> Any:
-    """The schema with ``additionalProperties: false`` wherever the API server would prune."""
-    if isinstance(schema, dict):
-        schema = {key: _strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    return schema
+def tool(name: str) -> Any:
+    """A module of tests/tools/ (a folder of scripts, not a package), loaded by file name."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The API server's pruning, as the values schema's generator applies it to the CRD.
+_strict = tool("render_values_schema").strict
 
 
 _OBJECT_FIELDS = {

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import shutil
 from pathlib import Path
 
 import pytest
-from deploy_checks import CLUSTER_SCOPED, MANIFESTS, ROOT, kustomize, of_kind, validate_all
+from deploy_checks import CLUSTER_SCOPED, MANIFESTS, ROOT, kustomize, of_kind, tool, validate_all
 
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
@@ -16,16 +15,8 @@ OVERLAYS = {"dev": "flywheel-dev", "prod": "flywheel"}
 KFP_NAMESPACE = "kubeflow"
 
 
-def _base_renderer():
-    path = ROOT / "tests" / "tools" / "render_kustomize_base.py"
-    spec = importlib.util.spec_from_file_location("render_kustomize_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_kustomize_bases_are_the_chart_rendered_without_helm() -> None:
-    renderer = _base_renderer()
+    renderer = tool("render_kustomize_base")
     for target, values in renderer.TARGETS.items():
         assert target.read_text() == renderer.render(*values), (
             f"{target.relative_to(ROOT)} is stale: run python tests/tools/render_kustomize_base.py"

@@ -104,7 +104,8 @@ argocd.argoproj.io/sync-wave: {{ . | quote }}
 argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{- end -}}
 
-{{/* Input checks that a JSON schema cannot express, with messages that name the value. */}}
+{{/* Input checks that a JSON schema cannot express, with messages that name the value; shapes,
+     names and each policy's spec are values.schema.json's. */}}
 {{- define "flywheel.validate" -}}
 {{- if and .Values.irsa.enabled (not .Values.serviceAccount.create) -}}
 {{- fail (printf "irsa.enabled needs serviceAccount.create=true: the chart annotates only the account it creates; annotate %q with eks.amazonaws.com/role-arn yourself and set irsa.enabled=false" (toString .Values.serviceAccount.name)) -}}
@@ -117,19 +118,10 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{- end -}}
 {{- $seen := dict -}}
 {{- range $index, $policy := .Values.policies -}}
-{{- if not (kindIs "map" $policy) -}}
-{{- fail (printf "policies[%d] must be a map with name and spec" $index) -}}
-{{- end -}}
-{{- if not $policy.name -}}
-{{- fail (printf "policies[%d].name is required" $index) -}}
-{{- end -}}
 {{- if hasKey $seen $policy.name -}}
 {{- fail (printf "policies[%d].name %q is already used by policies[%d]; policy names must be unique" $index $policy.name (get $seen $policy.name)) -}}
 {{- end -}}
 {{- $_ := set $seen $policy.name $index -}}
-{{- if not (and (kindIs "map" $policy.spec) $policy.spec.pipeline $policy.spec.triggers) -}}
-{{- fail (printf "policies[%d] (%s): spec.pipeline and spec.triggers are required" $index $policy.name) -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 
