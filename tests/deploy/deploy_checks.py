@@ -156,10 +156,10 @@ def _crd_files() -> list[Path]:
 
 
 @cache
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) to the strict schema of every CRD we can read."""
+def schemas_of(paths: tuple[Path, ...]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) to the strict schema of every CRD in these files."""
     schemas = {}
-    for path in _crd_files():
+    for path in paths:
         for crd in documents(path.read_text()):
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
@@ -169,6 +169,11 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
                 schema = _strict(schema)
                 schemas[(f"{group}/{version['name']}", kind)] = schema
     return schemas
+
+
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) to the strict schema of every CRD we can read."""
+    return schemas_of(tuple(_crd_files()))
 
 
 def _check_pipeline_version(doc: dict[str, Any]) -> None:
