@@ -159,7 +159,7 @@ def test_sync_waves_apply_operator_then_pipelines_then_versions_then_policies() 
     policies = (
         '[{"name":"p","spec":{"pipeline":{"name":"x"},"triggers":[{"name":"t","manual":{}}]}}]'
     )
-    docs = helm_template("--include-crds", "--set-json", f"policies={policies}")
+    docs = helm_template("--set-json", f"policies={policies}")
     waves = _waves(docs)
     assert waves["CustomResourceDefinition"] <= waves["Deployment"] < waves["Pipeline"]
     assert waves["Pipeline"] < waves["PipelineVersion"] < waves["RetrainPolicy"]

@@ -55,8 +55,47 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(args: list[str])
 
 def test_chart_crds_are_the_files_in_manifests_crds() -> None:
     ours = {path.name: path.read_bytes() for path in (MANIFESTS / "crds").glob("*.yaml")}
-    chart = {path.name: path.read_bytes() for path in (CHART / "crds").glob("*.yaml")}
+    chart = {path.name: path.read_bytes() for path in (CHART / "files" / "crds").glob("*.yaml")}
     assert chart == ours
+
+
+def _crds(docs: list[dict]) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in of_kind(docs, "CustomResourceDefinition")}
+
+
+def test_crds_are_release_templates_kept_on_uninstall_not_install_once_files() -> None:
+    # Helm installs a chart's crds/ folder once and never upgrades it.
+    assert not (CHART / "crds").exists()
+    crds = _crds(helm_template())
+    assert set(crds) == {
+        "retrainpolicies.flywheel.dev",
+        "kopfpeerings.kopf.dev",
+        "clusterkopfpeerings.kopf.dev",
+    }
+    for crd in crds.values():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not _crds(helm_template("--set", "crds.install=false"))
+    kept = _crds(helm_template("--set", "crds.keep=false"))["retrainpolicies.flywheel.dev"]
+    assert "helm.sh/resource-policy" not in kept["metadata"]["annotations"]
+
+
+def test_a_changed_crd_reaches_the_release_manifest_that_helm_upgrade_applies(
+    tmp_path: Path,
+) -> None:
+    """Old chart, new chart: the new schema is in what `helm upgrade` diffs and applies."""
+    new_chart = tmp_path / "flywheel"
+    shutil.copytree(CHART, new_chart)
+    crd_file = new_chart / "files" / "crds" / "retrainpolicies.flywheel.dev.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["owner"] = {"type": "string", "maxLength": 63}
+    crd_file.write_text(yaml.safe_dump(crd))
+    old = _crds(helm_template())["retrainpolicies.flywheel.dev"]
+    new = _crds(helm_template(chart=new_chart))["retrainpolicies.flywheel.dev"]
+    new_spec = new["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    old_spec = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "owner" in new_spec["properties"] and "owner" not in old_spec["properties"]
+    assert new["metadata"] == old["metadata"]  # the same object, upgraded in place
 
 
 def test_kubernetes_mode_ships_every_compiled_pipeline_unchanged() -> None:
