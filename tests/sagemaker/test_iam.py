@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
+
+import yaml
 
 IAM = Path(__file__).resolve().parents[2] / "manifests" / "iam"
 BUCKET = "arn:aws:s3:::flywheel-artifacts"
@@ -63,3 +66,19 @@ def test_runner_trust_is_bound_to_one_service_account_through_irsa():
     conditions = trust["Condition"]["StringEquals"]
     (subject,) = (value for key, value in conditions.items() if key.endswith(":sub"))
     assert subject == "system:serviceaccount:kubeflow:pipeline-runner"
+
+
+def test_operator_policy_lets_every_sample_data_arrival_trigger_list_its_prefix():
+    sample = yaml.safe_load((IAM.parent / "policies" / "retrainpolicy-sample.yaml").read_text())
+    watched = [t["dataArrival"] for t in sample["spec"]["triggers"] if "dataArrival" in t]
+    assert watched
+    listing = [s for s in statements("operator-policy.json") if s["Action"] == "s3:ListBucket"]
+    for trigger in watched:
+        assert any(
+            s["Resource"] == f"arn:aws:s3:::{trigger['bucket']}"
+            and any(
+                fnmatch.fnmatchcase(trigger["prefix"], pattern)
+                for pattern in s["Condition"]["StringLike"]["s3:prefix"]
+            )
+            for s in listing
+        ), trigger
