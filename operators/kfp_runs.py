@@ -76,6 +76,12 @@ def pinned_versions_file() -> Path | None:
     return Path(path) if path else None
 
 
+def pipelines_namespace() -> str | None:
+    """The profile namespace that holds the pipelines in multi-user KFP; None in standalone KFP,
+    where pipelines are looked up without a namespace (KFP answers from its own)."""
+    return os.environ.get("KFP_PIPELINES_NAMESPACE") or None
+
+
 def read_pinned_versions(path: Path | None) -> dict[str, str]:
     """Pipeline name to its pinned version name; empty when there is no file (yet)."""
     if path is None or not path.is_file():
@@ -88,10 +94,16 @@ class RunLauncher:
     """KFP operations the operator needs, keyed by run names; one instance per KFP endpoint."""
 
     def __init__(
-        self, client: kfp.Client, namespace: str | None = None, pins: Path | None = None
+        self,
+        client: kfp.Client,
+        namespace: str | None = None,
+        pins: Path | None = None,
+        pipelines_in: str | None = None,
     ) -> None:
         self.client = client
         self.namespace = namespace
+        # Multi-user KFP lists a profile's own pipelines only when asked for that namespace.
+        self.pipelines_in = pipelines_in if pipelines_in is not None else pipelines_namespace()
         # Read on every lookup: a GitOps sync updates the mounted file without a restart.
         self.pins = pins if pins is not None else pinned_versions_file()
         self._experiments: dict[str, str] = {}
@@ -104,12 +116,23 @@ class RunLauncher:
             pipeline_id, version_id = self._find_version(ref.pipeline_version_ref)
         else:
             name = ref.name or ""
-            pipeline_id = self.client.get_pipeline_id(name)
+            pipeline_id = self._pipeline_id(name)
             if pipeline_id is None:
                 raise PipelineNotFound(f"no KFP pipeline named {name!r}")
             version = ref.version or read_pinned_versions(self.pins).get(name)
             version_id = self._version_id(pipeline_id, name, version)
         return ResolvedPipeline(pipeline_id, version_id, self._experiment_id(ref.experiment))
+
+    def _pipeline_id(self, name: str) -> str | None:
+        if self.pipelines_in is None:
+            return self.client.get_pipeline_id(name)
+        found = (
+            self.client.list_pipelines(
+                filter=equals_filter("display_name", name), namespace=self.pipelines_in, page_size=2
+            ).pipelines
+            or []
+        )
+        return str(found[0].pipeline_id) if found else None
 
     def _version_id(self, pipeline_id: str, name: str, version: str | None) -> str:
         """The id of ``version``, or of the pipeline's only version when none is pinned."""
@@ -137,7 +160,9 @@ class RunLauncher:
         """Pipeline and version ids of the PipelineVersion named ``version``, in any pipeline."""
         token = ""
         while True:
-            page = self.client.list_pipelines(page_token=token, page_size=PAGE_SIZE)
+            page = self.client.list_pipelines(
+                page_token=token, page_size=PAGE_SIZE, namespace=self.pipelines_in
+            )
             for pipeline in page.pipelines or []:
                 found = self.client.list_pipeline_versions(
                     pipeline.pipeline_id, page_size=1, filter=equals_filter("display_name", version)

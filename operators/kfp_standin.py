@@ -71,12 +71,13 @@ class KfpStandIn:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def add_pipeline(self, name: str, *versions: str) -> str:
+    def add_pipeline(self, name: str, *versions: str, namespace: str | None = None) -> str:
         pipeline_id = str(uuid.uuid4())
         with self.lock:
             self.pipelines[pipeline_id] = {
                 "pipeline_id": pipeline_id,
                 "display_name": name,
+                "namespace": namespace,
                 "created_at": _now(),
             }
             self.versions[pipeline_id] = [
@@ -90,20 +91,30 @@ class KfpStandIn:
             ]
         return pipeline_id
 
-    def sync_pipeline(self, name: str, versions: Sequence[tuple[str, dict[str, Any]]]) -> str:
+    def sync_pipeline(
+        self,
+        name: str,
+        versions: Sequence[tuple[str, dict[str, Any]]],
+        namespace: str | None = None,
+    ) -> str:
         """What a GitOps sync leaves in KFP: pipeline ``name`` with exactly these versions.
 
         Versions not there yet are created in name order, as Argo CD orders one wave's objects,
         each later than the one before; versions already there keep their creation time; others
-        are pruned. ``versions`` holds (version name, pipeline spec).
+        are pruned. ``versions`` holds (version name, pipeline spec); ``namespace`` is a profile
+        namespace of multi-user KFP, None for a shared (standalone) pipeline.
         """
         with self.lock:
             pipeline_id = next(
-                (p["pipeline_id"] for p in self.pipelines.values() if p["display_name"] == name),
+                (
+                    p["pipeline_id"]
+                    for p in self.pipelines.values()
+                    if p["display_name"] == name and p["namespace"] == namespace
+                ),
                 None,
             )
         if pipeline_id is None:
-            pipeline_id = self.add_pipeline(name)
+            pipeline_id = self.add_pipeline(name, namespace=namespace)
             with self.lock:
                 self.versions[pipeline_id] = []
         wanted = dict(versions)
@@ -176,7 +187,13 @@ class KfpStandIn:
         if method == "GET" and path == "/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/pipelines":
-            items = [p for p in self.pipelines.values() if _matches(p, query.get("filter"))]
+            # As multi-user KFP: without a namespace, only shared pipelines (no namespace).
+            namespace = query.get("namespace") or None
+            items = [
+                p
+                for p in self.pipelines.values()
+                if _matches(p, query.get("filter")) and p.get("namespace") == namespace
+            ]
             return 200, {"pipelines": items, "total_size": len(items)}
         if method == "GET" and (m := re.fullmatch(r"/pipelines/([^/]+)/versions", path)):
             items = [

@@ -111,7 +111,9 @@ def test_chart_puts_pipelines_and_the_operator_in_kfp_namespace_by_default() -> 
 def test_one_kfp_namespace_value_moves_pipelines_operator_and_multi_user_binding() -> None:
     namespace = "kubeflow-user-example-com"
     docs = helm_template("--set", f"kfp.namespace={namespace}", "--set", "kfp.multiUser=true")
-    assert _operator_env(docs)["KFP_NAMESPACE"] == namespace
+    env = _operator_env(docs)
+    assert env["KFP_NAMESPACE"] == env["KFP_PIPELINES_NAMESPACE"] == namespace
+    assert "KFP_PIPELINES_NAMESPACE" not in _operator_env(helm_template())
     assert {doc["metadata"]["namespace"] for doc in of_kind(docs, "PipelineVersion")} == {namespace}
     (binding,) = of_kind(docs, "RoleBinding")
     assert binding["metadata"]["namespace"] == namespace

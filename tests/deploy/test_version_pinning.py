@@ -61,14 +61,13 @@ def _ref(version: str | None = None, version_ref: str | None = None) -> Pipeline
 class GitOps:
     """A git checkout's compiled file, synced to KFP, and the pins the operator is given."""
 
-    def __init__(self, kfp: KfpStandIn, pins: Path) -> None:
-        self.kfp, self.pins, self.file = kfp, pins, None
-        self.launcher = RunLauncher(connect(kfp.url), pins=pins)
+    def __init__(self, kfp: KfpStandIn, pins: Path, profile: str | None = None) -> None:
+        self.kfp, self.pins, self.profile = kfp, pins, profile
+        self.launcher = RunLauncher(connect(kfp.url), pins=pins, pipelines_in=profile)
         self.runs = 0
 
     def commit(self, manifest: str) -> None:
-        self.file = manifest
-        self.kfp.sync_pipeline(NAME, _versions(manifest))
+        self.kfp.sync_pipeline(NAME, _versions(manifest), namespace=self.profile)
         pins = kubernetes_manifests.pinned_versions([manifest])
         self.pins.write_text(kubernetes_manifests.pinned_versions_json(pins))
 
@@ -146,6 +145,19 @@ def test_without_a_pin_several_versions_are_refused_not_guessed(gitops: GitOps) 
         gitops.launcher.resolve(_ref())
     with pytest.raises(PipelineNotFound, match="no KFP pipeline has a version named 'nope'"):
         gitops.launcher.resolve(_ref(version_ref="nope"))
+
+
+def test_multi_user_kfp_finds_the_profiles_pipeline_only_in_its_namespace(
+    tmp_path: Path,
+) -> None:
+    manifest = kubernetes_manifests.render(_pipeline("hello"), None)
+    with KfpStandIn() as kfp:
+        GitOps(kfp, tmp_path / "versions.json", profile="team-a").commit(manifest)
+        in_profile = GitOps(kfp, tmp_path / "versions.json", profile="team-a")
+        assert in_profile.run_spec() == _spec(manifest)
+        shared_only = GitOps(kfp, tmp_path / "versions.json")
+        with pytest.raises(PipelineNotFound, match="no KFP pipeline named"):
+            shared_only.launcher.resolve(_ref())
 
 
 def test_chart_and_overlays_pin_the_first_version_of_every_compiled_file() -> None:
