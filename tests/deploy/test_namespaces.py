@@ -24,6 +24,7 @@ from deploy_checks import (
     helm_template,
     kustomize,
     of_kind,
+    pod_specs,
 )
 
 ARGOCD = MANIFESTS / "argocd"
@@ -114,6 +115,14 @@ def test_one_kfp_namespace_value_moves_pipelines_operator_and_multi_user_binding
     env = _operator_env(docs)
     assert env["KFP_NAMESPACE"] == env["KFP_PIPELINES_NAMESPACE"] == namespace
     assert "KFP_PIPELINES_NAMESPACE" not in _operator_env(helm_template())
+    registering = [
+        spec["containers"][0]
+        for _, spec in pod_specs(docs)
+        if spec["containers"][0]["command"][:3] == ["python", "-m", "flywheel.pipelines.register"]
+    ]
+    assert registering
+    for container in registering:
+        assert f"--namespace={namespace}" in container["args"]
     assert {doc["metadata"]["namespace"] for doc in of_kind(docs, "PipelineVersion")} == {namespace}
     (binding,) = of_kind(docs, "RoleBinding")
     assert binding["metadata"]["namespace"] == namespace

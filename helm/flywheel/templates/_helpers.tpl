@@ -191,6 +191,9 @@ containers:
       {{- range .args }}
       - {{ . | quote }}
       {{- end }}
+      {{- if $root.Values.kfp.multiUser }}
+      - --namespace={{ $root.Values.kfp.namespace }}
+      {{- end }}
       {{- range (include "flywheel.pipelines" $root | fromYamlArray) }}
       - /etc/flywheel/pipelines/{{ .pipeline.metadata.name }}.yaml
       {{- end }}
