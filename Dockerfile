@@ -28,6 +28,7 @@ RUN apt-get update \
     && apt-get purge -y gcc libc6-dev && apt-get autoremove -y \
     && rm -rf /var/lib/apt/lists/*
 
-RUN useradd --uid 10001 --create-home flywheel
-USER 10001
+# The UID the Helm chart runs every pod as (runAsUser 65532); one number in both places.
+RUN useradd --uid 65532 --create-home flywheel
+USER 65532
 CMD ["flywheel", "--help"]

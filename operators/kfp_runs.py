@@ -3,6 +3,12 @@
 The run key is in the run's display name (see :func:`operators.decision.run_name`). Creation
 always looks the name up first, so a retry after a crash adopts the run it already created
 instead of creating a second one: "already exists" means "already done".
+
+Which version runs is pinned, never KFP's newest by creation time: ``pipeline.version`` or
+``pipeline.pipelineVersionRef`` when the policy names one, else the version git holds now (the
+pinned versions file the chart and the overlays mount, ``$FLYWHEEL_PIPELINE_VERSIONS``), else the
+pipeline's only version. Argo CD creates a sync's versions in name order and a revert brings back
+an old version, so creation time says nothing about which code is meant.
 """
 
 from __future__ import annotations
@@ -25,6 +31,8 @@ from flywheel.operators.policy import PipelineRef
 log = logging.getLogger(__name__)
 # Projected service-account token with the KFP audience; mounted by the Helm chart.
 TOKEN_PATH = Path("/var/run/secrets/kubeflow/pipelines/token")
+# Every page of a listing the operator walks; KFP caps page_size at 200.
+PAGE_SIZE = 100
 
 
 class PipelineNotFound(LookupError):
@@ -57,49 +65,121 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
         return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
 
 
-def _equals(key: str, value: str) -> str:
+def equals_filter(key: str, value: str) -> str:
+    """A v2beta1 list filter: ``key`` equals ``value``."""
     return json.dumps({"predicates": [{"operation": "EQUALS", "key": key, "stringValue": value}]})
+
+
+def pinned_versions_file() -> Path | None:
+    """The pinned versions file the deployment mounts, if it names one."""
+    path = os.environ.get("FLYWHEEL_PIPELINE_VERSIONS")
+    return Path(path) if path else None
+
+
+def pipelines_namespace() -> str | None:
+    """The profile namespace that holds the pipelines in multi-user KFP; None in standalone KFP,
+    where pipelines are looked up without a namespace (KFP answers from its own)."""
+    return os.environ.get("KFP_PIPELINES_NAMESPACE") or None
+
+
+def read_pinned_versions(path: Path | None) -> dict[str, str]:
+    """Pipeline name to its pinned version name; empty when there is no file (yet)."""
+    if path is None or not path.is_file():
+        return {}
+    pins = json.loads(path.read_text())
+    return {str(name): str(version) for name, version in pins.items()}
 
 
 class RunLauncher:
     """KFP operations the operator needs, keyed by run names; one instance per KFP endpoint."""
 
-    def __init__(self, client: kfp.Client, namespace: str | None = None) -> None:
+    def __init__(
+        self,
+        client: kfp.Client,
+        namespace: str | None = None,
+        pins: Path | None = None,
+        pipelines_in: str | None = None,
+    ) -> None:
         self.client = client
         self.namespace = namespace
+        # Multi-user KFP lists a profile's own pipelines only when asked for that namespace.
+        self.pipelines_in = pipelines_in if pipelines_in is not None else pipelines_namespace()
+        # Read on every lookup: a GitOps sync updates the mounted file without a restart.
+        self.pins = pins if pins is not None else pinned_versions_file()
         self._experiments: dict[str, str] = {}
         # Policies resolve concurrently; without it, each would create its own "Default".
         self._experiments_lock = threading.Lock()
 
     def resolve(self, ref: PipelineRef) -> ResolvedPipeline:
-        """Find pipeline and version ids by name, and the experiment (created if missing)."""
-        name, version = ref.name, ref.version
-        pipeline_id = self.client.get_pipeline_id(name) if name else None
-        if pipeline_id is None:
-            raise PipelineNotFound(f"no KFP pipeline named {name!r}")
-        versions = self.client.list_pipeline_versions(
-            pipeline_id,
-            page_size=1,
-            sort_by="created_at desc",
-            filter=_equals("display_name", version) if version else None,
+        """Pipeline and pinned version ids, and the experiment (created if missing)."""
+        if ref.pipeline_version_ref:
+            pipeline_id, version_id = self._find_version(ref.pipeline_version_ref)
+        else:
+            name = ref.name or ""
+            pipeline_id = self._pipeline_id(name)
+            if pipeline_id is None:
+                raise PipelineNotFound(f"no KFP pipeline named {name!r}")
+            version = ref.version or read_pinned_versions(self.pins).get(name)
+            version_id = self._version_id(pipeline_id, name, version)
+        return ResolvedPipeline(pipeline_id, version_id, self._experiment_id(ref.experiment))
+
+    def _pipeline_id(self, name: str) -> str | None:
+        if self.pipelines_in is None:
+            return self.client.get_pipeline_id(name)
+        found = (
+            self.client.list_pipelines(
+                filter=equals_filter("display_name", name), namespace=self.pipelines_in, page_size=2
+            ).pipelines
+            or []
         )
-        if not versions.pipeline_versions:
+        return str(found[0].pipeline_id) if found else None
+
+    def _version_id(self, pipeline_id: str, name: str, version: str | None) -> str:
+        """The id of ``version``, or of the pipeline's only version when none is pinned."""
+        found = (
+            self.client.list_pipeline_versions(
+                pipeline_id,
+                page_size=2,
+                filter=equals_filter("display_name", version) if version else None,
+            ).pipeline_versions
+            or []
+        )
+        if version and not found:
+            raise PipelineNotFound(f"pipeline {name!r} has no version {version!r}")
+        if not found:
+            raise PipelineNotFound(f"pipeline {name!r} has no versions")
+        if len(found) > 1:
             raise PipelineNotFound(
-                f"pipeline {name!r} has no version {version!r}"
-                if version
-                else f"pipeline {name!r} has no versions"
+                f"pipeline {name!r} has several versions and none is pinned: set "
+                "pipeline.version or pipeline.pipelineVersionRef (the newest by creation time "
+                "is not necessarily the code in git)"
             )
-        return ResolvedPipeline(
-            pipeline_id,
-            versions.pipeline_versions[0].pipeline_version_id,
-            self._experiment_id(ref.experiment),
-        )
+        return str(found[0].pipeline_version_id)
+
+    def _find_version(self, version: str) -> tuple[str, str]:
+        """Pipeline and version ids of the PipelineVersion named ``version``, in any pipeline."""
+        token = ""
+        while True:
+            page = self.client.list_pipelines(
+                page_token=token, page_size=PAGE_SIZE, namespace=self.pipelines_in
+            )
+            for pipeline in page.pipelines or []:
+                found = self.client.list_pipeline_versions(
+                    pipeline.pipeline_id, page_size=1, filter=equals_filter("display_name", version)
+                ).pipeline_versions
+                if found:
+                    return str(pipeline.pipeline_id), str(found[0].pipeline_version_id)
+            token = page.next_page_token or ""
+            if not token:
+                raise PipelineNotFound(f"no KFP pipeline has a version named {version!r}")
 
     def _experiment_id(self, name: str) -> str:
         with self._experiments_lock:
             if name not in self._experiments:
                 found = self.client.list_experiments(
-                    filter=_equals("display_name", name), namespace=self.namespace, page_size=1
+                    filter=equals_filter("display_name", name),
+                    namespace=self.namespace,
+                    page_size=1,
                 )
                 self._experiments[name] = str(
                     found.experiments[0].experiment_id
@@ -111,7 +191,7 @@ class RunLauncher:
     def find(self, run_name: str) -> str | None:
         """The id of the run with this display name, if one was created."""
         found = self.client.list_runs(
-            filter=_equals("display_name", run_name), namespace=self.namespace, page_size=2
+            filter=equals_filter("display_name", run_name), namespace=self.namespace, page_size=2
         )
         runs = found.runs or []
         if len(runs) > 1:

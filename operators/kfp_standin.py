@@ -14,7 +14,9 @@ import re
 import threading
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -25,6 +27,11 @@ TERMINAL = {"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"}
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def _now_precise() -> str:
+    """RFC 3339 with microseconds: versions synced in one second still sort by creation."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def _matches(item: dict[str, Any], raw_filter: str | None) -> bool:
@@ -64,12 +71,13 @@ class KfpStandIn:
         host, port = self._server.server_address[:2]
         return f"http://{host}:{port}"
 
-    def add_pipeline(self, name: str, *versions: str) -> str:
+    def add_pipeline(self, name: str, *versions: str, namespace: str | None = None) -> str:
         pipeline_id = str(uuid.uuid4())
         with self.lock:
             self.pipelines[pipeline_id] = {
                 "pipeline_id": pipeline_id,
                 "display_name": name,
+                "namespace": namespace,
                 "created_at": _now(),
             }
             self.versions[pipeline_id] = [
@@ -82,6 +90,59 @@ class KfpStandIn:
                 for version in versions or ("v1",)
             ]
         return pipeline_id
+
+    def sync_pipeline(
+        self,
+        name: str,
+        versions: Sequence[tuple[str, dict[str, Any]]],
+        namespace: str | None = None,
+    ) -> str:
+        """What a GitOps sync leaves in KFP: pipeline ``name`` with exactly these versions.
+
+        Versions not there yet are created in name order, as Argo CD orders one wave's objects,
+        each later than the one before; versions already there keep their creation time; others
+        are pruned. ``versions`` holds (version name, pipeline spec); ``namespace`` is a profile
+        namespace of multi-user KFP, None for a shared (standalone) pipeline.
+        """
+        with self.lock:
+            pipeline_id = next(
+                (
+                    p["pipeline_id"]
+                    for p in self.pipelines.values()
+                    if p["display_name"] == name and p["namespace"] == namespace
+                ),
+                None,
+            )
+        if pipeline_id is None:
+            pipeline_id = self.add_pipeline(name, namespace=namespace)
+            with self.lock:
+                self.versions[pipeline_id] = []
+        wanted = dict(versions)
+        with self.lock:
+            kept = [v for v in self.versions[pipeline_id] if v["display_name"] in wanted]
+            present = {v["display_name"] for v in kept}
+            for version in sorted(set(wanted) - present):
+                time.sleep(0.002)  # distinct, increasing creation times
+                kept.append(
+                    {
+                        "pipeline_id": pipeline_id,
+                        "pipeline_version_id": str(uuid.uuid4()),
+                        "display_name": version,
+                        "pipeline_spec": wanted[version],
+                        "created_at": _now_precise(),
+                    }
+                )
+            self.versions[pipeline_id] = kept
+        return pipeline_id
+
+    def version_spec(self, version_id: str) -> dict[str, Any] | None:
+        """The pipeline spec stored with a version (versions made by :meth:`sync_pipeline`)."""
+        with self.lock:
+            for versions in self.versions.values():
+                for version in versions:
+                    if version["pipeline_version_id"] == version_id:
+                        return version.get("pipeline_spec")
+        return None
 
     def finish(self, run_id: str, state: str = "SUCCEEDED") -> None:
         with self.lock:
@@ -126,7 +187,13 @@ class KfpStandIn:
         if method == "GET" and path == "/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/pipelines":
-            items = [p for p in self.pipelines.values() if _matches(p, query.get("filter"))]
+            # As multi-user KFP: without a namespace, only shared pipelines (no namespace).
+            namespace = query.get("namespace") or None
+            items = [
+                p
+                for p in self.pipelines.values()
+                if _matches(p, query.get("filter")) and p.get("namespace") == namespace
+            ]
             return 200, {"pipelines": items, "total_size": len(items)}
         if method == "GET" and (m := re.fullmatch(r"/pipelines/([^/]+)/versions", path)):
             items = [

@@ -120,15 +120,6 @@ async def _check_pipeline(
 
 async def _resolve_pipeline(policy: Policy, generation: int, services: Services) -> dict[str, Any]:
     result: dict[str, Any] = {"generation": generation}
-    if policy.pipeline.pipeline_version_ref:
-        # Not resolved yet: it needs the PipelineVersion resource read from Kubernetes.
-        result.update(
-            ok=False,
-            reason="PipelineVersionRefUnsupported",
-            message="pipeline.pipelineVersionRef is not supported by this operator "
-            "version yet; use pipeline.name (and pipeline.version)",
-        )
-        return result
     try:
         resolved = await services.call(services.launcher.resolve, policy.pipeline)
     except PipelineNotFound as exc:

@@ -315,7 +315,8 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
     )
     if run.workload:
         console.print(f"workload: {run.workload}")
-    console.print(f"started run {run.run_id}: {run.url}")
+    what = f"version {run.version}" if run.version else "this checkout's spec, sent inline"
+    console.print(f"started run {run.run_id} of {what}: {run.url}")
     return 0
 
 

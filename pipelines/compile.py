@@ -38,7 +38,7 @@ def _manifest_files(manifest_dirs: tuple[Path, ...]) -> dict[Path, str]:
     written = {folder / name: text for folder in manifest_dirs for name, text in files.items()}
     # Only the kubectl folder is a kustomize base; the chart reads its files itself.
     kustomization = manifest_dirs[0] / kubernetes_manifests.KUSTOMIZATION
-    written[kustomization] = kubernetes_manifests.kustomization(list(files))
+    written[kustomization] = kubernetes_manifests.kustomization(files)
     return written
 
 

@@ -13,7 +13,7 @@ import hashlib
 import json
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -102,15 +102,47 @@ def _dump(documents: list[dict[str, Any]]) -> str:
 # `kubectl apply -f <folder>` reads only *.yaml, *.yml and *.json files; kustomize also accepts a
 # file named "Kustomization", so one folder serves both `kubectl apply -f` and `-k`.
 KUSTOMIZATION = "Kustomization"
+# The ConfigMap that pins, for the operator, the version of each pipeline that git holds now. The
+# Helm chart renders the same name for release "flywheel" (templates/pipelines/versions.yaml).
+PINNED_VERSIONS_CONFIGMAP = "flywheel-pipeline-versions"
+PINNED_VERSIONS_KEY = "versions.json"
 
 
-def kustomization(file_names: list[str]) -> str:
-    """The folder's kustomization: every pipeline file, so a kustomize base can include it."""
+def pinned_versions(manifest_texts: Iterable[str]) -> dict[str, str]:
+    """Pipeline name to the version its code compiles to now: the first in each manifest file.
+
+    This, not "newest by creation time", is the version the operator launches: after a revert the
+    reverted code's version is first again, though KFP created it long ago.
+    """
+    pins = {}
+    for text in manifest_texts:
+        version = next(
+            doc for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "PipelineVersion"
+        )
+        pins[version["spec"]["pipelineName"]] = version["metadata"]["name"]
+    return dict(sorted(pins.items()))
+
+
+def pinned_versions_json(pins: Mapping[str, str]) -> str:
+    return json.dumps(pins, sort_keys=True, separators=(",", ":"))
+
+
+def kustomization(files: Mapping[str, str]) -> str:
+    """The folder's kustomization: every pipeline file, so a kustomize base can include it, and
+    the ConfigMap of pinned versions the operator reads (the overlays move it to its namespace)."""
+    pins = pinned_versions_json(pinned_versions(files.values()))
     return yaml.safe_dump(
         {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
-            "resources": sorted(file_names),
+            "resources": sorted(files),
+            "configMapGenerator": [
+                {
+                    "name": PINNED_VERSIONS_CONFIGMAP,
+                    "literals": [f"{PINNED_VERSIONS_KEY}={pins}"],
+                    "options": {"disableNameSuffixHash": True},
+                }
+            ],
         },
         sort_keys=False,
     )

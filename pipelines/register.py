@@ -26,8 +26,16 @@ class PipelineClient(Protocol):
 
     def get_pipeline_id(self, name: str) -> str | None: ...
 
+    def list_pipelines(
+        self, page_size: int = 10, filter: str | None = None, namespace: str | None = None
+    ) -> Any: ...
+
     def upload_pipeline(
-        self, pipeline_package_path: str, pipeline_name: str, description: str | None = None
+        self,
+        pipeline_package_path: str,
+        pipeline_name: str,
+        description: str | None = None,
+        namespace: str | None = None,
     ) -> Any: ...
 
     def upload_pipeline_version(
@@ -41,6 +49,8 @@ class PipelineClient(Protocol):
     def list_pipeline_versions(
         self, pipeline_id: str, page_size: int = 10, filter: str | None = None
     ) -> Any: ...
+
+    def delete_pipeline_version(self, pipeline_id: str, pipeline_version_id: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -67,32 +77,66 @@ def newest_version(manifest_text: str) -> CompiledVersion:
     )
 
 
+def _named(name: str) -> str:
+    predicate = {"operation": "EQUALS", "key": "display_name", "stringValue": name}
+    return json.dumps({"predicates": [predicate]})
+
+
+def _pipeline_id(client: PipelineClient, name: str, namespace: str | None) -> str | None:
+    """The pipeline's id: shared (standalone KFP), or a profile's own in multi-user KFP, which
+    lists those only when asked for the namespace."""
+    if namespace is None:
+        return client.get_pipeline_id(name)
+    found = client.list_pipelines(page_size=2, filter=_named(name), namespace=namespace)
+    pipelines = getattr(found, "pipelines", None) or []
+    return pipelines[0].pipeline_id if pipelines else None
+
+
+def _versions_named(client: PipelineClient, pipeline_id: str, version: str) -> list[Any]:
+    found = client.list_pipeline_versions(pipeline_id, page_size=10, filter=_named(version))
+    return list(getattr(found, "pipeline_versions", None) or [])
+
+
 def _version_exists(client: PipelineClient, pipeline_id: str, version: str) -> bool:
-    predicate = {"operation": "EQUALS", "key": "display_name", "stringValue": version}
-    found = client.list_pipeline_versions(
-        pipeline_id, page_size=1, filter=json.dumps({"predicates": [predicate]})
-    )
-    return bool(getattr(found, "pipeline_versions", None))
+    return bool(_versions_named(client, pipeline_id, version))
 
 
-def is_registered(client: PipelineClient, compiled: CompiledVersion) -> bool:
-    pipeline_id = client.get_pipeline_id(compiled.pipeline)
+def _drop_implicit_version(client: PipelineClient, pipeline_id: str, pipeline: str) -> None:
+    """Delete the first version KFP makes with a pipeline, named after it: the same spec as our
+    hashed version, which would leave two identical versions and a name nothing pins."""
+    for version in _versions_named(client, pipeline_id, pipeline):
+        client.delete_pipeline_version(pipeline_id, version.pipeline_version_id)
+
+
+def is_registered(
+    client: PipelineClient, compiled: CompiledVersion, namespace: str | None = None
+) -> bool:
+    pipeline_id = _pipeline_id(client, compiled.pipeline, namespace)
     return pipeline_id is not None and _version_exists(client, pipeline_id, compiled.version)
 
 
-def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
-    """Upload the version unless KFP has it already; True when something was uploaded."""
+def register(
+    client: PipelineClient, compiled: CompiledVersion, namespace: str | None = None
+) -> bool:
+    """Upload the version unless KFP has it already; True when something was uploaded.
+
+    ``namespace``: the profile that owns the pipeline in multi-user KFP; None: shared.
+    """
     with tempfile.TemporaryDirectory() as scratch:
         package = Path(scratch) / f"{compiled.version}.yaml"
         package.write_text(yaml.safe_dump_all(compiled.package, sort_keys=True))
-        pipeline_id = client.get_pipeline_id(compiled.pipeline)
+        pipeline_id = _pipeline_id(client, compiled.pipeline, namespace)
         if pipeline_id is None:
             # KFP creates a pipeline together with a first version named after the pipeline.
             created = client.upload_pipeline(
-                str(package), pipeline_name=compiled.pipeline, description=compiled.description
+                str(package),
+                pipeline_name=compiled.pipeline,
+                description=compiled.description,
+                namespace=namespace,
             )
             pipeline_id = created.pipeline_id
         elif _version_exists(client, pipeline_id, compiled.version):
+            _drop_implicit_version(client, pipeline_id, compiled.pipeline)
             return False
         client.upload_pipeline_version(
             str(package),
@@ -100,6 +144,9 @@ def register(client: PipelineClient, compiled: CompiledVersion) -> bool:
             pipeline_id=pipeline_id,
             description=compiled.description,
         )
+        # After our version exists, so a crash in between leaves a pipeline with a version;
+        # a retried Job finishes the clean-up.
+        _drop_implicit_version(client, pipeline_id, compiled.pipeline)
         return True
 
 
@@ -111,6 +158,9 @@ def main(argv: Sequence[str] | None = None, client: PipelineClient | None = None
         "--endpoint", required=True, help="KFP API, e.g. http://ml-pipeline.kubeflow:8888"
     )
     parser.add_argument("--verify", action="store_true", help="only check every version exists")
+    parser.add_argument(
+        "--namespace", default=None, help="multi-user KFP: the profile that owns the pipelines"
+    )
     parser.add_argument("manifests", nargs="+", type=Path, help="files written by flywheel compile")
     args = parser.parse_args(argv)
     if client is None:
@@ -124,11 +174,12 @@ def main(argv: Sequence[str] | None = None, client: PipelineClient | None = None
         compiled = newest_version(path.read_text())
         label = f"{compiled.pipeline} version {compiled.version}"
         if args.verify:
-            found = is_registered(client, compiled)
+            found = is_registered(client, compiled, args.namespace)
             missing += not found
             print(f"{label}: {'registered' if found else 'MISSING'}")
         else:
-            print(f"{label}: {'uploaded' if register(client, compiled) else 'already registered'}")
+            uploaded = register(client, compiled, args.namespace)
+            print(f"{label}: {'uploaded' if uploaded else 'already registered'}")
     return 1 if missing else 0
 
 

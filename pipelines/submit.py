@@ -1,7 +1,9 @@
 """``flywheel submit``: start a pipeline run on a Kubeflow Pipelines install.
 
 Parameters are checked against the pipeline's own inputs (names and types) before anything is
-sent; the run carries the compiled spec inline, so what runs is exactly this checkout's pipeline.
+sent. What runs is exactly this checkout's pipeline: the PipelineVersion its code compiles to
+(``<pipeline>-<hash of the spec>``) when KFP has it, so the run is linked to that version, else
+the compiled spec sent inline. Never KFP's newest version, which may be other code.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import json
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +23,8 @@ from kfp.dsl.graph_component import GraphComponent
 from kfp.pipeline_spec import pipeline_spec_pb2
 
 from flywheel.components.errors import FlywheelError, InvalidSpecError
-from flywheel.operators.kfp_runs import connect
+from flywheel.operators.kfp_runs import connect, equals_filter
+from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
 
 
@@ -60,7 +64,23 @@ def talking_to(host: str) -> Iterator[None]:
 class SubmittedRun:
     run_id: str
     url: str
+    version: str | None  # the registered PipelineVersion it runs; None: the spec went inline
     workload: str = ""
+
+
+def _registered_version(
+    client: kfp.Client, pipeline: GraphComponent
+) -> tuple[str, str, str] | None:
+    """(pipeline id, version id, version name) of the version this checkout compiles to."""
+    _, version_doc = kubernetes_manifests.current_documents(pipeline)
+    version = version_doc["metadata"]["name"]
+    pipeline_id = client.get_pipeline_id(version_doc["spec"]["pipelineName"])
+    if pipeline_id is None:
+        return None
+    found = client.list_pipeline_versions(
+        pipeline_id, page_size=1, filter=equals_filter("display_name", version)
+    ).pipeline_versions
+    return (pipeline_id, found[0].pipeline_version_id, version) if found else None
 
 
 def _coerce(name: str, kind: str, text: str) -> Any:
@@ -162,17 +182,31 @@ def submit(
     arguments.update(_fingerprint(pipeline, arguments))
     with talking_to(host):
         client = client_factory(host, namespace)
-        result = client.create_run_from_pipeline_func(
-            pipeline,
-            arguments=arguments,
-            run_name=run_name or None,
-            experiment_name=experiment,
-            namespace=namespace or None,
-            service_account=service_account or None,
-        )
+        registered = _registered_version(client, pipeline)
+        if registered is None:
+            run_id = client.create_run_from_pipeline_func(
+                pipeline,
+                arguments=arguments,
+                run_name=run_name or None,
+                experiment_name=experiment,
+                namespace=namespace or None,
+                service_account=service_account or None,
+            ).run_id
+        else:
+            pipeline_id, version_id, version = registered
+            experiment_id = client.create_experiment(experiment, namespace=namespace or None)
+            run_id = client.run_pipeline(
+                experiment_id=experiment_id.experiment_id,
+                job_name=run_name or f"{version} {datetime.now(UTC):%Y-%m-%d %H-%M-%S}",
+                params=arguments,
+                pipeline_id=pipeline_id,
+                version_id=version_id,
+                service_account=service_account or None,
+            ).run_id
     return SubmittedRun(
-        run_id=result.run_id,
-        url=f"{host.rstrip('/')}/#/runs/details/{result.run_id}",
+        run_id=run_id,
+        url=f"{host.rstrip('/')}/#/runs/details/{run_id}",
+        version=registered[2] if registered else None,
         workload=arguments.get("workload", ""),
     )
 

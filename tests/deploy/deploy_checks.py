@@ -8,6 +8,8 @@ are errors); each PipelineVersion's spec is parsed into KFP's own protos.
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
 import shutil
 import subprocess
 from functools import cache
@@ -27,8 +29,66 @@ MANIFESTS = ROOT / "manifests"
 KFP_CRDS = ROOT.parent / "shared" / "kfp-crds"
 KUBERNETES_VERSION = "1.34.0"
 NAMESPACE = "flywheel"
+# Kinds that have no namespace; every other kind a test renders is namespaced.
+CLUSTER_SCOPED = {
+    "Namespace",
+    "CustomResourceDefinition",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ClusterKopfPeering",
+}
 # Kinds whose CRD is neither ours nor KFP's; the tests check what matters about them by hand.
 UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}
+
+
+ROLE_ARN = "arn:aws:iam::111122223333:role/flywheel-operator"
+DIGEST = "sha256:" + "0" * 64
+POLICY = {
+    "name": "nightly",
+    "spec": {
+        "pipeline": {"name": "flywheel-training"},
+        "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}}],
+    },
+}
+ENVIRONMENTS = sorted((MANIFESTS / "argocd" / "values").glob("*.yaml"))
+# Every combination values.yaml documents; each must render valid, hardened manifests.
+COMBINATIONS = {
+    "defaults": [],
+    "api-mode": ["--set", "pipelines.mode=api"],
+    "pipelines-shipped-by-another-release": ["--set", "pipelines.mode=none"],
+    "irsa-digest-servicemonitor": [
+        "--set",
+        "irsa.enabled=true",
+        "--set",
+        f"irsa.roleArn={ROLE_ARN}",
+        "--set",
+        f"operator.image.digest={DIGEST}",
+        "--set",
+        "metrics.serviceMonitor.enabled=true",
+    ],
+    "multi-user-kfp-namespaced-operator": [
+        "--set",
+        "kfp.multiUser=true",
+        "--set",
+        "kfp.namespace=kubeflow-user-example-com",
+        "--set",
+        "operator.watchNamespaces={flywheel,team-a}",
+    ],
+    "minimal": [
+        "--set",
+        "podDisruptionBudget.enabled=false",
+        "--set",
+        "networkPolicy.enabled=false",
+        "--set",
+        "tests.enabled=false",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=existing",
+    ],
+    "policies": ["--set-json", f"policies=[{json.dumps(POLICY)}]"],
+    **{f"argocd-{path.stem}": ["-f", str(path)] for path in ENVIRONMENTS},
+}
 
 
 def binary(name: str) -> str:
@@ -48,9 +108,11 @@ def documents(text: str) -> list[dict[str, Any]]:
     return [doc for doc in yaml.safe_load_all(text) if doc]
 
 
-def helm_template(*args: str, chart: Path = CHART) -> list[dict[str, Any]]:
-    """``helm template`` as release "flywheel"; fails the test with helm's own message."""
-    result = run(binary("helm"), "template", "flywheel", str(chart), "-n", NAMESPACE, *args)
+def helm_template(
+    *args: str, chart: Path = CHART, release: str = "flywheel", namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
+    """``helm template`` (release "flywheel" unless told); fails the test with helm's message."""
+    result = run(binary("helm"), "template", release, str(chart), "-n", namespace, *args)
     assert result.returncode == 0, result.stderr
     return documents(result.stdout)
 
@@ -68,20 +130,16 @@ def kustomize(folder: Path) -> list[dict[str, Any]]:
     return documents(result.stdout)
 
 
-def _strict(schema: Any) -> Any:
-    """The schema with ``additionalProperties: false`` wherever the API server would prune."""
-    if isinstance(schema, dict):
-        schema = {key: _strict(value) for key, value in schema.items()}
-        if (
-            "properties" in schema
-            and "additionalProperties" not in schema
-            and not schema.get("x-kubernetes-preserve-unknown-fields")
-        ):
-            schema["additionalProperties"] = False
-        return schema
-    if isinstance(schema, list):
-        return [_strict(item) for item in schema]
-    return schema
+def tool(name: str) -> Any:
+    """A module of tests/tools/ (a folder of scripts, not a package), loaded by file name."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tests" / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The API server's pruning, as the values schema's generator applies it to the CRD.
+_strict = tool("render_values_schema").strict
 
 
 _OBJECT_FIELDS = {
@@ -98,10 +156,10 @@ def _crd_files() -> list[Path]:
 
 
 @cache
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
-    """(apiVersion, kind) to the strict schema of every CRD we can read."""
+def schemas_of(paths: tuple[Path, ...]) -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) to the strict schema of every CRD in these files."""
     schemas = {}
-    for path in _crd_files():
+    for path in paths:
         for crd in documents(path.read_text()):
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
@@ -111,6 +169,11 @@ def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
                 schema = _strict(schema)
                 schemas[(f"{group}/{version['name']}", kind)] = schema
     return schemas
+
+
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) to the strict schema of every CRD we can read."""
+    return schemas_of(tuple(_crd_files()))
 
 
 def _check_pipeline_version(doc: dict[str, Any]) -> None:

@@ -51,14 +51,60 @@ def policy(
     }
 
 
+def not_ready(reason: str, message: str = "") -> dict[str, Any]:
+    obj = policy(("Ready", "False"), ("Running", "False"))
+    obj["status"]["conditions"][0].update(reason=reason, message=message)
+    return obj
+
+
+# Every reason the operator gives Ready=False: the policy never fires until someone acts.
+NOT_READY_REASONS = [
+    "InvalidSpec",
+    "PipelineNotFound",
+    "KfpUnreachable",
+    "SourceCredentialsMissing",
+]
+
+
+@pytest.mark.parametrize("reason", NOT_READY_REASONS)
+def test_a_policy_that_cannot_work_is_degraded_with_its_reason(reason: str) -> None:
+    assert health(not_ready(reason, "spec.pipeline: no KFP pipeline named 'x'")) == (
+        "Degraded",
+        f"{reason}: spec.pipeline: no KFP pipeline named 'x'",
+    )
+    assert health(not_ready(reason)) == ("Degraded", reason)
+
+
+def test_degraded_wins_over_an_active_run() -> None:
+    obj = not_ready("PipelineNotFound")
+    obj["status"]["activeCount"] = 1
+    assert health(obj)[0] == "Degraded"
+
+
+def test_pipeline_not_looked_up_yet_is_progressing() -> None:
+    obj = policy(("Ready", "Unknown"))
+    obj["status"]["conditions"][0].update(reason="PipelineUnchecked", message="not yet")
+    assert health(obj) == ("Progressing", "not yet")
+
+
+def test_active_runs_are_described_by_the_running_condition_or_the_count() -> None:
+    running = policy(("Ready", "True"), ("Running", "True"), active=1)
+    running["status"]["conditions"][1].update(reason="RunsActive", message="nightly-abc123")
+    assert health(running) == ("Progressing", "nightly-abc123")
+    stale = policy(("Ready", "True"), ("Running", "False"), active=2)
+    stale["status"]["conditions"][1].update(reason="NoRunsActive")
+    assert health(stale) == ("Progressing", "2 run(s) active")
+
+
 HEALTH = {
     "ready": (policy(("Ready", "True")), "Healthy"),
     "source error": (policy(("Ready", "True"), ("SourceError", "True")), "Degraded"),
-    "paused": (policy(("Ready", "False"), ("Paused", "True")), "Degraded"),
+    "paused": (policy(("Ready", "True"), ("Paused", "True")), "Degraded"),
     "run active": (policy(("Ready", "True"), ("Running", "True"), active=1), "Progressing"),
     "run counted": (policy(("Ready", "True"), active=2), "Progressing"),
     "suspended": (policy(("Ready", "True"), ("Suspended", "True")), "Suspended"),
-    "not ready": (policy(("Ready", "False")), "Progressing"),
+    "not ready": (policy(("Ready", "False")), "Degraded"),
+    "ready unknown": (policy(("Ready", "Unknown")), "Progressing"),
     "spec not observed yet": (policy(("Ready", "True"), generation=2, observed=1), "Progressing"),
     "no status yet": ({"metadata": {"name": "nightly", "generation": 1}}, "Progressing"),
     "cleared error": (policy(("Ready", "True"), ("SourceError", "False")), "Healthy"),
@@ -113,7 +159,7 @@ def test_sync_waves_apply_operator_then_pipelines_then_versions_then_policies() 
     policies = (
         '[{"name":"p","spec":{"pipeline":{"name":"x"},"triggers":[{"name":"t","manual":{}}]}}]'
     )
-    docs = helm_template("--include-crds", "--set-json", f"policies={policies}")
+    docs = helm_template("--set-json", f"policies={policies}")
     waves = _waves(docs)
     assert waves["CustomResourceDefinition"] <= waves["Deployment"] < waves["Pipeline"]
     assert waves["Pipeline"] < waves["PipelineVersion"] < waves["RetrainPolicy"]

@@ -11,7 +11,10 @@ import pytest
 import yaml
 from deploy_checks import (
     CHART,
+    COMBINATIONS,
     MANIFESTS,
+    POLICY,
+    ROLE_ARN,
     binary,
     documents,
     helm_template,
@@ -24,47 +27,6 @@ from deploy_checks import (
 
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
-
-ROLE_ARN = "arn:aws:iam::111122223333:role/flywheel-operator"
-DIGEST = "sha256:" + "0" * 64
-POLICY = {
-    "name": "nightly",
-    "spec": {
-        "pipeline": {"name": "flywheel-training"},
-        "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}}],
-    },
-}
-ENVIRONMENTS = sorted((MANIFESTS / "argocd" / "values").glob("*.yaml"))
-# Every combination values.yaml documents; each must render valid, hardened manifests.
-COMBINATIONS = {
-    "defaults": [],
-    "api-mode": ["--set", "pipelines.mode=api"],
-    "irsa-digest-servicemonitor": [
-        "--set",
-        "irsa.enabled=true",
-        "--set",
-        f"irsa.roleArn={ROLE_ARN}",
-        "--set",
-        f"operator.image.digest={DIGEST}",
-        "--set",
-        "metrics.serviceMonitor.enabled=true",
-    ],
-    "pipelines-in-kubeflow-namespace": ["--set", "pipelines.namespace=kubeflow"],
-    "minimal": [
-        "--set",
-        "podDisruptionBudget.enabled=false",
-        "--set",
-        "networkPolicy.enabled=false",
-        "--set",
-        "tests.enabled=false",
-        "--set",
-        "serviceAccount.create=false",
-        "--set",
-        "serviceAccount.name=existing",
-    ],
-    "policies": ["--set-json", f"policies=[{json.dumps(POLICY)}]"],
-    **{f"argocd-{path.stem}": ["-f", str(path)] for path in ENVIRONMENTS},
-}
 
 
 def test_chart_passes_helm_lint_strict() -> None:
@@ -93,8 +55,47 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(args: list[str])
 
 def test_chart_crds_are_the_files_in_manifests_crds() -> None:
     ours = {path.name: path.read_bytes() for path in (MANIFESTS / "crds").glob("*.yaml")}
-    chart = {path.name: path.read_bytes() for path in (CHART / "crds").glob("*.yaml")}
+    chart = {path.name: path.read_bytes() for path in (CHART / "files" / "crds").glob("*.yaml")}
     assert chart == ours
+
+
+def _crds(docs: list[dict]) -> dict[str, dict]:
+    return {doc["metadata"]["name"]: doc for doc in of_kind(docs, "CustomResourceDefinition")}
+
+
+def test_crds_are_release_templates_kept_on_uninstall_not_install_once_files() -> None:
+    # Helm installs a chart's crds/ folder once and never upgrades it.
+    assert not (CHART / "crds").exists()
+    crds = _crds(helm_template())
+    assert set(crds) == {
+        "retrainpolicies.flywheel.dev",
+        "kopfpeerings.kopf.dev",
+        "clusterkopfpeerings.kopf.dev",
+    }
+    for crd in crds.values():
+        assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
+    assert not _crds(helm_template("--set", "crds.install=false"))
+    kept = _crds(helm_template("--set", "crds.keep=false"))["retrainpolicies.flywheel.dev"]
+    assert "helm.sh/resource-policy" not in kept["metadata"]["annotations"]
+
+
+def test_a_changed_crd_reaches_the_release_manifest_that_helm_upgrade_applies(
+    tmp_path: Path,
+) -> None:
+    """Old chart, new chart: the new schema is in what `helm upgrade` diffs and applies."""
+    new_chart = tmp_path / "flywheel"
+    shutil.copytree(CHART, new_chart)
+    crd_file = new_chart / "files" / "crds" / "retrainpolicies.flywheel.dev.yaml"
+    crd = yaml.safe_load(crd_file.read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    spec["properties"]["owner"] = {"type": "string", "maxLength": 63}
+    crd_file.write_text(yaml.safe_dump(crd))
+    old = _crds(helm_template())["retrainpolicies.flywheel.dev"]
+    new = _crds(helm_template(chart=new_chart))["retrainpolicies.flywheel.dev"]
+    new_spec = new["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    old_spec = old["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "owner" in new_spec["properties"] and "owner" not in old_spec["properties"]
+    assert new["metadata"] == old["metadata"]  # the same object, upgraded in place
 
 
 def test_kubernetes_mode_ships_every_compiled_pipeline_unchanged() -> None:
@@ -143,7 +144,9 @@ def test_api_mode_uploads_through_a_hook_job_instead_of_resources() -> None:
     assert job["metadata"]["annotations"]["helm.sh/hook"] == "post-install,post-upgrade"
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["command"][:3] == ["python", "-m", "flywheel.pipelines.register"]
-    (configmap,) = of_kind(docs, "ConfigMap")
+    (configmap,) = [
+        doc for doc in of_kind(docs, "ConfigMap") if doc["metadata"]["name"].endswith("-pipelines")
+    ]
     shipped = {f"{kubernetes_manifests.resource_name(p)}.yaml" for p in PIPELINES.values()}
     assert set(configmap["data"]) == shipped
     for text in configmap["data"].values():
@@ -151,28 +154,57 @@ def test_api_mode_uploads_through_a_hook_job_instead_of_resources() -> None:
 
 
 def test_irsa_puts_the_role_arn_on_the_operator_service_account() -> None:
-    docs = helm_template("--set", "irsa.enabled=true", "--set", f"irsa.roleArn={ROLE_ARN}")
-    (account,) = of_kind(docs, "ServiceAccount")
-    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE_ARN
-    (deployment,) = of_kind(docs, "Deployment")
-    assert (
-        deployment["spec"]["template"]["spec"]["serviceAccountName"] == account["metadata"]["name"]
+    docs = helm_template(
+        "--set",
+        "irsa.enabled=true",
+        "--set",
+        f"irsa.roleArn={ROLE_ARN}",
+        "--set",
+        "pipelines.mode=api",
     )
+    accounts = {doc["metadata"]["name"]: doc for doc in of_kind(docs, "ServiceAccount")}
+    (deployment,) = of_kind(docs, "Deployment")
+    operator = deployment["spec"]["template"]["spec"]["serviceAccountName"]
+    assert accounts[operator]["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == ROLE_ARN
+    # The upload Job and the test pods call KFP only: their account carries no IAM role.
+    for name, spec in pod_specs(docs):
+        if name != deployment["metadata"]["name"] and "serviceAccountName" in spec:
+            account = accounts[spec["serviceAccountName"]]
+            assert spec["serviceAccountName"] != operator, name
+            assert "annotations" not in account["metadata"], name
+
+
+def test_irsa_without_a_chart_made_account_is_refused_not_dropped() -> None:
+    error = helm_template_error(
+        "--set",
+        "irsa.enabled=true",
+        "--set",
+        f"irsa.roleArn={ROLE_ARN}",
+        "--set",
+        "serviceAccount.create=false",
+        "--set",
+        "serviceAccount.name=existing",
+    )
+    assert "irsa.enabled needs serviceAccount.create=true" in error
 
 
 def test_operator_rbac_cannot_write_anything_but_policies() -> None:
-    (role,) = of_kind(helm_template(), "ClusterRole")
+    roles = of_kind(helm_template(), "ClusterRole") + of_kind(
+        helm_template("--set", "operator.watchNamespaces={a}"), "Role"
+    )
     writes = {"create", "update", "patch", "delete", "deletecollection", "*"}
-    for rule in role["rules"]:
-        if writes & set(rule["verbs"]):
-            assert set(rule["resources"]) <= {
-                "retrainpolicies",
-                "retrainpolicies/status",
-                "events",
-                "clusterkopfpeerings",
-                "kopfpeerings",
-            }, rule
-            assert "delete" not in rule["verbs"] and "*" not in rule["verbs"], rule
+    for role in roles:
+        for rule in role["rules"]:
+            if writes & set(rule["verbs"]):
+                assert set(rule["resources"]) <= {
+                    "retrainpolicies",
+                    "retrainpolicies/status",
+                    "events",
+                    "clusterkopfpeerings" if role["kind"] == "ClusterRole" else "kopfpeerings",
+                }, rule
+                assert "delete" not in rule["verbs"] and "*" not in rule["verbs"], rule
+            # KFP is reached through its API; the operator reads none of its resources.
+            assert "pipelines.kubeflow.org" not in rule["apiGroups"], rule
 
 
 def test_service_monitor_scrapes_the_metrics_service() -> None:

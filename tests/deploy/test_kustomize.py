@@ -2,32 +2,25 @@
 
 from __future__ import annotations
 
-import importlib.util
+import shutil
 from pathlib import Path
 
 import pytest
-from deploy_checks import MANIFESTS, ROOT, kustomize, of_kind, validate_all
+from deploy_checks import CLUSTER_SCOPED, MANIFESTS, ROOT, kustomize, of_kind, tool, validate_all
 
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
 
 OVERLAYS = {"dev": "flywheel-dev", "prod": "flywheel"}
-CLUSTER_SCOPED = {"CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding", "Namespace"}
+KFP_NAMESPACE = "kubeflow"
 
 
-def _base_renderer():
-    path = ROOT / "tests" / "tools" / "render_kustomize_base.py"
-    spec = importlib.util.spec_from_file_location("render_kustomize_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def test_kustomize_base_is_the_chart_rendered_without_helm() -> None:
-    renderer = _base_renderer()
-    assert renderer.TARGET.read_text() == renderer.render(), (
-        "manifests/base/flywheel.yaml is stale: run python tests/tools/render_kustomize_base.py"
-    )
+def test_kustomize_bases_are_the_chart_rendered_without_helm() -> None:
+    renderer = tool("render_kustomize_base")
+    for target, values in renderer.TARGETS.items():
+        assert target.read_text() == renderer.render(*values), (
+            f"{target.relative_to(ROOT)} is stale: run python tests/tools/render_kustomize_base.py"
+        )
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -36,17 +29,75 @@ def test_overlay_renders_valid_manifests(overlay: str) -> None:
 
 
 @pytest.mark.parametrize("overlay,namespace", OVERLAYS.items())
-def test_overlay_puts_every_namespaced_object_in_its_namespace(
+def test_overlay_puts_the_operator_in_its_namespace_and_the_pipelines_where_kfp_reads_them(
     overlay: str, namespace: str
 ) -> None:
     docs = kustomize(MANIFESTS / "overlays" / overlay)
     (created,) = of_kind(docs, "Namespace")
     assert created["metadata"]["name"] == namespace
     for doc in docs:
-        if doc["kind"] not in CLUSTER_SCOPED | {"ClusterKopfPeering"}:
-            assert doc["metadata"]["namespace"] == namespace, doc["metadata"]["name"]
-    (binding,) = of_kind(docs, "ClusterRoleBinding")
-    assert binding["subjects"][0]["namespace"] == namespace
+        name = f"{doc['kind']}/{doc['metadata']['name']}"
+        if doc["kind"] in CLUSTER_SCOPED:
+            assert "namespace" not in doc["metadata"], name
+        elif doc["apiVersion"].startswith("pipelines.kubeflow.org/"):
+            assert doc["metadata"]["namespace"] == KFP_NAMESPACE, name
+        else:
+            assert doc["metadata"]["namespace"] == namespace, name
+    (deployment,) = of_kind(docs, "Deployment")
+    env = {
+        e["name"]: e.get("value")
+        for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    }
+    assert env["KFP_NAMESPACE"] == KFP_NAMESPACE
+    for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
+        assert binding["subjects"][0]["namespace"] == namespace
+
+
+def test_overlay_kfp_namespace_follows_the_operator_setting(tmp_path: Path) -> None:
+    """One value: changing the operator's KFP_NAMESPACE moves the pipelines with it."""
+    manifests = tmp_path / "manifests"
+    shutil.copytree(MANIFESTS, manifests)
+    overlay = manifests / "overlays" / "prod"
+    operator = overlay / "operator" / "kustomization.yaml"
+    operator.write_text(
+        operator.read_text()
+        + """  - target: {kind: Deployment, name: flywheel-operator}
+    patch: |
+      - op: replace
+        path: /spec/template/spec/containers/0/env/1/value
+        value: team-a
+"""
+    )
+    docs = kustomize(overlay)
+    (deployment,) = of_kind(docs, "Deployment")
+    env = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert env[1] == {"name": "KFP_NAMESPACE", "value": "team-a"}
+    kfp_objects = of_kind(docs, "Pipeline") + of_kind(docs, "PipelineVersion")
+    assert kfp_objects and {doc["metadata"]["namespace"] for doc in kfp_objects} == {"team-a"}
+
+
+def test_dev_overlay_serves_only_its_namespace_so_it_can_share_a_cluster_with_prod() -> None:
+    dev = kustomize(MANIFESTS / "overlays" / "dev")
+    prod = kustomize(MANIFESTS / "overlays" / "prod")
+    assert not of_kind(dev, "ClusterRole") and not of_kind(dev, "ClusterKopfPeering")
+    (deployment,) = of_kind(dev, "Deployment")
+    assert (
+        "--namespace=flywheel-dev"
+        in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    )
+    (peering,) = of_kind(dev, "KopfPeering")
+    assert peering["metadata"]["namespace"] == "flywheel-dev"
+    # Objects both apply: identical (CRDs, the pipelines in git), never two owners of one name.
+    shared = {_key(doc): doc for doc in prod}
+    for doc in dev:
+        if _key(doc) in shared:
+            assert doc["kind"] in {"CustomResourceDefinition", "Pipeline", "PipelineVersion"}, _key(
+                doc
+            )
+
+
+def _key(doc: dict) -> tuple[str, str | None, str]:
+    return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -56,7 +107,8 @@ def test_overlay_ships_crds_operator_and_the_current_version_of_every_pipeline(
     docs = kustomize(MANIFESTS / "overlays" / overlay)
     crds = {doc["metadata"]["name"] for doc in of_kind(docs, "CustomResourceDefinition")}
     assert "retrainpolicies.flywheel.dev" in crds
-    assert of_kind(docs, "Deployment") and of_kind(docs, "ClusterRole")
+    assert of_kind(docs, "Deployment")
+    assert of_kind(docs, "ClusterRole" if overlay == "prod" else "Role")
     versions = {doc["metadata"]["name"] for doc in of_kind(docs, "PipelineVersion")}
     for pipeline in PIPELINES.values():
         _, current = kubernetes_manifests.current_documents(pipeline)
@@ -77,6 +129,6 @@ def test_prod_overlay_runs_peered_replicas_with_irsa() -> None:
 def test_pipelines_folder_is_a_kustomization_that_kubectl_apply_f_skips() -> None:
     folder: Path = MANIFESTS / "pipelines"
     listed = kustomize(folder)
-    assert {doc["kind"] for doc in listed} == {"Pipeline", "PipelineVersion"}
+    assert {doc["kind"] for doc in listed} == {"Pipeline", "PipelineVersion", "ConfigMap"}
     # kubectl apply -f <folder> reads only these extensions; the kustomization has none of them.
     assert not kubernetes_manifests.KUSTOMIZATION.endswith((".yaml", ".yml", ".json"))

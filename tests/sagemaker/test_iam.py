@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
 
+import yaml
 from botocore import xform_name
 
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
@@ -123,3 +125,19 @@ def test_kms_statements_name_one_key_and_volume_grants_only_for_aws_resources():
         s for s in statements("kms-pipeline-runner-policy.json") if "kms:CreateGrant" in actions(s)
     ]
     assert grant["Condition"] == {"Bool": {"kms:GrantIsForAWSResource": "true"}}
+
+
+def test_operator_policy_lets_every_sample_data_arrival_trigger_list_its_prefix():
+    sample = yaml.safe_load((IAM.parent / "policies" / "retrainpolicy-sample.yaml").read_text())
+    watched = [t["dataArrival"] for t in sample["spec"]["triggers"] if "dataArrival" in t]
+    assert watched
+    listing = [s for s in statements("operator-policy.json") if s["Action"] == "s3:ListBucket"]
+    for trigger in watched:
+        assert any(
+            s["Resource"] == f"arn:aws:s3:::{trigger['bucket']}"
+            and any(
+                fnmatch.fnmatchcase(trigger["prefix"], pattern)
+                for pattern in s["Condition"]["StringLike"]["s3:prefix"]
+            )
+            for s in listing
+        ), trigger

@@ -1,7 +1,7 @@
-"""Write ``manifests/base/flywheel.yaml``, the kustomize base's CRDs and operator, from the chart.
+"""Write the kustomize bases' CRDs and operator from the chart: cluster-wide and namespaced.
 
 One source for the operator's manifests: the Helm chart. Users without Helm get the same objects
-as plain YAML; ``tests/deploy/test_kustomize.py`` fails when this file falls behind the chart.
+as plain YAML; ``tests/deploy/test_kustomize.py`` fails when these files fall behind the chart.
 Run ``python tests/tools/render_kustomize_base.py`` after changing the chart or the CRDs.
 """
 
@@ -14,7 +14,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "flywheel"
-TARGET = ROOT / "manifests" / "base" / "flywheel.yaml"
+# Each base and the chart values it is rendered with. The namespaced base serves the namespace the
+# overlay puts it in (kustomize's namespace transformer moves the Role and the KopfPeering too).
+TARGETS = {
+    ROOT / "manifests" / "base" / "flywheel.yaml": (),
+    ROOT / "manifests" / "base-namespaced" / "flywheel.yaml": (
+        "--set",
+        "operator.watchNamespaces={flywheel}",
+    ),
+}
 # The operator and what it needs; pipelines come from manifests/pipelines/, tests need Helm.
 TEMPLATES = (
     "templates/operator/serviceaccount.yaml",
@@ -41,11 +49,20 @@ def helm_binary() -> str:
     return found
 
 
-def render() -> str:
-    """The base's YAML: every CRD file, then the chart's operator templates."""
+def render(*values: str) -> str:
+    """A base's YAML: every CRD file, then the chart's operator templates."""
     show_only = [arg for template in TEMPLATES for arg in ("--show-only", template)]
     operator = subprocess.run(
-        [helm_binary(), "template", "flywheel", str(CHART), "--namespace", "flywheel", *show_only],
+        [
+            helm_binary(),
+            "template",
+            "flywheel",
+            str(CHART),
+            "--namespace",
+            "flywheel",
+            *values,
+            *show_only,
+        ],
         check=True,
         capture_output=True,
         text=True,
@@ -55,5 +72,6 @@ def render() -> str:
 
 
 if __name__ == "__main__":
-    TARGET.write_text(render())
-    print(f"wrote {TARGET}", file=sys.stderr)
+    for target, values in TARGETS.items():
+        target.write_text(render(*values))
+        print(f"wrote {target}", file=sys.stderr)

@@ -7,6 +7,8 @@ import socket
 import pytest
 
 from flywheel.operators.kfp_standin import KfpStandIn
+from flywheel.pipelines import kubernetes_manifests
+from flywheel.pipelines.catalog import PIPELINES
 from flywheel.pipelines.cli import main
 
 
@@ -44,7 +46,24 @@ def test_submit_starts_one_run_with_typed_parameters_and_the_inline_spec(kfp_api
         "hyperparameters": {"n_estimators": 400},
     }
     assert run["pipeline_spec"]["pipelineInfo"]["name"] == "flywheel-training"
-    assert f"started run {run['run_id']}" in capsys.readouterr().out
+    assert f"started run {run['run_id']} of this checkout's spec, sent inline" in (
+        capsys.readouterr().out
+    )
+
+
+def test_submit_runs_the_registered_version_this_checkout_compiles_to(kfp_api, capsys) -> None:
+    _, current = kubernetes_manifests.current_documents(PIPELINES["training"])
+    name, spec = current["metadata"]["name"], current["spec"]["pipelineSpec"]
+    # Another version created after ours: KFP's "latest", but not this checkout's code.
+    kfp_api.sync_pipeline(
+        "flywheel-training", [(name, spec), ("flywheel-training-zzzzzzzzzz", {"other": True})]
+    )
+    status = main(["submit", "training", "--host", kfp_api.url, "--run-name", "pinned"])
+    assert status == 0, capsys.readouterr().err
+    (run,) = kfp_api.runs_named("pinned")
+    assert run["pipeline_spec"] is None
+    assert kfp_api.version_spec(run["pipeline_version_reference"]["pipeline_version_id"]) == spec
+    assert f"of version {name}" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -18,8 +18,20 @@
 {{- end -}}
 {{- end -}}
 
+{{/* "<fullname>-<suffix>" within the 63 characters of a label value or DNS label, for any
+     release name: the full name is cut to make room for the suffix. Takes root and suffix. */}}
+{{- define "flywheel.suffixedName" -}}
+{{- $room := sub 62 (len .suffix) | int -}}
+{{- printf "%s-%s" (include "flywheel.fullname" .root | trunc $room | trimSuffix "-") .suffix -}}
+{{- end -}}
+
 {{- define "flywheel.operatorName" -}}
-{{- printf "%s-operator" (include "flywheel.fullname" .) -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "operator") -}}
+{{- end -}}
+
+{{/* The upload Job's and the helm test pods' account: KFP calls only, no IAM role. */}}
+{{- define "flywheel.kfpClientServiceAccountName" -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "kfp-client") -}}
 {{- end -}}
 
 {{- define "flywheel.serviceAccountName" -}}
@@ -59,9 +71,9 @@ app.kubernetes.io/component: retraining-operator
 {{- end -}}
 {{- end -}}
 
-{{/* Where the Pipeline and PipelineVersion resources live. */}}
+{{/* Where the Pipeline and PipelineVersion resources live: the namespace KFP reads them from. */}}
 {{- define "flywheel.pipelinesNamespace" -}}
-{{- default .Release.Namespace .Values.pipelines.namespace -}}
+{{- .Values.kfp.namespace -}}
 {{- end -}}
 
 {{/*
@@ -92,29 +104,24 @@ argocd.argoproj.io/sync-wave: {{ . | quote }}
 argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{- end -}}
 
-{{/* Input checks that a JSON schema cannot express, with messages that name the value. */}}
+{{/* Input checks that a JSON schema cannot express, with messages that name the value; shapes,
+     names and each policy's spec are values.schema.json's. */}}
 {{- define "flywheel.validate" -}}
+{{- if and .Values.irsa.enabled (not .Values.serviceAccount.create) -}}
+{{- fail (printf "irsa.enabled needs serviceAccount.create=true: the chart annotates only the account it creates; annotate %q with eks.amazonaws.com/role-arn yourself and set irsa.enabled=false" (toString .Values.serviceAccount.name)) -}}
+{{- end -}}
 {{- if and .Values.irsa.enabled (not .Values.irsa.roleArn) -}}
 {{- fail "irsa.roleArn is required when irsa.enabled is true: set it to the operator's IAM role ARN (arn:aws:iam::<account>:role/<name>), or set irsa.enabled=false" -}}
 {{- end -}}
-{{- if not (has .Values.pipelines.mode (list "kubernetes" "api")) -}}
-{{- fail (printf "pipelines.mode must be \"kubernetes\" or \"api\", not %q" (toString .Values.pipelines.mode)) -}}
+{{- if not (has .Values.pipelines.mode (list "kubernetes" "api" "none")) -}}
+{{- fail (printf "pipelines.mode must be \"kubernetes\", \"api\" or \"none\", not %q" (toString .Values.pipelines.mode)) -}}
 {{- end -}}
 {{- $seen := dict -}}
 {{- range $index, $policy := .Values.policies -}}
-{{- if not (kindIs "map" $policy) -}}
-{{- fail (printf "policies[%d] must be a map with name and spec" $index) -}}
-{{- end -}}
-{{- if not $policy.name -}}
-{{- fail (printf "policies[%d].name is required" $index) -}}
-{{- end -}}
 {{- if hasKey $seen $policy.name -}}
 {{- fail (printf "policies[%d].name %q is already used by policies[%d]; policy names must be unique" $index $policy.name (get $seen $policy.name)) -}}
 {{- end -}}
 {{- $_ := set $seen $policy.name $index -}}
-{{- if not (and (kindIs "map" $policy.spec) $policy.spec.pipeline $policy.spec.triggers) -}}
-{{- fail (printf "policies[%d] (%s): spec.pipeline and spec.triggers are required" $index $policy.name) -}}
-{{- end -}}
 {{- end -}}
 {{- end -}}
 
@@ -166,7 +173,7 @@ Pod spec of a one-shot `python -m flywheel.pipelines.register` against KFP: the 
 */}}
 {{- define "flywheel.registerPod" -}}
 {{- $root := .root -}}
-serviceAccountName: {{ include "flywheel.serviceAccountName" $root }}
+serviceAccountName: {{ include "flywheel.kfpClientServiceAccountName" $root }}
 # Only the projected KFP token below is mounted; this pod does not call the Kubernetes API.
 automountServiceAccountToken: false
 securityContext:
@@ -183,6 +190,9 @@ containers:
     args:
       {{- range .args }}
       - {{ . | quote }}
+      {{- end }}
+      {{- if $root.Values.kfp.multiUser }}
+      - --namespace={{ $root.Values.kfp.namespace }}
       {{- end }}
       {{- range (include "flywheel.pipelines" $root | fromYamlArray) }}
       - /etc/flywheel/pipelines/{{ .pipeline.metadata.name }}.yaml
@@ -208,8 +218,12 @@ volumes:
       name: {{ include "flywheel.pipelinesConfigMap" $root }}
 {{- end -}}
 
+{{- define "flywheel.pinnedVersionsConfigMap" -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "pipeline-versions") -}}
+{{- end -}}
+
 {{- define "flywheel.pipelinesConfigMap" -}}
-{{- printf "%s-pipelines" (include "flywheel.fullname" .) -}}
+{{- include "flywheel.suffixedName" (dict "root" . "suffix" "pipelines") -}}
 {{- end -}}
 
 {{/*
@@ -229,4 +243,19 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 {{- define "flywheel.checkovRunToCompletion" -}}
 - "CKV_K8S_8=a run-to-completion pod serves nothing a liveness probe could check"
 - "CKV_K8S_9=a run-to-completion pod serves nothing a readiness probe could check"
+{{- end -}}
+
+{{/* RBAC rules of the operator in the namespaces it serves, cluster-wide or not. */}}
+{{- define "flywheel.policyRules" -}}
+# The policies it reconciles, and their status it writes (with a finalizer, hence patch).
+- apiGroups: ["flywheel.dev"]
+  resources: ["retrainpolicies"]
+  verbs: ["get", "list", "watch", "patch"]
+- apiGroups: ["flywheel.dev"]
+  resources: ["retrainpolicies/status"]
+  verbs: ["get", "patch"]
+# kopf posts a Kubernetes event per state change.
+- apiGroups: ["", "events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create"]
 {{- end -}}
