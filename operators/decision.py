@@ -399,20 +399,23 @@ class _Decider:
         assert isinstance(metric, Metric)
         if "values" not in seen:
             return None
-        values: list[float | None] = list(seen["values"])[-metric.evaluation_periods :]
+        keep = metric.evaluation_periods
+        values: list[float | None] = list(seen["values"])[-keep:]
+        times: list[str] = list(seen.get("times") or [])[-keep:]
         present = [v for v in values if v is not None]
         if present:
             state["lastValue"] = present[-1]
         alarm = alarm_state(metric, values)
         if alarm == "OK":
-            state["state"] = ARMED
             state.pop("breachSince", None)
+            if state["state"] != DISARMED or metric.cleared(present[-1] if present else None):
+                state["state"] = ARMED
             return None
         if alarm != "ALARM" or state["state"] == DISARMED:
             return None
-        # The edge: the first evaluation that saw the breach names it, so that repeated
-        # decisions over the same observation produce the same fire key.
-        since = state.get("breachSince") or seen["evaluatedAt"]
+        # The breach is named after its first breaching datapoint, not after the time it was
+        # seen: deciding again over the same datapoints, however late, gives the same key.
+        since = state.get("breachSince") or _first_breach(metric, values, times, seen)
         state["breachSince"] = since
         value = state.get("lastValue")
         return _Firing(
@@ -614,6 +617,23 @@ class _Decider:
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def _first_breach(
+    metric: Metric, values: list[float | None], times: list[str], seen: Mapping[str, Any]
+) -> str:
+    """The time of the first datapoint that counts as breaching in the window.
+
+    Readings carry one time per value; only a window of nothing but padding (all missing,
+    treated as breaching) has none, and is named after the reading.
+    """
+    for value, time in zip(values, times, strict=False):
+        if value is None:
+            if metric.treat_missing_data is MissingData.BREACHING:
+                return time
+        elif metric.comparator.breaches(value, metric.threshold):
+            return time
+    return times[0] if times else str(seen.get("evaluatedAt", ""))
 
 
 def alarm_state(metric: Metric, values: list[float | None]) -> str:

@@ -7,6 +7,7 @@ kmock 0.8 (the emulator by kopf's author) is close, but not enough for a real op
 * it treats ``watch=true`` as a watch, but the official client sends ``watch=True``;
 * it knows no core resources unless declared (``/api/v1/namespaces``, events);
 * it ignores ``generateName`` (kopf's events have no name, so all but the first collide);
+* it ignores a ``resourceVersion`` in an update, where the API server answers 409 Conflict;
 * it keeps every request for assertions and matches each new one against them all, which
   slows an operator's steady traffic down quadratically;
 * its core ``groupVersion`` reads ``/v1`` and its lists have no ``kind``, which kubectl rejects.
@@ -193,6 +194,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             if key not in self._objects or self._objects[key].deleted:
                 return  # kmock answers 404
             old = copy.deepcopy(self._objects[key].raw)
+            # As the API server: a resourceVersion in the body is a precondition of the write.
+            data = request.data if isinstance(request.data, dict) else {}
+            wanted = (data.get("metadata") or {}).get("resourceVersion")
+            current = old.get("metadata", {}).get("resourceVersion")
+            if wanted is not None and wanted != current:
+                raise KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"the object has been modified (resourceVersion {current}, "
+                    f"not {wanted}); please apply your changes to the latest version",
+                )
             try:
                 # Deep: kmock's merge shares unchanged sub-dicts with `old`.
                 new = copy.deepcopy(dict(dicts.patch_dict(old, request.data)))

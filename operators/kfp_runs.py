@@ -25,6 +25,9 @@ from flywheel.operators.policy import PipelineRef
 log = logging.getLogger(__name__)
 # Projected service-account token with the KFP audience; mounted by the Helm chart.
 TOKEN_PATH = Path("/var/run/secrets/kubeflow/pipelines/token")
+# (connect, read) seconds for every KFP call: kfp.Client sends none, and a hung call would
+# hold its worker thread, and so the policy, for good.
+KFP_TIMEOUT = (5.0, 30.0)
 
 
 class PipelineNotFound(LookupError):
@@ -54,7 +57,23 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
         # kfp warns on every construction that it needs KFP 2.0.0b2 or newer; we know.
         warnings.simplefilter("ignore", FutureWarning)
         # A namespace other than the default stops the client probing healthz when it is made.
-        return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
+        client = kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
+    _bound_calls(client, KFP_TIMEOUT)
+    return client
+
+
+def _bound_calls(client: kfp.Client, timeout: tuple[float, float]) -> None:
+    """Give every request of the client a timeout; its API methods cannot pass one through.
+
+    All of the client's service APIs share one generated ``ApiClient`` and so one REST client.
+    """
+    rest = client._run_api.api_client.rest_client
+    request = rest.request
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+
+    rest.request = bounded
 
 
 def _equals(key: str, value: str) -> str:

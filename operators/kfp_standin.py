@@ -54,6 +54,8 @@ class KfpStandIn:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     create_calls: int = 0
     crash_after_next_create: bool = False  # store the run, then answer 500 as if we died
+    down_after_crash: bool = False  # with it: answer 503 to everything after that crash
+    down: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -123,6 +125,8 @@ class KfpStandIn:
     def _route(
         self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
+        if self.down:
+            return 503, {"error": "the stand-in is down"}
         if method == "GET" and path == "/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/pipelines":
@@ -184,6 +188,7 @@ class KfpStandIn:
         }
         if self.crash_after_next_create:
             self.crash_after_next_create = False
+            self.down = self.down_after_crash
             return 500, {"error": "simulated crash after the run was stored"}
         return 200, self._refresh(self.runs[run_id])
 

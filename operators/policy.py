@@ -22,6 +22,20 @@ VERSION = "v1alpha1"
 PLURAL = "retrainpolicies"
 KIND = "RetrainPolicy"
 DEFAULT_NONCE_ANNOTATION = "flywheel.dev/run-nonce"
+METRIC_FIELDS = frozenset(
+    {
+        "cloudWatch",
+        "prometheus",
+        "comparator",
+        "threshold",
+        "clearThreshold",
+        "evaluationPeriods",
+        "datapointsToAlarm",
+        "treatMissingData",
+    }
+)
+# CloudWatch stores datapoints at these periods only (high resolution below a minute).
+CLOUDWATCH_SHORT_PERIODS = (1, 5, 10, 30)
 
 
 class ConcurrencyPolicy(enum.StrEnum):
@@ -131,10 +145,26 @@ class Metric:
     evaluation_periods: int
     datapoints_to_alarm: int
     treat_missing_data: MissingData
+    clear_threshold: float | None = None
 
     @property
     def period_seconds(self) -> int:
         return self.source.period_seconds
+
+    def cleared(self, value: float | None) -> bool:
+        """Whether a disarmed trigger may re-arm: the newest value is back past the clear level.
+
+        Without ``clearThreshold`` the alarm leaving breach is enough; with it, the value must
+        also be strictly on the healthy side of it (below for Greater*, above for Less*), so a
+        metric hovering at the threshold does not fire on every wobble.
+        """
+        if self.clear_threshold is None:
+            return True
+        if value is None:
+            return False
+        if self.comparator in (Comparator.GT, Comparator.GE):
+            return value < self.clear_threshold
+        return value > self.clear_threshold
 
 
 @dataclass(frozen=True)
@@ -403,6 +433,12 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
         cw_path = f"{path}.cloudWatch"
         period = r.get(cw, "periodSeconds", cw_path, int, 300)
         r.minimum(period, f"{cw_path}.periodSeconds", 1)
+        if period >= 1 and period not in CLOUDWATCH_SHORT_PERIODS and period % 60:
+            r.error(
+                f"{cw_path}.periodSeconds",
+                f"must be 1, 5, 10, 30 or a multiple of 60 (CloudWatch periods), got {period}",
+            )
+            period = 60
         source = CloudWatchSource(
             namespace=r.get(cw, "namespace", cw_path, str, "", required=True),
             metric_name=r.get(cw, "metricName", cw_path, str, "", required=True),
@@ -438,6 +474,18 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
             f"must not exceed evaluationPeriods ({to_alarm} > {periods})",
         )
     missing = r.choice(raw, "treatMissingData", path, MissingData, MissingData.MISSING)
+    clear = r.get(raw, "clearThreshold", path, (int, float))
+    if clear is not None and threshold is not None:
+        above = comparator in (Comparator.GT, Comparator.GE)
+        if (clear > threshold) if above else (clear < threshold):
+            side = "at or below" if above else "at or above"
+            r.error(f"{path}.clearThreshold", f"must be {side} threshold ({threshold:g})")
+    unknown = sorted(set(raw) - METRIC_FIELDS)
+    if unknown:
+        r.error(
+            path,
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRIC_FIELDS))}",
+        )
     if source is None or threshold is None:
         return None
     return Metric(
@@ -447,6 +495,7 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
         evaluation_periods=periods,
         datapoints_to_alarm=to_alarm,
         treat_missing_data=missing,
+        clear_threshold=None if clear is None else float(clear),
     )
 
 

@@ -180,7 +180,13 @@ def test_schedule_uses_its_time_zone() -> None:
 
 
 def metric_obs(*values: float | None, at: str = "2026-03-02T10:00:00Z") -> dict[str, Any]:
-    return {"triggers": {"drift": {"values": list(values), "evaluatedAt": at}}}
+    """A reading at ``at`` of one-minute datapoints, the newest starting at ``at``."""
+    end = datetime.fromisoformat(at)
+    times = [
+        (end - timedelta(minutes=len(values) - 1 - i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i in range(len(values))
+    ]
+    return {"triggers": {"drift": {"values": list(values), "times": times, "evaluatedAt": at}}}
 
 
 def test_metric_fires_on_entering_breach_and_not_again_while_in_breach() -> None:
@@ -202,6 +208,45 @@ def test_metric_rearms_only_after_recovery() -> None:
     again = run(spec, then(recovered, **metric_obs(0.1, 0.8, 0.9, at="2026-03-02T10:03:00Z")))
     assert len(again.launches) == 1
     assert again.launches[0]["runKey"] != breach.launches[0]["runKey"]
+
+
+def test_a_breach_decided_again_from_a_later_reading_gets_the_same_run_key() -> None:
+    # A stale event, or a crash before status was written: the same breach is decided twice,
+    # from readings a period apart. The key comes from the first breaching datapoint.
+    spec = make_spec(METRIC)
+    early = run(spec, ready(**metric_obs(0.1, 0.9, 0.9, at="2026-03-02T10:01:00Z")))
+    late = run(spec, ready(**metric_obs(0.9, 0.9, 0.95, at="2026-03-02T10:02:00Z")))
+    assert [e["fireKey"] for e in early.launches] == ["breach@2026-03-02T10:00:00Z"]
+    assert [e["runKey"] for e in late.launches] == [e["runKey"] for e in early.launches]
+
+
+def hysteresis_spec(clear: float) -> dict[str, Any]:
+    metric = copy.deepcopy(METRIC)
+    metric["metric"].update(evaluationPeriods=1, datapointsToAlarm=1, clearThreshold=clear)
+    return make_spec(metric, concurrencyPolicy="Allow")
+
+
+def test_a_metric_wobbling_around_its_threshold_fires_once_until_it_clears() -> None:
+    spec = hysteresis_spec(clear=0.4)
+    status: dict[str, Any] = ready()
+    launches = 0
+    for minute, value in enumerate([0.51, 0.49, 0.51, 0.49, 0.51, 0.45, 0.52]):
+        at = f"2026-03-02T10:{minute:02d}:00Z"
+        decision = run(spec, then_status(status, metric_obs(value, at=at)))
+        launches += len(decision.launches)
+        status = decision.status
+    assert launches == 1
+    assert trigger_state(decision, "drift")["state"] == "Disarmed"
+    cleared = run(spec, then_status(status, metric_obs(0.39, at="2026-03-02T10:10:00Z")))
+    assert trigger_state(cleared, "drift")["state"] == "Armed"
+    again = run(spec, then_status(cleared.status, metric_obs(0.6, at="2026-03-02T10:11:00Z")))
+    assert len(again.launches) == 1
+
+
+def then_status(status: dict[str, Any], observations: dict[str, Any]) -> dict[str, Any]:
+    new = copy.deepcopy(status)
+    new["observations"] = {"pipeline": {"ok": True}, **observations}
+    return new
 
 
 def test_metric_needs_datapoints_to_alarm_out_of_evaluation_periods() -> None:

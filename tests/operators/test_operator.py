@@ -78,7 +78,7 @@ def test_a_metric_crossing_its_threshold_launches_exactly_one_run(
                 "metricName": "RMSE",
                 "statistic": "Maximum",
                 "dimensions": {"Model": "churn"},
-                "periodSeconds": 2,
+                "periodSeconds": 1,
             },
             "comparator": "GreaterThanThreshold",
             "threshold": 0.5,
@@ -153,7 +153,7 @@ def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_dupli
 ) -> None:
     # KFP stores the run but the answer never arrives, as if the operator died right after
     # sending it: status holds the run key, not the run id.
-    kfp_api.crash_after_next_create = True
+    kfp_api.crash_after_next_create = kfp_api.down_after_crash = True
     first = start_operator()
     cluster.apply("churn", spec(MANUAL))
     wait_for_ready(cluster, "churn")
@@ -163,6 +163,7 @@ def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_dupli
     (pending,) = cluster.status("churn")["active"]
     assert "runId" not in pending
 
+    kfp_api.down = False
     start_operator()
     (entry,) = wait_for(lambda: launched(cluster, "churn"), what="the run to be adopted")
     (run,) = kfp_api.runs.values()
