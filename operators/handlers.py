@@ -40,7 +40,7 @@ from flywheel.operators.decision import (
     ts,
 )
 from flywheel.operators.kfp_runs import KFP_TIMEOUT, ResolvedPipeline, RunLauncher, connect
-from flywheel.operators.kube import Conflict, PolicyStore, api_from_environment
+from flywheel.operators.kube import Conflict, PolicyStore, Unavailable, api_from_environment
 from flywheel.operators.policy import (
     GROUP,
     PLURAL,
@@ -56,8 +56,8 @@ log = logging.getLogger(__name__)
 # kopf fixes a timer's interval when the module is imported; the tests shorten it this way.
 TICK_SECONDS = float(os.environ.get("FLYWHEEL_TICK_SECONDS", "10"))
 FINALIZER = "flywheel.dev/retraining-operator"
-# Writes answered 409 before the handler gives up until the next change of the object.
-MAX_CONFLICTS = 30
+# Writes answered 409 (or not at all) before the handler gives up until the next change.
+MAX_ATTEMPTS = 30
 
 
 def default_services() -> Services:
@@ -92,6 +92,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     if memo.services.store is None:
         memo.services.store = PolicyStore(api_from_environment())
     memo.policies = {}
+    memo.launched = {}  # by policy uid: run key -> the id and launch time of its KFP run
     objects_log = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietRoutine) for f in objects_log.filters):
         objects_log.addFilter(_QuietRoutine())
@@ -173,11 +174,13 @@ async def reconcile(
 
     The watch may deliver events older than this handler's own last write. The decision is
     written with the resourceVersion it was made from; a 409 means "decided on old state":
-    read the object again and decide again, until the write lands or the object is gone.
+    read the object again and decide again, until the write lands or the object is gone. An
+    API server that fails to answer is treated the same way: kopf calls an event handler once.
     """
     services: Services = memo.services
     if type == "DELETED":
         memo.policies.pop(meta["uid"], None)
+        memo.launched.pop(meta["uid"], None)
         services.forget(meta["uid"])
         return
     if FINALIZER not in (meta.get("finalizers") or []):
@@ -187,17 +190,22 @@ async def reconcile(
         return
     namespace, name, uid = meta["namespace"], meta["name"], meta["uid"]
     obj: dict[str, Any] | None = copy.deepcopy(dict(body))
-    for attempt in range(MAX_CONFLICTS):
-        if obj is None or obj["metadata"].get("deletionTimestamp") or not obj.get("spec"):
-            return
+    for attempt in range(MAX_ATTEMPTS):
         try:
+            if obj is None:
+                obj = await services.call("kube", uid, services.store.read, namespace, name)
+            if obj is None or obj["metadata"].get("deletionTimestamp") or not obj.get("spec"):
+                return
             await _reconcile_once(obj, services, memo, logger)
             return
-        except Conflict:
-            metrics.ERRORS.labels("conflict").inc()
+        except (Conflict, Unavailable) as exc:
+            metrics.ERRORS.labels("conflict" if isinstance(exc, Conflict) else "kubernetes").inc()
+            logger.debug("Deciding again on the latest state: %s", exc)
+            obj = None
             await asyncio.sleep(min(0.05 * 2**attempt, 2.0))
-            obj = await services.call("kube", uid, services.store.read, namespace, name)
-    logger.error("Gave up after %d conflicting writes; the next change retries", MAX_CONFLICTS)
+    logger.error(
+        "Gave up writing the decision after %d attempts; the next change retries", MAX_ATTEMPTS
+    )
 
 
 async def _reconcile_once(
@@ -208,14 +216,14 @@ async def _reconcile_once(
     status: dict[str, Any] = obj.get("status") or {}
     generation = meta.get("generation", 1)
     now = services.clock()
-    launched: list[Event] = []
     try:
         policy = _policy(memo, meta, obj["spec"])
     except InvalidPolicy as exc:
         decision = invalid(status, exc.errors, now=now, generation=generation)
     else:
         current = copy.deepcopy(status)
-        launched = await _settle_keyed_runs(policy, current, meta["uid"], services, logger)
+        known = memo.launched.setdefault(meta["uid"], {})
+        await _settle_keyed_runs(policy, current, obj, known, services, logger)
         metrics.EVALUATIONS.inc()
         decision = decide_or_report(
             policy,
@@ -239,7 +247,11 @@ async def _reconcile_once(
         )
         if written is None:
             return  # deleted meanwhile
-    _record(obj, [*launched, *decision.events])
+    keys = {e["runKey"] for e in decision.status.get("active") or []}
+    known = memo.launched.get(meta["uid"], {})
+    for key in [k for k in known if k not in keys]:
+        del known[key]  # its run is recorded as finished: nothing will ask again
+    _record(obj, decision.events)
     await _terminate_replaced(decision.status, status, meta["uid"], obj, services)
 
 
@@ -273,24 +285,34 @@ def decide_or_report(policy: Policy, status: Mapping[str, Any], **kwargs: Any) -
 
 
 async def _settle_keyed_runs(
-    policy: Policy, status: dict[str, Any], uid: str, services: Services, logger: kopf.Logger
-) -> list[Event]:
+    policy: Policy,
+    status: dict[str, Any],
+    body: Mapping[str, Any],
+    known: dict[str, dict[str, str]],
+    services: Services,
+    logger: kopf.Logger,
+) -> None:
     """Find or create each run whose key is in status but whose id is not (yet).
 
-    A replaced entry is never created; if an earlier attempt did create it, it is found by
-    name and gets its id, so that it is terminated. Returns the events to record once the
-    status is written.
+    ``known`` remembers the runs this process created or found, by run key: a status that does
+    not show them yet (a stale event, a write that conflicted) costs no second KFP call, so a
+    slow KFP cannot keep the handler from ever writing. A replaced entry is never created; if
+    an earlier attempt did create it, it is found by name and gets its id, to be terminated.
     """
     active: list[dict[str, Any]] = status.get("active") or []
     pending = [e for e in active if not e.get("runId")]
     pipeline = (status.get("observations") or {}).get("pipeline") or {}
     if not pending or not pipeline.get("ok"):
-        return []
+        return
     resolved = ResolvedPipeline(
         pipeline["pipelineId"], pipeline["versionId"], pipeline["experimentId"]
     )
-    events = []
+    uid = body["metadata"]["uid"]
     for entry in pending:
+        if entry["runKey"] in known:
+            entry.pop("launchError", None)
+            entry.update(known[entry["runKey"]])
+            continue
         now = services.clock()
         try:
             if entry.get("replaced"):
@@ -314,12 +336,15 @@ async def _settle_keyed_runs(
             metrics.ERRORS.labels("kfp").inc()
             error = launch_error(exc, now)
             if (entry.get("launchError") or {}).get("message") != error["message"]:
-                message = f"{entry['runName']}: {error['message']}"
-                events.append(Event("Warning", error["reason"], message))
+                _record(
+                    body,
+                    [Event("Warning", error["reason"], f"{entry['runName']}: {error['message']}")],
+                )
             entry["launchError"] = error
             continue
+        known[entry["runKey"]] = {"runId": run_id, "launchedTime": ts(now)}
         entry.pop("launchError", None)
-        entry.update(runId=run_id, launchedTime=ts(now))
+        entry.update(known[entry["runKey"]])
         if entry.get("replaced"):
             continue
         outcome = "created" if created else "adopted"
@@ -328,9 +353,8 @@ async def _settle_keyed_runs(
         if decided is not None:
             metrics.LAUNCH_LATENCY.observe(max(0.0, (now - decided).total_seconds()))
         message = f"{entry['runName']} ({outcome}) run {run_id}: {entry['reason']}"
-        events.append(Event("Normal", "Launched", message))
+        _record(body, [Event("Normal", "Launched", message)])
         logger.info("Run %s %s as %s: %s", entry["runName"], outcome, run_id, entry["reason"])
-    return events
 
 
 def launch_error(exc: BaseException, now: datetime) -> dict[str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import kubernetes
+import urllib3
 from kubernetes.client.exceptions import ApiException
 
 from flywheel.operators.policy import GROUP, PLURAL, VERSION
@@ -23,6 +24,16 @@ KUBE_TIMEOUT = (5.0, 30.0)
 
 class Conflict(Exception):
     """The object changed since it was read: read it again and decide again."""
+
+
+class Unavailable(Exception):
+    """The API server did not answer, or answered 429 or 5xx: try again shortly."""
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, OSError | urllib3.exceptions.HTTPError)
 
 
 def api_from_environment() -> kubernetes.client.CustomObjectsApi:
@@ -52,14 +63,19 @@ class PolicyStore:
         except ApiException as exc:
             if exc.status == 404:
                 return None
+            if _transient(exc):
+                raise Unavailable(f"reading {namespace}/{name}: {exc.status} {exc.reason}") from exc
             raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"reading {namespace}/{name}: {exc}") from exc
 
     def patch_status(
         self, namespace: str, name: str, resource_version: str, changes: dict[str, Any]
     ) -> dict[str, Any] | None:
         """Merge ``changes`` into status if the object is still at ``resource_version``.
 
-        Raises :class:`Conflict` when it is not; returns ``None`` when the object is gone.
+        Raises :class:`Conflict` when it is not, :class:`Unavailable` when the API server
+        failed to answer; returns ``None`` when the object is gone.
         """
         body = {"metadata": {"resourceVersion": resource_version}, "status": changes}
         try:
@@ -72,4 +88,8 @@ class PolicyStore:
                 raise Conflict(message) from exc
             if exc.status == 404:
                 return None
+            if _transient(exc):
+                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
             raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
