@@ -6,6 +6,9 @@ The Kubernetes emulator and the KFP stand-in run in this process; each replica i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -183,3 +186,27 @@ def test_a_conflict_on_the_status_write_still_ends_with_one_run(
     time.sleep(1)
     assert len(kfp_api.runs) == 1
     assert cluster.status("churn")["counters"]["launched"] == 1
+
+
+def run_main(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "flywheel.operators", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_standalone_is_refused_where_the_deployment_runs_two_replicas() -> None:
+    done = run_main("--standalone", env={"FLYWHEEL_REPLICAS": "2"})
+    assert done.returncode == 2
+    assert "--standalone: FLYWHEEL_REPLICAS=2" in done.stderr
+
+
+def test_a_missing_peering_object_is_refused_at_start(cluster: Cluster, tmp_path: Path) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url, NAMESPACE)
+    env = {"KUBECONFIG": str(kubeconfig), "FLYWHEEL_PEERING": "nobody-made-me"}
+    done = run_main("-n", NAMESPACE, env=env)
+    assert done.returncode == 1
+    assert "no KopfPeering named 'nobody-made-me' in namespace default" in done.stderr
