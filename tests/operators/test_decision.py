@@ -104,7 +104,7 @@ def running(decision: Decision) -> dict[str, Any]:
 
 def test_new_nonce_launches_exactly_one_run_with_a_deterministic_key() -> None:
     first = run(make_spec(MANUAL), ready(), nonce="abc")
-    assert [e["runKey"] for e in first.launches] == [run_key(UID, "by-hand", "nonce:abc")]
+    assert [e["runKey"] for e in first.launches] == [run_key(UID, "by-hand", "nonce:1:abc")]
     assert first.launches[0]["runName"] == f"churn-{first.launches[0]['runKey']}"
     assert first.launches[0]["parameters"] == {"why": "manual nonce abc"}
     again = run(make_spec(MANUAL), running(first), nonce="abc")
@@ -386,12 +386,12 @@ def test_queue_coalesces_to_one_pending_run_and_launches_it_when_the_active_run_
     spec = make_spec(MANUAL, concurrencyPolicy="Queue")
     first = run(spec, ready(), nonce="n1")
     queued = run(spec, running(first), nonce="n2")
-    assert queued.launches == [] and queued.status["queued"]["fireKey"] == "nonce:n2"
+    assert queued.launches == [] and queued.status["queued"]["fireKey"] == "nonce:2:n2"
     coalesced = run(spec, running(queued), nonce="n3")
-    assert coalesced.status["queued"]["fireKey"] == "nonce:n3"
+    assert coalesced.status["queued"]["fireKey"] == "nonce:3:n3"
     assert coalesced.status["queued"]["coalesced"] == 1
     done = run(spec, finished(coalesced, "SUCCEEDED"), nonce="n3")
-    assert [e["fireKey"] for e in done.launches] == ["nonce:n3"]
+    assert [e["fireKey"] for e in done.launches] == ["nonce:3:n3"]
     assert done.status["queued"] is None
 
 
@@ -494,3 +494,113 @@ def test_an_invalid_spec_is_reported_once_not_on_every_reconcile() -> None:
         condition(again, "Ready")["message"] == "spec.triggers[0].schedule.cron: "
         "not a cron expression"
     )
+
+
+# -- what runs, and what does not ---------------------------------------------------------------
+
+
+def test_running_tells_the_launch_error_instead_of_a_run_that_does_not_exist() -> None:
+    first = run(make_spec(MANUAL), ready(), nonce="n1")
+    status = then(first)
+    status["active"][0]["launchError"] = {
+        "reason": "KfpUnreachable",
+        "message": "ReadTimeoutError: timed out",
+        "time": "2026-03-02T10:00:30Z",
+    }
+    failing = run(make_spec(MANUAL), status, nonce="n1")
+    running_condition = condition(failing, "Running")
+    assert (running_condition["status"], running_condition["reason"]) == ("False", "KfpUnreachable")
+    assert condition(first, "Running")["reason"] == "Launching"
+    assert (
+        condition(run(make_spec(MANUAL), running(first), nonce="n1"), "Running")["status"] == "True"
+    )
+
+
+def test_an_unreachable_kfp_makes_the_policy_not_ready() -> None:
+    status = ready()
+    status["observations"]["kfp"] = {"ok": False, "reason": "KfpUnreachable", "message": "refused"}
+    decision = run(make_spec(MANUAL), status, nonce="n1")
+    assert decision.launches == []
+    assert condition(decision, "Ready")["reason"] == "KfpUnreachable"
+
+
+def test_replace_collapses_firings_that_arrive_together_into_one_run() -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Replace")
+    decision = run(spec, ready(**data_obs("", 2, "in/b")), nonce="n1")
+    assert len(decision.launches) == 1 and len(decision.status["active"]) == 1
+    assert decision.status["counters"]["collapsed"] == 1
+
+
+def test_replace_also_replaces_a_run_still_being_created() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Replace")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, then(first), nonce="n2")  # the first run has no id yet
+    replaced, new = second.status["active"]
+    assert replaced["runKey"] == first.launches[0]["runKey"] and replaced["replaced"] is True
+    assert second.launches == [new] and second.terminate == []
+    assert condition(second, "Running")["message"] == new["runName"]
+
+
+def test_a_queued_schedule_slot_past_its_starting_deadline_is_dropped() -> None:
+    spec = make_spec(schedule(startingDeadlineSeconds=300), MANUAL, concurrencyPolicy="Queue")
+    start = run(spec, ready(), nonce="n1")
+    slot_time = NOW.replace(hour=11, minute=0, second=10)
+    queued = run(spec, running(start), now=slot_time, nonce="n1")
+    assert queued.status["queued"]["fireKey"] == "2026-03-02T11:00:00Z"
+    late = run(spec, finished(queued, "SUCCEEDED"), now=slot_time.replace(minute=6), nonce="n1")
+    assert late.launches == [] and late.status["queued"] is None
+    assert "MissedSchedule" in [e.reason for e in late.events]
+
+
+def test_a_queued_firing_vanishes_with_its_trigger() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Queue")
+    first = run(spec, ready(), nonce="n1")
+    queued = run(spec, running(first), nonce="n2")
+    other = {"name": "other", "manual": {"annotation": "flywheel.dev/other"}}
+    gone = run(make_spec(other, concurrencyPolicy="Queue"), finished(queued, "SUCCEEDED"))
+    assert gone.launches == [] and gone.status["queued"] is None
+
+
+def test_readings_taken_before_a_resume_are_ignored() -> None:
+    spec = make_spec(METRIC)
+    suspended = run(make_spec(METRIC, suspend=True), ready(**metric_obs(0.1, 0.1, 0.1)))
+    old_breach = metric_obs(0.9, 0.9, 0.9, at="2026-02-27T10:00:00Z")
+    resumed = run(spec, then(suspended, **old_breach), now=NOW + timedelta(days=3))
+    assert resumed.launches == [] and resumed.status["resumedTime"] == "2026-03-05T10:00:30Z"
+    fresh = metric_obs(0.9, 0.9, 0.9, at="2026-03-05T10:01:00Z")
+    assert len(run(spec, then(resumed, **fresh), now=NOW + timedelta(days=3, minutes=1)).launches)
+
+
+def test_an_old_nonce_value_put_back_fires_nothing() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, running(first), nonce="n2")
+    back = run(spec, running(second), nonce="n1")
+    assert back.launches == []
+
+
+def test_a_nonce_reused_after_it_was_forgotten_gets_its_own_run() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    status: dict[str, Any] = ready()
+    keys = []
+    for i in range(22):  # "n0" falls out of the remembered values
+        decision = run(spec, status, nonce="n0" if i in (0, 21) else f"n{i}")
+        keys += [e["runKey"] for e in decision.launches]
+        status = finished(decision, "SUCCEEDED")
+    assert len(keys) == 22 and len(set(keys)) == 22
+
+
+def test_forbid_keeps_the_watermark_so_skipped_objects_fire_after_the_run() -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Forbid")
+    first = run(spec, ready(), nonce="n1")
+    busy = running(first)
+    busy["observations"].update(data_obs("", 2, "in/b"))
+    skipped = run(spec, busy, nonce="n1")
+    assert skipped.launches == [] and trigger_state(skipped, "new-data")["watermark"] == ""
+    again = running(skipped)
+    again["observations"].update(data_obs("", 2, "in/b"))
+    assert run(spec, again, nonce="n1").events == []  # said once
+    done = finished(skipped, "SUCCEEDED")
+    done["observations"].update(data_obs("", 2, "in/b"))
+    after = run(spec, done, nonce="n1")
+    assert [e["trigger"] for e in after.launches] == ["new-data"]
