@@ -45,6 +45,7 @@ from flywheel.operators.policy import (
     GROUP,
     PLURAL,
     VERSION,
+    DeletionPolicy,
     InvalidPolicy,
     Manual,
     Policy,
@@ -164,6 +165,47 @@ async def poll(
     )
     if updates:
         patch.status["observations"] = updates
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def delete(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """``deletionPolicy``: terminate the active runs, or leave them (Orphan, the default).
+
+    Keys decided but not created are dropped either way: :func:`reconcile` creates nothing
+    once deletion has begun. With Terminate, a failed terminate holds the finalizer and kopf
+    tries again.
+    """
+    services: Services = memo.services
+    uid = meta["uid"]
+    known = memo.launched.pop(uid, {})
+    try:
+        policy = _policy(memo, meta, spec)
+    except InvalidPolicy:
+        return
+    if policy.deletion is not DeletionPolicy.TERMINATE:
+        return
+    observed = (status.get("observations") or {}).get("runs") or {}
+    for entry in status.get("active") or []:
+        run_id = entry.get("runId") or known.get(entry["runKey"], {}).get("runId")
+        if run_id is None:
+            # A create that timed out may still have landed: look for it by name.
+            run_id = await services.call("kfp", uid, services.launcher.find, entry["runName"])
+        state = (observed.get(entry["runKey"]) or {}).get("state")
+        if run_id is None or state in SUCCEEDED_STATES | FAILED_STATES:
+            continue
+        try:
+            await services.call("kfp", uid, services.launcher.terminate, run_id)
+        except Exception as exc:
+            message = f"terminating run {run_id}: {describe_error(exc)}"
+            raise kopf.TemporaryError(message, delay=10) from exc
+        logger.info("Terminated run %s (%s): deletionPolicy is Terminate", entry["runName"], run_id)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)

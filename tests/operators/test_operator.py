@@ -6,9 +6,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from operator_harness import Cluster, OperatorThread, aws_client, wait_for
+import pytest
+from operator_harness import NAMESPACE, Cluster, OperatorThread, aws_client, wait_for
 
 from flywheel.operators.kfp_standin import KfpStandIn
+from flywheel.operators.policy import GROUP, PLURAL, VERSION
 
 NONCE = "flywheel.dev/run-nonce"
 MANUAL = {"name": "by-hand", "manual": {}}
@@ -208,3 +210,27 @@ def test_a_spec_the_schema_cannot_judge_is_not_ready_naming_the_field(
     assert ready["status"] == "False"
     assert "spec.triggers[0].schedule.timeZone" in ready["message"]
     assert kfp_api.create_calls == 0
+
+
+@pytest.mark.parametrize(("policy", "left"), [("Terminate", "CANCELED"), ("Orphan", "RUNNING")])
+def test_deleting_a_policy_applies_its_deletion_policy_to_the_active_run(
+    cluster: Cluster,
+    kfp_api: KfpStandIn,
+    start_operator: Callable[[], OperatorThread],
+    policy: str,
+    left: str,
+) -> None:
+    start_operator()
+    cluster.apply("churn", spec(MANUAL, deletionPolicy=policy))
+    wait_for_ready(cluster, "churn")
+    cluster.annotate("churn", NONCE, "first")
+    (entry,) = wait_for(lambda: launched(cluster, "churn"), what="a launched run")
+    cluster.api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "churn")
+    wait_for(lambda: "churn" not in names(cluster), what="the policy to be gone")
+    assert kfp_api.runs[entry["runId"]]["state"] == left
+    assert len(kfp_api.runs) == 1
+
+
+def names(cluster: Cluster) -> set[str]:
+    listed = cluster.api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+    return {item["metadata"]["name"] for item in listed["items"]}
