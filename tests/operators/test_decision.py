@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flywheel.operators.decision import Decision, decide, invalid, run_key
 from flywheel.operators.policy import FieldError, parse_policy
@@ -604,3 +606,89 @@ def test_forbid_keeps_the_watermark_so_skipped_objects_fire_after_the_run() -> N
     done["observations"].update(data_obs("", 2, "in/b"))
     after = run(spec, done, nonce="n1")
     assert [e["trigger"] for e in after.launches] == ["new-data"]
+
+
+# -- properties over random worlds ------------------------------------------------------------
+
+THRESHOLD, CLEAR = 0.5, 0.4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), max_size=30))
+def test_with_a_clear_threshold_a_metric_fires_once_per_excursion(values: list[float]) -> None:
+    """Launches equal the excursions: above the threshold after being armed, armed again only
+    below the clear level; wobbling between the two never fires twice."""
+    spec = hysteresis_spec(clear=CLEAR)
+    status: dict[str, Any] = ready()
+    armed, expected, launched = True, 0, 0
+    for minute, value in enumerate(values):
+        at = (NOW + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        decision = run(spec, then_status(status, metric_obs(value, at=at)))
+        launched += len(decision.launches)
+        status = decision.status
+        if armed and value > THRESHOLD:
+            armed, expected = False, expected + 1
+        elif not armed and value < CLEAR:
+            armed = True
+    assert launched == expected
+
+
+# One step of the world around a Replace policy: a new nonce, the shell doing its work (create
+# the decided runs, drop never-created replaced ones), or KFP ending a run.
+STEPS = st.lists(
+    st.one_of(
+        st.just(("nonce", 0)),
+        st.just(("settle", 0)),
+        st.tuples(st.just("end"), st.integers(min_value=0, max_value=5)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(STEPS)
+def test_replace_keeps_at_most_one_live_run_and_terminates_every_run_it_replaces(
+    steps: list[tuple[str, int]],
+) -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Replace")
+    status: dict[str, Any] = ready()
+    runs: dict[str, str] = {}  # run id -> KFP state
+    terminated: set[str] = set()
+    keys: list[str] = []
+    nonces = 0
+    for step, index in steps:
+        if step == "nonce":
+            nonces += 1
+        elif step == "settle":
+            for entry in list(status.get("active", [])):
+                if entry.get("runId"):
+                    continue
+                if entry.get("replaced"):
+                    status["active"].remove(entry)  # never created, and never will be
+                else:
+                    entry["runId"] = f"id-{entry['runKey']}"
+                    runs[entry["runId"]] = "RUNNING"
+        elif step == "end" and runs:
+            run_id = sorted(runs)[index % len(runs)]
+            runs[run_id] = runs[run_id] if runs[run_id] != "RUNNING" else "SUCCEEDED"
+        status["observations"] = {
+            "pipeline": {"ok": True},
+            "runs": {
+                e["runKey"]: {"state": runs[e["runId"]]}
+                for e in status.get("active", [])
+                if e.get("runId")
+            },
+        }
+        decision = run(spec, status, nonce=f"n{nonces}" if nonces else None)
+        live = [e for e in decision.status["active"] if not e.get("replaced")]
+        assert len(live) <= 1 and len(decision.launches) <= 1
+        keys += [e["runKey"] for e in decision.launches]
+        for run_id in decision.terminate:
+            terminated.add(run_id)
+            runs[run_id] = "CANCELED"
+        for entry in decision.status["active"]:
+            if entry.get("replaced") and entry.get("runId"):
+                assert entry["runId"] in terminated
+        status = copy.deepcopy(decision.status)
+    assert len(keys) == len(set(keys))
+    assert len(keys) == nonces
