@@ -312,12 +312,13 @@ def decide_or_report(policy: Policy, status: Mapping[str, Any], **kwargs: Any) -
     except Exception:
         log.exception("decide() failed for the manual triggers of %s too", kwargs.get("name"))
         decision = Decision(status={k: v for k, v in status.items() if k != "observations"})
-    served = {t["name"] for t in decision.status.get("triggers") or []}
-    kept = [t for t in status.get("triggers") or [] if t.get("name") not in served]
-    decision.status["triggers"] = [*(decision.status.get("triggers") or []), *kept]
+    # The other triggers keep their state (watermarks, schedule positions) as it was.
+    states = {t.get("name"): t for t in status.get("triggers") or []}
+    states.update({t["name"]: t for t in decision.status.get("triggers") or []})
+    decision.status["triggers"] = [states[t.name] for t in policy.triggers if t.name in states]
     message = f"{describe_error(error)}; only manual triggers are served"
+    before = next((c for c in status.get("conditions") or [] if c["type"] == "Ready"), {})
     conditions = decision.status.setdefault("conditions", [])
-    before = next((c for c in conditions if c["type"] == "Ready"), {})
     set_condition(
         conditions, "Ready", False, "DecisionError", message, kwargs["now"], kwargs["generation"]
     )

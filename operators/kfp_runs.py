@@ -47,7 +47,11 @@ class RunState:
     finished_time: str | None
 
 
-def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client:
+def connect(
+    host: str | None = None,
+    namespace: str | None = None,
+    timeout: tuple[float, float] = KFP_TIMEOUT,
+) -> kfp.Client:
     """A ``kfp.Client`` for the operator: the projected token in a cluster, none on a laptop."""
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT", "http://ml-pipeline.kubeflow:8888")
     credentials = (
@@ -58,7 +62,7 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
         warnings.simplefilter("ignore", FutureWarning)
         # A namespace other than the default stops the client probing healthz when it is made.
         client = kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
-    _bound_calls(client, KFP_TIMEOUT)
+    _bound_calls(client, timeout)
     return client
 
 
