@@ -10,7 +10,11 @@ kmock 0.8 (the emulator by kopf's author) is close, but not enough for a real op
 * it ignores a ``resourceVersion`` in an update, where the API server answers 409 Conflict;
 * it keeps every request for assertions and matches each new one against them all, which
   slows an operator's steady traffic down quadratically;
-* its core ``groupVersion`` reads ``/v1`` and its lists have no ``kind``, which kubectl rejects.
+* its core ``groupVersion`` reads ``/v1`` and its lists have no ``kind``, which kubectl rejects;
+* it stores what ``--dry-run=server`` sends, and answers ``kubectl get`` without the CRD's
+  printer columns (kubectl asks for a server-side Table);
+* it serves no OpenAPI, which ``kubectl apply`` (validation) and ``kubectl explain`` need: here
+  v3 (``/openapi/v3``) and v2 (``/openapi/v2``) documents are built from the CRD files.
 
 Custom resources are declared from their CRD files, so the emulator serves exactly what the
 manifests define. Schema and CEL validation are not emulated (the tests check them separately).
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
+import hashlib
 import itertools
 import json
 import re
@@ -34,6 +39,7 @@ from typing import Any
 import aiohttp.web
 import attrs
 import jsonpatch
+import jsonpath_ng.ext
 import kmock
 import yaml
 from kmock._internal import dicts, enums, rendering
@@ -57,6 +63,17 @@ CORE = {
         kind="Event", singular="event", namespaced=True, verbs={"create", "get", "list", "watch"}
     ),
 }
+
+
+def printer_columns(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
+    """``group/version/plural`` and its ``additionalPrinterColumns``, for every CRD version."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
+            yield key, version.get("additionalPrinterColumns", [])
 
 
 def crd_resources(path: Path) -> Iterator[tuple[str, kmock.ResourceInfo]]:
@@ -85,6 +102,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     crd_files: list[Path] = attrs.field(factory=lambda: sorted(CRD_DIR.glob("*.yaml")))
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _columns: dict[Any, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _openapi: OpenApi = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -93,6 +112,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         for path in self.crd_files:
             for key, info in crd_resources(path):
                 self.resources[key] = info
+            for key, columns in printer_columns(path):
+                self._columns[kmock.resource(key)] = columns
+        self._openapi = OpenApi(self.crd_files)
 
     def add(self, resource: str, namespace: str | None, body: dict[str, Any]) -> None:
         """Store an object directly, stamped as if created through the API."""
@@ -114,6 +136,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         )
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "GET" and raw_request.path.startswith("/openapi/"):
+            await raw_request.read()
+            document = self._openapi.document(raw_request.path)
+            if document is None:
+                return await self._render_error(KubernetesObjectNotFoundError())
+            return aiohttp.web.json_response(document)
         # kmock cannot parse the path of the namespace list or of one namespace.
         if raw_request.method == "GET" and NAMESPACES.fullmatch(raw_request.path):
             return await self._serve_namespaces(raw_request)
@@ -167,6 +195,20 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # Creation and updates get real metadata before kmock stores and broadcasts them.
         # The rest (reads, watches, deletion with finalizers) is kmock's own behaviour.
+        if request.resource is not None and request.params.get("dryRun") == "All":
+            try:
+                return aiohttp.web.json_response(await self._dry_run(request))
+            finally:
+                self._forget(request)
+        if (
+            request.resource is not None
+            and request.action in (enums.action.FETCH, enums.action.LIST)
+            and "as=Table" in request.headers.get("Accept", "")
+        ):
+            try:
+                return aiohttp.web.json_response(await self._table(request))
+            finally:
+                self._forget(request)
         try:
             if request.resource is not None and request.action == enums.action.CREATE:
                 self._stamp_new(request.data, request.namespace)
@@ -175,6 +217,61 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         finally:
             self._forget(request)
+
+    async def _dry_run(self, request: rendering.Request) -> dict[str, Any]:
+        """What a write would store, without storing it (``dryRun=All``)."""
+        if request.action == enums.action.CREATE:
+            body = copy.deepcopy(request.data)
+            self._stamp_new(body, request.namespace)
+            return body
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise KubernetesObjectNotFoundError()
+            old = copy.deepcopy(self._objects[key].raw)
+        if request.action == enums.action.UPDATE and isinstance(request.data, dict):
+            return copy.deepcopy(dict(dicts.patch_dict(old, request.data)))
+        return old
+
+    async def _table(self, request: rendering.Request) -> dict[str, Any]:
+        """A ``meta.k8s.io/v1`` Table with the CRD's printer columns, as ``kubectl get`` asks."""
+        assert request.resource is not None
+        columns = [
+            {"name": "Name", "type": "string", "format": "name", "priority": 0},
+            *[
+                {"name": c["name"], "type": c["type"], "format": "", "priority": 0}
+                for c in self._columns.get(request.resource, [])
+                if c["name"] != "Age"
+            ],
+            {"name": "Age", "type": "date", "format": "", "priority": 0},
+        ]
+        shown = [c for c in self._columns.get(request.resource, []) if c["name"] != "Age"]
+        if request.action == enums.action.FETCH:
+            items = [await self._serve_fetch(request)]
+        else:
+            items = (await self._serve_list(request))["items"]
+        rows = [
+            {
+                "cells": [
+                    item["metadata"]["name"],
+                    *[_cell(item, c["jsonPath"], c["type"]) for c in shown],
+                    _age(item["metadata"].get("creationTimestamp")),
+                ],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": item["metadata"],
+                },
+            }
+            for item in items
+        ]
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(next(self._versions))},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     def _forget(self, request: rendering.Request) -> None:
         """Drop a served request from kmock's history, which exists for assertions in tests.
@@ -236,7 +333,155 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         assert request.resource is not None and isinstance(payload, dict)
         if request.resource.group == "":
             payload["groupVersion"] = request.resource.version
+        for entry in payload["resources"]:
+            if "/" in entry["name"]:  # a subresource has no short names or categories
+                entry.update(shortNames=[], categories=[])
         return payload
+
+
+OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+# The query parameters the API server accepts on writes; kubectl looks for fieldValidation here
+# to decide whether the server validates fields itself.
+WRITE_PARAMETERS = [
+    {"name": name, "in": "query", "schema": {"type": "string"}, "uniqueItems": True}
+    for name in ("dryRun", "fieldManager", "fieldValidation")
+]
+
+
+class OpenApi:
+    """OpenAPI v3 (per group version) and v2 documents of the custom resources, from CRD files."""
+
+    def __init__(self, crd_files: list[Path]) -> None:
+        # group/version -> (schema name -> schema, path -> operations)
+        self.groups: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
+        for path in crd_files:
+            for doc in yaml.safe_load_all(path.read_text()):
+                if doc and doc.get("kind") == "CustomResourceDefinition":
+                    self._add(doc["spec"])
+
+    def _add(self, spec: dict[str, Any]) -> None:
+        group, names = spec["group"], spec["names"]
+        reverse = ".".join(reversed(group.split(".")))
+        for version in spec["versions"]:
+            schemas, paths = self.groups.setdefault(f"{group}/{version['name']}", ({}, {}))
+            schema = copy.deepcopy(version.get("schema", {}).get("openAPIV3Schema", {}))
+            schema.setdefault("properties", {}).update(
+                apiVersion={"type": "string", "description": "APIVersion of the object."},
+                kind={"type": "string", "description": "Kind of the object."},
+                metadata={"$ref": f"#/components/schemas/{OBJECT_META}"},
+            )
+            gvk = {"group": group, "version": version["name"], "kind": names["kind"]}
+            schema["x-kubernetes-group-version-kind"] = [gvk]
+            schema_name = f"{reverse}.{version['name']}.{names['kind']}"
+            schemas[schema_name] = schema
+            schemas[OBJECT_META] = {
+                "type": "object",
+                "description": "Standard object metadata.",
+                "x-kubernetes-preserve-unknown-fields": True,
+            }
+            scope = "/namespaces/{namespace}" if spec["scope"] == "Namespaced" else ""
+            base = f"/apis/{group}/{version['name']}{scope}/{names['plural']}"
+            body = {
+                "content": {
+                    "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
+                }
+            }
+
+            paths[base] = {
+                "post": _operation("post", WRITE_PARAMETERS, body, gvk),
+                "get": _operation("list", [], body, gvk),
+            }
+            paths[f"{base}/{{name}}"] = {
+                "get": _operation("get", [], body, gvk),
+                "put": _operation("put", WRITE_PARAMETERS, body, gvk),
+                "patch": _operation("patch", WRITE_PARAMETERS, body, gvk),
+                "delete": _operation("delete", WRITE_PARAMETERS[:1], body, gvk),
+            }
+
+    def document(self, path: str) -> dict[str, Any] | None:
+        """The answer to ``GET path`` under ``/openapi/``; ``None`` for an unknown path."""
+        if path.rstrip("/") == "/openapi/v3":
+            return {
+                "paths": {
+                    f"apis/{gv}": {"serverRelativeURL": f"/openapi/v3/apis/{gv}?hash={_hash(gv)}"}
+                    for gv in self.groups
+                }
+            }
+        if path.startswith("/openapi/v3/apis/"):
+            found = self.groups.get(path.removeprefix("/openapi/v3/apis/").rstrip("/"))
+            if found is None:
+                return None
+            schemas, paths = found
+            return {
+                "openapi": "3.0.0",
+                "info": {"title": "Kubernetes", "version": "v1.30.0"},
+                "paths": paths,
+                "components": {"schemas": schemas},
+            }
+        if path.rstrip("/") == "/openapi/v2":
+            definitions = {
+                name: _v2(schema)
+                for schemas, _ in self.groups.values()
+                for name, schema in schemas.items()
+            }
+            return {
+                "swagger": "2.0",
+                "info": {"title": "Kubernetes", "version": "v1.30.0"},
+                "paths": {},
+                "definitions": definitions,
+            }
+        return None
+
+
+def _operation(
+    action: str, parameters: list[dict[str, Any]], body: dict[str, Any], gvk: dict[str, str]
+) -> dict[str, Any]:
+    """One operation of a path; kubectl finds the operations of a kind by the two extensions."""
+    return {
+        "parameters": parameters,
+        "requestBody": body,
+        "responses": {},
+        "x-kubernetes-action": action,
+        "x-kubernetes-group-version-kind": gvk,
+    }
+
+
+def _v2(schema: Any) -> Any:
+    """A v3 schema as a v2 definition: only the ``$ref`` prefix differs for these schemas."""
+    if isinstance(schema, dict):
+        return {
+            k: (v.replace("#/components/schemas/", "#/definitions/") if k == "$ref" else _v2(v))
+            for k, v in schema.items()
+        }
+    if isinstance(schema, list):
+        return [_v2(v) for v in schema]
+    return schema
+
+
+def _hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16].upper()
+
+
+def _cell(item: dict[str, Any], path: str, type_: str) -> Any:
+    """A printer column's value: its JSONPath on the object; a date becomes an age."""
+    found = [m.value for m in jsonpath_ng.ext.parse(f"${path}").find(item)]
+    if not found:
+        return None
+    return _age(found[0]) if type_ == "date" else found[0]
+
+
+def _age(stamp: str | None) -> str | None:
+    """How long ago, the way the API server prints a date column (``45s``, ``3m``, ``2d``)."""
+    if not stamp:
+        return None
+    then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = int((datetime.datetime.now(tz=datetime.UTC) - then).total_seconds())
+    if seconds < -1:
+        return "<invalid>"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
 
 
 def _full_replacement(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
