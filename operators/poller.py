@@ -123,9 +123,11 @@ async def observe(
         patch["kfp"] = kfp
     wake = parse_ts(status.get("nextWakeTime"))
     unfinished = any(not e.get("runId") or e.get("replaced") for e in status.get("active") or [])
-    if (wake is not None and wake <= now) or unfinished:
+    undecided = status.get("observedGeneration") != generation
+    if (wake is not None and wake <= now) or unfinished or undecided:
         # A tick is how the clock becomes an observation: the decision runs again on it, and
-        # the handler retries what is not done yet (a launch, a terminate of a replaced run).
+        # the handler retries what is not done yet (a launch, a terminate of a replaced run, a
+        # decision on this generation of the spec that never got written).
         patch["tick"] = ts(now)
     return patch
 

@@ -15,7 +15,7 @@ from flywheel.operators import handlers
 from flywheel.operators.kfp_runs import RunLauncher, connect
 from flywheel.operators.kfp_standin import KfpStandIn
 from flywheel.operators.policy import parse_policy
-from flywheel.operators.poller import CALLS_PER_POLICY, Services
+from flywheel.operators.poller import CALLS_PER_POLICY, Services, observe
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 
@@ -98,3 +98,23 @@ def test_a_failing_decision_reports_decision_error_and_still_serves_the_manual_t
     assert [e["trigger"] for e in decision.launches] == ["by-hand"]
     assert {t["name"] for t in decision.status["triggers"]} == {"nightly", "by-hand"}
     assert "DecisionError" in [e.reason for e in decision.events]
+
+
+def test_the_poller_ticks_until_the_spec_has_a_decision_written() -> None:
+    # Should the event handler's write be lost (it gave up, it crashed), the next tick is an
+    # event of its own, and the handler decides again.
+    policy = parse_policy(
+        {"pipeline": {"name": "train"}, "triggers": [{"name": "m", "manual": {}}]}
+    )
+    services = Services(launcher=None, aws_client=None, clock=lambda: NOW)  # type: ignore[arg-type]
+    services.pipeline_checks["uid"] = NOW  # the pipeline was just looked up
+    status: dict[str, Any] = {"observations": {"pipeline": {"generation": 2, "ok": True}}}
+
+    def poll() -> dict[str, Any]:
+        return asyncio.run(observe(policy, status, uid="uid", generation=2, services=services))
+
+    assert "tick" in poll()
+    status["observedGeneration"] = 1
+    assert "tick" in poll()
+    status["observedGeneration"] = 2
+    assert poll() == {}
