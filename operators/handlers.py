@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
+import botocore.config
 import kopf
 import urllib3
 
@@ -57,6 +58,10 @@ log = logging.getLogger(__name__)
 # kopf fixes a timer's interval when the module is imported; the tests shorten it this way.
 TICK_SECONDS = float(os.environ.get("FLYWHEEL_TICK_SECONDS", "10"))
 FINALIZER = "flywheel.dev/retraining-operator"
+# botocore waits 60 s to connect and 60 s per read by default, with retries on top.
+AWS_CONFIG = botocore.config.Config(
+    connect_timeout=5, read_timeout=30, retries={"max_attempts": 3, "mode": "standard"}
+)
 # Writes answered 409 (or not at all) before the handler gives up until the next change.
 MAX_ATTEMPTS = 30
 
@@ -68,7 +73,9 @@ def default_services() -> Services:
     def aws_client(service: str, region: str | None) -> Any:
         # boto3 clients are thread-safe once made; making them is not, so cache per region.
         if (service, region) not in clients:
-            clients[service, region] = boto3.session.Session().client(service, region_name=region)
+            clients[service, region] = boto3.session.Session().client(
+                service, region_name=region, config=AWS_CONFIG
+            )
         return clients[service, region]
 
     return Services(

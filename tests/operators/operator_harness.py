@@ -148,6 +148,6 @@ class OperatorProcess:
         if self.process.poll() is None:
             self.process.terminate()
             try:
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=3)
             except subprocess.TimeoutExpired:
-                self.kill()
+                self.kill()  # kopf may wait up to 5 s for stray tasks; nothing to keep here

@@ -118,3 +118,10 @@ def test_the_poller_ticks_until_the_spec_has_a_decision_written() -> None:
     assert "tick" in poll()
     status["observedGeneration"] = 2
     assert poll() == {}
+
+
+def test_aws_clients_have_short_connect_and_read_timeouts(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(handlers, "connect", lambda **_: None)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    client = handlers.default_services().aws_client("cloudwatch", None)
+    assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (5, 30)
