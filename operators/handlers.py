@@ -52,10 +52,11 @@ from flywheel.operators.policy import (
     Policy,
     parse_policy,
 )
-from flywheel.operators.poller import Services, describe_error, observe
+from flywheel.operators.poller import Services, describe_error, observe, seconds_until_due
 
 log = logging.getLogger(__name__)
-# kopf fixes a timer's interval when the module is imported; the tests shorten it this way.
+# How often active runs are followed and unfinished launches retried, and the shortest source
+# period; the tests shorten it.
 TICK_SECONDS = float(os.environ.get("FLYWHEEL_TICK_SECONDS", "10"))
 FINALIZER = "flywheel.dev/retraining-operator"
 # botocore waits 60 s to connect and 60 s per read by default, with retries on top.
@@ -101,6 +102,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
         memo.services.store = PolicyStore(api_from_environment())
     memo.policies = {}
     memo.launched = {}  # by policy uid: run key -> the id and launch time of its KFP run
+    memo.wakeups = {}  # by policy uid: set to wake the poller, which otherwise sleeps until due
     objects_log = logging.getLogger("kopf.objects")
     if not any(isinstance(f, _QuietRoutine) for f in objects_log.filters):
         objects_log.addFilter(_QuietRoutine())
@@ -147,31 +149,81 @@ def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
     return cached[1]
 
 
-@kopf.timer(GROUP, VERSION, PLURAL, interval=TICK_SECONDS)
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)
 async def poll(
+    stopped: kopf.DaemonStopped,
     spec: kopf.Spec,
     status: kopf.Status,
     meta: kopf.Meta,
-    patch: kopf.Patch,
     memo: kopf.Memo,
+    logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Write what is new in the sources, the runs and the clock; decide nothing."""
+    """Write what is new in the sources, the runs and the clock; decide nothing.
+
+    One task per policy that sleeps until something is due (a source's period, a wake time, a
+    run to follow): an idle policy costs no CPU. :func:`reconcile` wakes it on every change.
+    ``spec`` and ``status`` are kopf's live views of the object.
+    """
+    services: Services = memo.services
+    uid = meta["uid"]
+    wake = memo.wakeups.setdefault(uid, asyncio.Event())
+    while not stopped:
+        wake.clear()
+        delay = await _poll_once(spec, status, meta, memo, services, logger)
+        stop = asyncio.ensure_future(stopped.wait())
+        woken = asyncio.ensure_future(wake.wait())
+        await asyncio.wait({stop, woken}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        for waiter in (stop, woken):
+            waiter.cancel()
+    memo.wakeups.pop(uid, None)
+
+
+async def _poll_once(
+    spec: kopf.Spec,
+    status: kopf.Status,
+    meta: kopf.Meta,
+    memo: kopf.Memo,
+    services: Services,
+    logger: kopf.Logger,
+) -> float | None:
+    """Observe once and write what is new; returns how long to sleep (``None``: until woken)."""
     try:
         policy = _policy(memo, meta, spec)
     except InvalidPolicy:
-        return  # reconcile() reports it; there is nothing valid to observe
-    if policy.suspend and not status.get("active"):
-        return
-    updates = await observe(
+        return None  # reconcile() reports it; there is nothing valid to observe
+    current: Mapping[str, Any] = status
+    if not (policy.suspend and not status.get("active")):
+        generation = meta.get("generation", 1)
+        updates = await observe(
+            policy, status, uid=meta["uid"], generation=generation, services=services
+        )
+        if updates:
+            try:
+                written = await services.call(
+                    "kube",
+                    meta["uid"],
+                    services.store.patch_observations,
+                    meta["namespace"],
+                    meta["name"],
+                    updates,
+                )
+            except Unavailable as exc:
+                logger.warning("Observations not written, trying again: %s", exc)
+                return TICK_SECONDS
+            if written is None:
+                return None  # gone
+            # The live view catches up with the watch; until then, this write is the truth.
+            current = written.get("status") or {}
+    elif not status.get("active"):
+        return None
+    return seconds_until_due(
         policy,
-        status,
-        uid=meta["uid"],
+        current,
         generation=meta.get("generation", 1),
-        services=memo.services,
+        now=services.clock(),
+        tick=TICK_SECONDS,
     )
-    if updates:
-        patch.status["observations"] = updates
 
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
@@ -296,6 +348,9 @@ async def _reconcile_once(
         )
         if written is None:
             return  # deleted meanwhile
+        wake = memo.wakeups.get(meta["uid"])
+        if wake is not None:
+            wake.set()  # the poller sleeps until due; what is due may have changed now
     keys = {e["runKey"] for e in decision.status.get("active") or []}
     known = memo.launched.get(meta["uid"], {})
     for key in [k for k in known if k not in keys]:

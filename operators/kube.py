@@ -69,6 +69,25 @@ class PolicyStore:
         except (OSError, urllib3.exceptions.HTTPError) as exc:
             raise Unavailable(f"reading {namespace}/{name}: {exc}") from exc
 
+    def patch_observations(
+        self, namespace: str, name: str, observations: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge into ``status.observations``, whatever the resourceVersion: the poller is its
+        only writer. Returns the object as stored, ``None`` when it is gone."""
+        body = {"status": {"observations": observations}}
+        try:
+            return self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if _transient(exc):
+                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
+            raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
+
     def patch_status(
         self, namespace: str, name: str, resource_version: str, changes: dict[str, Any]
     ) -> dict[str, Any] | None:

@@ -86,14 +86,56 @@ class Services:
         self._policy_slots.pop(policy_uid, None)
 
 
-def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
-    """A source is due once its period has passed; after errors, exponentially later."""
+def _source_due_at(seen: Mapping[str, Any], period: float) -> datetime | None:
+    """When a source is next due: once its period has passed; after errors, exponentially later.
+
+    ``None``: it was never read, so it is due now.
+    """
     last = parse_ts(seen.get("evaluatedAt"))
     if last is None:
-        return True
+        return None
     errors = int(seen.get("errorCount", 0))
     wait = min(period * 2 ** min(errors, 16), MAX_SOURCE_BACKOFF_SECONDS) if errors else period
-    return now >= last + timedelta(seconds=wait)
+    return last + timedelta(seconds=wait)
+
+
+def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
+    due = _source_due_at(seen, period)
+    return due is None or now >= due
+
+
+def seconds_until_due(
+    policy: Policy, status: Mapping[str, Any], *, generation: int, now: datetime, tick: float
+) -> float:
+    """How long the poller may sleep: until the next source, pipeline check, run state or wake
+    time is due. Nothing due means no wake-up at all, however many policies there are; a
+    change of the policy wakes the poller anyway (the event handler does it).
+    """
+    observations: Mapping[str, Any] = status.get("observations") or {}
+    active = status.get("active") or []
+    unfinished = any(not e.get("runId") or e.get("replaced") for e in active)
+    if active or unfinished or status.get("observedGeneration") != generation:
+        return tick  # run states to follow, launches or terminates to retry, a first decision
+    due: list[datetime] = []
+    for trigger in policy.triggers:
+        seen = (observations.get("triggers") or {}).get(trigger.name) or {}
+        kind = trigger.kind
+        period = (
+            kind.period_seconds
+            if isinstance(kind, Metric)
+            else kind.poll_interval_seconds
+            if isinstance(kind, DataArrival)
+            else None
+        )
+        if period is not None:
+            due.append(_source_due_at(seen, max(period, tick)) or now)
+    wake = parse_ts(status.get("nextWakeTime"))
+    if wake is not None:
+        due.append(wake)
+    pipeline = observations.get("pipeline") or {}
+    wait = PIPELINE_RECHECK_SECONDS if pipeline.get("ok") else PIPELINE_RECHECK_SECONDS / 10
+    due.append(now + timedelta(seconds=wait))
+    return max(tick / 10, min((d - now).total_seconds() for d in due))
 
 
 async def observe(
@@ -124,7 +166,8 @@ async def observe(
     wake = parse_ts(status.get("nextWakeTime"))
     unfinished = any(not e.get("runId") or e.get("replaced") for e in status.get("active") or [])
     undecided = status.get("observedGeneration") != generation
-    if (wake is not None and wake <= now) or unfinished or undecided:
+    due = (wake is not None and wake <= now) or unfinished or undecided
+    if due and observations.get("tick") != ts(now):
         # A tick is how the clock becomes an observation: the decision runs again on it, and
         # the handler retries what is not done yet (a launch, a terminate of a replaced run, a
         # decision on this generation of the spec that never got written).
