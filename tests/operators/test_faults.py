@@ -15,7 +15,7 @@ from flywheel.operators import handlers
 from flywheel.operators.kfp_runs import RunLauncher, connect
 from flywheel.operators.kfp_standin import KfpStandIn
 from flywheel.operators.policy import parse_policy
-from flywheel.operators.poller import CALLS_PER_POLICY, Services, observe
+from flywheel.operators.poller import CALLS_PER_POLICY, Services, observe, seconds_until_due
 
 NOW = datetime(2026, 3, 2, 10, 0, 30, tzinfo=UTC)
 
@@ -125,3 +125,47 @@ def test_aws_clients_have_short_connect_and_read_timeouts(monkeypatch: pytest.Mo
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     client = handlers.default_services().aws_client("cloudwatch", None)
     assert (client.meta.config.connect_timeout, client.meta.config.read_timeout) == (5, 30)
+
+
+def test_an_idle_policy_sleeps_until_something_is_due() -> None:
+    # One task per policy; idle, it must not wake every tick, or 1,000 policies cost a core.
+    spec = {
+        "pipeline": {"name": "train"},
+        "triggers": [
+            {"name": "m", "manual": {}},
+            {"name": "nightly", "schedule": {"cron": "0 3 * * *"}},
+        ],
+    }
+    policy = parse_policy(spec)
+    idle = {
+        "observedGeneration": 1,
+        "active": [],
+        "nextWakeTime": "2026-03-03T03:00:00Z",
+        "observations": {"pipeline": {"ok": True}},
+    }
+    assert seconds_until_due(policy, idle, generation=1, now=NOW, tick=10) == 300  # recheck KFP
+    busy = {**idle, "active": [{"runKey": "k", "runId": "r"}]}
+    assert seconds_until_due(policy, busy, generation=1, now=NOW, tick=10) == 10
+    changed = {**idle, "observedGeneration": 0}
+    assert seconds_until_due(policy, changed, generation=1, now=NOW, tick=10) == 10
+
+
+def test_a_metric_policy_sleeps_until_its_next_period() -> None:
+    policy = parse_policy(
+        {
+            "pipeline": {"name": "train"},
+            "triggers": [
+                {
+                    "name": "drift",
+                    "metric": {
+                        "cloudWatch": {"namespace": "N", "metricName": "M", "periodSeconds": 60},
+                        "comparator": "GreaterThanThreshold",
+                        "threshold": 1,
+                    },
+                }
+            ],
+        }
+    )
+    read = {"drift": {"evaluatedAt": "2026-03-02T10:00:00Z", "values": [0.1]}}
+    status = {"observedGeneration": 1, "observations": {"pipeline": {"ok": True}, "triggers": read}}
+    assert seconds_until_due(policy, status, generation=1, now=NOW, tick=10) == 30
