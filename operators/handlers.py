@@ -2,7 +2,7 @@
 
 Two handlers per RetrainPolicy, each the sole writer of its part of status:
 
-* the timer :func:`poll` writes ``status.observations`` (sources, run states, clock ticks);
+* the poller daemon :func:`poll` writes ``status.observations`` (sources, run states, ticks);
 * the event handler :func:`reconcile` runs on every change, creates runs whose key is already in
   status, asks :func:`operators.decision.decide` what to do next, and writes the rest, with the
   resourceVersion it decided on as a precondition (see :mod:`operators.kube`).
@@ -125,17 +125,17 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 class _QuietRoutine(logging.Filter):
-    """Drop kopf's per-call success lines: with a timer per policy they are most of the log."""
+    """Drop kopf's per-call success lines: with a handler call per change they are most of the log."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (record.levelno == logging.INFO and record.getMessage() in ROUTINE)
 
 
-ROUTINE = frozenset({"Timer 'poll' succeeded.", "Handler 'reconcile' succeeded."})
+ROUTINE = frozenset({"Handler 'reconcile' succeeded."})
 
 
 def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
-    """The parsed spec, cached per uid and generation: the timer asks for it every tick."""
+    """The parsed spec, cached per uid and generation: the poller asks for it on every wake-up."""
     key = (meta["uid"], meta.get("generation", 1))
     cached = memo.policies.get(meta["uid"])
     if cached is None or cached[0] != key:
@@ -285,7 +285,7 @@ async def reconcile(
         services.forget(meta["uid"])
         return
     if FINALIZER not in (meta.get("finalizers") or []):
-        # kopf adds its finalizer (the timer needs one) with the resourceVersion of this very
+        # kopf adds its finalizer (the daemon needs one) with the resourceVersion of this very
         # event; a status write first would make that fail, again and again. The event of the
         # finalizer's arrival brings this handler back.
         return

@@ -1,7 +1,7 @@
 """The poller: reads sources, KFP run states and the clock into ``status.observations``.
 
 It is the only writer of ``status.observations``; the decision (``operators.decision``) is the
-only writer of the rest of status. Owning disjoint fields lets the timer and the event handler
+only writer of the rest of status. Owning disjoint fields lets the poller and the event handler
 patch the same object without losing each other's writes. A reading is written only when it
 is due (a source's period has passed) or changed, so that an idle policy costs no API writes.
 """
