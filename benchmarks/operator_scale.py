@@ -215,7 +215,7 @@ def run(
 
         wait_for(all_ready, timeout=600, what="all policies Ready", every=2)
         print(f"all policies Ready after {time.monotonic() - started:.1f}s", flush=True)
-        time.sleep(15)  # let start-up work drain
+        settle([operator.pid])
         (idle_cpu,) = idle_cpu_of([operator.pid], args.idle_seconds)
         memory = rss_mb(operator.pid)
 
@@ -287,7 +287,7 @@ def run(
 
         standby = replica("replica-b")
         wait_for(lambda: "replica-b" in peers(api), timeout=120, what="the standby to peer")
-        time.sleep(15)  # the standby's start-up work, if any
+        settle([operator.pid, standby.pid])
         active_cpu, standby_cpu = idle_cpu_of([operator.pid, standby.pid], args.idle_seconds)
         operator.kill()  # SIGKILL: no goodbye in the peering object
         killed = time.monotonic()
@@ -335,6 +335,14 @@ def peers(api: Any) -> dict[str, Any]:
         "kopf.dev", "v1", NAMESPACE, "kopfpeerings", "flywheel-retraining"
     )
     return peering.get("status") or {}
+
+
+def settle(pids: list[int], below: float = 0.05, limit: float = 180) -> None:
+    """Wait for start-up work to drain: until each process uses under ``below`` of a core
+    over 5 s (at most ``limit`` seconds, then measure anyway)."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and max(idle_cpu_of(pids, 5)) >= below:
+        pass
 
 
 def idle_cpu_of(pids: list[int], seconds: float) -> list[float]:
