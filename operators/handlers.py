@@ -131,7 +131,7 @@ class _QuietRoutine(logging.Filter):
         return not (record.levelno == logging.INFO and record.getMessage() in ROUTINE)
 
 
-ROUTINE = frozenset({"Handler 'reconcile' succeeded."})
+ROUTINE = frozenset({"Handler 'reconcile' succeeded.", "Daemon 'poll' succeeded."})
 
 
 def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
