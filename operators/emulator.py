@@ -14,7 +14,8 @@ kmock 0.8 (the emulator by kopf's author) is close, but not enough for a real op
 * it stores what ``--dry-run=server`` sends, and answers ``kubectl get`` without the CRD's
   printer columns (kubectl asks for a server-side Table);
 * it serves no OpenAPI, which ``kubectl apply`` (validation) and ``kubectl explain`` need: here
-  v3 (``/openapi/v3``) and v2 (``/openapi/v2``) documents are built from the CRD files.
+  v3 (``/openapi/v3``) and v2 (``/openapi/v2``) documents are built from the CRD files, and a
+  write with ``fieldValidation=Strict`` (kubectl's default) is refused for an undeclared field.
 
 Custom resources are declared from their CRD files, so the emulator serves exactly what the
 manifests define. Schema and CEL validation are not emulated (the tests check them separately).
@@ -66,15 +67,33 @@ CORE = {
 }
 
 
-def printer_columns(path: Path) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    """``group/version/plural`` and its ``additionalPrinterColumns``, for every CRD version."""
+def crd_versions(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``group/version/plural`` and the version's entry, for every version of a CRD file."""
     for doc in yaml.safe_load_all(path.read_text()):
         if not doc or doc.get("kind") != "CustomResourceDefinition":
             continue
         spec = doc["spec"]
         for version in spec["versions"]:
-            key = f"{spec['group']}/{version['name']}/{spec['names']['plural']}"
-            yield key, version.get("additionalPrinterColumns", [])
+            yield f"{spec['group']}/{version['name']}/{spec['names']['plural']}", version
+
+
+def unknown_fields(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
+    """Paths of fields the structural schema does not declare (what ``Strict`` refuses)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            if key in properties:
+                yield from unknown_fields(properties[key], sub, f"{path}.{key}")
+            elif isinstance(extra, dict):
+                yield from unknown_fields(extra, sub, f"{path}.{key}")
+            elif extra is not True:
+                yield f"{path}.{key}".lstrip(".")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from unknown_fields(schema["items"], item, f"{path}[{i}]")
 
 
 def crd_resources(path: Path) -> Iterator[tuple[str, kmock.ResourceInfo]]:
@@ -104,6 +123,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     crd_files: list[Path] = attrs.field(factory=lambda: sorted(CRD_DIR.glob("*.yaml")))
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _columns: dict[Any, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _schemas: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
     _openapi: OpenApi = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -113,8 +133,10 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         for path in self.crd_files:
             for key, info in crd_resources(path):
                 self.resources[key] = info
-            for key, columns in printer_columns(path):
-                self._columns[kmock.resource(key)] = columns
+            for key, version in crd_versions(path):
+                self._columns[kmock.resource(key)] = version.get("additionalPrinterColumns", [])
+                schema = version.get("schema", {}).get("openAPIV3Schema", {})
+                self._schemas[kmock.resource(key)] = schema
         self._openapi = OpenApi(self.crd_files)
 
     def add(self, resource: str, namespace: str | None, body: dict[str, Any]) -> None:
@@ -196,6 +218,15 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # Creation and updates get real metadata before kmock stores and broadcasts them.
         # The rest (reads, watches, deletion with finalizers) is kmock's own behaviour.
+        unknown = self._strictly_unknown(request)
+        if unknown:
+            self._forget(request)
+            raise KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message="strict decoding error: "
+                + ", ".join(f'unknown field "{field}"' for field in unknown),
+            )
         if request.resource is not None and request.params.get("dryRun") == "All":
             try:
                 return aiohttp.web.json_response(await self._dry_run(request))
@@ -218,6 +249,20 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         finally:
             self._forget(request)
+
+    def _strictly_unknown(self, request: rendering.Request) -> list[str]:
+        """Undeclared fields of a create or update sent with ``fieldValidation=Strict``."""
+        if (
+            request.params.get("fieldValidation") != "Strict"
+            or request.resource not in self._schemas
+            or request.action not in (enums.action.CREATE, enums.action.UPDATE)
+            or not isinstance(request.data, dict)
+        ):
+            return []
+        body = {
+            k: v for k, v in request.data.items() if k not in ("apiVersion", "kind", "metadata")
+        }
+        return list(unknown_fields(self._schemas[request.resource], body, ""))
 
     async def _dry_run(self, request: rendering.Request) -> dict[str, Any]:
         """What a write would store, without storing it (``dryRun=All``)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from flywheel.operators.emulator import EmulatorThread, write_kubeconfig
 
@@ -82,3 +83,16 @@ def test_openapi_v2_carries_the_crd_schema_too() -> None:
     ]
     assert policy["properties"]["metadata"]["$ref"].startswith("#/definitions/")
     assert "concurrencyPolicy" in policy["properties"]["spec"]["properties"]
+
+
+def test_kubectl_apply_refuses_a_field_the_crd_does_not_declare(
+    kubectl: Callable[..., Any], tmp_path: Path
+) -> None:
+    policy = yaml.safe_load(SAMPLE.read_text())
+    policy["spec"]["triggers"][1]["metric"]["hysteresis"] = {"band": 0.1}
+    manifest = tmp_path / "policy.yaml"
+    manifest.write_text(yaml.safe_dump(policy))
+    refused = kubectl("apply", "-f", str(manifest))
+    assert refused.returncode != 0
+    assert 'unknown field "spec.triggers[1].metric.hysteresis"' in refused.stderr
+    assert kubectl("get", "rp", "-o", "name").stdout.strip() == ""
