@@ -56,6 +56,7 @@ class KfpStandIn:
     crash_after_next_create: bool = False  # store the run, then answer 500 as if we died
     down_after_crash: bool = False  # with it: answer 503 to everything after that crash
     down: bool = False
+    refuse_terminates: int = 0  # answer 500 to this many terminate calls
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -163,6 +164,9 @@ class KfpStandIn:
         if method == "POST" and (m := re.fullmatch(r"/runs/([^/:]+):terminate", path)):
             if m.group(1) not in self.runs:
                 return 404, {"error": "run not found"}
+            if self.refuse_terminates:
+                self.refuse_terminates -= 1
+                return 500, {"error": "terminate refused by the stand-in"}
             self.runs[m.group(1)].update(state="CANCELED", finished_at=_now())
             return 200, {}
         return 404, {"error": f"no route for {method} {path}"}

@@ -234,3 +234,31 @@ def test_deleting_a_policy_applies_its_deletion_policy_to_the_active_run(
 def names(cluster: Cluster) -> set[str]:
     listed = cluster.api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
     return {item["metadata"]["name"] for item in listed["items"]}
+
+
+def test_replace_terminates_the_replaced_run_even_when_terminate_fails_at_first(
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+) -> None:
+    start_operator()
+    cluster.apply("churn", spec(MANUAL, concurrencyPolicy="Replace"))
+    wait_for_ready(cluster, "churn")
+    cluster.annotate("churn", NONCE, "first")
+    (first,) = wait_for(lambda: launched(cluster, "churn"), what="the first run")
+    kfp_api.refuse_terminates = 2
+    cluster.annotate("churn", NONCE, "second")
+    wait_for(
+        lambda: kfp_api.runs[first["runId"]]["state"] == "CANCELED",
+        what="the replaced run to be terminated",
+    )
+    assert kfp_api.refuse_terminates == 0
+    wait_for(
+        lambda: (
+            [e["runId"] for e in cluster.status("churn")["active"]] != [first["runId"]]
+            and len(cluster.status("churn")["active"]) == 1
+        ),
+        what="the replacing run, alone in status",
+    )
+    (entry,) = cluster.status("churn")["active"]
+    assert entry["runId"] != first["runId"] and kfp_api.runs[entry["runId"]]["state"] == "RUNNING"
+    assert len(kfp_api.runs) == 2
+    assert "TerminateFailed" in cluster.event_reasons("churn")
