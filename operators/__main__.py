@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import kopf
 
-from flywheel.operators import metrics
+from flywheel.operators import metrics, peering
 
 SAMPLE_BUCKET = "flywheel-feature-lake"
 
@@ -49,7 +49,9 @@ def _parser() -> argparse.ArgumentParser:
         "--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port"
     )
     parser.add_argument(
-        "--standalone", action="store_true", help="skip peering: only for a single replica"
+        "--standalone",
+        action="store_true",
+        help="skip peering: only for a single replica (refused when FLYWHEEL_REPLICAS > 1)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -111,7 +113,13 @@ Press Ctrl+C to stop.
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.standalone and peering.replicas_from_environment() > 1:
+        parser.error(
+            f"--standalone: FLYWHEEL_REPLICAS={peering.replicas_from_environment()}, and "
+            "replicas without peering would all act; drop --standalone or run one replica"
+        )
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -131,7 +139,13 @@ def main(argv: list[str] | None = None) -> None:
             _print_dev_help(env)
         # Imported here: the handlers' settings read the environment prepared above.
         import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
+        from flywheel.operators.kube import api_from_environment
 
+        if not args.standalone:
+            try:
+                peering.require_object(api_from_environment(), namespaces)
+            except peering.PeeringMissing as exc:
+                raise SystemExit(f"python -m flywheel.operators: {exc}") from None
         kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=args.standalone)
 
 

@@ -47,6 +47,8 @@ CONDITION_TYPES = (
     "Paused",
     "SourceError",
 )
+# Nonce values remembered per manual trigger; putting one of them back fires nothing.
+RECENT_NONCES = 20
 # Gates a manual trigger passes: pausing and waiting are for automatic triggers.
 MANUAL_PASSES = frozenset({"Paused", "CoolingDown", "BackingOff"})
 # The poller records why a source could not be read; these reasons mean "cannot ever work as
@@ -205,6 +207,7 @@ class _Decider:
 
     def run(self) -> Decision:
         self._finish_runs()
+        self._note_resume()
         gate_reason, gate_until = self._gate()
         firings, trigger_states = self._evaluate_triggers()
         self._launch_queued(gate_reason)
@@ -213,6 +216,10 @@ class _Decider:
                 trigger_states[firing.trigger.name]["state"] = FIRING
                 if gate_until is not None:
                     self.wake.append(gate_until)
+                continue
+            forbidden = self.active and self.policy.concurrency is ConcurrencyPolicy.FORBID
+            if forbidden and isinstance(firing.trigger.kind, DataArrival):
+                self._hold_arrival(firing, trigger_states[firing.trigger.name])
                 continue
             trigger_states[firing.trigger.name].update(firing.consumed)
             trigger_states[firing.trigger.name]["lastFiredTime"] = ts(self.now)
@@ -229,6 +236,35 @@ class _Decider:
         self.new["nextWakeTime"] = ts(min(self.wake)) if self.wake else None
         return Decision(
             status=self.new, launches=self.launches, terminate=self.terminate, events=self.events
+        )
+
+    def _note_resume(self) -> None:
+        """Remember when ``suspend`` was lifted: readings taken before then are not acted on."""
+        was = next(
+            (c for c in self.new.get("conditions") or [] if c.get("type") == "Suspended"), {}
+        )
+        if was.get("status") == "True" and not self.policy.suspend:
+            self.new["resumedTime"] = ts(self.now)
+
+    def _before_resume(self, seen: Mapping[str, Any]) -> bool:
+        resumed = parse_ts(self.new.get("resumedTime"))
+        read = parse_ts(seen.get("evaluatedAt"))
+        return resumed is not None and read is not None and read < resumed
+
+    def _hold_arrival(self, firing: _Firing, state: dict[str, Any]) -> None:
+        """Forbid with a run active: new objects wait, the watermark stays, so they fire later."""
+        state["state"] = FIRING
+        if state.get("skippedKey") == firing.fire_key:
+            return  # already said so for these very objects
+        state["skippedKey"] = firing.fire_key
+        self._count("skipped")
+        self.events.append(
+            Event(
+                "Normal",
+                "Skipped",
+                f"trigger {firing.trigger.name} ({firing.reason}): a run is active, "
+                "concurrencyPolicy is Forbid; the objects count once it ends",
+            )
         )
 
     # -- runs ---------------------------------------------------------------------------------
@@ -317,6 +353,9 @@ class _Decider:
             return "PipelineUnchecked", "the pipeline has not been looked up yet"
         if not pipeline.get("ok"):
             return pipeline.get("reason", "PipelineNotFound"), pipeline.get("message", "")
+        kfp = self.obs.get("kfp") or {}
+        if kfp and not kfp.get("ok"):
+            return "KfpUnreachable", kfp.get("message", "")
         for trigger in self.policy.triggers:
             error = (self.obs.get("triggers", {}).get(trigger.name) or {}).get("error")
             if error and error.get("reason") in CREDENTIAL_ERRORS:
@@ -397,22 +436,25 @@ class _Decider:
     ) -> _Firing | None:
         metric = trigger.kind
         assert isinstance(metric, Metric)
-        if "values" not in seen:
+        if "values" not in seen or self._before_resume(seen):
             return None
-        values: list[float | None] = list(seen["values"])[-metric.evaluation_periods :]
+        keep = metric.evaluation_periods
+        values: list[float | None] = list(seen["values"])[-keep:]
+        times: list[str] = list(seen.get("times") or [])[-keep:]
         present = [v for v in values if v is not None]
         if present:
             state["lastValue"] = present[-1]
         alarm = alarm_state(metric, values)
         if alarm == "OK":
-            state["state"] = ARMED
             state.pop("breachSince", None)
+            if state["state"] != DISARMED or metric.cleared(present[-1] if present else None):
+                state["state"] = ARMED
             return None
         if alarm != "ALARM" or state["state"] == DISARMED:
             return None
-        # The edge: the first evaluation that saw the breach names it, so that repeated
-        # decisions over the same observation produce the same fire key.
-        since = state.get("breachSince") or seen["evaluatedAt"]
+        # The breach is named after its first breaching datapoint, not after the time it was
+        # seen: deciding again over the same datapoints, however late, gives the same key.
+        since = state.get("breachSince") or _first_breach(metric, values, times, seen)
         state["breachSince"] = since
         value = state.get("lastValue")
         return _Firing(
@@ -433,6 +475,8 @@ class _Decider:
         # A reading taken against an older watermark counts objects already consumed.
         if "newObjects" not in seen or seen.get("since", "") != watermark:
             return None
+        if self._before_resume(seen):
+            return None
         count, size = seen["newObjects"], seen.get("newBytes", 0)
         state["lastValue"] = count
         if count < arrival.min_new_objects or size < arrival.min_new_bytes:
@@ -442,7 +486,7 @@ class _Decider:
             fire_key=f"{watermark}..{seen['maxKey']}",
             reason=f"{count} new objects ({size} bytes) in s3://{arrival.bucket}/{arrival.prefix}",
             context={"newKeys": seen.get("newKeys", []), "newObjects": count},
-            consumed={"watermark": seen["maxKey"], "state": ARMED},
+            consumed={"watermark": seen["maxKey"], "state": ARMED, "skippedKey": None},
         )
 
     def _manual(
@@ -451,23 +495,57 @@ class _Decider:
         manual = trigger.kind
         assert isinstance(manual, Manual)
         nonce = self.annotations.get(manual.annotation)
-        if not nonce or nonce == state.get("lastNonce"):
-            return None
+        recent = list(state.get("recentNonces") or filter(None, [state.get("lastNonce")]))
+        if not nonce or nonce in recent:
+            return None  # an old value put back is not a new request
+        # Numbered: a value reused after it left the recent list still gets a run of its own,
+        # never the finished run of its first use.
+        number = int(state.get("nonceCount", 0)) + 1
         return _Firing(
             trigger,
-            fire_key=f"nonce:{nonce}",
+            fire_key=f"nonce:{number}:{nonce}",
             reason=f"manual nonce {nonce}",
             context={"nonce": nonce},
-            consumed={"lastNonce": nonce, "lastValue": nonce, "state": ARMED},
+            consumed={
+                "lastNonce": nonce,
+                "lastValue": nonce,
+                "recentNonces": [*recent, nonce][-RECENT_NONCES:],
+                "nonceCount": number,
+                "state": ARMED,
+            },
         )
 
     # -- launching ----------------------------------------------------------------------------
 
     def _launch_queued(self, gate_reason: str | None) -> None:
         queued = self.new.get("queued")
-        if not queued or self.active:
+        if not queued:
             return
-        if self._held(queued["trigger"], gate_reason):
+        trigger = self.policy.trigger(queued["trigger"])
+        if trigger is None:
+            self.new["queued"] = None  # its trigger was removed from the spec: so is the firing
+            self.events.append(
+                Event("Normal", "Dequeued", f"trigger {queued['trigger']} no longer exists")
+            )
+            return
+        slot = parse_ts(queued.get("context", {}).get("scheduledTime"))
+        if isinstance(trigger.kind, Schedule) and slot is not None:
+            lateness = (self.now - slot).total_seconds()
+            if lateness > trigger.kind.deadline_seconds:
+                self.new["queued"] = None
+                self._count("missed")
+                self.events.append(
+                    Event(
+                        "Warning",
+                        "MissedSchedule",
+                        f"trigger {trigger.name}: queued slot {ts(slot)} is {lateness:.0f}s "
+                        "late, past its starting deadline",
+                    )
+                )
+                return
+            if math.isfinite(trigger.kind.deadline_seconds):
+                self.wake.append(slot + timedelta(seconds=trigger.kind.deadline_seconds))
+        if self.active or self._held(queued["trigger"], gate_reason):
             return
         self.new["queued"] = None
         self._launch(queued["trigger"], queued["fireKey"], queued["reason"], queued["context"])
@@ -495,10 +573,7 @@ class _Decider:
                     )
                 )
             case ConcurrencyPolicy.REPLACE:
-                for entry in self.active:
-                    if entry.get("runId") and not entry.get("replaced"):
-                        entry["replaced"] = True
-                        self.terminate.append(entry["runId"])
+                self._replace_all()
                 self.events.append(
                     Event(
                         "Normal", "Replacing", f"trigger {name} ({reason}): terminating active runs"
@@ -525,6 +600,23 @@ class _Decider:
                         + (f", coalescing {coalesced} earlier" if coalesced else ""),
                     )
                 )
+
+    def _replace_all(self) -> None:
+        """Mark every active run replaced, launched or not; the shell terminates them until done.
+
+        A run decided in this same decision was never written anywhere: it simply collapses
+        into the newer firing. One decided earlier may be being created; the shell looks it up
+        by name and terminates what it finds, or drops the key once no create can land.
+        """
+        for entry in [e for e in self.active if e in self.launches]:
+            self.active.remove(entry)
+            self.launches.remove(entry)
+            self._count("collapsed")
+        for entry in self.active:
+            if not entry.get("replaced"):
+                entry["replaced"] = True
+                if entry.get("runId"):
+                    self.terminate.append(entry["runId"])
 
     def _launch(self, trigger: str, fire_key: str, reason: str, context: Mapping[str, Any]) -> None:
         key = run_key(self.uid, trigger, fire_key)
@@ -574,12 +666,7 @@ class _Decider:
             put("Ready", True, "Ready", "triggers are being evaluated")
         else:
             put("Ready", None if not_ready[0] == "PipelineUnchecked" else False, *not_ready)
-        put(
-            "Running",
-            bool(self.active),
-            "RunsActive" if self.active else "NoRunsActive",
-            ", ".join(e["runName"] for e in self.active),
-        )
+        put("Running", *self._running())
         put("Suspended", self.policy.suspend, "SpecSuspend" if self.policy.suspend else "Active")
         failures = self.new.get("consecutiveFailures", 0)
         paused = gate_reason == "Paused"
@@ -612,8 +699,39 @@ class _Decider:
         order = {t: i for i, t in enumerate(CONDITION_TYPES)}
         conds.sort(key=lambda c: order.get(c["type"], math.inf))
 
+    def _running(self) -> tuple[bool, str, str]:
+        """Whether a run is going in KFP now, and if not, why not; never a run only decided."""
+        current = [e for e in self.active if not e.get("replaced")]
+        going = [e["runName"] for e in current if e.get("runId")]
+        if going:
+            return True, "RunsActive", ", ".join(going)
+        failed = [e for e in current if e.get("launchError")]
+        if failed:
+            error = failed[0]["launchError"]
+            return False, error["reason"], f"{failed[0]['runName']}: {error['message']}"
+        if current:
+            return False, "Launching", ", ".join(e["runName"] for e in current)
+        return False, "NoRunsActive", ""
+
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1
+
+
+def _first_breach(
+    metric: Metric, values: list[float | None], times: list[str], seen: Mapping[str, Any]
+) -> str:
+    """The time of the first datapoint that counts as breaching in the window.
+
+    Readings carry one time per value; only a window of nothing but padding (all missing,
+    treated as breaching) has none, and is named after the reading.
+    """
+    for value, time in zip(values, times, strict=False):
+        if value is None:
+            if metric.treat_missing_data is MissingData.BREACHING:
+                return time
+        elif metric.comparator.breaches(value, metric.threshold):
+            return time
+    return times[0] if times else str(seen.get("evaluatedAt", ""))
 
 
 def alarm_state(metric: Metric, values: list[float | None]) -> str:

@@ -7,9 +7,15 @@ kmock 0.8 (the emulator by kopf's author) is close, but not enough for a real op
 * it treats ``watch=true`` as a watch, but the official client sends ``watch=True``;
 * it knows no core resources unless declared (``/api/v1/namespaces``, events);
 * it ignores ``generateName`` (kopf's events have no name, so all but the first collide);
+* it ignores a ``resourceVersion`` in an update, where the API server answers 409 Conflict;
 * it keeps every request for assertions and matches each new one against them all, which
   slows an operator's steady traffic down quadratically;
-* its core ``groupVersion`` reads ``/v1`` and its lists have no ``kind``, which kubectl rejects.
+* its core ``groupVersion`` reads ``/v1`` and its lists have no ``kind``, which kubectl rejects;
+* it stores what ``--dry-run=server`` sends, and answers ``kubectl get`` without the CRD's
+  printer columns (kubectl asks for a server-side Table);
+* it serves no OpenAPI, which ``kubectl apply`` (validation) and ``kubectl explain`` need: here
+  v3 (``/openapi/v3``) and v2 (``/openapi/v2``) documents are built from the CRD files, and a
+  write with ``fieldValidation=Strict`` (kubectl's default) is refused for an undeclared field.
 
 Custom resources are declared from their CRD files, so the emulator serves exactly what the
 manifests define. Schema and CEL validation are not emulated (the tests check them separately).
@@ -33,6 +39,7 @@ from typing import Any
 import aiohttp.web
 import attrs
 import jsonpatch
+import jsonpath_ng.ext
 import kmock
 import yaml
 from kmock._internal import dicts, enums, rendering
@@ -40,6 +47,8 @@ from kmock._internal.k8s import (
     KubernetesError,
     KubernetesObjectNotFoundError,
 )
+
+from flywheel.operators.openapi import OpenApi
 
 CRD_DIR = Path(__file__).resolve().parent.parent / "manifests" / "crds"
 NAMESPACES = re.compile(r"/api/v1/namespaces(/[^/]+)?/?")
@@ -56,6 +65,35 @@ CORE = {
         kind="Event", singular="event", namespaced=True, verbs={"create", "get", "list", "watch"}
     ),
 }
+
+
+def crd_versions(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``group/version/plural`` and the version's entry, for every version of a CRD file."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc.get("kind") != "CustomResourceDefinition":
+            continue
+        spec = doc["spec"]
+        for version in spec["versions"]:
+            yield f"{spec['group']}/{version['name']}/{spec['names']['plural']}", version
+
+
+def unknown_fields(schema: dict[str, Any], value: Any, path: str) -> Iterator[str]:
+    """Paths of fields the structural schema does not declare (what ``Strict`` refuses)."""
+    if schema.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, sub in value.items():
+            if key in properties:
+                yield from unknown_fields(properties[key], sub, f"{path}.{key}")
+            elif isinstance(extra, dict):
+                yield from unknown_fields(extra, sub, f"{path}.{key}")
+            elif extra is not True:
+                yield f"{path}.{key}".lstrip(".")
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            yield from unknown_fields(schema["items"], item, f"{path}[{i}]")
 
 
 def crd_resources(path: Path) -> Iterator[tuple[str, kmock.ResourceInfo]]:
@@ -84,6 +122,9 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     crd_files: list[Path] = attrs.field(factory=lambda: sorted(CRD_DIR.glob("*.yaml")))
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
+    _columns: dict[Any, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
+    _schemas: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
+    _openapi: OpenApi = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
@@ -92,6 +133,11 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         for path in self.crd_files:
             for key, info in crd_resources(path):
                 self.resources[key] = info
+            for key, version in crd_versions(path):
+                self._columns[kmock.resource(key)] = version.get("additionalPrinterColumns", [])
+                schema = version.get("schema", {}).get("openAPIV3Schema", {})
+                self._schemas[kmock.resource(key)] = schema
+        self._openapi = OpenApi(self.crd_files)
 
     def add(self, resource: str, namespace: str | None, body: dict[str, Any]) -> None:
         """Store an object directly, stamped as if created through the API."""
@@ -113,6 +159,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         )
 
     async def __call__(self, raw_request: aiohttp.web.BaseRequest) -> aiohttp.web.StreamResponse:
+        if raw_request.method == "GET" and raw_request.path.startswith("/openapi/"):
+            await raw_request.read()
+            document = self._openapi.document(raw_request.path)
+            if document is None:
+                return await self._render_error(KubernetesObjectNotFoundError())
+            return aiohttp.web.json_response(document)
         # kmock cannot parse the path of the namespace list or of one namespace.
         if raw_request.method == "GET" and NAMESPACES.fullmatch(raw_request.path):
             return await self._serve_namespaces(raw_request)
@@ -166,6 +218,29 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # Creation and updates get real metadata before kmock stores and broadcasts them.
         # The rest (reads, watches, deletion with finalizers) is kmock's own behaviour.
+        unknown = self._strictly_unknown(request)
+        if unknown:
+            self._forget(request)
+            raise KubernetesError(
+                status=400,
+                reason="BadRequest",
+                message="strict decoding error: "
+                + ", ".join(f'unknown field "{field}"' for field in unknown),
+            )
+        if request.resource is not None and request.params.get("dryRun") == "All":
+            try:
+                return aiohttp.web.json_response(await self._dry_run(request))
+            finally:
+                self._forget(request)
+        if (
+            request.resource is not None
+            and request.action in (enums.action.FETCH, enums.action.LIST)
+            and "as=Table" in request.headers.get("Accept", "")
+        ):
+            try:
+                return aiohttp.web.json_response(await self._table(request))
+            finally:
+                self._forget(request)
         try:
             if request.resource is not None and request.action == enums.action.CREATE:
                 self._stamp_new(request.data, request.namespace)
@@ -174,6 +249,75 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return await super()._handle(request)
         finally:
             self._forget(request)
+
+    def _strictly_unknown(self, request: rendering.Request) -> list[str]:
+        """Undeclared fields of a create or update sent with ``fieldValidation=Strict``."""
+        if (
+            request.params.get("fieldValidation") != "Strict"
+            or request.resource not in self._schemas
+            or request.action not in (enums.action.CREATE, enums.action.UPDATE)
+            or not isinstance(request.data, dict)
+        ):
+            return []
+        body = {
+            k: v for k, v in request.data.items() if k not in ("apiVersion", "kind", "metadata")
+        }
+        return list(unknown_fields(self._schemas[request.resource], body, ""))
+
+    async def _dry_run(self, request: rendering.Request) -> dict[str, Any]:
+        """What a write would store, without storing it (``dryRun=All``)."""
+        if request.action == enums.action.CREATE:
+            body = copy.deepcopy(request.data)
+            self._stamp_new(body, request.namespace)
+            return body
+        key = (request.resource, request.namespace, request.name)
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise KubernetesObjectNotFoundError()
+            old = copy.deepcopy(self._objects[key].raw)
+        if request.action == enums.action.UPDATE and isinstance(request.data, dict):
+            return copy.deepcopy(dict(dicts.patch_dict(old, request.data)))
+        return old
+
+    async def _table(self, request: rendering.Request) -> dict[str, Any]:
+        """A ``meta.k8s.io/v1`` Table with the CRD's printer columns, as ``kubectl get`` asks."""
+        assert request.resource is not None
+        columns = [
+            {"name": "Name", "type": "string", "format": "name", "priority": 0},
+            *[
+                {"name": c["name"], "type": c["type"], "format": "", "priority": 0}
+                for c in self._columns.get(request.resource, [])
+                if c["name"] != "Age"
+            ],
+            {"name": "Age", "type": "date", "format": "", "priority": 0},
+        ]
+        shown = [c for c in self._columns.get(request.resource, []) if c["name"] != "Age"]
+        if request.action == enums.action.FETCH:
+            items = [await self._serve_fetch(request)]
+        else:
+            items = (await self._serve_list(request))["items"]
+        rows = [
+            {
+                "cells": [
+                    item["metadata"]["name"],
+                    *[_cell(item, c["jsonPath"], c["type"]) for c in shown],
+                    _age(item["metadata"].get("creationTimestamp")),
+                ],
+                "object": {
+                    "kind": "PartialObjectMetadata",
+                    "apiVersion": "meta.k8s.io/v1",
+                    "metadata": item["metadata"],
+                },
+            }
+            for item in items
+        ]
+        return {
+            "kind": "Table",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": {"resourceVersion": str(next(self._versions))},
+            "columnDefinitions": columns,
+            "rows": rows,
+        }
 
     def _forget(self, request: rendering.Request) -> None:
         """Drop a served request from kmock's history, which exists for assertions in tests.
@@ -193,6 +337,17 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             if key not in self._objects or self._objects[key].deleted:
                 return  # kmock answers 404
             old = copy.deepcopy(self._objects[key].raw)
+            # As the API server: a resourceVersion in the body is a precondition of the write.
+            data = request.data if isinstance(request.data, dict) else {}
+            wanted = (data.get("metadata") or {}).get("resourceVersion")
+            current = old.get("metadata", {}).get("resourceVersion")
+            if wanted is not None and wanted != current:
+                raise KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"the object has been modified (resourceVersion {current}, "
+                    f"not {wanted}); please apply your changes to the latest version",
+                )
             try:
                 # Deep: kmock's merge shares unchanged sub-dicts with `old`.
                 new = copy.deepcopy(dict(dicts.patch_dict(old, request.data)))
@@ -224,7 +379,32 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         assert request.resource is not None and isinstance(payload, dict)
         if request.resource.group == "":
             payload["groupVersion"] = request.resource.version
+        for entry in payload["resources"]:
+            if "/" in entry["name"]:  # a subresource has no short names or categories
+                entry.update(shortNames=[], categories=[])
         return payload
+
+
+def _cell(item: dict[str, Any], path: str, type_: str) -> Any:
+    """A printer column's value: its JSONPath on the object; a date becomes an age."""
+    found = [m.value for m in jsonpath_ng.ext.parse(f"${path}").find(item)]
+    if not found:
+        return None
+    return _age(found[0]) if type_ == "date" else found[0]
+
+
+def _age(stamp: str | None) -> str | None:
+    """How long ago, the way the API server prints a date column (``45s``, ``3m``, ``2d``)."""
+    if not stamp:
+        return None
+    then = datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+    seconds = int((datetime.datetime.now(tz=datetime.UTC) - then).total_seconds())
+    if seconds < -1:
+        return "<invalid>"
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds // size}{unit}"
+    return f"{max(seconds, 0)}s"
 
 
 def _full_replacement(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:

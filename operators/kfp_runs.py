@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 TOKEN_PATH = Path("/var/run/secrets/kubeflow/pipelines/token")
 # Every page of a listing the operator walks; KFP caps page_size at 200.
 PAGE_SIZE = 100
+# (connect, read) seconds for every KFP call: kfp.Client sends none, and a hung call would
+# hold its worker thread, and so the policy, for good.
+KFP_TIMEOUT = (5.0, 30.0)
 
 
 class PipelineNotFound(LookupError):
@@ -52,7 +55,11 @@ class RunState:
     finished_time: str | None
 
 
-def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client:
+def connect(
+    host: str | None = None,
+    namespace: str | None = None,
+    timeout: tuple[float, float] = KFP_TIMEOUT,
+) -> kfp.Client:
     """A ``kfp.Client`` for the operator: the projected token in a cluster, none on a laptop."""
     host = host or os.environ.get("KF_PIPELINES_ENDPOINT", "http://ml-pipeline.kubeflow:8888")
     credentials = (
@@ -62,7 +69,23 @@ def connect(host: str | None = None, namespace: str | None = None) -> kfp.Client
         # kfp warns on every construction that it needs KFP 2.0.0b2 or newer; we know.
         warnings.simplefilter("ignore", FutureWarning)
         # A namespace other than the default stops the client probing healthz when it is made.
-        return kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
+        client = kfp.Client(host=host, credentials=credentials, namespace=namespace or "kubeflow")
+    _bound_calls(client, timeout)
+    return client
+
+
+def _bound_calls(client: kfp.Client, timeout: tuple[float, float]) -> None:
+    """Give every request of the client a timeout; its API methods cannot pass one through.
+
+    All of the client's service APIs share one generated ``ApiClient`` and so one REST client.
+    """
+    rest = client._run_api.api_client.rest_client
+    request = rest.request
+
+    def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
+        return request(*args, _request_timeout=_request_timeout or timeout, **kwargs)
+
+    rest.request = bounded
 
 
 def equals_filter(key: str, value: str) -> str:

@@ -61,6 +61,9 @@ class KfpStandIn:
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     create_calls: int = 0
     crash_after_next_create: bool = False  # store the run, then answer 500 as if we died
+    down_after_crash: bool = False  # with it: answer 503 to everything after that crash
+    down: bool = False
+    refuse_terminates: int = 0  # answer 500 to this many terminate calls
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -184,6 +187,8 @@ class KfpStandIn:
     def _route(
         self, method: str, path: str, query: dict[str, str], body: dict[str, Any]
     ) -> tuple[int, dict[str, Any]]:
+        if self.down:
+            return 503, {"error": "the stand-in is down"}
         if method == "GET" and path == "/healthz":
             return 200, {"multi_user": False}
         if method == "GET" and path == "/pipelines":
@@ -226,6 +231,9 @@ class KfpStandIn:
         if method == "POST" and (m := re.fullmatch(r"/runs/([^/:]+):terminate", path)):
             if m.group(1) not in self.runs:
                 return 404, {"error": "run not found"}
+            if self.refuse_terminates:
+                self.refuse_terminates -= 1
+                return 500, {"error": "terminate refused by the stand-in"}
             self.runs[m.group(1)].update(state="CANCELED", finished_at=_now())
             return 200, {}
         return 404, {"error": f"no route for {method} {path}"}
@@ -251,6 +259,7 @@ class KfpStandIn:
         }
         if self.crash_after_next_create:
             self.crash_after_next_create = False
+            self.down = self.down_after_crash
             return 500, {"error": "simulated crash after the run was stored"}
         return 200, self._refresh(self.runs[run_id])
 

@@ -10,18 +10,49 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import zoneinfo
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 GROUP = "flywheel.dev"
 VERSION = "v1alpha1"
 PLURAL = "retrainpolicies"
 KIND = "RetrainPolicy"
 DEFAULT_NONCE_ANNOTATION = "flywheel.dev/run-nonce"
+METRIC_FIELDS = frozenset(
+    {
+        "cloudWatch",
+        "prometheus",
+        "comparator",
+        "threshold",
+        "clearThreshold",
+        "evaluationPeriods",
+        "datapointsToAlarm",
+        "treatMissingData",
+    }
+)
+# CloudWatch stores datapoints at these periods only (high resolution below a minute).
+CLOUDWATCH_SHORT_PERIODS = (1, 5, 10, 30)
+# Bounds the CRD also states: a year of waiting at most, a day between reads at most. Larger
+# values overflow date arithmetic rather than mean anything.
+MAX_WAIT_SECONDS = 31_536_000
+MAX_PERIOD_SECONDS = 86_400
+BUCKET_NAME = re.compile(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]")
+# A Kubernetes annotation key: an optional DNS-subdomain prefix and a name of up to 63 chars.
+ANNOTATION_KEY = re.compile(
+    r"(?:(?P<prefix>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?(?:\.[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)*)/)?"
+    r"(?P<name>[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)"
+)
+
+
+class DeletionPolicy(enum.StrEnum):
+    ORPHAN = "Orphan"
+    TERMINATE = "Terminate"
 
 
 class ConcurrencyPolicy(enum.StrEnum):
@@ -131,10 +162,26 @@ class Metric:
     evaluation_periods: int
     datapoints_to_alarm: int
     treat_missing_data: MissingData
+    clear_threshold: float | None = None
 
     @property
     def period_seconds(self) -> int:
         return self.source.period_seconds
+
+    def cleared(self, value: float | None) -> bool:
+        """Whether a disarmed trigger may re-arm: the newest value is back past the clear level.
+
+        Without ``clearThreshold`` the alarm leaving breach is enough; with it, the value must
+        also be strictly on the healthy side of it (below for Greater*, above for Less*), so a
+        metric hovering at the threshold does not fire on every wobble.
+        """
+        if self.clear_threshold is None:
+            return True
+        if value is None:
+            return False
+        if self.comparator in (Comparator.GT, Comparator.GE):
+            return value < self.clear_threshold
+        return value > self.clear_threshold
 
 
 @dataclass(frozen=True)
@@ -199,6 +246,7 @@ class Policy:
     dry_run: bool = False
     successful_history: int = 5
     failed_history: int = 5
+    deletion: DeletionPolicy = DeletionPolicy.ORPHAN
 
     def trigger(self, name: str) -> Trigger | None:
         return next((t for t in self.triggers if t.name == name), None)
@@ -240,6 +288,11 @@ class _Reader:
     def minimum(self, value: int | float | None, path: str, low: float) -> None:
         if value is not None and value < low:
             self.error(path, f"must be at least {low:g}, got {value}")
+
+    def between(self, value: int | float | None, path: str, low: float, high: float) -> None:
+        self.minimum(value, path, low)
+        if value is not None and value > high:
+            self.error(path, f"must be at most {high:.12g}, got {value}")
 
     def choice(
         self,
@@ -299,20 +352,21 @@ def parse_policy(spec: Mapping[str, Any]) -> Policy:
     cooldown = r.get(spec, "cooldown", "spec", dict, {})
     after_success = r.get(cooldown, "afterSuccessSeconds", "spec.cooldown", int, 0)
     after_failure = r.get(cooldown, "afterFailureSeconds", "spec.cooldown", int, 0)
-    r.minimum(after_success, "spec.cooldown.afterSuccessSeconds", 0)
-    r.minimum(after_failure, "spec.cooldown.afterFailureSeconds", 0)
+    r.between(after_success, "spec.cooldown.afterSuccessSeconds", 0, MAX_WAIT_SECONDS)
+    r.between(after_failure, "spec.cooldown.afterFailureSeconds", 0, MAX_WAIT_SECONDS)
     raw_backoff = r.get(spec, "backoff", "spec", dict, {})
     backoff = Backoff(
         initial_seconds=r.get(raw_backoff, "initialSeconds", "spec.backoff", int, 60),
         factor=float(r.get(raw_backoff, "factor", "spec.backoff", (int, float), 2.0)),
         max_seconds=r.get(raw_backoff, "maxSeconds", "spec.backoff", int, 3600),
     )
-    r.minimum(backoff.initial_seconds, "spec.backoff.initialSeconds", 0)
-    r.minimum(backoff.factor, "spec.backoff.factor", 1)
+    r.between(backoff.initial_seconds, "spec.backoff.initialSeconds", 0, MAX_WAIT_SECONDS)
+    r.between(backoff.max_seconds, "spec.backoff.maxSeconds", 0, MAX_WAIT_SECONDS)
+    r.between(backoff.factor, "spec.backoff.factor", 1, 100)
     if backoff.max_seconds < backoff.initial_seconds:
         r.error("spec.backoff.maxSeconds", "must not be below backoff.initialSeconds")
     pause = r.get(spec, "pauseAfterConsecutiveFailures", "spec", int)
-    r.minimum(pause, "spec.pauseAfterConsecutiveFailures", 1)
+    r.between(pause, "spec.pauseAfterConsecutiveFailures", 1, 1000)
     successful = r.get(spec, "successfulRunsHistoryLimit", "spec", int, 5)
     failed = r.get(spec, "failedRunsHistoryLimit", "spec", int, 5)
     r.minimum(successful, "spec.successfulRunsHistoryLimit", 0)
@@ -329,6 +383,7 @@ def parse_policy(spec: Mapping[str, Any]) -> Policy:
         dry_run=r.get(spec, "dryRun", "spec", bool, False),
         successful_history=successful,
         failed_history=failed,
+        deletion=r.choice(spec, "deletionPolicy", "spec", DeletionPolicy, DeletionPolicy.ORPHAN),
     )
     if r.errors:
         raise InvalidPolicy(r.errors)
@@ -379,10 +434,13 @@ def _parse_schedule(r: _Reader, raw: Mapping[str, Any], path: str) -> Schedule |
     cron = r.get(raw, "cron", path, str, required=True)
     tz = r.get(raw, "timeZone", path, str, "UTC")
     deadline = r.get(raw, "startingDeadlineSeconds", path, int)
-    r.minimum(deadline, f"{path}.startingDeadlineSeconds", 1)
+    r.between(deadline, f"{path}.startingDeadlineSeconds", 1, MAX_WAIT_SECONDS)
     catch_up = r.choice(raw, "catchUp", path, CatchUp, CatchUp.NONE)
     if cron is not None and (len(cron.split()) != 5 or not croniter.is_valid(cron)):
         r.error(f"{path}.cron", f"not a five-field cron expression: {cron!r}")
+        cron = None
+    elif cron is not None and not _ever_matches(cron):
+        r.error(f"{path}.cron", f"{cron!r} never matches a date (e.g. 30 February)")
         cron = None
     try:
         zoneinfo.ZoneInfo(tz)
@@ -394,6 +452,15 @@ def _parse_schedule(r: _Reader, raw: Mapping[str, Any], path: str) -> Schedule |
     return Schedule(cron=cron, time_zone=tz, catch_up=catch_up, starting_deadline_seconds=deadline)
 
 
+def _ever_matches(cron: str) -> bool:
+    """Whether the expression names a real date; croniter gives up after decades of none."""
+    try:
+        croniter(cron, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except CroniterBadDateError:
+        return False
+    return True
+
+
 def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | None:
     source: CloudWatchSource | PrometheusSource | None = None
     if ("cloudWatch" in raw) == ("prometheus" in raw):
@@ -402,7 +469,13 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
         cw = r.get(raw, "cloudWatch", path, dict, {})
         cw_path = f"{path}.cloudWatch"
         period = r.get(cw, "periodSeconds", cw_path, int, 300)
-        r.minimum(period, f"{cw_path}.periodSeconds", 1)
+        r.between(period, f"{cw_path}.periodSeconds", 1, MAX_PERIOD_SECONDS)
+        if period >= 1 and period not in CLOUDWATCH_SHORT_PERIODS and period % 60:
+            r.error(
+                f"{cw_path}.periodSeconds",
+                f"must be 1, 5, 10, 30 or a multiple of 60 (CloudWatch periods), got {period}",
+            )
+            period = 60
         source = CloudWatchSource(
             namespace=r.get(cw, "namespace", cw_path, str, "", required=True),
             metric_name=r.get(cw, "metricName", cw_path, str, "", required=True),
@@ -415,7 +488,7 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
         prom = r.get(raw, "prometheus", path, dict, {})
         prom_path = f"{path}.prometheus"
         period = r.get(prom, "periodSeconds", prom_path, int, 60)
-        r.minimum(period, f"{prom_path}.periodSeconds", 1)
+        r.between(period, f"{prom_path}.periodSeconds", 1, MAX_PERIOD_SECONDS)
         url = r.get(prom, "url", prom_path, str, "", required=True)
         if url and not url.startswith(("http://", "https://")):
             r.error(f"{prom_path}.url", "must start with http:// or https://")
@@ -438,6 +511,18 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
             f"must not exceed evaluationPeriods ({to_alarm} > {periods})",
         )
     missing = r.choice(raw, "treatMissingData", path, MissingData, MissingData.MISSING)
+    clear = r.get(raw, "clearThreshold", path, (int, float))
+    if clear is not None and threshold is not None:
+        above = comparator in (Comparator.GT, Comparator.GE)
+        if (clear > threshold) if above else (clear < threshold):
+            side = "at or below" if above else "at or above"
+            r.error(f"{path}.clearThreshold", f"must be {side} threshold ({threshold:g})")
+    unknown = sorted(set(raw) - METRIC_FIELDS)
+    if unknown:
+        r.error(
+            path,
+            f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(sorted(METRIC_FIELDS))}",
+        )
     if source is None or threshold is None:
         return None
     return Metric(
@@ -447,6 +532,7 @@ def _parse_metric(r: _Reader, raw: Mapping[str, Any], path: str) -> Metric | Non
         evaluation_periods=periods,
         datapoints_to_alarm=to_alarm,
         treat_missing_data=missing,
+        clear_threshold=None if clear is None else float(clear),
     )
 
 
@@ -461,12 +547,25 @@ def _parse_data_arrival(r: _Reader, raw: Mapping[str, Any], path: str) -> DataAr
         poll_interval_seconds=r.get(raw, "pollIntervalSeconds", path, int, 60),
         region=r.get(raw, "region", path, str),
     )
-    r.minimum(arrival.min_new_objects, f"{path}.minNewObjects", 1)
+    r.between(arrival.min_new_objects, f"{path}.minNewObjects", 1, 1_000_000)
     r.minimum(arrival.min_new_bytes, f"{path}.minNewBytes", 0)
-    r.minimum(arrival.settle_seconds, f"{path}.settleSeconds", 0)
-    r.minimum(arrival.poll_interval_seconds, f"{path}.pollIntervalSeconds", 1)
+    r.between(arrival.settle_seconds, f"{path}.settleSeconds", 0, MAX_WAIT_SECONDS)
+    r.between(arrival.poll_interval_seconds, f"{path}.pollIntervalSeconds", 1, MAX_PERIOD_SECONDS)
+    if bucket and not BUCKET_NAME.fullmatch(bucket):
+        r.error(
+            f"{path}.bucket",
+            f"not an S3 bucket name: {bucket!r} (3-63 lowercase letters, digits, dots, hyphens)",
+        )
     return arrival if bucket else None
 
 
 def _parse_manual(r: _Reader, raw: Mapping[str, Any], path: str) -> Manual:
-    return Manual(annotation=r.get(raw, "annotation", path, str, DEFAULT_NONCE_ANNOTATION))
+    key = r.get(raw, "annotation", path, str, DEFAULT_NONCE_ANNOTATION)
+    match = ANNOTATION_KEY.fullmatch(key)
+    if not match or len(match["name"]) > 63 or len(match["prefix"] or "") > 253:
+        r.error(
+            f"{path}.annotation",
+            f"not an annotation key: {key!r} (an optional DNS-subdomain prefix and '/', "
+            "then up to 63 letters, digits, '-', '_' or '.')",
+        )
+    return Manual(annotation=key)

@@ -1,7 +1,7 @@
 """The poller: reads sources, KFP run states and the clock into ``status.observations``.
 
 It is the only writer of ``status.observations``; the decision (``operators.decision``) is the
-only writer of the rest of status. Owning disjoint fields lets the timer and the event handler
+only writer of the rest of status. Owning disjoint fields lets the poller and the event handler
 patch the same object without losing each other's writes. A reading is written only when it
 is due (a source's period has passed) or changed, so that an idle policy costs no API writes.
 """
@@ -9,8 +9,10 @@ is due (a source's period has passed) or changed, so that an idle policy costs n
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -18,6 +20,7 @@ from typing import Any
 from flywheel.operators import metrics
 from flywheel.operators.decision import parse_ts, ts
 from flywheel.operators.kfp_runs import PipelineNotFound, RunLauncher
+from flywheel.operators.kube import PolicyStore
 from flywheel.operators.policy import (
     CloudWatchSource,
     DataArrival,
@@ -37,6 +40,12 @@ PIPELINE_RECHECK_SECONDS = 300  # a found pipeline can be deleted; look again no
 MAX_SOURCE_BACKOFF_SECONDS = 3600
 
 
+# Worker threads per kind of outside service: a hung KFP must not stop source reads.
+POOL_SIZES = {"kfp": 8, "aws": 8, "prometheus": 4, "kube": 4}
+# Calls one policy may have in flight at once: one hung policy never holds a whole pool.
+CALLS_PER_POLICY = 2
+
+
 @dataclass
 class Services:
     """The operator's connections to the outside, passed in so that tests can aim them."""
@@ -44,26 +53,89 @@ class Services:
     launcher: RunLauncher
     aws_client: Callable[[str, str | None], Any]  # (service, region) -> boto3 client
     clock: Callable[[], datetime]
-    # Bounded: each in-flight KFP or AWS call holds a worker thread.
-    io_slots: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(16))
+    store: PolicyStore | None = None  # made from the environment at startup when not given
     # When each policy's pipeline was last looked up, by uid. In memory, not in status: an
     # unchanged answer then costs no write, and a restart simply looks everything up once.
     pipeline_checks: dict[str, datetime] = field(default_factory=dict)
+    _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
+    _policy_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
-    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client call on a worker thread, a bounded number at a time."""
-        async with self.io_slots:
-            return await asyncio.to_thread(fn, *args)
+    async def call(self, kind: str, policy_uid: str, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a blocking client call on the worker pool of its kind, bounded per policy.
+
+        Every client call has its own connect and read timeouts, so a slot is always given back.
+        """
+        if kind not in self._pools:
+            self._pools[kind] = ThreadPoolExecutor(POOL_SIZES[kind], thread_name_prefix=kind)
+        slots = self._policy_slots.setdefault(policy_uid, asyncio.Semaphore(CALLS_PER_POLICY))
+        async with slots:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(self._pools[kind], functools.partial(fn, *args))
+
+    def close(self) -> None:
+        """Stop the worker pools and close the Kubernetes connections."""
+        for pool in self._pools.values():
+            pool.shutdown(wait=False, cancel_futures=True)
+        self._pools.clear()
+        if self.store is not None:
+            self.store.api.api_client.close()
+
+    def forget(self, policy_uid: str) -> None:
+        """Drop what is held in memory for a deleted policy."""
+        self.pipeline_checks.pop(policy_uid, None)
+        self._policy_slots.pop(policy_uid, None)
+
+
+def _source_due_at(seen: Mapping[str, Any], period: float) -> datetime | None:
+    """When a source is next due: once its period has passed; after errors, exponentially later.
+
+    ``None``: it was never read, so it is due now.
+    """
+    last = parse_ts(seen.get("evaluatedAt"))
+    if last is None:
+        return None
+    errors = int(seen.get("errorCount", 0))
+    wait = min(period * 2 ** min(errors, 16), MAX_SOURCE_BACKOFF_SECONDS) if errors else period
+    return last + timedelta(seconds=wait)
 
 
 def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
-    """A source is due once its period has passed; after errors, exponentially later."""
-    last = parse_ts(seen.get("evaluatedAt"))
-    if last is None:
-        return True
-    errors = int(seen.get("errorCount", 0))
-    wait = min(period * 2 ** min(errors, 16), MAX_SOURCE_BACKOFF_SECONDS) if errors else period
-    return now >= last + timedelta(seconds=wait)
+    due = _source_due_at(seen, period)
+    return due is None or now >= due
+
+
+def seconds_until_due(
+    policy: Policy, status: Mapping[str, Any], *, generation: int, now: datetime, tick: float
+) -> float:
+    """How long the poller may sleep: until the next source, pipeline check, run state or wake
+    time is due. Nothing due means no wake-up at all, however many policies there are; a
+    change of the policy wakes the poller anyway (the event handler does it).
+    """
+    observations: Mapping[str, Any] = status.get("observations") or {}
+    active = status.get("active") or []
+    unfinished = any(not e.get("runId") or e.get("replaced") for e in active)
+    if active or unfinished or status.get("observedGeneration") != generation:
+        return tick  # run states to follow, launches or terminates to retry, a first decision
+    due: list[datetime] = []
+    for trigger in policy.triggers:
+        seen = (observations.get("triggers") or {}).get(trigger.name) or {}
+        kind = trigger.kind
+        period = (
+            kind.period_seconds
+            if isinstance(kind, Metric)
+            else kind.poll_interval_seconds
+            if isinstance(kind, DataArrival)
+            else None
+        )
+        if period is not None:
+            due.append(_source_due_at(seen, max(period, tick)) or now)
+    wake = parse_ts(status.get("nextWakeTime"))
+    if wake is not None:
+        due.append(wake)
+    pipeline = observations.get("pipeline") or {}
+    wait = PIPELINE_RECHECK_SECONDS if pipeline.get("ok") else PIPELINE_RECHECK_SECONDS / 10
+    due.append(now + timedelta(seconds=wait))
+    return max(tick / 10, min((d - now).total_seconds() for d in due))
 
 
 async def observe(
@@ -81,18 +153,24 @@ async def observe(
     triggers: dict[str, Any] = {}
     for trigger in policy.triggers:
         seen = (observations.get("triggers") or {}).get(trigger.name) or {}
-        reading = await _read_trigger(trigger, seen, status, now, services)
+        reading = await _read_trigger(trigger, seen, status, uid, now, services)
         if reading is not None:
             triggers[trigger.name] = reading
     if triggers:
         patch["triggers"] = triggers
-    runs = await _read_runs(status, observations.get("runs") or {}, services)
+    runs, kfp = await _read_runs(status, observations.get("runs") or {}, uid, services)
     if runs:
         patch["runs"] = runs
+    if kfp is not None and kfp != observations.get("kfp"):
+        patch["kfp"] = kfp
     wake = parse_ts(status.get("nextWakeTime"))
-    unlaunched = any(not e.get("runId") for e in status.get("active") or [])
-    if (wake is not None and wake <= now) or unlaunched:
-        # A tick is how the clock becomes an observation: the decision runs again on it.
+    unfinished = any(not e.get("runId") or e.get("replaced") for e in status.get("active") or [])
+    undecided = status.get("observedGeneration") != generation
+    due = (wake is not None and wake <= now) or unfinished or undecided
+    if due and observations.get("tick") != ts(now):
+        # A tick is how the clock becomes an observation: the decision runs again on it, and
+        # the handler retries what is not done yet (a launch, a terminate of a replaced run, a
+        # decision on this generation of the spec that never got written).
         patch["tick"] = ts(now)
     return patch
 
@@ -112,16 +190,18 @@ async def _check_pipeline(
         if now < last + timedelta(seconds=wait):
             return None
     services.pipeline_checks[uid] = now
-    result = await _resolve_pipeline(policy, generation, services)
+    result = await _resolve_pipeline(policy, generation, uid, services)
     if seen and all(seen.get(k) == v for k, v in result.items()):
         return None
     return result
 
 
-async def _resolve_pipeline(policy: Policy, generation: int, services: Services) -> dict[str, Any]:
+async def _resolve_pipeline(
+    policy: Policy, generation: int, uid: str, services: Services
+) -> dict[str, Any]:
     result: dict[str, Any] = {"generation": generation}
     try:
-        resolved = await services.call(services.launcher.resolve, policy.pipeline)
+        resolved = await services.call("kfp", uid, services.launcher.resolve, policy.pipeline)
     except PipelineNotFound as exc:
         result.update(ok=False, reason="PipelineNotFound", message=str(exc))
     except Exception as exc:  # any KFP failure means "not resolvable now"
@@ -143,6 +223,7 @@ async def _read_trigger(
     trigger: Trigger,
     seen: Mapping[str, Any],
     status: Mapping[str, Any],
+    uid: str,
     now: datetime,
     services: Services,
 ) -> dict[str, Any] | None:
@@ -150,7 +231,7 @@ async def _read_trigger(
     if isinstance(kind, Metric):
         if not _source_due(seen, kind.period_seconds, now):
             return None
-        read = _metric_reader(kind, seen, now, services)
+        read = _metric_reader(kind, seen, uid, now, services)
         label = "cloudwatch" if isinstance(kind.source, CloudWatchSource) else "prometheus"
     elif isinstance(kind, DataArrival):
         if not _source_due(seen, kind.poll_interval_seconds, now):
@@ -161,7 +242,7 @@ async def _read_trigger(
 
         async def read() -> dict[str, Any]:
             s3 = services.aws_client("s3", arrival.region)
-            found = await services.call(list_new_objects, s3, arrival, watermark, now)
+            found = await services.call("aws", uid, list_new_objects, s3, arrival, watermark, now)
             return {
                 "since": found.since,
                 "newObjects": found.new_objects,
@@ -190,39 +271,56 @@ async def _read_trigger(
 
 
 def _metric_reader(
-    metric: Metric, seen: Mapping[str, Any], now: datetime, services: Services
+    metric: Metric, seen: Mapping[str, Any], uid: str, now: datetime, services: Services
 ) -> Callable[[], Any]:
     source = metric.source
 
     async def read() -> dict[str, Any]:
         if isinstance(source, PrometheusSource):
-            # Prometheus answers one instant value; the window is kept in the observation.
-            value = await services.call(read_prometheus, source)
-            window = [*list(seen.get("values") or []), value][-metric.evaluation_periods :]
-            return {"values": window}
+            # Prometheus answers one instant value; the window is kept in the observation,
+            # each value with the time it was read.
+            value = await services.call("prometheus", uid, read_prometheus, source)
+            keep = metric.evaluation_periods
+            return {
+                "values": [*list(seen.get("values") or []), value][-keep:],
+                "times": [*list(seen.get("times") or []), ts(now)][-keep:],
+            }
         assert isinstance(source, CloudWatchSource)
         client = services.aws_client("cloudwatch", source.region)
-        values = await services.call(
-            read_cloudwatch, client, source, metric.evaluation_periods, now
+        window = await services.call(
+            "aws", uid, read_cloudwatch, client, source, metric.evaluation_periods, now
         )
-        return {"values": values}
+        return {"values": window.values, "times": window.times}
 
     return read
 
 
 async def _read_runs(
-    status: Mapping[str, Any], seen: Mapping[str, Any], services: Services
-) -> dict[str, Any]:
-    """States of launched runs that changed, and ``None`` for runs no longer active."""
+    status: Mapping[str, Any], seen: Mapping[str, Any], uid: str, services: Services
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """States of launched runs that changed (``None`` for runs no longer active), and whether
+    KFP answered (``None``: nothing was asked)."""
     active = {e["runKey"]: e for e in status.get("active") or [] if e.get("runId")}
     patch: dict[str, Any] = {key: None for key in seen if key not in active}
+    kfp: dict[str, Any] | None = None
     for key, entry in active.items():
         try:
-            state = await services.call(services.launcher.state, entry["runId"])
-        except Exception:  # KFP down: keep the last known state, try next tick
+            state = await services.call("kfp", uid, services.launcher.state, entry["runId"])
+        except Exception as exc:  # KFP down: keep the last known state, try next tick
             metrics.ERRORS.labels("kfp").inc()
+            kfp = {"ok": False, "reason": "KfpUnreachable", "message": describe_error(exc)}
             continue
-        current = {"state": state.state, "finishedTime": state.finished_time}
+        kfp = kfp or {"ok": True}
+        # No nulls: the API server drops them, and the next comparison would differ forever.
+        current = {"state": state.state}
+        if state.finished_time:
+            current["finishedTime"] = state.finished_time
         if (seen.get(key) or {}) != current:
             patch[key] = current
-    return patch
+    return patch, kfp
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for status and events: the exception's type and its first line."""
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__

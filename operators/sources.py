@@ -14,7 +14,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
@@ -57,9 +57,16 @@ def _aws_errors(exc: Exception) -> SourceUnreadable:
     return SourceUnreadable(type(exc).__name__, str(exc))
 
 
-def read_cloudwatch(
-    client: Any, source: CloudWatchSource, periods: int, now: datetime
-) -> list[float | None]:
+@dataclass(frozen=True)
+class Window:
+    """Datapoints, oldest first, with the start time of each (RFC 3339): a breach is named
+    after its datapoint, so that reading the same breach again names it the same."""
+
+    values: list[float | None]
+    times: list[str]
+
+
+def read_cloudwatch(client: Any, source: CloudWatchSource, periods: int, now: datetime) -> Window:
     """The newest ``periods`` datapoints, oldest first, ``None`` where CloudWatch has none.
 
     Like an alarm, it evaluates complete periods; but when the current, still-open period
@@ -98,7 +105,13 @@ def read_cloudwatch(
             index = int((stamp.timestamp() - first) // period)
             if 0 <= index <= periods:
                 slots[index] = float(value)
-    return slots[1:] if slots[-1] is not None else slots[:-1]
+    times = [
+        datetime.fromtimestamp(first + i * period, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i in range(periods + 1)
+    ]
+    if slots[-1] is not None:
+        return Window(slots[1:], times[1:])
+    return Window(slots[:-1], times[:-1])
 
 
 def list_new_objects(client: Any, arrival: DataArrival, watermark: str, now: datetime) -> Arrival:

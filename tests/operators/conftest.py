@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-# kopf reads the timer interval at import; a short tick keeps integration tests fast.
+# The poller follows runs and retries every tick; a short one keeps integration tests fast.
 os.environ["FLYWHEEL_TICK_SECONDS"] = "0.3"
 # Test modules import the harness by file name: an installed package named `tests` (shipped by a
 # dependency into site-packages) shadows this repository's `tests` namespace package.

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -34,6 +39,7 @@ class Cluster:
     """The emulated cluster as a user sees it: a Kubernetes API client for RetrainPolicies."""
 
     def __init__(self, url: str) -> None:
+        self.url = url
         config = kubernetes.client.Configuration()
         config.host = url
         self.api = kubernetes.client.CustomObjectsApi(kubernetes.client.ApiClient(config))
@@ -64,6 +70,13 @@ class Cluster:
     def condition(self, name: str, type_: str) -> dict[str, Any]:
         conditions = self.status(name).get("conditions") or []
         return next((c for c in conditions if c["type"] == type_), {})
+
+    def peers(self, peering: str = "flywheel-retraining") -> dict[str, dict[str, Any]]:
+        """The replicas' keep-alives in the peering object, by identity."""
+        obj = self.api.get_namespaced_custom_object(
+            "kopf.dev", "v1", NAMESPACE, "kopfpeerings", peering
+        )
+        return obj.get("status") or {}
 
     def event_reasons(self, name: str) -> list[str]:
         events = self.core.list_namespaced_event(NAMESPACE).items
@@ -104,3 +117,37 @@ class OperatorThread:
         self._thread.join(timeout=30)
         if self._thread.is_alive():
             raise RuntimeError("kopf did not stop in 30 s")
+
+
+class OperatorProcess:
+    """``python -m flywheel.operators`` as a real process: one replica of the deployment.
+
+    Its identity in the peering object is its name (kopf reads ``POD_ID``, as in a pod).
+    """
+
+    def __init__(self, name: str, env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log = log_dir / f"{name}.log"
+        with self.log.open("wb") as out:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "flywheel.operators", "-n", NAMESPACE],
+                env={**os.environ, **env, "POD_ID": name, "PYTHONUNBUFFERED": "1"},
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def kill(self) -> None:
+        """SIGKILL: no goodbye to the peers, no cleanup."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                self.kill()  # kopf may wait up to 5 s for stray tasks; nothing to keep here

@@ -143,6 +143,62 @@ BAD_SPECS = [
         "spec.triggers[1].metric.datapointsToAlarm",
     ),
     (
+        "a CloudWatch period CloudWatch does not store",
+        "spec.triggers.1.metric.cloudWatch.periodSeconds",
+        45,
+        "spec.triggers[1].metric.cloudWatch.periodSeconds",
+        "cel",
+        "spec.triggers[1].metric.cloudWatch.periodSeconds",
+    ),
+    (
+        "clearThreshold on the breaching side",
+        "spec.triggers.1.metric.clearThreshold",
+        0.6,
+        "spec.triggers[1].metric.clearThreshold",
+        "cel",
+        "spec.triggers[1].metric.clearThreshold",
+    ),
+    (
+        "a cooldown that overflows the clock",
+        "spec.cooldown.afterSuccessSeconds",
+        10**12,
+        "spec.cooldown.afterSuccessSeconds",
+        "schema",
+        "spec.cooldown.afterSuccessSeconds",
+    ),
+    (
+        "a backoff that overflows the clock",
+        "spec.backoff.maxSeconds",
+        10**12,
+        "spec.backoff.maxSeconds",
+        "schema",
+        "spec.backoff.maxSeconds",
+    ),
+    (
+        "a bucket name S3 refuses",
+        "spec.triggers.2.dataArrival.bucket",
+        "Feature_Lake",
+        "spec.triggers[2].dataArrival.bucket",
+        "schema",
+        "spec.triggers[2].dataArrival.bucket",
+    ),
+    (
+        "a nonce annotation that is no annotation key",
+        "spec.triggers.3.manual",
+        {"annotation": "run nonce!"},
+        "spec.triggers[3].manual.annotation",
+        "schema",
+        "spec.triggers[3].manual.annotation",
+    ),
+    (
+        "unknown deletion policy",
+        "spec.deletionPolicy",
+        "Delete",
+        "spec.deletionPolicy",
+        "schema",
+        "spec.deletionPolicy",
+    ),
+    (
         "duplicate trigger names",
         "spec.triggers.3.name",
         "nightly",
@@ -191,4 +247,23 @@ def test_a_time_zone_the_schema_allows_but_that_does_not_exist_is_caught_by_the_
     policy["spec"]["triggers"][0]["schedule"]["timeZone"] = "Mars/Olympus_Mons"
     assert schema_errors(policy) == []
     with pytest.raises(InvalidPolicy, match=r"spec.triggers\[0\].schedule.timeZone"):
+        parse_policy(policy["spec"])
+
+
+def test_a_cron_that_never_matches_is_caught_by_the_operator() -> None:
+    policy = sample()
+    policy["spec"]["triggers"][0]["schedule"]["cron"] = "0 0 30 2 *"
+    assert schema_errors(policy) == []
+    with pytest.raises(InvalidPolicy, match=r"spec.triggers\[0\].schedule.cron: .* never matches"):
+        parse_policy(policy["spec"])
+
+
+def test_an_unknown_metric_field_is_refused_by_the_operator() -> None:
+    # The API server prunes (or, with strict field validation, refuses) unknown fields; the
+    # emulator and older clusters keep them, and a misspelt hysteresis must not pass silently.
+    policy = sample()
+    policy["spec"]["triggers"][1]["metric"]["hysteresis"] = {"band": 0.1}
+    with pytest.raises(
+        InvalidPolicy, match=r"spec.triggers\[1\].metric: unknown field.*hysteresis"
+    ):
         parse_policy(policy["spec"])

@@ -7,6 +7,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from flywheel.operators.decision import Decision, decide, invalid, run_key
 from flywheel.operators.policy import FieldError, parse_policy
@@ -104,7 +106,7 @@ def running(decision: Decision) -> dict[str, Any]:
 
 def test_new_nonce_launches_exactly_one_run_with_a_deterministic_key() -> None:
     first = run(make_spec(MANUAL), ready(), nonce="abc")
-    assert [e["runKey"] for e in first.launches] == [run_key(UID, "by-hand", "nonce:abc")]
+    assert [e["runKey"] for e in first.launches] == [run_key(UID, "by-hand", "nonce:1:abc")]
     assert first.launches[0]["runName"] == f"churn-{first.launches[0]['runKey']}"
     assert first.launches[0]["parameters"] == {"why": "manual nonce abc"}
     again = run(make_spec(MANUAL), running(first), nonce="abc")
@@ -180,7 +182,13 @@ def test_schedule_uses_its_time_zone() -> None:
 
 
 def metric_obs(*values: float | None, at: str = "2026-03-02T10:00:00Z") -> dict[str, Any]:
-    return {"triggers": {"drift": {"values": list(values), "evaluatedAt": at}}}
+    """A reading at ``at`` of one-minute datapoints, the newest starting at ``at``."""
+    end = datetime.fromisoformat(at)
+    times = [
+        (end - timedelta(minutes=len(values) - 1 - i)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for i in range(len(values))
+    ]
+    return {"triggers": {"drift": {"values": list(values), "times": times, "evaluatedAt": at}}}
 
 
 def test_metric_fires_on_entering_breach_and_not_again_while_in_breach() -> None:
@@ -202,6 +210,45 @@ def test_metric_rearms_only_after_recovery() -> None:
     again = run(spec, then(recovered, **metric_obs(0.1, 0.8, 0.9, at="2026-03-02T10:03:00Z")))
     assert len(again.launches) == 1
     assert again.launches[0]["runKey"] != breach.launches[0]["runKey"]
+
+
+def test_a_breach_decided_again_from_a_later_reading_gets_the_same_run_key() -> None:
+    # A stale event, or a crash before status was written: the same breach is decided twice,
+    # from readings a period apart. The key comes from the first breaching datapoint.
+    spec = make_spec(METRIC)
+    early = run(spec, ready(**metric_obs(0.1, 0.9, 0.9, at="2026-03-02T10:01:00Z")))
+    late = run(spec, ready(**metric_obs(0.9, 0.9, 0.95, at="2026-03-02T10:02:00Z")))
+    assert [e["fireKey"] for e in early.launches] == ["breach@2026-03-02T10:00:00Z"]
+    assert [e["runKey"] for e in late.launches] == [e["runKey"] for e in early.launches]
+
+
+def hysteresis_spec(clear: float) -> dict[str, Any]:
+    metric = copy.deepcopy(METRIC)
+    metric["metric"].update(evaluationPeriods=1, datapointsToAlarm=1, clearThreshold=clear)
+    return make_spec(metric, concurrencyPolicy="Allow")
+
+
+def test_a_metric_wobbling_around_its_threshold_fires_once_until_it_clears() -> None:
+    spec = hysteresis_spec(clear=0.4)
+    status: dict[str, Any] = ready()
+    launches = 0
+    for minute, value in enumerate([0.51, 0.49, 0.51, 0.49, 0.51, 0.45, 0.52]):
+        at = f"2026-03-02T10:{minute:02d}:00Z"
+        decision = run(spec, then_status(status, metric_obs(value, at=at)))
+        launches += len(decision.launches)
+        status = decision.status
+    assert launches == 1
+    assert trigger_state(decision, "drift")["state"] == "Disarmed"
+    cleared = run(spec, then_status(status, metric_obs(0.39, at="2026-03-02T10:10:00Z")))
+    assert trigger_state(cleared, "drift")["state"] == "Armed"
+    again = run(spec, then_status(cleared.status, metric_obs(0.6, at="2026-03-02T10:11:00Z")))
+    assert len(again.launches) == 1
+
+
+def then_status(status: dict[str, Any], observations: dict[str, Any]) -> dict[str, Any]:
+    new = copy.deepcopy(status)
+    new["observations"] = {"pipeline": {"ok": True}, **observations}
+    return new
 
 
 def test_metric_needs_datapoints_to_alarm_out_of_evaluation_periods() -> None:
@@ -341,12 +388,12 @@ def test_queue_coalesces_to_one_pending_run_and_launches_it_when_the_active_run_
     spec = make_spec(MANUAL, concurrencyPolicy="Queue")
     first = run(spec, ready(), nonce="n1")
     queued = run(spec, running(first), nonce="n2")
-    assert queued.launches == [] and queued.status["queued"]["fireKey"] == "nonce:n2"
+    assert queued.launches == [] and queued.status["queued"]["fireKey"] == "nonce:2:n2"
     coalesced = run(spec, running(queued), nonce="n3")
-    assert coalesced.status["queued"]["fireKey"] == "nonce:n3"
+    assert coalesced.status["queued"]["fireKey"] == "nonce:3:n3"
     assert coalesced.status["queued"]["coalesced"] == 1
     done = run(spec, finished(coalesced, "SUCCEEDED"), nonce="n3")
-    assert [e["fireKey"] for e in done.launches] == ["nonce:n3"]
+    assert [e["fireKey"] for e in done.launches] == ["nonce:3:n3"]
     assert done.status["queued"] is None
 
 
@@ -449,3 +496,199 @@ def test_an_invalid_spec_is_reported_once_not_on_every_reconcile() -> None:
         condition(again, "Ready")["message"] == "spec.triggers[0].schedule.cron: "
         "not a cron expression"
     )
+
+
+# -- what runs, and what does not ---------------------------------------------------------------
+
+
+def test_running_tells_the_launch_error_instead_of_a_run_that_does_not_exist() -> None:
+    first = run(make_spec(MANUAL), ready(), nonce="n1")
+    status = then(first)
+    status["active"][0]["launchError"] = {
+        "reason": "KfpUnreachable",
+        "message": "ReadTimeoutError: timed out",
+        "time": "2026-03-02T10:00:30Z",
+    }
+    failing = run(make_spec(MANUAL), status, nonce="n1")
+    running_condition = condition(failing, "Running")
+    assert (running_condition["status"], running_condition["reason"]) == ("False", "KfpUnreachable")
+    assert condition(first, "Running")["reason"] == "Launching"
+    assert (
+        condition(run(make_spec(MANUAL), running(first), nonce="n1"), "Running")["status"] == "True"
+    )
+
+
+def test_an_unreachable_kfp_makes_the_policy_not_ready() -> None:
+    status = ready()
+    status["observations"]["kfp"] = {"ok": False, "reason": "KfpUnreachable", "message": "refused"}
+    decision = run(make_spec(MANUAL), status, nonce="n1")
+    assert decision.launches == []
+    assert condition(decision, "Ready")["reason"] == "KfpUnreachable"
+
+
+def test_replace_collapses_firings_that_arrive_together_into_one_run() -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Replace")
+    decision = run(spec, ready(**data_obs("", 2, "in/b")), nonce="n1")
+    assert len(decision.launches) == 1 and len(decision.status["active"]) == 1
+    assert decision.status["counters"]["collapsed"] == 1
+
+
+def test_replace_also_replaces_a_run_still_being_created() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Replace")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, then(first), nonce="n2")  # the first run has no id yet
+    replaced, new = second.status["active"]
+    assert replaced["runKey"] == first.launches[0]["runKey"] and replaced["replaced"] is True
+    assert second.launches == [new] and second.terminate == []
+    assert condition(second, "Running")["message"] == new["runName"]
+
+
+def test_a_queued_schedule_slot_past_its_starting_deadline_is_dropped() -> None:
+    spec = make_spec(schedule(startingDeadlineSeconds=300), MANUAL, concurrencyPolicy="Queue")
+    start = run(spec, ready(), nonce="n1")
+    slot_time = NOW.replace(hour=11, minute=0, second=10)
+    queued = run(spec, running(start), now=slot_time, nonce="n1")
+    assert queued.status["queued"]["fireKey"] == "2026-03-02T11:00:00Z"
+    late = run(spec, finished(queued, "SUCCEEDED"), now=slot_time.replace(minute=6), nonce="n1")
+    assert late.launches == [] and late.status["queued"] is None
+    assert "MissedSchedule" in [e.reason for e in late.events]
+
+
+def test_a_queued_firing_vanishes_with_its_trigger() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Queue")
+    first = run(spec, ready(), nonce="n1")
+    queued = run(spec, running(first), nonce="n2")
+    other = {"name": "other", "manual": {"annotation": "flywheel.dev/other"}}
+    gone = run(make_spec(other, concurrencyPolicy="Queue"), finished(queued, "SUCCEEDED"))
+    assert gone.launches == [] and gone.status["queued"] is None
+
+
+def test_readings_taken_before_a_resume_are_ignored() -> None:
+    spec = make_spec(METRIC)
+    suspended = run(make_spec(METRIC, suspend=True), ready(**metric_obs(0.1, 0.1, 0.1)))
+    old_breach = metric_obs(0.9, 0.9, 0.9, at="2026-02-27T10:00:00Z")
+    resumed = run(spec, then(suspended, **old_breach), now=NOW + timedelta(days=3))
+    assert resumed.launches == [] and resumed.status["resumedTime"] == "2026-03-05T10:00:30Z"
+    fresh = metric_obs(0.9, 0.9, 0.9, at="2026-03-05T10:01:00Z")
+    assert len(run(spec, then(resumed, **fresh), now=NOW + timedelta(days=3, minutes=1)).launches)
+
+
+def test_an_old_nonce_value_put_back_fires_nothing() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    first = run(spec, ready(), nonce="n1")
+    second = run(spec, running(first), nonce="n2")
+    back = run(spec, running(second), nonce="n1")
+    assert back.launches == []
+
+
+def test_a_nonce_reused_after_it_was_forgotten_gets_its_own_run() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    status: dict[str, Any] = ready()
+    keys = []
+    for i in range(22):  # "n0" falls out of the remembered values
+        decision = run(spec, status, nonce="n0" if i in (0, 21) else f"n{i}")
+        keys += [e["runKey"] for e in decision.launches]
+        status = finished(decision, "SUCCEEDED")
+    assert len(keys) == 22 and len(set(keys)) == 22
+
+
+def test_forbid_keeps_the_watermark_so_skipped_objects_fire_after_the_run() -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Forbid")
+    first = run(spec, ready(), nonce="n1")
+    busy = running(first)
+    busy["observations"].update(data_obs("", 2, "in/b"))
+    skipped = run(spec, busy, nonce="n1")
+    assert skipped.launches == [] and trigger_state(skipped, "new-data")["watermark"] == ""
+    again = running(skipped)
+    again["observations"].update(data_obs("", 2, "in/b"))
+    assert run(spec, again, nonce="n1").events == []  # said once
+    done = finished(skipped, "SUCCEEDED")
+    done["observations"].update(data_obs("", 2, "in/b"))
+    after = run(spec, done, nonce="n1")
+    assert [e["trigger"] for e in after.launches] == ["new-data"]
+
+
+# -- properties over random worlds ------------------------------------------------------------
+
+THRESHOLD, CLEAR = 0.5, 0.4
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.floats(min_value=0.0, max_value=1.0, allow_nan=False), max_size=30))
+def test_with_a_clear_threshold_a_metric_fires_once_per_excursion(values: list[float]) -> None:
+    """Launches equal the excursions: above the threshold after being armed, armed again only
+    below the clear level; wobbling between the two never fires twice."""
+    spec = hysteresis_spec(clear=CLEAR)
+    status: dict[str, Any] = ready()
+    armed, expected, launched = True, 0, 0
+    for minute, value in enumerate(values):
+        at = (NOW + timedelta(minutes=minute)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        decision = run(spec, then_status(status, metric_obs(value, at=at)))
+        launched += len(decision.launches)
+        status = decision.status
+        if armed and value > THRESHOLD:
+            armed, expected = False, expected + 1
+        elif not armed and value < CLEAR:
+            armed = True
+    assert launched == expected
+
+
+# One step of the world around a Replace policy: a new nonce, the shell doing its work (create
+# the decided runs, drop never-created replaced ones), or KFP ending a run.
+STEPS = st.lists(
+    st.one_of(
+        st.just(("nonce", 0)),
+        st.just(("settle", 0)),
+        st.tuples(st.just("end"), st.integers(min_value=0, max_value=5)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(STEPS)
+def test_replace_keeps_at_most_one_live_run_and_terminates_every_run_it_replaces(
+    steps: list[tuple[str, int]],
+) -> None:
+    spec = make_spec(MANUAL, DATA, concurrencyPolicy="Replace")
+    status: dict[str, Any] = ready()
+    runs: dict[str, str] = {}  # run id -> KFP state
+    terminated: set[str] = set()
+    keys: list[str] = []
+    nonces = 0
+    for step, index in steps:
+        if step == "nonce":
+            nonces += 1
+        elif step == "settle":
+            for entry in list(status.get("active", [])):
+                if entry.get("runId"):
+                    continue
+                if entry.get("replaced"):
+                    status["active"].remove(entry)  # never created, and never will be
+                else:
+                    entry["runId"] = f"id-{entry['runKey']}"
+                    runs[entry["runId"]] = "RUNNING"
+        elif step == "end" and runs:
+            run_id = sorted(runs)[index % len(runs)]
+            runs[run_id] = runs[run_id] if runs[run_id] != "RUNNING" else "SUCCEEDED"
+        status["observations"] = {
+            "pipeline": {"ok": True},
+            "runs": {
+                e["runKey"]: {"state": runs[e["runId"]]}
+                for e in status.get("active", [])
+                if e.get("runId")
+            },
+        }
+        decision = run(spec, status, nonce=f"n{nonces}" if nonces else None)
+        live = [e for e in decision.status["active"] if not e.get("replaced")]
+        assert len(live) <= 1 and len(decision.launches) <= 1
+        keys += [e["runKey"] for e in decision.launches]
+        for run_id in decision.terminate:
+            terminated.add(run_id)
+            runs[run_id] = "CANCELED"
+        for entry in decision.status["active"]:
+            if entry.get("replaced") and entry.get("runId"):
+                assert entry["runId"] in terminated
+        status = copy.deepcopy(decision.status)
+    assert len(keys) == len(set(keys))
+    assert len(keys) == nonces

@@ -6,9 +6,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from operator_harness import Cluster, OperatorThread, aws_client, wait_for
+import pytest
+from operator_harness import NAMESPACE, Cluster, OperatorThread, aws_client, wait_for
 
 from flywheel.operators.kfp_standin import KfpStandIn
+from flywheel.operators.policy import GROUP, PLURAL, VERSION
 
 NONCE = "flywheel.dev/run-nonce"
 MANUAL = {"name": "by-hand", "manual": {}}
@@ -78,7 +80,7 @@ def test_a_metric_crossing_its_threshold_launches_exactly_one_run(
                 "metricName": "RMSE",
                 "statistic": "Maximum",
                 "dimensions": {"Model": "churn"},
-                "periodSeconds": 2,
+                "periodSeconds": 1,
             },
             "comparator": "GreaterThanThreshold",
             "threshold": 0.5,
@@ -153,7 +155,7 @@ def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_dupli
 ) -> None:
     # KFP stores the run but the answer never arrives, as if the operator died right after
     # sending it: status holds the run key, not the run id.
-    kfp_api.crash_after_next_create = True
+    kfp_api.crash_after_next_create = kfp_api.down_after_crash = True
     first = start_operator()
     cluster.apply("churn", spec(MANUAL))
     wait_for_ready(cluster, "churn")
@@ -163,6 +165,7 @@ def test_a_restart_after_a_crash_between_deciding_and_recording_creates_no_dupli
     (pending,) = cluster.status("churn")["active"]
     assert "runId" not in pending
 
+    kfp_api.down = False
     start_operator()
     (entry,) = wait_for(lambda: launched(cluster, "churn"), what="the run to be adopted")
     (run,) = kfp_api.runs.values()
@@ -207,3 +210,55 @@ def test_a_spec_the_schema_cannot_judge_is_not_ready_naming_the_field(
     assert ready["status"] == "False"
     assert "spec.triggers[0].schedule.timeZone" in ready["message"]
     assert kfp_api.create_calls == 0
+
+
+@pytest.mark.parametrize(("policy", "left"), [("Terminate", "CANCELED"), ("Orphan", "RUNNING")])
+def test_deleting_a_policy_applies_its_deletion_policy_to_the_active_run(
+    cluster: Cluster,
+    kfp_api: KfpStandIn,
+    start_operator: Callable[[], OperatorThread],
+    policy: str,
+    left: str,
+) -> None:
+    start_operator()
+    cluster.apply("churn", spec(MANUAL, deletionPolicy=policy))
+    wait_for_ready(cluster, "churn")
+    cluster.annotate("churn", NONCE, "first")
+    (entry,) = wait_for(lambda: launched(cluster, "churn"), what="a launched run")
+    cluster.api.delete_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, "churn")
+    wait_for(lambda: "churn" not in names(cluster), what="the policy to be gone")
+    assert kfp_api.runs[entry["runId"]]["state"] == left
+    assert len(kfp_api.runs) == 1
+
+
+def names(cluster: Cluster) -> set[str]:
+    listed = cluster.api.list_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL)
+    return {item["metadata"]["name"] for item in listed["items"]}
+
+
+def test_replace_terminates_the_replaced_run_even_when_terminate_fails_at_first(
+    cluster: Cluster, kfp_api: KfpStandIn, start_operator: Callable[[], OperatorThread]
+) -> None:
+    start_operator()
+    cluster.apply("churn", spec(MANUAL, concurrencyPolicy="Replace"))
+    wait_for_ready(cluster, "churn")
+    cluster.annotate("churn", NONCE, "first")
+    (first,) = wait_for(lambda: launched(cluster, "churn"), what="the first run")
+    kfp_api.refuse_terminates = 2
+    cluster.annotate("churn", NONCE, "second")
+    wait_for(
+        lambda: kfp_api.runs[first["runId"]]["state"] == "CANCELED",
+        what="the replaced run to be terminated",
+    )
+    assert kfp_api.refuse_terminates == 0
+    wait_for(
+        lambda: (
+            [e["runId"] for e in cluster.status("churn")["active"]] != [first["runId"]]
+            and len(cluster.status("churn")["active"]) == 1
+        ),
+        what="the replacing run, alone in status",
+    )
+    (entry,) = cluster.status("churn")["active"]
+    assert entry["runId"] != first["runId"] and kfp_api.runs[entry["runId"]]["state"] == "RUNNING"
+    assert len(kfp_api.runs) == 2
+    assert "TerminateFailed" in cluster.event_reasons("churn")

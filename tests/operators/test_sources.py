@@ -58,7 +58,12 @@ def test_cloudwatch_datapoints_land_in_their_periods_oldest_first(aws: str) -> N
                 }
             ],
         )
-    assert read_cloudwatch(cloudwatch, RMSE, 3, now) == [0.2, None, 0.9]
+    window = read_cloudwatch(cloudwatch, RMSE, 3, now)
+    assert window.values == [0.2, None, 0.9]
+    minute = now.replace(second=0)
+    assert window.times == [
+        (minute - timedelta(minutes=m)).strftime("%Y-%m-%dT%H:%M:%SZ") for m in (2, 1, 0)
+    ]
 
 
 def test_cloudwatch_without_a_current_datapoint_evaluates_complete_periods(aws: str) -> None:
@@ -75,7 +80,7 @@ def test_cloudwatch_without_a_current_datapoint_evaluates_complete_periods(aws: 
             }
         ],
     )
-    assert read_cloudwatch(cloudwatch, RMSE, 2, now) == [None, 0.7]
+    assert read_cloudwatch(cloudwatch, RMSE, 2, now).values == [None, 0.7]
 
 
 def test_s3_counts_objects_after_the_watermark_once(aws: str) -> None:

@@ -1,0 +1,114 @@
+"""Reads and conditional status writes of RetrainPolicies, through the Kubernetes API.
+
+A decision is made from one version of the object, so it may land only on that version. The
+status patch carries ``metadata.resourceVersion``, which the API server treats as a
+precondition: a decision made from a stale watch event, or racing another replica, is answered
+409 Conflict instead of overwriting newer state, and the caller reads again and decides again.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+from flywheel.operators.policy import GROUP, PLURAL, VERSION
+
+# (connect, read) seconds: a hung API server must not hold a policy's handler for good.
+KUBE_TIMEOUT = (5.0, 30.0)
+
+
+class Conflict(Exception):
+    """The object changed since it was read: read it again and decide again."""
+
+
+class Unavailable(Exception):
+    """The API server did not answer, or answered 429 or 5xx: try again shortly."""
+
+
+def _transient(exc: Exception) -> bool:
+    if isinstance(exc, ApiException):
+        return exc.status == 429 or exc.status >= 500
+    return isinstance(exc, OSError | urllib3.exceptions.HTTPError)
+
+
+def api_from_environment() -> kubernetes.client.CustomObjectsApi:
+    """The service account in a cluster, else the kubeconfig named by ``KUBECONFIG``."""
+    config = kubernetes.client.Configuration()
+    try:
+        kubernetes.config.load_incluster_config(client_configuration=config)
+        client = kubernetes.client.ApiClient(config)
+    except kubernetes.config.ConfigException:
+        client = kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+    return kubernetes.client.CustomObjectsApi(client)
+
+
+@dataclass
+class PolicyStore:
+    """RetrainPolicy reads and conditional status writes; blocking, call from a worker thread."""
+
+    api: kubernetes.client.CustomObjectsApi
+    timeout: tuple[float, float] = KUBE_TIMEOUT
+
+    def read(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object as stored now; ``None`` once it is gone."""
+        try:
+            return self.api.get_namespaced_custom_object(
+                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if _transient(exc):
+                raise Unavailable(f"reading {namespace}/{name}: {exc.status} {exc.reason}") from exc
+            raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"reading {namespace}/{name}: {exc}") from exc
+
+    def patch_observations(
+        self, namespace: str, name: str, observations: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge into ``status.observations``, whatever the resourceVersion: the poller is its
+        only writer. Returns the object as stored, ``None`` when it is gone."""
+        body = {"status": {"observations": observations}}
+        try:
+            return self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            if _transient(exc):
+                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
+            raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
+
+    def patch_status(
+        self, namespace: str, name: str, resource_version: str, changes: dict[str, Any]
+    ) -> dict[str, Any] | None:
+        """Merge ``changes`` into status if the object is still at ``resource_version``.
+
+        Raises :class:`Conflict` when it is not, :class:`Unavailable` when the API server
+        failed to answer; returns ``None`` when the object is gone.
+        """
+        body = {"metadata": {"resourceVersion": resource_version}, "status": changes}
+        try:
+            return self.api.patch_namespaced_custom_object_status(
+                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
+            )
+        except ApiException as exc:
+            if exc.status == 409:
+                message = f"{namespace}/{name} changed since resourceVersion {resource_version}"
+                raise Conflict(message) from exc
+            if exc.status == 404:
+                return None
+            if _transient(exc):
+                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
+            raise
+        except (OSError, urllib3.exceptions.HTTPError) as exc:
+            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
