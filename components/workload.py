@@ -160,12 +160,9 @@ class Workload:
 
     def resolve_hyperparameters(self, overrides: Mapping[str, object]) -> dict[str, Any]:
         """Defaults overlaid with ``overrides``; unknown names and bad values are refused."""
-        unknown = sorted(set(overrides) - set(self.hyperparameters))
-        if unknown:
-            raise InvalidSpecError(
-                f"hyperparameters.{unknown[0]}",
-                f"unknown hyperparameter; allowed: {', '.join(sorted(self.hyperparameters))}",
-            )
+        check_keys(
+            overrides, tuple(sorted(self.hyperparameters)), "hyperparameters.", "hyperparameter"
+        )
         resolved = {name: spec.default for name, spec in self.hyperparameters.items()}
         for name, value in overrides.items():
             resolved[name] = self.hyperparameters[name].coerce(value)
@@ -179,14 +176,16 @@ def _require(raw: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     return value
 
 
-def check_keys(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+def check_keys(
+    raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "", what: str = "key"
+) -> None:
     """Refuse a key that is not ``allowed``, naming the nearest one that is (a likely typo)."""
     for key in raw:
         if key in allowed:
             continue
         nearest = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
         hint = f"did you mean {nearest[0]}?" if nearest else f"allowed: {', '.join(allowed)}"
-        raise InvalidSpecError(f"{where}{key}", f"unknown key; {hint}")
+        raise InvalidSpecError(f"{where}{key}", f"unknown {what}; {hint}")
 
 
 def _mapping(raw: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:

@@ -17,7 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
     ("arguments", "message"),
     [
         (["--hp", "n_estimators=many"], "hyperparameters.n_estimators: expected int, got 'many'"),
-        (["--hp", "depth=3"], "hyperparameters.depth: unknown hyperparameter; allowed: max_depth"),
+        (
+            ["--hp", "depth=3"],
+            "hyperparameters.depth: unknown hyperparameter; did you mean max_depth?",
+        ),
         (["--hp", "depth"], "argument --hp: expected NAME=VALUE, got 'depth'"),
         (["--source", "missing.csv"], "source: missing.csv does not exist"),
         (

@@ -30,7 +30,7 @@ def test_hyperparameters_are_coerced_from_command_line_strings(make_workload) ->
     [
         (
             {"epoch": "5"},
-            r"hyperparameters.epoch: unknown hyperparameter; allowed: epochs, rate, verbose",
+            r"hyperparameters.epoch: unknown hyperparameter; did you mean epochs\?",
         ),
         ({"epochs": "five"}, r"hyperparameters.epochs: expected int, got 'five'"),
         ({"epochs": "0"}, r"hyperparameters.epochs: 0 is below the minimum 1"),
