@@ -6,6 +6,7 @@ Calls are counted on botocore's event system, so what is counted is what went ou
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -110,6 +111,8 @@ def test_policies_due_together_make_one_get_metric_data_call_per_500_queries(aws
     finally:
         services.close()
     assert sorted(len(call["MetricDataQueries"]) for call in calls) == [1, 500]
+    ids = [q["Id"] for call in calls for q in call["MetricDataQueries"]]
+    assert len(set(ids)) == 501 and all(re.fullmatch("[a-z][a-zA-Z0-9_]*", i) for i in ids)
     values = {m: patches[m]["triggers"]["drift"]["values"] for m in models}
     assert (values["m0"], values["m1"], values["m500"], values["m7"]) == (
         [None, 0.1],
