@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flywheel.operators import metrics
+from flywheel.operators.batching import Coalescer
 from flywheel.operators.decision import parse_ts, ts
 from flywheel.operators.kfp_runs import PipelineNotFound, RunLauncher
 from flywheel.operators.kube import PolicyStore
@@ -31,8 +32,8 @@ from flywheel.operators.policy import (
 )
 from flywheel.operators.sources import (
     SourceUnreadable,
-    list_new_objects,
-    read_cloudwatch,
+    list_new_objects_many,
+    read_cloudwatch_many,
     read_prometheus,
 )
 
@@ -44,6 +45,10 @@ MAX_SOURCE_BACKOFF_SECONDS = 3600
 POOL_SIZES = {"kfp": 8, "aws": 8, "prometheus": 4, "kube": 4}
 # Calls one policy may have in flight at once: one hung policy never holds a whole pool.
 CALLS_PER_POLICY = 2
+# How long a source read waits for others of the same source to share its call. Daemons of
+# policies due at the same time wake within milliseconds; the pipeline check before the read
+# can take longer.
+BATCH_WINDOW_SECONDS = 0.2
 
 
 @dataclass
@@ -57,6 +62,7 @@ class Services:
     # When each policy's pipeline was last looked up, by uid. In memory, not in status: an
     # unchanged answer then costs no write, and a restart simply looks everything up once.
     pipeline_checks: dict[str, datetime] = field(default_factory=dict)
+    batches: Coalescer = field(default_factory=lambda: Coalescer(BATCH_WINDOW_SECONDS))
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
     _policy_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
 
@@ -65,12 +71,30 @@ class Services:
 
         Every client call has its own connect and read timeouts, so a slot is always given back.
         """
-        if kind not in self._pools:
-            self._pools[kind] = ThreadPoolExecutor(POOL_SIZES[kind], thread_name_prefix=kind)
         slots = self._policy_slots.setdefault(policy_uid, asyncio.Semaphore(CALLS_PER_POLICY))
         async with slots:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(self._pools[kind], functools.partial(fn, *args))
+            return await self._run(kind, fn, *args)
+
+    async def read_shared(
+        self,
+        key: tuple[str, ...],
+        read: tuple[Any, ...],
+        many: Callable[..., list[Any]],
+        client: Any,
+    ) -> Any:
+        """One policy's ``read`` of the AWS source ``key``, made with the reads of the other
+        policies due now in one call: ``many(client, reads)``. It holds no policy's slot."""
+
+        async def reader(reads: list[Any]) -> list[Any]:
+            return await self._run("aws", many, client, reads)
+
+        return await self.batches.read(key, read, reader)
+
+    async def _run(self, kind: str, fn: Callable[..., Any], *args: Any) -> Any:
+        if kind not in self._pools:
+            self._pools[kind] = ThreadPoolExecutor(POOL_SIZES[kind], thread_name_prefix=kind)
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._pools[kind], functools.partial(fn, *args))
 
     def close(self) -> None:
         """Stop the worker pools and close the Kubernetes connections."""
@@ -242,7 +266,10 @@ async def _read_trigger(
 
         async def read() -> dict[str, Any]:
             s3 = services.aws_client("s3", arrival.region)
-            found = await services.call("aws", uid, list_new_objects, s3, arrival, watermark, now)
+            key = ("s3", str(arrival.region), arrival.bucket, arrival.prefix)
+            found = await services.read_shared(
+                key, (arrival, watermark, now), list_new_objects_many, s3
+            )
             return {
                 "since": found.since,
                 "newObjects": found.new_objects,
@@ -287,8 +314,11 @@ def _metric_reader(
             }
         assert isinstance(source, CloudWatchSource)
         client = services.aws_client("cloudwatch", source.region)
-        window = await services.call(
-            "aws", uid, read_cloudwatch, client, source, metric.evaluation_periods, now
+        window = await services.read_shared(
+            ("cloudwatch", str(source.region)),
+            (source, metric.evaluation_periods, now),
+            read_cloudwatch_many,
+            client,
         )
         return {"values": window.values, "times": window.times}
 
