@@ -25,6 +25,9 @@ OBJECTIVES: dict[str, dict[str, str]] = {
         "log_loss": "minimize",
     },
 }
+# Computed only when every prediction line carries the positive label's probability and the rows
+# hold two classes: a champion whose predictions lack them cannot be monitored on these.
+PROBABILITY_METRICS = ("roc_auc", "log_loss")
 # Probabilities are clipped before the logarithm, as scikit-learn's log_loss does.
 _EPSILON = 1e-15
 # Metadata a step writes on a Metrics artifact beside the logged metrics; never compared.

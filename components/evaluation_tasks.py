@@ -77,6 +77,7 @@ def prepare_batch(
             order_by=order_by,
             threshold=threshold,
             champion_columns=features,
+            champion_metrics=list(champion.metadata.get("metrics", {})),
             batch_path=Path(labelled_batch.path),
         )
     labelled_batch.metadata.update(

@@ -67,13 +67,15 @@ def evaluation_arguments(request: EvaluationRequest) -> dict[str, Any]:
     CloudWatchTarget.from_config(request.cloudwatch)
     NotifyTarget.from_config(request.notify)
     model_name = request.training.model_name or workload.name
-    if open_registry(training["registry"]).champion(model_name) is None:
+    champion = open_registry(training["registry"]).champion(model_name)
+    if champion is None:
         # Nothing to score with is a mistake in what was asked, not a failed run.
         raise InvalidSpecError(
             "--registry",
             f"model {model_name} has no champion in {training['registry']}: "
             "run `flywheel run training` first",
         )
+    parse_threshold(request.threshold, workload.task, champion.metrics)
     accepted = evaluation_pipeline.component_spec.inputs or {}
     return {
         **{name: value for name, value in training.items() if name in accepted},

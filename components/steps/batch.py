@@ -1,13 +1,14 @@
 """Prepare one batch of new labelled data for scoring, refusing what cannot be scored.
 
-Every check here runs before any scoring: a threshold on a metric the task does not produce, a
-batch whose columns do not match the champion's input, an empty batch, missing labels. The source
+Every check here runs before any scoring: a threshold on a metric the task does not produce or
+the champion's predictions cannot give (``roc_auc`` without probabilities, or on a batch of one
+class), a batch whose columns do not match the champion's input, an empty batch, missing labels. The source
 streams (local or S3, CSV or Parquet) and only the chosen batch is kept in memory.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import pyarrow as pa
 
 from flywheel.components import data, tables
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.evaluation import PROBABILITY_METRICS
 from flywheel.components.monitoring import parse_threshold
 from flywheel.components.packaging import sha256_of_file
 from flywheel.components.workload import load_workload
@@ -36,11 +38,16 @@ def prepare_batch(
     order_by: str,
     threshold: str,
     champion_columns: Sequence[str],
+    champion_metrics: Collection[str],
     batch_path: Path,
 ) -> PreparedBatch:
-    """Write batch ``batch`` of ``source`` (cut as the training pipeline cuts it) to ``batch_path``."""
+    """Write batch ``batch`` of ``source`` (cut as the training pipeline cuts it) to ``batch_path``.
+
+    ``champion_metrics`` are the metrics the champion's held-out evaluation logged: what its
+    predictions can give.
+    """
     workload = load_workload(workload_path)
-    parse_threshold(threshold, workload.task)
+    rule = parse_threshold(threshold, workload.task, champion_metrics)
     if not 0 <= batch < batch_count:
         raise InvalidSpecError(
             "batch",
@@ -76,6 +83,13 @@ def prepare_batch(
             "batch",
             f"{len(unlabelled)} row(s) have no {label} label, e.g. id {unlabelled[0].as_py()}",
         )
+    if rule.metric in PROBABILITY_METRICS:
+        classes = sorted(str(value) for value in selected.column(label).unique().to_pylist())
+        if len(classes) != 2:
+            raise InvalidSpecError(
+                "threshold",
+                f"{rule.metric} needs two classes in the batch; batch {batch} has {', '.join(classes)}",
+            )
     data.check_rows(
         f"batch {batch} of {source}",
         selected,

@@ -27,7 +27,7 @@ def decide_retraining(
     metrics: Mapping[str, float],
     run_id: str,
 ) -> RetrainDecision:
-    rule = parse_threshold(threshold, task)
+    rule = parse_threshold(threshold, task, metrics)
     observed = f"{rule.metric}={metrics[rule.metric]:.4f}"
     if not rule.breached_by(metrics):
         decision = RetrainDecision(False, f"{observed} holds (retrain when {rule})")
