@@ -3,7 +3,9 @@
 Batch transform sends an input file's bytes as the request body with the job's ``ContentType``
 and writes the response to ``<file>.out``. So the rows to score are written as SageMaker's
 default decoders expect them (``text/csv`` without a header, a JSON list of rows, a ``.npy``
-matrix: the feature columns only), and each response is read back to one prediction per row.
+matrix: the feature columns only), or as JSON Lines (``application/jsonlines``: one JSON array of
+feature values per line, so ``SplitType: Line`` cuts it into records), and each response is read
+back to one prediction per row.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ REQUEST_FILES = {
     "text/csv": "rows.csv",
     "application/json": "rows.json",
     "application/x-npy": "rows.npy",
+    "application/jsonlines": "rows.jsonl",
 }
 
 
@@ -35,9 +38,11 @@ def write_request(
             csv.writer(handle).writerows([row[name] for name in columns] for row in rows)
         return path
     values = typed_columns(columns, rows)
+    matrix = [[values[name][index] for name in columns] for index in range(len(rows))]
     if content_type == "application/json":
-        matrix = [[values[name][index] for name in columns] for index in range(len(rows))]
         path.write_text(json.dumps(matrix))
+    elif content_type == "application/jsonlines":
+        path.write_text("".join(json.dumps(row) + "\n" for row in matrix))
     else:
         write_npy(path, columns, values, "serving.content_type")
     return path
@@ -49,6 +54,8 @@ def read_response(path: Path, accept: str) -> list[str]:
         return [line for line in path.read_text().splitlines() if line.strip()]
     if accept == "application/json":
         predictions = json.loads(path.read_text())
+    elif accept == "application/jsonlines":
+        predictions = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     else:
         import numpy as np
 

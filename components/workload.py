@@ -52,7 +52,12 @@ METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
 OBJECTIVE_KEYS = ("metric", "goal")
 SERVING_KEYS = ("content_type", "accept")
 # What batch scoring may send and ask for: the content types of SageMaker's default handlers.
-SERVING_CONTENT_TYPES = ("text/csv", "application/json", "application/x-npy")
+SERVING_CONTENT_TYPES = (
+    "text/csv",
+    "application/json",
+    "application/x-npy",
+    "application/jsonlines",
+)
 
 
 @dataclass(frozen=True)

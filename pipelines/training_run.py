@@ -61,6 +61,11 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         from flywheel.components.sagemaker.clients import check_credentials
 
         check_credentials()
+    if request.compute == "sagemaker":
+        from flywheel.components.sagemaker import SageMakerConfig
+        from flywheel.components.sagemaker.permissions import check_caller_permissions
+
+        check_caller_permissions(SageMakerConfig.from_mapping(compute_config))
     if not 1 <= request.training_batches <= request.batch_count:
         raise InvalidSpecError(
             "--training-batches", f"must be between 1 and --batch-count ({request.batch_count})"

@@ -4,8 +4,9 @@ The training script doubles as the inference script: it defines ``model_fn(model
 override ``input_fn(body, content_type)``, ``predict_fn(data, model)`` and
 ``output_fn(prediction, accept)``. What it does not override is the inference toolkit's default
 (``sagemaker-inference``): the body is decoded to a NumPy array (``text/csv``, ``application/json``,
-``application/x-npy``), ``model.predict`` is called and the prediction encoded for ``accept``. As
-in the serving container, a UTF-8 body (CSV, JSON) reaches ``input_fn`` as text and any other as
+``application/x-npy``), ``model.predict`` is called and the prediction encoded for ``accept``. The
+toolkit has no JSON Lines codec, so ``application/jsonlines`` (batch transform's name for it) is
+decoded and encoded here, one JSON value per line. As in the serving container, a UTF-8 body (CSV, JSON) reaches ``input_fn`` as text and any other as
 bytes. Batch transform calls the handlers once per input file. Run as
 ``python -m components.local.serving`` so that a model is loaded in a process of its own.
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -21,8 +23,26 @@ from typing import Any
 
 from sagemaker_inference import content_types, decoder, encoder
 
+JSONLINES = "application/jsonlines"
+
+
+def decode_jsonlines(body: str | bytes) -> Any:
+    """One JSON value per line (an array of feature values) as a 2-D array, one row per line."""
+    import numpy as np
+
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    return np.array([json.loads(line) for line in text.splitlines() if line.strip()])
+
+
+def encode_jsonlines(prediction: Any) -> str:
+    """One JSON value per line: each row of the prediction (a value, or a list for a 2-D one)."""
+    rows = prediction.tolist() if hasattr(prediction, "tolist") else list(prediction)
+    return "".join(json.dumps(row) + "\n" for row in rows)
+
 
 def default_input_fn(body: str | bytes, content_type: str) -> Any:
+    if content_type == JSONLINES:
+        return decode_jsonlines(body)
     return decoder.decode(body, content_type)
 
 
@@ -31,6 +51,8 @@ def default_predict_fn(data: Any, model: Any) -> Any:
 
 
 def default_output_fn(prediction: Any, accept: str) -> str | bytes:
+    if accept == JSONLINES:
+        return encode_jsonlines(prediction)
     return encoder.encode(prediction, accept)
 
 

@@ -40,9 +40,10 @@ from flywheel.components.sagemaker.serving import (
     with_serving_code,
 )
 from flywheel.components.sagemaker.sharding import (
+    LINE_RECORD_TYPES,
     ShardedInput,
     join_predictions,
-    shard_csv_files,
+    shard_record_files,
 )
 from flywheel.components.sagemaker.specs import SageMakerConfig
 from flywheel.components.sagemaker.training import final_metrics, training_request
@@ -142,12 +143,12 @@ class SageMakerBackend:
         return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
 
     def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
-        """Local CSV inputs cut to fit ``max_payload_mb`` and spread over the instances."""
-        if is_s3(spec.input_location) or spec.content_type != "text/csv":
+        """Local line-record inputs cut to fit ``max_payload_mb`` and spread over the instances."""
+        if is_s3(spec.input_location) or spec.content_type not in LINE_RECORD_TYPES:
             return None
         if not Path(spec.input_location).exists():
             raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")
-        return shard_csv_files(
+        return shard_record_files(
             Path(spec.input_location),
             scratch / "shards",
             max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,

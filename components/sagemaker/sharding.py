@@ -1,10 +1,11 @@
-"""Cut local CSV inputs of a batch transform into parts, and join the predictions back in order.
+"""Cut local line-record inputs of a batch transform into parts, and join the predictions back in order.
 
 With ``SplitType: None`` SageMaker sends each input object as one request, which must fit in
 ``MaxPayloadInMB``, and it hands whole objects to instances, so one big file is both refused and
 scored by a single instance. Cutting every file into parts that fit spreads the parts over the
 instances and lets predictions be joined back per original file: SageMaker writes
-``<part>.out`` per part. Scoring files hold records only (``text/csv`` without a header, as
+``<part>.out`` per part. Scoring files in ``LINE_RECORD_TYPES`` hold one record per line and
+nothing else (``text/csv`` without a header, JSON Lines with one array per line, as
 ``components/payloads.py`` writes them), so a part is a run of whole records, and the same parts
 serve ``SplitType: Line`` and ``None``.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 PART_SUFFIX = ".part-{index:05d}"
+LINE_RECORD_TYPES = ("text/csv", "application/jsonlines")
 
 
 @dataclass(frozen=True)
@@ -31,8 +33,10 @@ def _part_count(size: int, rows: int, max_bytes: int, instances: int) -> int:
     return max(1, min(rows, max(by_payload, instances)))
 
 
-def shard_csv_files(source: Path, target: Path, *, max_bytes: int, instances: int) -> ShardedInput:
-    """Each CSV file of ``source`` as parts in ``target`` of at most ``max_bytes`` where possible.
+def shard_record_files(
+    source: Path, target: Path, *, max_bytes: int, instances: int
+) -> ShardedInput:
+    """Each line-record file of ``source`` as parts in ``target`` of at most ``max_bytes`` where possible.
 
     Rows are dealt out in order, the same number to each part; ``max_bytes`` 0 means no limit. A
     single row larger than the limit stays in a part of its own, and SageMaker will refuse it.

@@ -145,6 +145,8 @@ def test_the_id_column_goes_in_only_when_listed(tmp_path: Path) -> None:
         "{content_type: application/json, accept: application/json}",
         "{content_type: application/x-npy, accept: application/x-npy}",
         "{content_type: application/json, accept: text/csv}",
+        "{content_type: application/jsonlines, accept: application/jsonlines}",
+        "{content_type: application/jsonlines, accept: text/csv}",
     ],
 )
 def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
@@ -152,6 +154,17 @@ def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
 ) -> None:
     _, evaluation = run(tmp_path, serving=serving)
     assert evaluation["rmse"] < 1e-6
+
+
+def test_json_lines_classification_answers_label_and_probability_per_line(
+    tmp_path: Path,
+) -> None:
+    _, evaluation = run(
+        tmp_path,
+        task="classification",
+        serving="{content_type: application/jsonlines, accept: application/jsonlines}",
+    )
+    assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
 
 
 def test_classification_is_judged_by_its_own_metrics(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import yaml
 from botocore import xform_name
 
 from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.sagemaker.permissions import RUNNER_PERMISSIONS
 from flywheel.components.sagemaker.validation import service_model
 
 REPO = Path(__file__).resolve().parents[2]
@@ -141,3 +142,13 @@ def test_operator_policy_lets_every_sample_data_arrival_trigger_list_its_prefix(
             )
             for s in listing
         ), trigger
+
+
+def test_the_permissions_check_asks_only_for_sagemaker_calls_the_code_makes():
+    asked = {
+        action
+        for actions in RUNNER_PERMISSIONS.values()
+        for action in actions
+        if action.startswith("sagemaker:")
+    }
+    assert asked <= sagemaker_calls_in_the_code()

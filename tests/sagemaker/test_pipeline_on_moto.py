@@ -175,3 +175,60 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     ]
     predictions = (tmp_path / "out" / "rows.csv.out").read_text().splitlines()
     assert predictions == [PLACEHOLDER_PREDICTION] * 3
+
+
+def test_json_lines_transform_splits_by_line_and_shards_by_record(aws, tmp_path, monkeypatch):
+    created: list[dict] = []
+    original = SageMakerModelBackend.create_transform_job
+
+    def create_transform_job(self, **kwargs):
+        created.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_transform_job)
+    config = SageMakerConfig.from_mapping(
+        {
+            "role_arn": ROLE,
+            "s3_prefix": f"s3://{BUCKET}/jsonlines",
+            "region": "us-east-1",
+            "endpoint_url": aws,
+            "image_uri": IMAGE,
+            "split_type": "Line",
+            "transform_instance_count": 2,
+        }
+    )
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "rows.jsonl").write_text("[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n")
+    spec = TransformJobSpec(
+        job_name="jsonlines",
+        model_artifact=str(model),
+        source_dir=str(EXAMPLE),
+        entry_point="train.py",
+        input_location=str(tmp_path / "in"),
+        output_location=str(tmp_path / "out"),
+        content_type="application/jsonlines",
+        accept="application/jsonlines",
+    )
+
+    # The suite's strict validator checks every request against botocore's model on the way out.
+    SageMakerBackend(config, watch=Watch(clock=FakeClock())).transform(spec, log=lambda _: None)
+
+    (transform,) = created
+    assert transform["transform_input"]["ContentType"] == "application/jsonlines"
+    assert transform["transform_input"]["SplitType"] == "Line"
+    assert transform["transform_output"]["AssembleWith"] == "Line"
+    source = transform["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
+    bucket, prefix = source.removeprefix("s3://").split("/", 1)
+    parts = boto3.client("s3", endpoint_url=aws).list_objects_v2(Bucket=bucket, Prefix=prefix)
+    bodies = [
+        boto3.client("s3", endpoint_url=aws)
+        .get_object(Bucket=bucket, Key=part["Key"])["Body"]
+        .read()
+        .decode()
+        for part in parts["Contents"]
+    ]
+    assert len(bodies) == 2 and "".join(bodies) == "[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n"
+    predictions = (tmp_path / "out" / "rows.jsonl.out").read_text().splitlines()
+    assert predictions == [PLACEHOLDER_PREDICTION] * 3

@@ -5,7 +5,7 @@ Scoring files hold records only (``text/csv`` without a header), so every part i
 
 from __future__ import annotations
 
-from flywheel.components.sagemaker.sharding import join_predictions, shard_csv_files
+from flywheel.components.sagemaker.sharding import join_predictions, shard_record_files
 
 
 def test_a_file_over_the_payload_limit_is_cut_into_parts_of_whole_records(tmp_path):
@@ -14,7 +14,7 @@ def test_a_file_over_the_payload_limit_is_cut_into_parts_of_whole_records(tmp_pa
     source.parent.mkdir()
     source.write_text("".join(rows))
 
-    sharded = shard_csv_files(source.parent, tmp_path / "parts", max_bytes=500, instances=1)
+    sharded = shard_record_files(source.parent, tmp_path / "parts", max_bytes=500, instances=1)
 
     names = sharded.parts["rows.csv"]
     assert len(names) > 1
@@ -27,7 +27,7 @@ def test_small_input_still_spreads_over_every_instance(tmp_path):
     source = tmp_path / "rows.csv"
     source.write_text("CCO\nCCN\nCCC\nCCCl\n")
 
-    sharded = shard_csv_files(source, tmp_path / "parts", max_bytes=6_000_000, instances=3)
+    sharded = shard_record_files(source, tmp_path / "parts", max_bytes=6_000_000, instances=3)
 
     assert len(sharded.parts["rows.csv"]) == 3
 
@@ -35,7 +35,7 @@ def test_small_input_still_spreads_over_every_instance(tmp_path):
 def test_predictions_are_joined_back_per_file_in_row_order(tmp_path):
     source = tmp_path / "rows.csv"
     source.write_text("A\nB\nC\nD\nE\n")
-    sharded = shard_csv_files(source, tmp_path / "parts", max_bytes=0, instances=2)
+    sharded = shard_record_files(source, tmp_path / "parts", max_bytes=0, instances=2)
     downloaded = tmp_path / "downloaded"
     downloaded.mkdir()
     for name in sharded.parts["rows.csv"]:
@@ -52,7 +52,7 @@ def test_the_first_record_is_never_taken_for_a_header(tmp_path):
     source = tmp_path / "rows.csv"
     source.write_text("CCO,1\nCCN,2\nCCC,3\n")
 
-    sharded = shard_csv_files(source, tmp_path / "parts", max_bytes=0, instances=2)
+    sharded = shard_record_files(source, tmp_path / "parts", max_bytes=0, instances=2)
 
     bodies = [(sharded.folder / name).read_text() for name in sharded.parts["rows.csv"]]
     assert "".join(bodies) == "CCO,1\nCCN,2\nCCC,3\n"
