@@ -56,17 +56,19 @@ _PASSED_TO_SAGEMAKER = {
     "ContextKeyValues": ["sagemaker.amazonaws.com"],
     "ContextKeyType": "string",
 }
-_ASSUMED_ROLE = re.compile(
-    r"^arn:(?P<partition>[^:]+):sts::(?P<account>\d+):assumed-role/(?P<role>[^/]+)/"
-)
+_ASSUMED_ROLE = re.compile(r"^arn:[^:]+:sts::\d+:assumed-role/(?P<role>[^/]+)/")
 
 
-def principal_arn(caller_arn: str) -> str:
-    """The ARN the simulator takes for ``caller_arn``: a role for an assumed-role session."""
+def principal_arn(caller_arn: str, iam: Any) -> str:
+    """The ARN the simulator takes for ``caller_arn``: for an assumed-role session, its role's.
+
+    A session ARN drops the role's path (``role/team/x`` becomes ``assumed-role/x/...``), and the
+    simulator knows the role only by its full ARN, so the role is looked up (``iam:GetRole``).
+    """
     assumed = _ASSUMED_ROLE.match(caller_arn)
     if assumed is None:
         return caller_arn
-    return f"arn:{assumed['partition']}:iam::{assumed['account']}:role/{assumed['role']}"
+    return iam.get_role(RoleName=assumed["role"])["Role"]["Arn"]
 
 
 def check_permissions(
@@ -78,7 +80,7 @@ def check_permissions(
 ) -> None:
     """Raise one line naming every denied action and resource; warn and return if unsimulable."""
     identity = sts.get_caller_identity()
-    principal = principal_arn(identity["Arn"])
+    principal = identity["Arn"]
     fields = {
         "role_arn": config.role_arn,
         "region": region,
@@ -87,6 +89,11 @@ def check_permissions(
         "prefix": f"{config.s3_prefix.key.rstrip('/')}/" if config.s3_prefix.key else "",
     }
     denied = []
+    try:
+        principal = principal_arn(identity["Arn"], iam)
+    except (ClientError, BotoCoreError, ResponseParserError) as error:
+        warn(_not_checked(principal, "iam:GetRole", error))
+        return
     for template, actions in RUNNER_PERMISSIONS.items():
         resource = template.format(**fields)
         try:
@@ -99,15 +106,7 @@ def check_permissions(
             results = [result for page in pages for result in page["EvaluationResults"]]
         # moto answers an unimplemented action with an HTML 500, which botocore cannot parse.
         except (ClientError, BotoCoreError, ResponseParserError) as error:
-            code = (
-                error.response.get("Error", {}).get("Code", "error")
-                if isinstance(error, ClientError)
-                else type(error).__name__
-            )
-            warn(
-                f"flywheel: warning: permissions: not checked, {principal} may not run "
-                f"iam:SimulatePrincipalPolicy ({code})"
-            )
+            warn(_not_checked(principal, "iam:SimulatePrincipalPolicy", error))
             return
         denied += [
             f"{principal} may not {result['EvalActionName']} on {resource}"
@@ -116,6 +115,15 @@ def check_permissions(
         ]
     if denied:
         raise InvalidSpecError("permissions", "; ".join(denied))
+
+
+def _not_checked(principal: str, action: str, error: Exception) -> str:
+    code = (
+        error.response.get("Error", {}).get("Code", "error")
+        if isinstance(error, ClientError)
+        else type(error).__name__
+    )
+    return f"flywheel: warning: permissions: not checked, {principal} may not run {action} ({code})"
 
 
 def check_caller_permissions(config: SageMakerConfig) -> None:

@@ -26,7 +26,8 @@ from flywheel.components.sagemaker.permissions import (
 from .conftest import ROLE, base_config
 
 ACCOUNT = "123456789012"
-RUNNER = f"arn:aws:iam::{ACCOUNT}:role/flywheel-pipeline-runner"
+RUNNER_NAME = "flywheel-pipeline-runner"
+RUNNER = f"arn:aws:iam::{ACCOUNT}:role/{RUNNER_NAME}"
 SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/flywheel-pipeline-runner/botocore-session-1"
 POLICY = Path(__file__).resolve().parents[2] / "manifests" / "iam" / "pipeline-runner-policy.json"
 
@@ -65,11 +66,25 @@ def clients(monkeypatch):
             "get_caller_identity",
             {"UserId": "AROAEXAMPLEID:botocore-session-1", "Account": ACCOUNT, "Arn": SESSION},
         )
+        iam_stub.add_response("get_role", role_response(RUNNER), {"RoleName": RUNNER_NAME})
         yield sts, iam, iam_stub
         iam_stub.assert_no_pending_responses()
 
 
-def answer(iam_stub: Stubber, denied: set[tuple[str, str]]) -> None:
+def role_response(arn: str) -> dict:
+    """GetRole's answer, as IAM gives it."""
+    return {
+        "Role": {
+            "Path": "/" + "".join(f"{part}/" for part in arn.split(":role/", 1)[1].split("/")[:-1]),
+            "RoleName": arn.rsplit("/", 1)[1],
+            "RoleId": "AROAEXAMPLEID1234567",
+            "Arn": arn,
+            "CreateDate": "2026-01-01T00:00:00Z",
+        }
+    }
+
+
+def answer(iam_stub: Stubber, denied: set[tuple[str, str]], principal: str = RUNNER) -> None:
     config = base_config()
     for template, actions in RUNNER_PERMISSIONS.items():
         resource = template.format(
@@ -89,7 +104,7 @@ def answer(iam_stub: Stubber, denied: set[tuple[str, str]]) -> None:
             "simulate_principal_policy",
             {"EvaluationResults": results, "IsTruncated": False},
             {
-                "PolicySourceArn": RUNNER,
+                "PolicySourceArn": principal,
                 "ActionNames": list(actions),
                 "ResourceArns": [resource],
                 "ContextEntries": ANY,
@@ -97,11 +112,37 @@ def answer(iam_stub: Stubber, denied: set[tuple[str, str]]) -> None:
         )
 
 
-def test_an_assumed_role_session_is_simulated_as_its_role():
-    assert principal_arn(SESSION) == RUNNER
-    assert (
-        principal_arn(f"arn:aws:iam::{ACCOUNT}:user/alice") == f"arn:aws:iam::{ACCOUNT}:user/alice"
-    )
+def test_an_assumed_role_session_is_simulated_as_its_role_path_included(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    iam = boto3.session.Session(region_name="us-east-1").client("iam")
+    under_a_path = f"arn:aws:iam::{ACCOUNT}:role/ml/team-a/{RUNNER_NAME}"
+    with Stubber(iam) as stub:
+        stub.add_response("get_role", role_response(under_a_path), {"RoleName": RUNNER_NAME})
+        assert principal_arn(SESSION, iam) == under_a_path
+        user = f"arn:aws:iam::{ACCOUNT}:user/alice"
+        assert principal_arn(user, iam) == user  # a user is simulated as itself, no lookup
+
+
+def test_a_caller_who_may_not_read_its_role_is_warned_and_not_blocked(monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    session = boto3.session.Session(region_name="us-east-1")
+    sts, iam = session.client("sts"), session.client("iam")
+    warnings: list[str] = []
+    with Stubber(sts) as sts_stub, Stubber(iam) as iam_stub:
+        sts_stub.add_response(
+            "get_caller_identity",
+            {"UserId": "AROAEXAMPLEID:botocore-session-1", "Account": ACCOUNT, "Arn": SESSION},
+        )
+        iam_stub.add_client_error(
+            "get_role", service_error_code="AccessDenied", http_status_code=403
+        )
+        check_permissions(base_config(), sts, iam, "us-east-1", warn=warnings.append)
+    assert warnings == [
+        f"flywheel: warning: permissions: not checked, {SESSION} may not run iam:GetRole "
+        "(AccessDenied)"
+    ]
 
 
 def test_a_caller_with_every_permission_passes(clients):
