@@ -9,6 +9,7 @@ precondition: a decision made from a stale watch event, or racing another replic
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,6 +37,25 @@ def _transient(exc: Exception) -> bool:
     return isinstance(exc, OSError | urllib3.exceptions.HTTPError)
 
 
+def _answer(
+    doing: str, request: Callable[[], dict[str, Any]], conflict: str = ""
+) -> dict[str, Any] | None:
+    """``request()``'s object, ``None`` once it is gone; a 409 raises :class:`Conflict` when
+    ``conflict`` says why, a 429, 5xx or network failure :class:`Unavailable`."""
+    try:
+        return request()
+    except ApiException as exc:
+        if exc.status == 409 and conflict:
+            raise Conflict(conflict) from exc
+        if exc.status == 404:
+            return None
+        if _transient(exc):
+            raise Unavailable(f"{doing}: {exc.status} {exc.reason}") from exc
+        raise
+    except (OSError, urllib3.exceptions.HTTPError) as exc:
+        raise Unavailable(f"{doing}: {exc}") from exc
+
+
 def api_from_environment() -> kubernetes.client.CustomObjectsApi:
     """The service account in a cluster, else the kubeconfig named by ``KUBECONFIG``."""
     config = kubernetes.client.Configuration()
@@ -56,18 +76,12 @@ class PolicyStore:
 
     def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as stored now; ``None`` once it is gone."""
-        try:
-            return self.api.get_namespaced_custom_object(
+        return _answer(
+            f"reading {namespace}/{name}",
+            lambda: self.api.get_namespaced_custom_object(
                 GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if _transient(exc):
-                raise Unavailable(f"reading {namespace}/{name}: {exc.status} {exc.reason}") from exc
-            raise
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise Unavailable(f"reading {namespace}/{name}: {exc}") from exc
+            ),
+        )
 
     def patch_observations(
         self, namespace: str, name: str, observations: dict[str, Any]
@@ -75,18 +89,12 @@ class PolicyStore:
         """Merge into ``status.observations``, whatever the resourceVersion: the poller is its
         only writer. Returns the object as stored, ``None`` when it is gone."""
         body = {"status": {"observations": observations}}
-        try:
-            return self.api.patch_namespaced_custom_object_status(
+        return _answer(
+            f"writing {namespace}/{name}",
+            lambda: self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            if _transient(exc):
-                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
-            raise
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
+            ),
+        )
 
     def patch_status(
         self, namespace: str, name: str, resource_version: str, changes: dict[str, Any]
@@ -97,18 +105,10 @@ class PolicyStore:
         failed to answer; returns ``None`` when the object is gone.
         """
         body = {"metadata": {"resourceVersion": resource_version}, "status": changes}
-        try:
-            return self.api.patch_namespaced_custom_object_status(
+        return _answer(
+            f"writing {namespace}/{name}",
+            lambda: self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
-            )
-        except ApiException as exc:
-            if exc.status == 409:
-                message = f"{namespace}/{name} changed since resourceVersion {resource_version}"
-                raise Conflict(message) from exc
-            if exc.status == 404:
-                return None
-            if _transient(exc):
-                raise Unavailable(f"writing {namespace}/{name}: {exc.status} {exc.reason}") from exc
-            raise
-        except (OSError, urllib3.exceptions.HTTPError) as exc:
-            raise Unavailable(f"writing {namespace}/{name}: {exc}") from exc
+            ),
+            conflict=f"{namespace}/{name} changed since resourceVersion {resource_version}",
+        )

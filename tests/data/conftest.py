@@ -3,33 +3,14 @@
 from __future__ import annotations
 
 import json
-import logging
-import socket
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import boto3
 import pytest
 import requests
-from moto.server import ThreadedMotoServer
 
 BUCKET = "flywheel-data"
-
-
-@pytest.fixture(scope="session")
-def moto_server() -> Iterator[str]:
-    # The server's access log is noise, and werkzeug would bind it to whichever test's stderr
-    # was open first; the tests read stderr for the one line a user sees.
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 @pytest.fixture

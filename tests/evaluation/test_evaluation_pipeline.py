@@ -118,7 +118,7 @@ def test_scoring_a_batch_the_champion_was_trained_on_says_in_sample(champion_roo
 
 
 def test_reevaluating_a_breach_publishes_once_and_retrains_once(
-    champion_root: Path, moto_endpoint: str
+    champion_root: Path, moto_server: str
 ) -> None:
     root = _copy_champion(champion_root, "idempotent")
     request = EvaluationRequest(
@@ -128,7 +128,7 @@ def test_reevaluating_a_breach_publishes_once_and_retrains_once(
         cloudwatch={
             "namespace": "Flywheel/Test",
             "region": "us-east-1",
-            "endpoint_url": moto_endpoint,
+            "endpoint_url": moto_server,
         },
         # A margin no candidate can clear keeps version 1 champion, so the breach stays the same.
         training=replace(training_request(root), margin=10.0),
@@ -149,7 +149,7 @@ def test_reevaluating_a_breach_publishes_once_and_retrains_once(
         and len(history.records(MODEL, "retrain")) == 1
     )
 
-    client = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_endpoint)
+    client = boto3.client("cloudwatch", region_name="us-east-1", endpoint_url=moto_server)
     (metric,) = client.list_metrics(Namespace="Flywheel/Test", MetricName="rmse")["Metrics"]
     assert metric["Dimensions"] == [
         {"Name": "ModelName", "Value": MODEL},

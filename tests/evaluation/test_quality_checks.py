@@ -193,7 +193,7 @@ def test_classification_report_has_the_evaluate_metrics_confusion_matrix_and_roc
     assert tpr[2] == 1.0 and fpr[2] == 0.0  # a perfect ranking reaches (0, 1)
 
 
-def test_outcome_reaches_a_slack_compatible_webhook_and_sns(moto_endpoint: str) -> None:
+def test_outcome_reaches_a_slack_compatible_webhook_and_sns(moto_server: str) -> None:
     received: list[dict] = []
 
     class Hook(BaseHTTPRequestHandler):
@@ -208,14 +208,14 @@ def test_outcome_reaches_a_slack_compatible_webhook_and_sns(moto_endpoint: str) 
     server = HTTPServer(("127.0.0.1", 0), Hook)
     thread = threading.Thread(target=server.handle_request, daemon=True)
     thread.start()
-    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto_endpoint)
+    sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto_server)
     topic = sns.create_topic(Name="flywheel-runs")["TopicArn"]
     target = NotifyTarget.from_config(
         {
             "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
             "sns_topic_arn": topic,
             "region": "us-east-1",
-            "endpoint_url": moto_endpoint,
+            "endpoint_url": moto_server,
         }
     )
     sent = notify(target, "Flywheel: qsar evaluation failed", "- failed: score-shard failed")
