@@ -62,23 +62,44 @@ DOCUMENTED = {
 }
 
 
-@pytest.fixture(scope="module")
-def seen(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    root = tmp_path_factory.mktemp("probe")
+def train_script(
+    root: Path,
+    script: str,
+    *,
+    job_name: str,
+    entry_point: str = "train.py",
+    requirements: str = "",
+    hyperparameters: dict | None = None,
+    log=lambda _: None,
+):
+    """Run ``script`` as ``entry_point`` (with ``requirements.txt`` if given) on a one-row channel."""
     code = root / "code"
     code.mkdir()
-    (code / "probe.py").write_text(PROBE)
+    (code / entry_point).write_text(script)
+    if requirements:
+        (code / "requirements.txt").write_text(requirements)
     (root / "train.csv").write_text("x,y\n1,2\n")
-    result = LocalBackend().train(
+    return LocalBackend().train(
         TrainingJobSpec(
-            job_name="probe-job",
+            job_name=job_name,
             source_dir=str(code),
-            entry_point="probe.py",
+            entry_point=entry_point,
             channels={"train": str(root / "train.csv")},
-            hyperparameters={"epochs": 3, "learning-rate": 0.5, "name": "a b"},
+            hyperparameters=hyperparameters or {},
             output_location=str(root / "out"),
         ),
-        log=lambda _: None,
+        log=log,
+    )
+
+
+@pytest.fixture(scope="module")
+def seen(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    result = train_script(
+        tmp_path_factory.mktemp("probe"),
+        PROBE,
+        job_name="probe-job",
+        entry_point="probe.py",
+        hyperparameters={"epochs": 3, "learning-rate": 0.5, "name": "a b"},
     )
     with tarfile.open(result.model_artifact) as tar:
         return json.load(tar.extractfile("seen.json"))
@@ -138,22 +159,13 @@ def test_hard_coded_opt_ml_paths_are_the_jobs_own_layout(seen: dict) -> None:
 
 
 def test_requirements_beside_the_script_are_installed_before_it_runs(tmp_path: Path) -> None:
-    code = tmp_path / "code"
-    code.mkdir()
-    # ``six`` is already installed (the toolkit needs it), so pip resolves it without a network.
-    (code / "requirements.txt").write_text("six\n")
-    (code / "train.py").write_text("import six\nprint('six', six.__version__)\n")
-    (tmp_path / "train.csv").write_text("x\n1\n")
     lines: list[str] = []
-    LocalBackend().train(
-        TrainingJobSpec(
-            job_name="requirements-job",
-            source_dir=str(code),
-            entry_point="train.py",
-            channels={"train": str(tmp_path / "train.csv")},
-            hyperparameters={},
-            output_location=str(tmp_path / "out"),
-        ),
+    train_script(
+        tmp_path,
+        "import six\nprint('six', six.__version__)\n",
+        job_name="requirements-job",
+        # ``six`` is already installed (the toolkit needs it), so pip resolves it offline.
+        requirements="six\n",
         log=lines.append,
     )
     installing = next(i for i, line in enumerate(lines) if "requirements.txt" in line)
@@ -167,20 +179,11 @@ def test_without_a_mount_namespace_the_layout_is_named_by_sagemaker_base_dir(
     from flywheel.components.local import toolkit
 
     monkeypatch.setattr(toolkit, "opt_ml_prefix", lambda root, view: ())
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text("import os\nprint('model_dir=' + os.environ['SM_MODEL_DIR'])\n")
-    (tmp_path / "train.csv").write_text("x\n1\n")
     lines: list[str] = []
-    LocalBackend().train(
-        TrainingJobSpec(
-            job_name="no-namespace",
-            source_dir=str(code),
-            entry_point="train.py",
-            channels={"train": str(tmp_path / "train.csv")},
-            hyperparameters={},
-            output_location=str(tmp_path / "out"),
-        ),
+    train_script(
+        tmp_path,
+        "import os\nprint('model_dir=' + os.environ['SM_MODEL_DIR'])\n",
+        job_name="no-namespace",
         log=lines.append,
     )
     model_dir = next(line for line in lines if line.startswith("model_dir=")).split("=", 1)[1]
@@ -191,21 +194,11 @@ def test_without_a_mount_namespace_the_layout_is_named_by_sagemaker_base_dir(
 def test_a_requirements_install_that_fails_is_the_jobs_reason(tmp_path: Path) -> None:
     from flywheel.components.errors import JobFailedError
 
-    code = tmp_path / "code"
-    code.mkdir()
-    # A local path that does not exist: pip fails at once, without a network.
-    (code / "requirements.txt").write_text("./no-such-package\n")
-    (code / "train.py").write_text("print('never runs')\n")
-    (tmp_path / "train.csv").write_text("x\n1\n")
     with pytest.raises(JobFailedError, match=r"InstallRequirementsError"):
-        LocalBackend().train(
-            TrainingJobSpec(
-                job_name="bad-requirements",
-                source_dir=str(code),
-                entry_point="train.py",
-                channels={"train": str(tmp_path / "train.csv")},
-                hyperparameters={},
-                output_location=str(tmp_path / "out"),
-            ),
-            log=lambda _: None,
+        train_script(
+            tmp_path,
+            "print('never runs')\n",
+            job_name="bad-requirements",
+            # A local path that does not exist: pip fails at once, without a network.
+            requirements="./no-such-package\n",
         )
