@@ -51,6 +51,19 @@ def write_source(path: Path) -> Path:
 
 
 @pytest.mark.e2e
+def record_requests(monkeypatch, operation: str) -> list[dict]:
+    """Every request moto's SageMaker receives for ``operation``, as it parsed them."""
+    requests: list[dict] = []
+    original = getattr(SageMakerModelBackend, operation)
+
+    def recorded(self, **kwargs):
+        requests.append(kwargs)
+        return original(self, **kwargs)
+
+    monkeypatch.setattr(SageMakerModelBackend, operation, recorded)
+    return requests
+
+
 def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_path):
     registry = f"sagemaker://us-east-1/{BUCKET}/registry?image={IMAGE}&endpoint_url={aws}"
     request = TrainingRequest(
@@ -112,22 +125,8 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
 def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     aws, tmp_path, monkeypatch
 ):
-    created: list[dict] = []
-    original = SageMakerModelBackend.create_model
-
-    def create_model(self, **kwargs):
-        created.append(kwargs)
-        return original(self, **kwargs)
-
-    monkeypatch.setattr(SageMakerModelBackend, "create_model", create_model)
-    created_transforms: list[dict] = []
-    original_transform = SageMakerModelBackend.create_transform_job
-
-    def create_transform_job(self, **kwargs):
-        created_transforms.append(kwargs)
-        return original_transform(self, **kwargs)
-
-    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_transform_job)
+    created = record_requests(monkeypatch, "create_model")
+    created_transforms = record_requests(monkeypatch, "create_transform_job")
     config = SageMakerConfig.from_mapping(
         {
             "role_arn": ROLE,
@@ -178,14 +177,7 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
 
 
 def test_json_lines_transform_splits_by_line_and_shards_by_record(aws, tmp_path, monkeypatch):
-    created: list[dict] = []
-    original = SageMakerModelBackend.create_transform_job
-
-    def create_transform_job(self, **kwargs):
-        created.append(kwargs)
-        return original(self, **kwargs)
-
-    monkeypatch.setattr(SageMakerModelBackend, "create_transform_job", create_transform_job)
+    created = record_requests(monkeypatch, "create_transform_job")
     config = SageMakerConfig.from_mapping(
         {
             "role_arn": ROLE,
