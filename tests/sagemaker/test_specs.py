@@ -102,17 +102,23 @@ def _backend(**overrides: object) -> SageMakerBackend:
     return SageMakerBackend(base_config(**overrides), clients=_NoCalls(), watch=Watch())
 
 
-def test_hyperparameter_that_cannot_be_a_string_is_refused_before_any_call(tmp_path):
+def qsar_spec(tmp_path, **overrides: object) -> TrainingJobSpec:
+    """A training job of the QSAR example on a one-row channel."""
     train = tmp_path / "train.csv"
     train.write_text("smiles,pIC50\nCCO,5\n")
-    spec = TrainingJobSpec(
-        job_name="qsar",
-        source_dir=str(EXAMPLE),
-        entry_point="train.py",
-        channels={"train": str(train)},
-        hyperparameters={"n_estimators": object()},
-        output_location=str(tmp_path),
-    )
+    fields = {
+        "job_name": "qsar",
+        "source_dir": str(EXAMPLE),
+        "entry_point": "train.py",
+        "channels": {"train": str(train)},
+        "hyperparameters": {},
+        "output_location": str(tmp_path),
+    }
+    return TrainingJobSpec(**{**fields, **overrides})
+
+
+def test_hyperparameter_that_cannot_be_a_string_is_refused_before_any_call(tmp_path):
+    spec = qsar_spec(tmp_path, hyperparameters={"n_estimators": object()})
     with pytest.raises(InvalidSpecError) as caught:
         _backend().train(spec, log=lambda _: None)
     assert caught.value.field == "hyperparameters.n_estimators"
@@ -180,15 +186,8 @@ def test_sagemaker_limits_from_the_service_model_are_enforced_on_the_config(over
 
 
 def test_more_metric_definitions_than_sagemaker_allows_are_refused_before_any_call(tmp_path):
-    train = tmp_path / "train.csv"
-    train.write_text("smiles,pIC50\nCCO,5\n")
-    spec = TrainingJobSpec(
-        job_name="qsar",
-        source_dir=str(EXAMPLE),
-        entry_point="train.py",
-        channels={"train": str(train)},
-        hyperparameters={},
-        output_location=str(tmp_path),
+    spec = qsar_spec(
+        tmp_path,
         metric_definitions=tuple(MetricDefinition(f"m{i}", f"m{i}=([0-9.]+)") for i in range(41)),
     )
     with pytest.raises(InvalidSpecError, match="at most 40") as caught:
@@ -255,16 +254,7 @@ def test_join_source_is_refused_because_no_step_parses_joined_output():
 
 
 def test_a_sharded_channel_needs_a_file_per_host(tmp_path):
-    train = tmp_path / "train.csv"
-    train.write_text("smiles,pIC50\nCCO,5\n")
-    spec = TrainingJobSpec(
-        job_name="qsar",
-        source_dir=str(EXAMPLE),
-        entry_point="train.py",
-        channels={"train": str(train)},
-        hyperparameters={},
-        output_location=str(tmp_path),
-    )
+    spec = qsar_spec(tmp_path)
     backend = _backend(
         framework="pytorch",
         framework_version="2.3",
