@@ -27,6 +27,7 @@ from flywheel.components.registry import (
     ModelVersion,
     open_registry,
 )
+from flywheel.components.sagemaker.s3 import parse_s3_uri
 from flywheel.components.workload import DataColumns, is_builtin, load_workload
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
@@ -143,9 +144,7 @@ def brought_channels(channels: dict[str, str]) -> tuple[dict[str, str], str]:
         except ValueError as error:
             raise InvalidSpecError(field, str(error)) from None
         if location.startswith("s3://"):
-            bucket, _, key = location.removeprefix("s3://").partition("/")
-            if not bucket or not key:
-                raise InvalidSpecError(field, f"{location} is not s3://bucket/prefix")
+            parse_s3_uri(field, location)  # a valid bucket and a prefix, or one line naming it
             checked[name], content = location, location
         else:
             path = Path(location).resolve()

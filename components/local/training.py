@@ -30,6 +30,7 @@ def download_channel(uri: str, target: Path) -> None:
     """
     import boto3
 
+    # Split by hand: the prefix is matched as given, a trailing "/" included, as S3Prefix is.
     bucket, _, prefix = uri.removeprefix("s3://").partition("/")
     s3 = boto3.client("s3")
     found = False
