@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip --disable-pip-version-check -q
 
-.PHONY: run test lint compile benchmark clean
+.PHONY: run test test-public-scripts lint compile benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,12 @@ run: $(VENV)/.run-installed
 
 test: $(VENV)/.dev-installed $(VENV)/bin/helm $(VENV)/bin/kubectl $(SECURITY_TOOLS)/bin/checkov
 	$(PY) -m pytest
+
+# Public SageMaker scripts, byte for byte from clones that are not committed here (no GitHub in
+# CI): SAGEMAKER_PUBLIC_CHECKOUTS names the folder of clones (tests/contract_corpus/README.md).
+test-public-scripts: $(VENV)/.dev-installed
+	$(if $(SAGEMAKER_PUBLIC_CHECKOUTS),,$(error set SAGEMAKER_PUBLIC_CHECKOUTS to a folder of clones: see tests/contract_corpus/README.md))
+	SAGEMAKER_PUBLIC_CHECKOUTS=$(SAGEMAKER_PUBLIC_CHECKOUTS) $(PY) -m pytest -rs -k public tests/contract_corpus
 
 lint: $(VENV)/.dev-installed
 	$(VENV)/bin/ruff check .

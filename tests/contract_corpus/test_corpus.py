@@ -1,20 +1,40 @@
-"""SageMaker-style training scripts run unchanged through ``flywheel run training`` and the EKS path.
+"""SageMaker training scripts run unchanged through ``flywheel run training`` and the EKS path.
 
-Each folder holds a script written as SageMaker's example scripts are (argparse hyperparameters,
-``SM_*`` variables, label-first headerless CSV, hard-coded ``/opt/ml`` paths, ``requirements.txt``,
-PyTorch), its ``workload.yaml`` and a small data file. Every run overrides one hyperparameter with
-a value that is neither the workload's default nor the script's own, and checks that the script
-did what that value says (the trees, leaves, epochs... it reports) and the registry recorded it.
+Two kinds of script, run by the same two tests:
+
+- our own, in the folders beside this file, written as SageMaker's example scripts are
+  (argparse hyperparameters, ``SM_*`` variables, label-first headerless CSV, hard-coded ``/opt/ml``
+  paths, ``requirements.txt``, PyTorch);
+- public scripts from aws/amazon-sagemaker-examples (and, for ``requirements.txt``, the PyTorch
+  training toolkit's own test resources), byte for byte. Their code is not committed here:
+  ``public/`` holds only our workload and data for each, and the tests read the scripts from
+  clones in the folder ``SAGEMAKER_PUBLIC_CHECKOUTS`` names, checking every file's SHA-256
+  against the pinned commit's bytes first. Without the clones those cases are skipped, saying so.
+
+Every run overrides one hyperparameter with a value that is neither the workload's default nor
+the script's own, and checks that the script did what that value says (the trees, leaves,
+epochs... in what it logged or in the model it saved) and that the registry recorded it.
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import importlib.util
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import joblib
 import pytest
 
 from flywheel.components.local.opt_ml import private_mounts_available
+from flywheel.components.packaging import unpack_archive
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.components.steps.prepare import prepare_data
 from flywheel.components.steps.train import train_model
@@ -22,6 +42,99 @@ from flywheel.components.workload import load_workload
 from flywheel.pipelines.cli import main
 
 HERE = Path(__file__).parent
+# A folder holding a clone of each public repository below, named as `git clone` names it.
+CHECKOUTS_VARIABLE = "SAGEMAKER_PUBLIC_CHECKOUTS"
+
+
+@dataclass(frozen=True)
+class Repository:
+    """A public repository of aws, at the commit whose bytes the cases pin."""
+
+    name: str
+    commit: str
+
+    @property
+    def url(self) -> str:
+        return f"https://github.com/aws/{self.name}"
+
+
+EXAMPLES = Repository("amazon-sagemaker-examples", "2d519b52c3a2c2361f2b87f0d3de46fd6c0232a5")
+PYTORCH_TOOLKIT = Repository(
+    "sagemaker-pytorch-training-toolkit", "d9298721b3bbe28be2c008a11586ce9bec379679"
+)
+
+# What a run shows: from the unpacked model folder and the training job's metrics.
+Observer = Callable[[Path, Mapping[str, float]], float]
+# Channels a case brings as they are (--channel), made from its data file in a scratch folder.
+ChannelMaker = Callable[[Path, Path], dict[str, str]]
+
+
+def reported(metric: str) -> Observer:
+    """The value the script logged, as the workload's ``metric_definitions`` read it."""
+    return lambda _model_dir, metrics: metrics[metric]
+
+
+def trees_in_forest(model_dir: Path, _metrics: Mapping[str, float]) -> float:
+    return len(joblib.load(model_dir / "model.joblib").estimators_)
+
+
+def leaves_in_tree(model_dir: Path, _metrics: Mapping[str, float]) -> float:
+    return joblib.load(model_dir / "model.joblib").get_n_leaves()
+
+
+def numpy_channels(source: Path, root: Path) -> dict[str, str]:
+    """``x_train.npy``/``y_train.npy`` and ``x_test.npy``/``y_test.npy``: 80/20 of ``source``."""
+    import numpy as np
+
+    with source.open(newline="") as handle:
+        rows = list(csv.reader(handle))[1:]
+    features = np.array([[float(value) for value in row[1:-1]] for row in rows])
+    labels = np.array([float(row[-1]) for row in rows])
+    cut = len(rows) * 4 // 5
+    channels = {}
+    for split, part in (("train", slice(None, cut)), ("test", slice(cut, None))):
+        folder = root / split
+        folder.mkdir(parents=True)
+        np.save(folder / f"x_{split}.npy", features[part])
+        np.save(folder / f"y_{split}.npy", labels[part])
+        channels[split] = str(folder)
+    return channels
+
+
+@dataclass(frozen=True)
+class UpstreamFile:
+    """One file of a public repository at its pinned commit, staged as ``name``.
+
+    ``notebook_cell``: the file is what that notebook cell's ``%%writefile <name>`` writes.
+    """
+
+    repository: Repository
+    name: str
+    path: str
+    sha256: str
+    notebook_cell: int | None = None
+
+    def read(self, checkouts: Path) -> bytes:
+        """The file's bytes, checked against the pinned digest."""
+        where = checkouts / self.repository.name / self.path
+        raw = where.read_bytes()
+        content = raw if self.notebook_cell is None else self._written_by_cell(raw)
+        digest = hashlib.sha256(content).hexdigest()
+        assert digest == self.sha256, (
+            f"{where} is not the pinned file (sha256 {digest}); "
+            f"check out {self.repository.commit} of {self.repository.url}"
+        )
+        return content
+
+    def _written_by_cell(self, raw: bytes) -> bytes:
+        if self.notebook_cell is None:
+            return raw
+        cell = "".join(json.loads(raw)["cells"][self.notebook_cell]["source"])
+        magic, _, body = cell.partition("\n")
+        assert magic == f"%%writefile {self.name}", (
+            f"{self.path} cell {self.notebook_cell}: {magic}"
+        )
+        return body.encode()
 
 
 @dataclass(frozen=True)
@@ -30,41 +143,154 @@ class Case:
     data: str
     hyperparameter: str
     value: int
-    reported: str  # the metric in which the script reports what the hyperparameter set
+    observe: Observer
+    requires: tuple[str, ...] = ()
+    upstream: tuple[UpstreamFile, ...] = ()
+    channels: ChannelMaker | None = None
 
     @property
-    def workload(self) -> Path:
-        return HERE / self.folder / "workload.yaml"
-
-    @property
-    def source(self) -> Path:
-        return HERE / self.folder / self.data
+    def id(self) -> str:
+        return self.folder.replace("public/", "public-")
 
 
-CASES = [
-    Case("iris_tree", "iris.csv", "max_leaf_nodes", 3, "leaves"),
-    Case("forest_regressor", "diabetes.csv", "n-estimators", 7, "trees"),
-    Case("opt_ml_paths", "diabetes.csv", "n_estimators", 6, "stages"),
-    Case("pytorch_mlp", "diabetes.csv", "epochs", 4, "epochs_run"),
-    Case("requirements_knn", "diabetes.csv", "n-neighbors", 3, "neighbors"),
+OWN_CASES = [
+    Case("iris_tree", "iris_tree/iris.csv", "max_leaf_nodes", 3, reported("leaves")),
+    Case("forest_regressor", "forest_regressor/diabetes.csv", "n-estimators", 7, reported("trees")),
+    Case("opt_ml_paths", "opt_ml_paths/diabetes.csv", "n_estimators", 6, reported("stages")),
+    Case(
+        "pytorch_mlp",
+        "pytorch_mlp/diabetes.csv",
+        "epochs",
+        4,
+        reported("epochs_run"),
+        requires=("torch",),
+    ),
+    Case(
+        "requirements_knn", "requirements_knn/diabetes.csv", "n-neighbors", 3, reported("neighbors")
+    ),
+]
+
+PUBLIC_CASES = [
+    Case(
+        "public/scikit_learn_iris",
+        "iris_tree/iris.csv",
+        "max_leaf_nodes",
+        3,
+        leaves_in_tree,
+        upstream=(
+            UpstreamFile(
+                EXAMPLES,
+                "scikit_learn_iris.py",
+                " archived/scikit_learn_iris/scikit_learn_iris.py",
+                "1e0a82f114d1cfcd0d151f987c6a5744b1c8376f9fd4f5e8929417da94fbb8e5",
+            ),
+        ),
+    ),
+    Case(
+        "public/scikitlearn_without_dependencies",
+        "forest_regressor/diabetes.csv",
+        "n-estimators",
+        7,
+        trees_in_forest,
+        upstream=(
+            UpstreamFile(
+                EXAMPLES,
+                "train_deploy_scikitlearn_without_dependencies.py",
+                " archived/sagemaker-script-mode/scikitlearn_script/"
+                "train_deploy_scikitlearn_without_dependencies.py",
+                "e4ef2f562e05c0c9afb488d7abfac33d9cf3cc9107b60a8b4d49e8dba48ca55a",
+            ),
+        ),
+    ),
+    Case(
+        "public/sklearn_end2end",
+        "forest_regressor/diabetes.csv",
+        "n-estimators",
+        7,
+        trees_in_forest,
+        upstream=(
+            UpstreamFile(
+                EXAMPLES,
+                "script.py",
+                " archived/Sklearn_on_SageMaker_end2end.ipynb",
+                "7c642bedc90e50f89074868c6381b919a7fdeffd716ec5ba0da4f2bde8127d26",
+                notebook_cell=11,
+            ),
+        ),
+    ),
+    Case(
+        "public/pytorch_without_dependencies",
+        "public/pytorch_without_dependencies/diabetes8.csv",
+        "epochs",
+        4,
+        reported("epochs_run"),
+        requires=("torch",),
+        upstream=(
+            UpstreamFile(
+                EXAMPLES,
+                "train_deploy_pytorch_without_dependencies.py",
+                " archived/sagemaker-script-mode/pytorch_script/"
+                "train_deploy_pytorch_without_dependencies.py",
+                "4e502fdcb7af92b3e7f97cc6235fc97ae6644cc9e6a802266b5804973067c978",
+            ),
+            UpstreamFile(
+                EXAMPLES,
+                "pytorch_model_def.py",
+                " archived/sagemaker-script-mode/pytorch_script/pytorch_model_def.py",
+                "578c00c9a72276f02a85c1ade50ae3d15ca4011e912402b455564a6d31aaa6c6",
+            ),
+        ),
+        channels=numpy_channels,
+    ),
 ]
 
 
-def needs(case: Case) -> None:
-    """Skip what this machine cannot run, saying why."""
-    if case.folder == "pytorch_mlp":
-        pytest.importorskip(
-            "torch", reason="needs the gpu extra: pip install 'flywheel-mlops[gpu]'"
+def public_checkouts() -> Path:
+    """The folder of public clones, or a skip that says how to get them."""
+    value = os.environ.get(CHECKOUTS_VARIABLE)
+    if not value:
+        clones = ", ".join(f"{r.url} at {r.commit[:12]}" for r in (EXAMPLES, PYTORCH_TOOLKIT))
+        pytest.skip(
+            f"public script: set {CHECKOUTS_VARIABLE} to a folder of clones of {clones} "
+            "(their code is not committed here)"
         )
+    return Path(value)
+
+
+def stage_upstream(case_folder: Path, files: tuple[UpstreamFile, ...], tmp_path: Path) -> Path:
+    """A copy of our ``case_folder`` with the public files in it, after their bytes are checked."""
+    checkouts = public_checkouts()
+    folder = shutil.copytree(case_folder, tmp_path / "workload")
+    for upstream in files:
+        (folder / upstream.name).write_bytes(upstream.read(checkouts))
+    return folder / "workload.yaml"
+
+
+def staged(case: Case, tmp_path: Path) -> Path:
+    """The case's workload folder, with the public files copied in after their bytes are checked.
+
+    Skips what this machine cannot run, saying why.
+    """
+    for module in case.requires:
+        pytest.importorskip(module, reason=f"needs {module}: pip install 'flywheel-mlops[gpu]'")
     if case.folder == "opt_ml_paths" and not private_mounts_available():
         pytest.skip("hard-coded /opt/ml paths need a private mount namespace (unshare)")
+    if not case.upstream:
+        return HERE / case.folder / "workload.yaml"
+    return stage_upstream(HERE / case.folder, case.upstream, tmp_path)
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.folder)
+def observed(case: Case, model_archive: Path, metrics: Mapping[str, float]) -> float:
+    model_dir = unpack_archive(model_archive, model_archive.parent / f"{model_archive.name}.d")
+    return case.observe(model_dir, metrics)
+
+
+@pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
 def test_script_runs_unchanged_through_flywheel_run_training(tmp_path: Path, case: Case) -> None:
-    needs(case)
-    workload = load_workload(case.workload)
-    assert case.value not in (workload.hyperparameters[case.hyperparameter].default,)
+    workload_path = staged(case, tmp_path)
+    workload = load_workload(workload_path)
+    assert case.value != workload.hyperparameters[case.hyperparameter].default
+    channels = case.channels(HERE / case.data, tmp_path / "channels") if case.channels else {}
     status = main(
         [
             "--home",
@@ -72,11 +298,12 @@ def test_script_runs_unchanged_through_flywheel_run_training(tmp_path: Path, cas
             "run",
             "training",
             "--workload",
-            str(case.workload),
+            str(workload_path),
             "--source",
-            str(case.source),
+            str(HERE / case.data),
             "--hp",
             f"{case.hyperparameter}={case.value}",
+            *(f"--channel={name}={path}" for name, path in channels.items()),
             "--registry",
             str(tmp_path / "registry"),
             "--pipeline-root",
@@ -86,17 +313,27 @@ def test_script_runs_unchanged_through_flywheel_run_training(tmp_path: Path, cas
     assert status == 0
     (version,) = LocalModelRegistry(tmp_path / "registry").versions(workload.name)
     assert version.hyperparameters[case.hyperparameter] == case.value
-    assert version.lineage["training"]["metrics"][case.reported] == case.value
+    archive = shutil.copy(version.model_uri, tmp_path / "model.tar.gz")
+    assert observed(case, Path(archive), version.lineage["training"]["metrics"]) == case.value
     assert workload.objective_metric in version.metrics
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda case: case.folder)
-def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(tmp_path: Path, case: Case) -> None:
-    needs(case)
+def prepare_and_train(
+    tmp_path: Path,
+    workload_path: Path,
+    source: Path,
+    *,
+    compute: str,
+    compute_config: Mapping[str, object],
+    hyperparameters: Mapping[str, str],
+    channels: Mapping[str, str] | None = None,
+    log: Callable[[str], None] = lambda _: None,
+) -> tuple[Path, Mapping[str, float]]:
+    """The training step as a pipeline runs it, on ``compute``: the model archive and metrics."""
     paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
     prepare_data(
-        source=str(case.source),
-        workload_path=str(case.workload),
+        source=str(source),
+        workload_path=str(workload_path),
         batch_count=1,
         training_batches=1,
         test_fraction=0.2,
@@ -107,13 +344,87 @@ def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(tmp_path: Path, case: 
         batches_dir=paths["batches"],
     )
     trained = train_model(
-        workload_path=str(case.workload),
-        compute="eks-gpu",
-        compute_config={"gpus": 0},
-        hyperparameters={case.hyperparameter: str(case.value)},
+        workload_path=str(workload_path),
+        compute=compute,
+        compute_config=compute_config,
+        hyperparameters=hyperparameters,
         train_path=paths["train"],
         test_path=paths["test"],
         model_path=paths["model.tar.gz"],
-        log=lambda _: None,
+        brought_channels=channels,
+        log=log,
     )
-    assert trained.training_metrics[case.reported] == case.value
+    return paths["model.tar.gz"], trained.training_metrics
+
+
+@pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
+def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(tmp_path: Path, case: Case) -> None:
+    workload_path = staged(case, tmp_path)
+    archive, metrics = prepare_and_train(
+        tmp_path,
+        workload_path,
+        HERE / case.data,
+        compute="eks-gpu",
+        compute_config={"gpus": 0},
+        hyperparameters={case.hyperparameter: str(case.value)},
+        channels=case.channels(HERE / case.data, tmp_path / "channels") if case.channels else None,
+    )
+    assert observed(case, archive, metrics) == case.value
+
+
+# The PyTorch training toolkit's own requirements.txt test: entry.py imports pyfiglet, which
+# only its requirements.txt brings.
+REQUIREMENTS_SCRIPT = (
+    UpstreamFile(
+        PYTORCH_TOOLKIT,
+        "entry.py",
+        "test/resources/requirements/entry.py",
+        "2f70e9a10b43812bb06e45f7f76ced73e983da3e22dd7520916b48a607a73546",
+    ),
+    UpstreamFile(
+        PYTORCH_TOOLKIT,
+        "requirements.txt",
+        "test/resources/requirements/requirements.txt",
+        "72836e5eb8906b17d9e9551b0b8543edf295e905f7f48391a62d0b5867ee3cf1",
+    ),
+)
+
+
+@pytest.mark.parametrize(
+    ("compute", "compute_config"),
+    [("local", {}), ("eks-gpu", {"gpus": 0})],
+    ids=["local", "eks-path"],
+)
+def test_public_script_gets_its_requirements_installed_before_it_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compute: str, compute_config: dict
+) -> None:
+    workload_path = stage_upstream(
+        HERE / "public/requirements_entry", REQUIREMENTS_SCRIPT, tmp_path
+    )
+    assert importlib.util.find_spec("pyfiglet") is None, "pyfiglet is installed: nothing to prove"
+    # The toolkit pip-installs into the interpreter it runs; here, into a scratch folder instead.
+    site = tmp_path / "site"
+    monkeypatch.setenv("PIP_TARGET", str(site))
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    lines: list[str] = []
+    prepare_and_train(
+        tmp_path,
+        workload_path,
+        HERE / "iris_tree/iris.csv",
+        compute=compute,
+        compute_config=compute_config,
+        hyperparameters={},
+        log=lines.append,
+    )
+    banner = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from pyfiglet import Figlet; print(Figlet().renderText('hello, world!').strip())",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    logged = "\n".join(lines)
+    assert all(line.rstrip() in logged for line in banner if line.strip())
