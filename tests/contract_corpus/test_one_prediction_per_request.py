@@ -84,7 +84,7 @@ def test_single_record_scores_every_row_through_the_local_transformer(tmp_path: 
 def test_split_type_none_sends_the_file_whole_and_fails_on_the_count(tmp_path: Path) -> None:
     model_path, rows = trained(tmp_path)
     workload = load_workload(with_split_type(tmp_path, "None"))
-    with pytest.raises(InvalidSpecError, match="1 predictions for 12 rows; .*split_type: Line"):
+    with pytest.raises(InvalidSpecError, match=r"1 predictions for 12 rows; .*split_type: Line"):
         transform_rows(
             workload=workload,
             compute="local",
