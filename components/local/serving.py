@@ -68,7 +68,7 @@ def as_body(payload: bytes, content_type: str) -> str | bytes:
     return payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
 
 
-def payloads(path: Path, split_type: str, batch_strategy: str) -> list[bytes]:
+def requests_of(path: Path, split_type: str, batch_strategy: str) -> list[bytes]:
     """The requests batch transform makes of one input file.
 
     A record larger than ``MAX_PAYLOAD_BYTES`` is refused, as SageMaker fails such a job.
@@ -76,11 +76,12 @@ def payloads(path: Path, split_type: str, batch_strategy: str) -> list[bytes]:
     body = path.read_bytes()
     if split_type != "Line":
         return [body]
-    records = [line for line in body.splitlines() if line.strip()]
+    # Cut at newline characters, as SageMaker does; blank lines make no request.
+    records = [line for line in body.split(b"\n") if line.strip()]
     for number, record in enumerate(records, start=1):
         if len(record) > MAX_PAYLOAD_BYTES:
             raise SystemExit(
-                f"split_type: record {number} of {path.name} is {len(record)} bytes, "
+                f"serving.split_type: record {number} of {path.name} is {len(record)} bytes, "
                 f"over MaxPayloadInMB ({MAX_PAYLOAD_BYTES} bytes)"
             )
     if batch_strategy == "SingleRecord":
@@ -136,7 +137,7 @@ def transform_files(
     output_dir.mkdir(parents=True, exist_ok=True)
     assembly = b"\n" if split_type == "Line" else b""
     for path in inputs:
-        requests = payloads(path, split_type, batch_strategy)
+        requests = requests_of(path, split_type, batch_strategy)
         with (output_dir / f"{path.name}.out").open("wb") as out:
             for payload in requests:
                 data = input_fn(as_body(payload, content_type), content_type)
