@@ -51,7 +51,10 @@ class TransformJobSpec:
     """Batch scoring: every file under ``input_location`` gives one ``<name>.out`` file.
 
     The model is served by the same script that trained it, through SageMaker's inference
-    handlers (``model_fn``, and optionally ``input_fn``, ``predict_fn``, ``output_fn``).
+    handlers (``model_fn``, and optionally ``input_fn``, ``predict_fn``, ``output_fn``), called as
+    SageMaker's ``SplitType`` and ``BatchStrategy`` say: once per file (``None``), or per line
+    (``Line``), each alone (``SingleRecord``) or grouped up to the payload limit (``MultiRecord``).
+    Every backend honours them, so a script is called the same way wherever it runs.
     """
 
     job_name: str
@@ -63,6 +66,8 @@ class TransformJobSpec:
     content_type: str = "text/csv"
     accept: str = "text/csv"
     environment: Mapping[str, str] = field(default_factory=dict)
+    split_type: str = "None"
+    batch_strategy: str = "MultiRecord"
 
 
 @dataclass(frozen=True)

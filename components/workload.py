@@ -50,7 +50,7 @@ DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
 METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
 OBJECTIVE_KEYS = ("metric", "goal")
-SERVING_KEYS = ("content_type", "accept")
+SERVING_KEYS = ("content_type", "accept", "split_type", "batch_strategy")
 # What batch scoring may send and ask for: the content types of SageMaker's default handlers.
 SERVING_CONTENT_TYPES = (
     "text/csv",
@@ -58,6 +58,12 @@ SERVING_CONTENT_TYPES = (
     "application/x-npy",
     "application/jsonlines",
 )
+# Batch transform's SplitType and BatchStrategy, SageMaker's spellings, the default first. RecordIO
+# and TFRecord are not offered: scoring writes its request files as text.
+SPLIT_TYPES = ("None", "Line")
+BATCH_STRATEGIES = ("MultiRecord", "SingleRecord")
+# A binary body cannot be cut at newlines nor its responses joined by them.
+BINARY_CONTENT_TYPES = ("application/x-npy",)
 
 
 @dataclass(frozen=True)
@@ -127,6 +133,21 @@ class DataColumns:
 
 
 @dataclass(frozen=True)
+class Serving:
+    """How batch scoring calls the script's handlers, in SageMaker batch transform's terms.
+
+    ``content_type`` is what is sent, ``accept`` what is asked back; ``split_type`` ``Line`` cuts
+    a request file into one record per line, and ``batch_strategy`` sends each record alone
+    (``SingleRecord``) or as many as fit ``MaxPayloadInMB`` (``MultiRecord``).
+    """
+
+    content_type: str = "text/csv"
+    accept: str = "text/csv"
+    split_type: str = "None"
+    batch_strategy: str = "MultiRecord"
+
+
+@dataclass(frozen=True)
 class Workload:
     name: str
     task: str
@@ -139,8 +160,7 @@ class Workload:
     objective_goal: str
     path: Path
     channels: tuple[ChannelLayout, ...] = ()
-    content_type: str = "text/csv"
-    accept: str = "text/csv"
+    serving: Serving = Serving()
 
     def training_job(
         self,
@@ -214,19 +234,38 @@ def channels_of(raw: Mapping[str, Any], columns: DataColumns) -> tuple[ChannelLa
     return tuple(layouts)
 
 
-def serving_of(raw: Mapping[str, Any]) -> tuple[str, str]:
-    """What scoring sends the model (``content_type``) and asks back (``accept``)."""
+def _serving_choice(serving: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
+    value = serving.get(key, allowed[0])
+    if value not in allowed:
+        raise InvalidSpecError(f"serving.{key}", f"{value!r} is not one of {list(allowed)}")
+    return value
+
+
+def serving_of(raw: Mapping[str, Any]) -> Serving:
+    """How batch scoring calls the script's handlers, checked as one whole.
+
+    With ``split_type: None`` SageMaker sends each file whole and ``batch_strategy`` has no effect
+    (its API: "to enable the batch strategy, you must set SplitType"), so the pair is accepted and
+    each file is one request, as SageMaker does.
+    """
     serving = _mapping(raw, "serving")
     check_keys(serving, SERVING_KEYS, "serving.")
-    chosen = []
-    for key in SERVING_KEYS:
-        value = serving.get(key, "text/csv")
-        if value not in SERVING_CONTENT_TYPES:
-            raise InvalidSpecError(
-                f"serving.{key}", f"{value!r} is not one of {list(SERVING_CONTENT_TYPES)}"
-            )
-        chosen.append(value)
-    return chosen[0], chosen[1]
+    chosen = Serving(
+        content_type=_serving_choice(serving, "content_type", SERVING_CONTENT_TYPES),
+        accept=_serving_choice(serving, "accept", SERVING_CONTENT_TYPES),
+        split_type=_serving_choice(serving, "split_type", SPLIT_TYPES),
+        batch_strategy=_serving_choice(serving, "batch_strategy", BATCH_STRATEGIES),
+    )
+    if chosen.split_type == "Line":
+        for key in ("content_type", "accept"):
+            value = getattr(chosen, key)
+            if value in BINARY_CONTENT_TYPES:
+                raise InvalidSpecError(
+                    f"serving.{key}",
+                    f"{value} is binary: it cannot be cut or assembled by lines; "
+                    "use split_type: None or a text content type",
+                )
+    return chosen
 
 
 def objective_of(raw: Mapping[str, Any], task: str) -> tuple[str, str]:
@@ -349,7 +388,7 @@ def load_workload(path: str | Path) -> Workload:
         n: _hyperparameter(n, spec) for n, spec in _mapping(raw, "hyperparameters").items()
     }
     objective_metric, objective_goal = objective_of(raw, task)
-    content_type, accept = serving_of(raw)
+    serving = serving_of(raw)
     definitions = raw.get("metric_definitions", [])
     if not isinstance(definitions, list):
         raise InvalidSpecError("metric_definitions", f"must be a list, got {definitions!r}")
@@ -368,6 +407,5 @@ def load_workload(path: str | Path) -> Workload:
         objective_goal=objective_goal,
         path=path.resolve(),
         channels=channels_of(raw, columns),
-        content_type=content_type,
-        accept=accept,
+        serving=serving,
     )

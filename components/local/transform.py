@@ -52,6 +52,10 @@ class LocalTransformer:
                 spec.content_type,
                 "--accept",
                 spec.accept,
+                "--split-type",
+                spec.split_type,
+                "--batch-strategy",
+                spec.batch_strategy,
                 *(str(path.resolve()) for path in inputs),
             ]
             log(f"[{spec.job_name}] transforming {len(inputs)} file(s)")

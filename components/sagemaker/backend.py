@@ -40,8 +40,8 @@ from flywheel.components.sagemaker.serving import (
     with_serving_code,
 )
 from flywheel.components.sagemaker.sharding import (
-    LINE_RECORD_TYPES,
     ShardedInput,
+    is_line_record,
     join_predictions,
     shard_record_files,
 )
@@ -144,7 +144,7 @@ class SageMakerBackend:
 
     def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
         """Local line-record inputs cut to fit ``max_payload_mb`` and spread over the instances."""
-        if is_s3(spec.input_location) or spec.content_type not in LINE_RECORD_TYPES:
+        if is_s3(spec.input_location) or not is_line_record(spec.content_type, spec.split_type):
             return None
         if not Path(spec.input_location).exists():
             raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")

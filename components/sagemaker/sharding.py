@@ -5,9 +5,9 @@ With ``SplitType: None`` SageMaker sends each input object as one request, which
 scored by a single instance. Cutting every file into parts that fit spreads the parts over the
 instances and lets predictions be joined back per original file: SageMaker writes
 ``<part>.out`` per part. Scoring files in ``LINE_RECORD_TYPES`` hold one record per line and
-nothing else (``text/csv`` without a header, JSON Lines with one array per line, as
-``components/payloads.py`` writes them), so a part is a run of whole records, and the same parts
-serve ``SplitType: Line`` and ``None``.
+nothing else (``text/csv`` without a header, JSON Lines with one array per line, and with
+``SplitType: Line`` JSON too, one array per line, as ``components/payloads.py`` writes them), so a
+part is a run of whole records, and the same parts serve ``SplitType: Line`` and ``None``.
 """
 
 from __future__ import annotations
@@ -18,6 +18,13 @@ from pathlib import Path
 
 PART_SUFFIX = ".part-{index:05d}"
 LINE_RECORD_TYPES = ("text/csv", "application/jsonlines")
+
+
+def is_line_record(content_type: str, split_type: str) -> bool:
+    """Whether a scoring file of ``content_type`` holds one record per line and nothing else."""
+    return content_type in LINE_RECORD_TYPES or (
+        split_type == "Line" and content_type == "application/json"
+    )
 
 
 @dataclass(frozen=True)

@@ -139,6 +139,10 @@ def _check_distributed(hosts: int, framework: str | None, instance_type: str) ->
         )
 
 
+# Keys that once lived here and now belong to the workload, since every backend honours them.
+MOVED_TO_WORKLOAD = ("split_type", "batch_strategy")
+
+
 @dataclass(frozen=True)
 class SageMakerConfig:
     """Where and how SageMaker runs jobs for one pipeline run (the README lists every key)."""
@@ -172,12 +176,15 @@ class SageMakerConfig:
     transform_instance_count: int = 1
     max_concurrent_transforms: int = 0
     max_payload_mb: int = 6
-    batch_strategy: str = "MultiRecord"
-    split_type: str = "None"
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> SageMakerConfig:
         """Check a ``compute_config`` dict; every refusal names ``compute_config.<key>``."""
+        for key in MOVED_TO_WORKLOAD:
+            if key in raw:
+                raise InvalidSpecError(
+                    f"compute_config.{key}", f"moved to the workload's serving.{key}"
+                )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -303,16 +310,6 @@ class SageMakerConfig:
             ),
             max_payload_mb=_in_range(
                 "max_payload_mb", _typed(raw, "max_payload_mb", int, 6), 0, 100
-            ),
-            batch_strategy=_choice(
-                "batch_strategy",
-                _typed(raw, "batch_strategy", str, "MultiRecord"),
-                ("MultiRecord", "SingleRecord"),
-            ),
-            split_type=_choice(
-                "split_type",
-                _typed(raw, "split_type", str, "None"),
-                ("None", "Line", "RecordIO", "TFRecord"),
             ),
         )
 

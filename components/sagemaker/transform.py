@@ -2,7 +2,8 @@
 
 SageMaker spreads the input objects across ``InstanceCount`` instances (each object goes to one
 instance), so many files scale out; ``SplitType`` cuts files into records and ``BatchStrategy``
-groups records into requests of at most ``MaxPayloadInMB``.
+groups records into requests of at most ``MaxPayloadInMB``. Both come from the workload's
+``serving`` section (through the spec), so a script is called here as on every other backend.
 """
 
 from __future__ import annotations
@@ -28,10 +29,10 @@ def transform_request(
     transform_input: dict[str, Any] = {
         "DataSource": {"S3DataSource": {"S3DataType": "S3Prefix", "S3Uri": str(input_prefix)}},
         "ContentType": spec.content_type,
-        "SplitType": config.split_type,
+        "SplitType": spec.split_type,
     }
     transform_output: dict[str, Any] = {"S3OutputPath": str(output_prefix), "Accept": spec.accept}
-    if config.split_type == "Line":
+    if spec.split_type == "Line":
         # Records cut at newlines are joined back with newlines, one output line per input line.
         transform_output["AssembleWith"] = "Line"
     if config.output_kms_key_id:
@@ -45,7 +46,7 @@ def transform_request(
     request: dict[str, Any] = {
         "ModelName": model_name,
         "MaxPayloadInMB": config.max_payload_mb,
-        "BatchStrategy": config.batch_strategy,
+        "BatchStrategy": spec.batch_strategy,
         "TransformInput": transform_input,
         "TransformOutput": transform_output,
         "TransformResources": resources,

@@ -36,11 +36,17 @@ def transform_rows(
 ) -> list[str]:
     """Batch-transform ``rows``' feature columns; one prediction per row, in order.
 
-    The rows go in the workload's ``serving.content_type`` and come back in its ``accept``.
+    The rows go in the workload's ``serving.content_type`` and come back in its ``accept``, the
+    script called as its ``split_type`` and ``batch_strategy`` say.
     """
+    serving = workload.serving
     with tempfile.TemporaryDirectory(prefix="flywheel-score-") as scratch:
         request = payloads.write_request(
-            Path(scratch) / "input", workload.columns.features, rows, workload.content_type
+            Path(scratch) / "input",
+            workload.columns.features,
+            rows,
+            serving.content_type,
+            serving.split_type,
         )
         output = Path(scratch) / "output"
         backend_for(compute, compute_config).transform(
@@ -51,15 +57,30 @@ def transform_rows(
                 entry_point=workload.entry_point,
                 input_location=str(request.parent),
                 output_location=str(output),
-                content_type=workload.content_type,
-                accept=workload.accept,
+                content_type=serving.content_type,
+                accept=serving.accept,
+                split_type=serving.split_type,
+                batch_strategy=serving.batch_strategy,
             ),
             log,
         )
-        predictions = payloads.read_response(output / f"{request.name}.out", workload.accept)
+        predictions = payloads.read_response(
+            output / f"{request.name}.out",
+            serving.accept,
+            serving.split_type,
+            serving.batch_strategy,
+        )
     if len(predictions) != len(rows):
+        hint = (
+            "; a script that predicts one value per request needs serving.split_type: Line "
+            "and serving.batch_strategy: SingleRecord"
+            if len(predictions) < len(rows)
+            and (serving.split_type, serving.batch_strategy) != ("Line", "SingleRecord")
+            else ""
+        )
         raise InvalidSpecError(
-            "predictions", f"{job_name}: {len(predictions)} predictions for {len(rows)} rows"
+            "predictions",
+            f"{job_name}: {len(predictions)} predictions for {len(rows)} rows{hint}",
         )
     return predictions
 

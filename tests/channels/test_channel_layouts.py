@@ -147,6 +147,11 @@ def test_the_id_column_goes_in_only_when_listed(tmp_path: Path) -> None:
         "{content_type: application/json, accept: text/csv}",
         "{content_type: application/jsonlines, accept: application/jsonlines}",
         "{content_type: application/jsonlines, accept: text/csv}",
+        "{content_type: text/csv, accept: text/csv, split_type: Line, batch_strategy: SingleRecord}",
+        "{content_type: application/json, accept: application/json, split_type: Line, "
+        "batch_strategy: SingleRecord}",
+        "{content_type: text/csv, accept: application/json, split_type: Line}",
+        "{content_type: application/jsonlines, accept: application/jsonlines, split_type: Line}",
     ],
 )
 def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
@@ -163,6 +168,18 @@ def test_json_lines_classification_answers_label_and_probability_per_line(
         tmp_path,
         task="classification",
         serving="{content_type: application/jsonlines, accept: application/jsonlines}",
+    )
+    assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
+
+
+def test_single_record_classification_answers_label_and_probability_per_row(
+    tmp_path: Path,
+) -> None:
+    _, evaluation = run(
+        tmp_path,
+        task="classification",
+        serving="{content_type: application/json, accept: application/json, "
+        "split_type: Line, batch_strategy: SingleRecord}",
     )
     assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
 

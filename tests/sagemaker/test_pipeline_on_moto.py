@@ -14,6 +14,8 @@ from moto.sagemaker.models import SageMakerModelBackend
 from flywheel.components.backend import TransformJobSpec
 from flywheel.components.registry import open_registry
 from flywheel.components.sagemaker import SageMakerBackend, SageMakerConfig, Watch
+from flywheel.components.steps.scoring import transform_rows
+from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
@@ -22,6 +24,7 @@ from .moto_sagemaker import PLACEHOLDER_PREDICTION, moto_sagemaker, placeholder_
 
 BUCKET = "flywheel-e2e"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "qsar"
+CORPUS = Path(__file__).resolve().parents[1] / "contract_corpus"
 IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
 SMILES = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CCCN", "CCCO", "CC=O"]
 
@@ -176,7 +179,13 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     assert predictions == [PLACEHOLDER_PREDICTION] * 3
 
 
-def test_json_lines_transform_splits_by_line_and_shards_by_record(aws, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("content_type", "file"),
+    [("application/jsonlines", "rows.jsonl"), ("application/json", "rows.json")],
+)
+def test_line_split_transform_takes_the_workloads_split_and_strategy_and_shards_by_record(
+    aws, tmp_path, monkeypatch, content_type, file
+):
     created = record_requests(monkeypatch, "create_transform_job")
     config = SageMakerConfig.from_mapping(
         {
@@ -185,31 +194,34 @@ def test_json_lines_transform_splits_by_line_and_shards_by_record(aws, tmp_path,
             "region": "us-east-1",
             "endpoint_url": aws,
             "image_uri": IMAGE,
-            "split_type": "Line",
             "transform_instance_count": 2,
         }
     )
     model = tmp_path / "model.tar.gz"
     model.write_bytes(placeholder_model_archive())
     (tmp_path / "in").mkdir()
-    (tmp_path / "in" / "rows.jsonl").write_text("[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n")
+    # JSON split by line is written one array a line, as scoring writes it: a line-record file.
+    (tmp_path / "in" / file).write_text("[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n")
     spec = TransformJobSpec(
-        job_name="jsonlines",
+        job_name="line-split",
         model_artifact=str(model),
         source_dir=str(EXAMPLE),
         entry_point="train.py",
         input_location=str(tmp_path / "in"),
         output_location=str(tmp_path / "out"),
-        content_type="application/jsonlines",
-        accept="application/jsonlines",
+        content_type=content_type,
+        accept=content_type,
+        split_type="Line",
+        batch_strategy="SingleRecord",
     )
 
     # The suite's strict validator checks every request against botocore's model on the way out.
     SageMakerBackend(config, watch=Watch(clock=FakeClock())).transform(spec, log=lambda _: None)
 
     (transform,) = created
-    assert transform["transform_input"]["ContentType"] == "application/jsonlines"
+    assert transform["transform_input"]["ContentType"] == content_type
     assert transform["transform_input"]["SplitType"] == "Line"
+    assert transform["batch_strategy"] == "SingleRecord"
     assert transform["transform_output"]["AssembleWith"] == "Line"
     source = transform["transform_input"]["DataSource"]["S3DataSource"]["S3Uri"]
     bucket, prefix = source.removeprefix("s3://").split("/", 1)
@@ -222,5 +234,37 @@ def test_json_lines_transform_splits_by_line_and_shards_by_record(aws, tmp_path,
         for part in parts["Contents"]
     ]
     assert len(bodies) == 2 and "".join(bodies) == "[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n"
-    predictions = (tmp_path / "out" / "rows.jsonl.out").read_text().splitlines()
+    predictions = (tmp_path / "out" / f"{file}.out").read_text().splitlines()
     assert predictions == [PLACEHOLDER_PREDICTION] * 3
+
+
+def test_scoring_on_sagemaker_sends_the_workloads_split_type_and_batch_strategy(
+    aws, tmp_path, monkeypatch
+):
+    created = record_requests(monkeypatch, "create_transform_job")
+    workload = load_workload(CORPUS / "one_prediction_per_request" / "workload.yaml")
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    rows = [{name: str(index) for name in workload.columns.features} for index in range(5)]
+
+    predictions = transform_rows(
+        workload=workload,
+        compute="sagemaker",
+        compute_config={
+            "role_arn": ROLE,
+            "s3_prefix": f"s3://{BUCKET}/single-record",
+            "region": "us-east-1",
+            "endpoint_url": aws,
+            "image_uri": IMAGE,
+        },
+        model_path=model,
+        rows=rows,
+        job_name="single-record",
+        log=lambda _: None,
+    )
+
+    (transform,) = created
+    assert transform["transform_input"]["SplitType"] == "Line"
+    assert transform["batch_strategy"] == "SingleRecord"
+    assert transform["transform_output"]["AssembleWith"] == "Line"
+    assert predictions == [PLACEHOLDER_PREDICTION] * 5

@@ -249,6 +249,12 @@ def test_missing_aws_credentials_fail_before_any_task_in_one_line(monkeypatch, t
         AwsClients.connect("us-east-1")
 
 
+@pytest.mark.parametrize("key", ["split_type", "batch_strategy"])
+def test_split_type_and_batch_strategy_are_refused_here_and_sent_to_the_workload(key):
+    error = config_error(**{key: "Line"})
+    assert str(error) == f"compute_config.{key}: moved to the workload's serving.{key}"
+
+
 def test_join_source_is_refused_because_no_step_parses_joined_output():
     assert config_error(join_source="Input").field == "compute_config.join_source"
 

@@ -252,3 +252,43 @@ def test_classification_metrics_match_their_textbook_values() -> None:
     assert classification_metrics(["a", "b", "c", "a"], ["a", "c", "c", "b"], None) == (
         pytest.approx({"accuracy": 0.5, "f1": 0.4444444444})
     )
+
+
+@pytest.mark.parametrize(
+    ("serving", "message"),
+    [
+        ("{split_type: line}", r"^serving.split_type: 'line' is not one of \['None', 'Line'\]$"),
+        ("{split_type: RecordIO}", r"^serving.split_type: 'RecordIO' is not one of"),
+        ("{batch_strategy: Single}", r"^serving.batch_strategy: 'Single' is not one of"),
+        (
+            "{content_type: application/x-npy, split_type: Line}",
+            r"^serving.content_type: application/x-npy is binary: it cannot be cut or assembled",
+        ),
+        (
+            "{accept: application/x-npy, split_type: Line, batch_strategy: SingleRecord}",
+            r"^serving.accept: application/x-npy is binary",
+        ),
+    ],
+)
+def test_bad_split_type_and_batch_strategy_are_refused_when_the_workload_loads(
+    tmp_path: Path, serving: str, message: str
+) -> None:
+    path = _workload_text(tmp_path, BASE_WORKLOAD + f"serving: {serving}\n")
+    with pytest.raises(InvalidSpecError, match=message):
+        load_workload(path)
+
+
+def test_split_type_and_batch_strategy_default_to_sagemakers_whole_file_multi_record(
+    tmp_path: Path,
+) -> None:
+    serving = load_workload(_workload_text(tmp_path, BASE_WORKLOAD)).serving
+    assert (serving.split_type, serving.batch_strategy) == ("None", "MultiRecord")
+
+
+def test_single_record_without_line_splitting_is_accepted_as_sagemaker_accepts_it(
+    tmp_path: Path,
+) -> None:
+    # SageMaker's BatchStrategy takes effect only with a SplitType: each file stays one request.
+    text = BASE_WORKLOAD + "serving: {batch_strategy: SingleRecord}\n"
+    serving = load_workload(_workload_text(tmp_path, text)).serving
+    assert (serving.split_type, serving.batch_strategy) == ("None", "SingleRecord")

@@ -1,0 +1,121 @@
+"""A script that answers one prediction per request is scored row by row when its workload says
+``split_type: Line`` and ``batch_strategy: SingleRecord``, as SageMaker batch transform calls it.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import joblib
+import pytest
+
+from flywheel.components import data
+from flywheel.components.errors import InvalidSpecError
+from flywheel.components.registry import LocalModelRegistry
+from flywheel.components.steps.prepare import prepare_data
+from flywheel.components.steps.scoring import transform_rows
+from flywheel.components.steps.train import train_model
+from flywheel.components.workload import load_workload
+from flywheel.pipelines.cli import main
+
+HERE = Path(__file__).parent
+FOLDER = HERE / "one_prediction_per_request"
+SOURCE = HERE / "forest_regressor" / "diabetes.csv"
+
+
+def trained(tmp_path: Path) -> tuple[Path, list[data.Row]]:
+    """The script trained on the split; returns the packed model and 12 test rows."""
+    paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
+    workload = str(FOLDER / "workload.yaml")
+    prepare_data(
+        source=str(SOURCE),
+        workload_path=workload,
+        batch_count=1,
+        training_batches=1,
+        test_fraction=0.2,
+        seed=7,
+        order_by="",
+        train_path=paths["train"],
+        test_path=paths["test"],
+        batches_dir=paths["batches"],
+    )
+    train_model(
+        workload_path=workload,
+        compute="local",
+        hyperparameters={},
+        train_path=paths["train"],
+        test_path=paths["test"],
+        model_path=paths["model.tar.gz"],
+        log=lambda _: None,
+    )
+    _, rows = data.read_table(str(paths["test"]))
+    return paths["model.tar.gz"], rows[:12]
+
+
+def with_split_type(tmp_path: Path, split_type: str) -> Path:
+    """The same workload with another ``split_type`` (``batch_strategy`` left SingleRecord)."""
+    text = (FOLDER / "workload.yaml").read_text()
+    changed = text.replace("split_type: Line", f"split_type: {split_type}")
+    path = tmp_path / "workload.yaml"
+    path.write_text(changed + f"source_dir: {FOLDER}\n")
+    return path
+
+
+def test_single_record_scores_every_row_through_the_local_transformer(tmp_path: Path) -> None:
+    model_path, rows = trained(tmp_path)
+    workload = load_workload(FOLDER / "workload.yaml")
+    predictions = transform_rows(
+        workload=workload,
+        compute="local",
+        compute_config=None,
+        model_path=model_path,
+        rows=rows,
+        job_name="one-per-request",
+        log=lambda _: None,
+    )
+    with tarfile.open(model_path) as archive:
+        archive.extract("model.joblib", tmp_path / "unpacked", filter="data")
+    model = joblib.load(tmp_path / "unpacked" / "model.joblib")
+    features = [[float(row[name]) for name in workload.columns.features] for row in rows]
+    assert [float(p) for p in predictions] == pytest.approx(model.predict(features).tolist())
+
+
+def test_split_type_none_sends_the_file_whole_and_fails_on_the_count(tmp_path: Path) -> None:
+    model_path, rows = trained(tmp_path)
+    workload = load_workload(with_split_type(tmp_path, "None"))
+    with pytest.raises(InvalidSpecError, match=r"1 predictions for 12 rows; .*split_type: Line"):
+        transform_rows(
+            workload=workload,
+            compute="local",
+            compute_config=None,
+            model_path=model_path,
+            rows=rows,
+            job_name="one-per-file",
+            log=lambda _: None,
+        )
+
+
+def test_single_record_script_evaluates_through_flywheel_run_training(tmp_path: Path) -> None:
+    status = main(
+        [
+            "--home",
+            str(tmp_path / "home"),
+            "run",
+            "training",
+            "--workload",
+            str(FOLDER / "workload.yaml"),
+            "--source",
+            str(SOURCE),
+            "--registry",
+            str(tmp_path / "registry"),
+            "--pipeline-root",
+            str(tmp_path / "runs"),
+        ]
+    )
+    assert status == 0
+    (version,) = LocalModelRegistry(tmp_path / "registry").versions(
+        "corpus-one-prediction-per-request"
+    )
+    # One prediction per row: a ridge fit on the diabetes data is far better than a constant.
+    assert 0 < version.metrics["rmse"] < 70
