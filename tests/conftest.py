@@ -8,7 +8,8 @@ that AWS would refuse.
 import importlib.util
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,69 @@ def moto_server() -> Iterator[str]:
         yield f"http://{host}:{port}"
     finally:
         server.stop()
+
+
+@dataclass(frozen=True)
+class TrainedOnSplit:
+    """What the training pipeline's first two steps leave: the split and the trained model."""
+
+    train: Path
+    test: Path
+    model: Path
+    metrics: Mapping[str, float]
+
+
+TrainOnSplit = Callable[..., TrainedOnSplit]
+
+
+@pytest.fixture
+def train_on_split(tmp_path: Path) -> TrainOnSplit:
+    """Prepare ``source`` and train on its split, as the pipeline's prepare and train steps do.
+
+    Call it as ``train_on_split(workload_path, source, compute=..., hyperparameters=...,
+    channels=..., test_fraction=..., seed=..., log=...)``; files go under the test's ``tmp_path``.
+    """
+    from flywheel.components.steps.prepare import prepare_data
+    from flywheel.components.steps.train import train_model
+
+    def train(
+        workload_path: Path | str,
+        source: Path | str,
+        *,
+        compute: str = "local",
+        compute_config: Mapping[str, object] | None = None,
+        hyperparameters: Mapping[str, object] | None = None,
+        channels: Mapping[str, str] | None = None,
+        test_fraction: float = 0.2,
+        seed: int = 7,
+        log: Callable[[str], None] = lambda _: None,
+    ) -> TrainedOnSplit:
+        paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
+        prepare_data(
+            source=str(source),
+            workload_path=str(workload_path),
+            batch_count=1,
+            training_batches=1,
+            test_fraction=test_fraction,
+            seed=seed,
+            order_by="",
+            train_path=paths["train"],
+            test_path=paths["test"],
+            batches_dir=paths["batches"],
+        )
+        trained = train_model(
+            workload_path=str(workload_path),
+            compute=compute,
+            compute_config=compute_config,
+            hyperparameters=hyperparameters or {},
+            train_path=paths["train"],
+            test_path=paths["test"],
+            model_path=paths["model.tar.gz"],
+            brought_channels=channels,
+            log=log,
+        )
+        return TrainedOnSplit(
+            paths["train"], paths["test"], paths["model.tar.gz"], trained.training_metrics
+        )
+
+    return train

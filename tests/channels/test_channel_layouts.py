@@ -7,17 +7,19 @@ by SageMaker's default handlers; the data is exactly linear, so a correct round 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.evaluate import evaluate_model
-from flywheel.components.steps.prepare import prepare_data
-from flywheel.components.steps.train import train_model
 from flywheel.components.workload import load_workload
 
 HERE = Path(__file__).parent
+# The suite-wide ``train_on_split`` fixture (tests/conftest.py).
+TrainOnSplit = Callable[..., Any]
 
 WORKLOAD = """\
 name: linear
@@ -40,6 +42,7 @@ serving: {serving}
 
 
 def run(
+    train_on_split: TrainOnSplit,
     tmp_path: Path,
     *,
     channel: str = "{}",
@@ -72,38 +75,17 @@ def run(
         rows.append(f"{1000 + i},{x1},{x2},{label}")
     source.write_text("id,x1,x2,y\n" + "\n".join(rows) + "\n")
     workload = str(folder / "workload.yaml")
-    paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
-    prepare_data(
-        source=str(source),
-        workload_path=workload,
-        batch_count=1,
-        training_batches=1,
-        test_fraction=0.25,
-        seed=3,
-        order_by="",
-        train_path=paths["train"],
-        test_path=paths["test"],
-        batches_dir=paths["batches"],
-    )
-    trained = train_model(
-        workload_path=workload,
-        compute="local",
-        hyperparameters={},
-        train_path=paths["train"],
-        test_path=paths["test"],
-        model_path=paths["model.tar.gz"],
-        log=lambda _: None,
-    )
+    trained = train_on_split(workload, source, test_fraction=0.25, seed=3)
     if not evaluate:
-        return trained.training_metrics, {}
+        return trained.metrics, {}
     evaluated = evaluate_model(
         workload_path=workload,
         compute="local",
-        model_path=paths["model.tar.gz"],
-        test_path=paths["test"],
+        model_path=trained.model,
+        test_path=trained.test,
         log=lambda _: None,
     )
-    return trained.training_metrics, evaluated.metrics
+    return trained.metrics, evaluated.metrics
 
 
 @pytest.mark.parametrize(
@@ -126,15 +108,17 @@ def run(
     ],
 )
 def test_each_channel_layout_reaches_the_script_and_the_model_evaluates(
-    tmp_path: Path, channel: str, expect: dict
+    train_on_split: TrainOnSplit, tmp_path: Path, channel: str, expect: dict
 ) -> None:
-    training, evaluation = run(tmp_path, channel=channel, expect=expect)
+    training, evaluation = run(train_on_split, tmp_path, channel=channel, expect=expect)
     assert training == {"features": 2.0}, "the id column must stay out of training input"
     assert evaluation["rmse"] < 1e-6
 
 
-def test_the_id_column_goes_in_only_when_listed(tmp_path: Path) -> None:
-    training, _ = run(tmp_path, channel="{columns: [id, x1, x2]}", evaluate=False)
+def test_the_id_column_goes_in_only_when_listed(
+    train_on_split: TrainOnSplit, tmp_path: Path
+) -> None:
+    training, _ = run(train_on_split, tmp_path, channel="{columns: [id, x1, x2]}", evaluate=False)
     assert training == {"features": 3.0}
 
 
@@ -155,16 +139,17 @@ def test_the_id_column_goes_in_only_when_listed(tmp_path: Path) -> None:
     ],
 )
 def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
-    tmp_path: Path, serving: str
+    train_on_split: TrainOnSplit, tmp_path: Path, serving: str
 ) -> None:
-    _, evaluation = run(tmp_path, serving=serving)
+    _, evaluation = run(train_on_split, tmp_path, serving=serving)
     assert evaluation["rmse"] < 1e-6
 
 
 def test_json_lines_classification_answers_label_and_probability_per_line(
-    tmp_path: Path,
+    train_on_split: TrainOnSplit, tmp_path: Path
 ) -> None:
     _, evaluation = run(
+        train_on_split,
         tmp_path,
         task="classification",
         serving="{content_type: application/jsonlines, accept: application/jsonlines}",
@@ -173,9 +158,10 @@ def test_json_lines_classification_answers_label_and_probability_per_line(
 
 
 def test_single_record_classification_answers_label_and_probability_per_row(
-    tmp_path: Path,
+    train_on_split: TrainOnSplit, tmp_path: Path
 ) -> None:
     _, evaluation = run(
+        train_on_split,
         tmp_path,
         task="classification",
         serving="{content_type: application/json, accept: application/json, "
@@ -184,8 +170,10 @@ def test_single_record_classification_answers_label_and_probability_per_row(
     assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
 
 
-def test_classification_is_judged_by_its_own_metrics(tmp_path: Path) -> None:
-    _, evaluation = run(tmp_path, task="classification")
+def test_classification_is_judged_by_its_own_metrics(
+    train_on_split: TrainOnSplit, tmp_path: Path
+) -> None:
+    _, evaluation = run(train_on_split, tmp_path, task="classification")
     assert set(evaluation) == {"accuracy", "f1", "roc_auc", "log_loss"}
     # A least-squares line on separable classes: right on most rows, not necessarily on all.
     assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9

@@ -29,6 +29,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
@@ -36,12 +37,12 @@ import pytest
 from flywheel.components.local.opt_ml import private_mounts_available
 from flywheel.components.packaging import unpack_archive
 from flywheel.components.registry import LocalModelRegistry
-from flywheel.components.steps.prepare import prepare_data
-from flywheel.components.steps.train import train_model
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.cli import main
 
 HERE = Path(__file__).parent
+# The suite-wide ``train_on_split`` fixture (tests/conftest.py).
+TrainOnSplit = Callable[..., Any]
 # A folder holding a clone of each public repository below, named as `git clone` names it.
 CHECKOUTS_VARIABLE = "SAGEMAKER_PUBLIC_CHECKOUTS"
 
@@ -318,50 +319,12 @@ def test_script_runs_unchanged_through_flywheel_run_training(tmp_path: Path, cas
     assert workload.objective_metric in version.metrics
 
 
-def prepare_and_train(
-    tmp_path: Path,
-    workload_path: Path,
-    source: Path,
-    *,
-    compute: str,
-    compute_config: Mapping[str, object],
-    hyperparameters: Mapping[str, str],
-    channels: Mapping[str, str] | None = None,
-    log: Callable[[str], None] = lambda _: None,
-) -> tuple[Path, Mapping[str, float]]:
-    """The training step as a pipeline runs it, on ``compute``: the model archive and metrics."""
-    paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
-    prepare_data(
-        source=str(source),
-        workload_path=str(workload_path),
-        batch_count=1,
-        training_batches=1,
-        test_fraction=0.2,
-        seed=7,
-        order_by="",
-        train_path=paths["train"],
-        test_path=paths["test"],
-        batches_dir=paths["batches"],
-    )
-    trained = train_model(
-        workload_path=str(workload_path),
-        compute=compute,
-        compute_config=compute_config,
-        hyperparameters=hyperparameters,
-        train_path=paths["train"],
-        test_path=paths["test"],
-        model_path=paths["model.tar.gz"],
-        brought_channels=channels,
-        log=log,
-    )
-    return paths["model.tar.gz"], trained.training_metrics
-
-
 @pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
-def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(tmp_path: Path, case: Case) -> None:
+def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(
+    train_on_split: TrainOnSplit, tmp_path: Path, case: Case
+) -> None:
     workload_path = staged(case, tmp_path)
-    archive, metrics = prepare_and_train(
-        tmp_path,
+    trained = train_on_split(
         workload_path,
         HERE / case.data,
         compute="eks-gpu",
@@ -369,7 +332,7 @@ def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(tmp_path: Path, case: 
         hyperparameters={case.hyperparameter: str(case.value)},
         channels=case.channels(HERE / case.data, tmp_path / "channels") if case.channels else None,
     )
-    assert observed(case, archive, metrics) == case.value
+    assert observed(case, trained.model, trained.metrics) == case.value
 
 
 # The PyTorch training toolkit's own requirements.txt test: entry.py imports pyfiglet, which
@@ -396,7 +359,11 @@ REQUIREMENTS_SCRIPT = (
     ids=["local", "eks-path"],
 )
 def test_public_script_gets_its_requirements_installed_before_it_starts(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compute: str, compute_config: dict
+    train_on_split: TrainOnSplit,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    compute: str,
+    compute_config: dict,
 ) -> None:
     workload_path = stage_upstream(
         HERE / "public/requirements_entry", REQUIREMENTS_SCRIPT, tmp_path
@@ -407,8 +374,7 @@ def test_public_script_gets_its_requirements_installed_before_it_starts(
     monkeypatch.setenv("PIP_TARGET", str(site))
     monkeypatch.setenv("PYTHONPATH", str(site))
     lines: list[str] = []
-    prepare_and_train(
-        tmp_path,
+    train_on_split(
         workload_path,
         HERE / "iris_tree/iris.csv",
         compute=compute,

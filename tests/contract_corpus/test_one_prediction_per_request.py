@@ -5,7 +5,9 @@
 from __future__ import annotations
 
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import joblib
 import pytest
@@ -13,44 +15,22 @@ import pytest
 from flywheel.components import data
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.registry import LocalModelRegistry
-from flywheel.components.steps.prepare import prepare_data
 from flywheel.components.steps.scoring import transform_rows
-from flywheel.components.steps.train import train_model
 from flywheel.components.workload import load_workload
 from flywheel.pipelines.cli import main
 
 HERE = Path(__file__).parent
+# The suite-wide ``train_on_split`` fixture (tests/conftest.py).
+TrainOnSplit = Callable[..., Any]
 FOLDER = HERE / "one_prediction_per_request"
 SOURCE = HERE / "forest_regressor" / "diabetes.csv"
 
 
-def trained(tmp_path: Path) -> tuple[Path, list[data.Row]]:
+def trained(train_on_split: TrainOnSplit) -> tuple[Path, list[data.Row]]:
     """The script trained on the split; returns the packed model and 12 test rows."""
-    paths = {name: tmp_path / name for name in ("train", "test", "batches", "model.tar.gz")}
-    workload = str(FOLDER / "workload.yaml")
-    prepare_data(
-        source=str(SOURCE),
-        workload_path=workload,
-        batch_count=1,
-        training_batches=1,
-        test_fraction=0.2,
-        seed=7,
-        order_by="",
-        train_path=paths["train"],
-        test_path=paths["test"],
-        batches_dir=paths["batches"],
-    )
-    train_model(
-        workload_path=workload,
-        compute="local",
-        hyperparameters={},
-        train_path=paths["train"],
-        test_path=paths["test"],
-        model_path=paths["model.tar.gz"],
-        log=lambda _: None,
-    )
-    _, rows = data.read_table(str(paths["test"]))
-    return paths["model.tar.gz"], rows[:12]
+    split = train_on_split(FOLDER / "workload.yaml", SOURCE)
+    _, rows = data.read_table(str(split.test))
+    return split.model, rows[:12]
 
 
 def with_split_type(tmp_path: Path, split_type: str) -> Path:
@@ -62,8 +42,10 @@ def with_split_type(tmp_path: Path, split_type: str) -> Path:
     return path
 
 
-def test_single_record_scores_every_row_through_the_local_transformer(tmp_path: Path) -> None:
-    model_path, rows = trained(tmp_path)
+def test_single_record_scores_every_row_through_the_local_transformer(
+    train_on_split: TrainOnSplit, tmp_path: Path
+) -> None:
+    model_path, rows = trained(train_on_split)
     workload = load_workload(FOLDER / "workload.yaml")
     predictions = transform_rows(
         workload=workload,
@@ -81,8 +63,10 @@ def test_single_record_scores_every_row_through_the_local_transformer(tmp_path: 
     assert [float(p) for p in predictions] == pytest.approx(model.predict(features).tolist())
 
 
-def test_split_type_none_sends_the_file_whole_and_fails_on_the_count(tmp_path: Path) -> None:
-    model_path, rows = trained(tmp_path)
+def test_split_type_none_sends_the_file_whole_and_fails_on_the_count(
+    train_on_split: TrainOnSplit, tmp_path: Path
+) -> None:
+    model_path, rows = trained(train_on_split)
     workload = load_workload(with_split_type(tmp_path, "None"))
     with pytest.raises(InvalidSpecError, match=r"1 predictions for 12 rows; .*split_type: Line"):
         transform_rows(
