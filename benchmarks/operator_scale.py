@@ -19,6 +19,7 @@ Not run in CI; takes a few minutes.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import subprocess
@@ -133,6 +134,8 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    # moto's access log (one line per request) would bury the report.
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     moto.start()
     host, port = moto.get_host_and_port()
