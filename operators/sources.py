@@ -71,23 +71,15 @@ class Window:
     times: list[str]
 
 
-def read_cloudwatch(client: Any, source: CloudWatchSource, periods: int, now: datetime) -> Window:
-    """The newest ``periods`` datapoints, oldest first, ``None`` where CloudWatch has none.
-
-    Like an alarm, it evaluates complete periods; but when the current, still-open period
-    already has a datapoint, that one counts at once, so a breach is not seen a period late.
-    """
-    (window,) = read_cloudwatch_many(client, [(source, periods, now)])
-    if isinstance(window, SourceUnreadable):
-        raise window
-    return window
-
-
 def read_cloudwatch_many(
     client: Any, reads: Sequence[tuple[CloudWatchSource, int, datetime]]
 ) -> list[Window | SourceUnreadable]:
-    """:func:`read_cloudwatch` for many ``(source, periods, now)`` reads of one region, in as
-    few ``GetMetricData`` calls as possible, one result per read, in order.
+    """Many ``(source, periods, now)`` reads of one region, in as few ``GetMetricData`` calls as
+    possible, one result per read, in order: each the newest ``periods`` datapoints, oldest first,
+    ``None`` where CloudWatch has none.
+
+    Like an alarm, it evaluates complete periods; but when the current, still-open period
+    already has a datapoint, that one counts at once, so a breach is not seen a period late.
 
     Reads of the same time window share a call, up to 500 queries each; identical metric
     reads share one query. Windows are not merged: CloudWatch aligns datapoints to each call's
@@ -185,23 +177,15 @@ def _window(series: dict[float, float], span: tuple[int, int], period: int) -> W
     return Window(slots[:-1], times[:-1])
 
 
-def list_new_objects(client: Any, arrival: DataArrival, watermark: str, now: datetime) -> Arrival:
-    """Count settled objects under the prefix with keys after ``watermark``.
-
-    Keys come back in lexicographic order. Counting stops at the first object that has not
-    settled yet: moving the watermark past it would make it never count.
-    """
-    (found,) = list_new_objects_many(client, [(arrival, watermark, now)])
-    if isinstance(found, SourceUnreadable):
-        raise found
-    return found
-
-
 def list_new_objects_many(
     client: Any, reads: Sequence[tuple[DataArrival, str, datetime]]
 ) -> list[Arrival | SourceUnreadable]:
-    """:func:`list_new_objects` for many ``(arrival, watermark, now)`` reads of ONE bucket and
-    prefix, from one listing that starts at the lowest watermark; one result per read.
+    """Many ``(arrival, watermark, now)`` reads of ONE bucket and prefix, from one listing that
+    starts at the lowest watermark; one result per read: the settled objects under the prefix
+    with keys after its watermark.
+
+    Keys come back in lexicographic order. Counting stops at the first object that has not
+    settled yet: moving the watermark past it would make it never count.
 
     A listing cut short (``MAX_LIST_PAGES``, or an object not settled yet) tells a read whose
     watermark lies past its last key nothing: that read lists on its own, so one lagging

@@ -15,10 +15,19 @@ from operator_harness import aws_client
 from flywheel.operators.policy import CloudWatchSource, DataArrival, PrometheusSource
 from flywheel.operators.sources import (
     SourceUnreadable,
-    list_new_objects,
-    read_cloudwatch,
+    list_new_objects_many,
+    read_cloudwatch_many,
     read_prometheus,
 )
+
+
+def only(results: list) -> Any:
+    """The one result of a one-read batch, or its ``SourceUnreadable`` raised."""
+    (result,) = results
+    if isinstance(result, SourceUnreadable):
+        raise result
+    return result
+
 
 RMSE = CloudWatchSource(
     namespace="Flywheel",
@@ -58,7 +67,7 @@ def test_cloudwatch_datapoints_land_in_their_periods_oldest_first(aws: str) -> N
                 }
             ],
         )
-    window = read_cloudwatch(cloudwatch, RMSE, 3, now)
+    window = only(read_cloudwatch_many(cloudwatch, [(RMSE, 3, now)]))
     assert window.values == [0.2, None, 0.9]
     minute = now.replace(second=0)
     assert window.times == [
@@ -80,7 +89,7 @@ def test_cloudwatch_without_a_current_datapoint_evaluates_complete_periods(aws: 
             }
         ],
     )
-    assert read_cloudwatch(cloudwatch, RMSE, 2, now).values == [None, 0.7]
+    assert only(read_cloudwatch_many(cloudwatch, [(RMSE, 2, now)])).values == [None, 0.7]
 
 
 def test_s3_counts_objects_after_the_watermark_once(aws: str) -> None:
@@ -89,9 +98,9 @@ def test_s3_counts_objects_after_the_watermark_once(aws: str) -> None:
     for key in ["in/a", "in/b", "in/c", "other/z"]:
         s3.put_object(Bucket="lake", Key=key, Body=b"12345")
     now = datetime.now(tz=UTC) + timedelta(seconds=5)
-    first = list_new_objects(s3, arrival(), "", now)
+    first = only(list_new_objects_many(s3, [(arrival(), "", now)]))
     assert (first.new_objects, first.new_bytes, first.max_key) == (3, 15, "in/c")
-    later = list_new_objects(s3, arrival(), first.max_key, now)
+    later = only(list_new_objects_many(s3, [(arrival(), first.max_key, now)]))
     assert (later.new_objects, later.max_key) == (0, "in/c")
 
 
@@ -100,13 +109,16 @@ def test_s3_stops_counting_at_an_object_that_has_not_settled(aws: str) -> None:
     s3.create_bucket(Bucket="lake")
     s3.put_object(Bucket="lake", Key="in/a", Body=b"x")
     s3.put_object(Bucket="lake", Key="in/b", Body=b"x")
-    found = list_new_objects(s3, arrival(settle_seconds=3600), "", datetime.now(tz=UTC))
+    found = only(
+        list_new_objects_many(s3, [(arrival(settle_seconds=3600), "", datetime.now(tz=UTC))])
+    )
     assert (found.new_objects, found.max_key) == (0, "")
 
 
 def test_a_missing_bucket_is_a_source_error_not_a_firing(aws: str) -> None:
     with pytest.raises(SourceUnreadable) as raised:
-        list_new_objects(aws_client(aws, "s3"), arrival(bucket="absent"), "", datetime.now(tz=UTC))
+        s3 = aws_client(aws, "s3")
+        only(list_new_objects_many(s3, [(arrival(bucket="absent"), "", datetime.now(tz=UTC))]))
     assert raised.value.reason == "NoSuchBucket"
 
 
