@@ -104,3 +104,34 @@ def train_on_split(tmp_path: Path) -> TrainOnSplit:
         )
 
     return train
+
+
+@pytest.fixture
+def run_training(tmp_path: Path) -> Callable[..., int]:
+    """``flywheel run training`` in this process, its home, registry and runs under ``tmp_path``.
+
+    Call it as ``run_training(workload_path, source, *more_options)``; returns the exit status.
+    The registry is ``tmp_path / "registry"``.
+    """
+    from flywheel.pipelines.cli import main
+
+    def run(workload_path: Path | str, source: Path | str, *options: str) -> int:
+        return main(
+            [
+                "--home",
+                str(tmp_path / "home"),
+                "run",
+                "training",
+                "--workload",
+                str(workload_path),
+                "--source",
+                str(source),
+                *options,
+                "--registry",
+                str(tmp_path / "registry"),
+                "--pipeline-root",
+                str(tmp_path / "runs"),
+            ]
+        )
+
+    return run

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import boto3
@@ -14,7 +15,6 @@ from flywheel.components.errors import InvalidSpecError
 from flywheel.components.local import LocalBackend
 from flywheel.components.metrics import MetricDefinition
 from flywheel.components.registry import LocalModelRegistry
-from flywheel.pipelines.cli import main
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.training_run import pipeline_arguments
 
@@ -45,31 +45,16 @@ def table(path: Path, *, header: bool, label_first: bool) -> Path:
     return path
 
 
-def test_brought_channel_replaces_the_split_and_the_run_evaluates(tmp_path: Path) -> None:
+def test_brought_channel_replaces_the_split_and_the_run_evaluates(
+    run_training: Callable[..., int], tmp_path: Path
+) -> None:
     folder = tmp_path / "workload"
     folder.mkdir()
     shutil.copy(HERE / "linear.py", folder / "linear.py")
     (folder / "workload.yaml").write_text(WORKLOAD)
     mine = table(tmp_path / "mine" / "mine.csv", header=False, label_first=True)
     source = table(tmp_path / "source.csv", header=True, label_first=False)
-    status = main(
-        [
-            "--home",
-            str(tmp_path / "home"),
-            "run",
-            "training",
-            "--workload",
-            str(folder / "workload.yaml"),
-            "--source",
-            str(source),
-            "--channel",
-            f"train={mine.parent}",
-            "--registry",
-            str(tmp_path / "registry"),
-            "--pipeline-root",
-            str(tmp_path / "runs"),
-        ]
-    )
+    status = run_training(folder / "workload.yaml", source, "--channel", f"train={mine.parent}")
     assert status == 0
     (version,) = LocalModelRegistry(tmp_path / "registry").versions("brought")
     assert version.lineage["training"]["metrics"]["features"] == 2

@@ -38,7 +38,6 @@ from flywheel.components.local.opt_ml import private_mounts_available
 from flywheel.components.packaging import unpack_archive
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.components.workload import load_workload
-from flywheel.pipelines.cli import main
 
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).
@@ -287,29 +286,19 @@ def observed(case: Case, model_archive: Path, metrics: Mapping[str, float]) -> f
 
 
 @pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
-def test_script_runs_unchanged_through_flywheel_run_training(tmp_path: Path, case: Case) -> None:
+def test_script_runs_unchanged_through_flywheel_run_training(
+    run_training: Callable[..., int], tmp_path: Path, case: Case
+) -> None:
     workload_path = staged(case, tmp_path)
     workload = load_workload(workload_path)
     assert case.value != workload.hyperparameters[case.hyperparameter].default
     channels = case.channels(HERE / case.data, tmp_path / "channels") if case.channels else {}
-    status = main(
-        [
-            "--home",
-            str(tmp_path / "home"),
-            "run",
-            "training",
-            "--workload",
-            str(workload_path),
-            "--source",
-            str(HERE / case.data),
-            "--hp",
-            f"{case.hyperparameter}={case.value}",
-            *(f"--channel={name}={path}" for name, path in channels.items()),
-            "--registry",
-            str(tmp_path / "registry"),
-            "--pipeline-root",
-            str(tmp_path / "runs"),
-        ]
+    status = run_training(
+        workload_path,
+        HERE / case.data,
+        "--hp",
+        f"{case.hyperparameter}={case.value}",
+        *(f"--channel={name}={path}" for name, path in channels.items()),
     )
     assert status == 0
     (version,) = LocalModelRegistry(tmp_path / "registry").versions(workload.name)

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import tarfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,10 +13,10 @@ import pytest
 
 from flywheel.components import data
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.packaging import unpack_archive
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.components.steps.scoring import transform_rows
-from flywheel.components.workload import load_workload
-from flywheel.pipelines.cli import main
+from flywheel.components.workload import Workload, load_workload
 
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).
@@ -42,12 +41,9 @@ def with_split_type(tmp_path: Path, split_type: str) -> Path:
     return path
 
 
-def test_single_record_scores_every_row_through_the_local_transformer(
-    train_on_split: TrainOnSplit, tmp_path: Path
-) -> None:
-    model_path, rows = trained(train_on_split)
-    workload = load_workload(FOLDER / "workload.yaml")
-    predictions = transform_rows(
+def score_locally(workload: Workload, model_path: Path, rows: list[data.Row]) -> list[str]:
+    """Batch-score ``rows`` on the local backend, as the evaluate step does."""
+    return transform_rows(
         workload=workload,
         compute="local",
         compute_config=None,
@@ -56,9 +52,15 @@ def test_single_record_scores_every_row_through_the_local_transformer(
         job_name="one-per-request",
         log=lambda _: None,
     )
-    with tarfile.open(model_path) as archive:
-        archive.extract("model.joblib", tmp_path / "unpacked", filter="data")
-    model = joblib.load(tmp_path / "unpacked" / "model.joblib")
+
+
+def test_single_record_scores_every_row_through_the_local_transformer(
+    train_on_split: TrainOnSplit, tmp_path: Path
+) -> None:
+    model_path, rows = trained(train_on_split)
+    workload = load_workload(FOLDER / "workload.yaml")
+    predictions = score_locally(workload, model_path, rows)
+    model = joblib.load(unpack_archive(model_path, tmp_path / "unpacked") / "model.joblib")
     features = [[float(row[name]) for name in workload.columns.features] for row in rows]
     assert [float(p) for p in predictions] == pytest.approx(model.predict(features).tolist())
 
@@ -69,34 +71,13 @@ def test_split_type_none_sends_the_file_whole_and_fails_on_the_count(
     model_path, rows = trained(train_on_split)
     workload = load_workload(with_split_type(tmp_path, "None"))
     with pytest.raises(InvalidSpecError, match=r"1 predictions for 12 rows; .*split_type: Line"):
-        transform_rows(
-            workload=workload,
-            compute="local",
-            compute_config=None,
-            model_path=model_path,
-            rows=rows,
-            job_name="one-per-file",
-            log=lambda _: None,
-        )
+        score_locally(workload, model_path, rows)
 
 
-def test_single_record_script_evaluates_through_flywheel_run_training(tmp_path: Path) -> None:
-    status = main(
-        [
-            "--home",
-            str(tmp_path / "home"),
-            "run",
-            "training",
-            "--workload",
-            str(FOLDER / "workload.yaml"),
-            "--source",
-            str(SOURCE),
-            "--registry",
-            str(tmp_path / "registry"),
-            "--pipeline-root",
-            str(tmp_path / "runs"),
-        ]
-    )
+def test_single_record_script_evaluates_through_flywheel_run_training(
+    run_training: Callable[..., int], tmp_path: Path
+) -> None:
+    status = run_training(FOLDER / "workload.yaml", SOURCE)
     assert status == 0
     (version,) = LocalModelRegistry(tmp_path / "registry").versions(
         "corpus-one-prediction-per-request"
