@@ -16,6 +16,7 @@ import logging
 import os
 import re
 import sys
+import time
 import warnings
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -45,6 +46,10 @@ _EXECUTING = re.compile(r"Executing task '([^']+)'")
 _FINISHED = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _CACHE_HIT = re.compile(r"Task (\S+) cache hit")
 _SKIPPED = re.compile(r"Skipping (?:conditional )?task (\S+)")
+# Lines that say nothing to a person watching: kfp.local's artifact dumps
+# (``train: Dataset( name=...``, ``uri=...``, ``metadata={...} )``, ``Output: ...``) and the
+# training toolkit's environment listing (``SM_HOSTS=...``).
+_NOT_STATUS = re.compile(r"^(\w+: \w+\( name=|name=|uri=|metadata=|Output: |SM_[A-Z_]+=)")
 
 
 class PipelineFailed(FlywheelError):
@@ -53,28 +58,45 @@ class PipelineFailed(FlywheelError):
 
 
 class _TaskWatcher(logging.Filter):
-    """Reads kfp.local's log records (it logs through the root logger) to follow the run."""
+    """Reads kfp.local's log records (it logs through the root logger) to follow the run.
 
-    def __init__(self, tasks: TaskLog, progress: Progress, bar: Any) -> None:
+    A live bar draws only on a terminal; anywhere else (a pipe, a CI log) each task that ends
+    gets one plain line instead, so a person reading the output still sees the run move.
+    """
+
+    def __init__(self, tasks: TaskLog, progress: Progress, bar: Any, console: Console) -> None:
         super().__init__()
-        self.tasks, self.progress, self.bar = tasks, progress, bar
+        self.tasks, self.progress, self.bar, self.console = tasks, progress, bar, console
+        self.started_at: dict[str, float] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = _ANSI.sub("", record.getMessage())
         if match := _EXECUTING.search(message):
             self.tasks.started.append(match.group(1))
+            self.started_at[match.group(1)] = time.monotonic()
             self.progress.update(self.bar, description=match.group(1))
         elif match := _FINISHED.search(message):
             name, status = match.groups()
             (self.tasks.succeeded if status == "SUCCESS" else self.tasks.failed).append(name)
-            self.progress.advance(self.bar)
+            seconds = time.monotonic() - self.started_at.get(name, time.monotonic())
+            self._ended(
+                name, f"{'done' if status == 'SUCCESS' else status.lower()} in {seconds:.1f} s"
+            )
         elif match := _CACHE_HIT.search(message):
             self.tasks.cached.append(match.group(1))
-            self.progress.advance(self.bar)
+            self._ended(match.group(1), "from cache")
         elif match := _SKIPPED.search(message):
             self.tasks.skipped.append(match.group(1))
-            self.progress.advance(self.bar)
+            self._ended(match.group(1), "skipped")
         return True
+
+    def _ended(self, name: str, how: str) -> None:
+        self.progress.advance(self.bar)
+        if not self.console.is_terminal:
+            task = self.progress.tasks[self.bar]
+            self.console.print(
+                f"{name}: {how} ({task.completed:g}/{task.total:g})", highlight=False
+            )
 
 
 class _LogTee(io.TextIOBase):
@@ -95,6 +117,7 @@ class _LogTee(io.TextIOBase):
                 and line.rstrip(",") not in ("[", "]")
                 and set(line) != {"-"}  # kfp.local's separator lines
                 and " - INFO - " not in line
+                and not _NOT_STATUS.match(line)
             ):
                 self.progress.update(self.bar, status=line[:60])
         return len(text)
@@ -147,10 +170,17 @@ def run_locally(
         transient=True,
         redirect_stdout=False,
         redirect_stderr=False,
+        # Off a terminal the bar cannot redraw; the watcher prints a line per task instead.
+        disable=not console.is_terminal,
     )
     bar = progress.add_task("starting", total=len(task_names(pipeline)), status="")
-    watcher = _TaskWatcher(tasks, progress, bar)
+    watcher = _TaskWatcher(tasks, progress, bar, console)
     root_logger = logging.getLogger()
+    # kfp.local raises the root logger to INFO only while a task executes; its cache hits are
+    # logged outside that, and a record below the logger's level never reaches the watcher. A
+    # handler that drops them keeps ``logging.info`` from installing one that prints them.
+    previous_level = root_logger.level
+    dropped = logging.NullHandler()
     previous_events = os.environ.get(EVENTS_VARIABLE)
     try:
         with (
@@ -161,6 +191,8 @@ def run_locally(
             contextlib.redirect_stdout(_LogTee(log, progress, bar, verbose)),
         ):
             os.environ[EVENTS_VARIABLE] = str(processes.scratch / "events.jsonl")
+            root_logger.setLevel(min(previous_level or logging.WARNING, logging.INFO))
+            root_logger.addHandler(dropped)
             root_logger.addFilter(watcher)
             try:
                 task = pipeline(**arguments)
@@ -172,6 +204,8 @@ def run_locally(
                 raise PipelineFailed(failure_message(reason, task_log or log_file)) from None
             finally:
                 root_logger.removeFilter(watcher)
+                root_logger.removeHandler(dropped)
+                root_logger.setLevel(previous_level)
     finally:
         if previous_events is None:
             os.environ.pop(EVENTS_VARIABLE, None)
