@@ -237,7 +237,9 @@ def channels_of(raw: Mapping[str, Any], columns: DataColumns) -> tuple[ChannelLa
 def _serving_choice(serving: Mapping[str, Any], key: str, allowed: tuple[str, ...]) -> str:
     value = serving.get(key, allowed[0])
     if value not in allowed:
-        raise InvalidSpecError(f"serving.{key}", f"{value!r} is not one of {list(allowed)}")
+        # A bare ``null`` or ``~`` is YAML's "no value", not SageMaker's string "None".
+        shown = "null (no value)" if value is None else repr(value)
+        raise InvalidSpecError(f"serving.{key}", f"{shown} is not one of {list(allowed)}")
     return value
 
 

@@ -117,6 +117,11 @@ class UpstreamFile:
     def read(self, checkouts: Path) -> bytes:
         """The file's bytes, checked against the pinned digest."""
         where = checkouts / self.repository.name / self.path
+        if not where.is_file():
+            pytest.fail(
+                f"{where} is missing: clone {self.repository.url} into "
+                f"{checkouts / self.repository.name} and check out {self.repository.commit}"
+            )
         raw = where.read_bytes()
         content = raw if self.notebook_cell is None else self._written_by_cell(raw)
         digest = hashlib.sha256(content).hexdigest()

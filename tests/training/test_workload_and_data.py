@@ -259,6 +259,10 @@ def test_classification_metrics_match_their_textbook_values() -> None:
     [
         ("{split_type: line}", r"^serving.split_type: 'line' is not one of \['None', 'Line'\]$"),
         ("{split_type: RecordIO}", r"^serving.split_type: 'RecordIO' is not one of"),
+        (
+            "{split_type: ~}",
+            r"^serving.split_type: null \(no value\) is not one of \['None', 'Line'\]$",
+        ),
         ("{batch_strategy: Single}", r"^serving.batch_strategy: 'Single' is not one of"),
         (
             "{content_type: application/x-npy, split_type: Line}",
