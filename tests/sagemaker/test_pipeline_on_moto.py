@@ -53,7 +53,6 @@ def write_source(path: Path) -> Path:
     return path
 
 
-@pytest.mark.e2e
 def record_requests(monkeypatch, operation: str) -> list[dict]:
     """Every request moto's SageMaker receives for ``operation``, as it parsed them."""
     requests: list[dict] = []
@@ -67,18 +66,32 @@ def record_requests(monkeypatch, operation: str) -> list[dict]:
     return requests
 
 
+def moto_config(aws: str, prefix: str, **settings: object) -> dict:
+    """A SageMaker compute config aimed at moto, under ``s3://BUCKET/<prefix>``."""
+    return {
+        "role_arn": ROLE,
+        "s3_prefix": f"s3://{BUCKET}/{prefix}",
+        "region": "us-east-1",
+        "endpoint_url": aws,
+        "image_uri": IMAGE,
+        **settings,
+    }
+
+
+def placeholder_model(tmp_path: Path) -> Path:
+    """A ``model.tar.gz`` moto's transform can "serve" (it answers PLACEHOLDER_PREDICTION)."""
+    model = tmp_path / "model.tar.gz"
+    model.write_bytes(placeholder_model_archive())
+    return model
+
+
+@pytest.mark.e2e
 def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_path):
     registry = f"sagemaker://us-east-1/{BUCKET}/registry?image={IMAGE}&endpoint_url={aws}"
     request = TrainingRequest(
         source=str(write_source(tmp_path / "compounds.csv")),
         compute="sagemaker",
-        compute_config={
-            "role_arn": ROLE,
-            "s3_prefix": f"s3://{BUCKET}/flywheel",
-            "region": "us-east-1",
-            "endpoint_url": aws,
-            "image_uri": IMAGE,
-        },
+        compute_config=moto_config(aws, "flywheel"),
         registry=registry,
         pipeline_root=str(tmp_path / "runs"),
         cache=False,
@@ -131,18 +144,9 @@ def test_isolated_sharded_transform_serves_the_code_from_inside_the_model(
     created = record_requests(monkeypatch, "create_model")
     created_transforms = record_requests(monkeypatch, "create_transform_job")
     config = SageMakerConfig.from_mapping(
-        {
-            "role_arn": ROLE,
-            "s3_prefix": f"s3://{BUCKET}/isolated",
-            "region": "us-east-1",
-            "endpoint_url": aws,
-            "image_uri": IMAGE,
-            "network_isolation": True,
-            "transform_instance_count": 2,
-        }
+        moto_config(aws, "isolated", network_isolation=True, transform_instance_count=2)
     )
-    model = tmp_path / "model.tar.gz"
-    model.write_bytes(placeholder_model_archive())
+    model = placeholder_model(tmp_path)
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "rows.csv").write_text("CCO\nCCN\nCCC\n")  # records, as scoring writes
     spec = TransformJobSpec(
@@ -187,18 +191,8 @@ def test_line_split_transform_takes_the_workloads_split_and_strategy_and_shards_
     aws, tmp_path, monkeypatch, content_type, file
 ):
     created = record_requests(monkeypatch, "create_transform_job")
-    config = SageMakerConfig.from_mapping(
-        {
-            "role_arn": ROLE,
-            "s3_prefix": f"s3://{BUCKET}/jsonlines",
-            "region": "us-east-1",
-            "endpoint_url": aws,
-            "image_uri": IMAGE,
-            "transform_instance_count": 2,
-        }
-    )
-    model = tmp_path / "model.tar.gz"
-    model.write_bytes(placeholder_model_archive())
+    config = SageMakerConfig.from_mapping(moto_config(aws, "jsonlines", transform_instance_count=2))
+    model = placeholder_model(tmp_path)
     (tmp_path / "in").mkdir()
     # JSON split by line is written one array a line, as scoring writes it: a line-record file.
     (tmp_path / "in" / file).write_text("[1.0, 2.0]\n[3.0, 4.0]\n[5.0, 6.0]\n")
@@ -243,20 +237,13 @@ def test_scoring_on_sagemaker_sends_the_workloads_split_type_and_batch_strategy(
 ):
     created = record_requests(monkeypatch, "create_transform_job")
     workload = load_workload(CORPUS / "one_prediction_per_request" / "workload.yaml")
-    model = tmp_path / "model.tar.gz"
-    model.write_bytes(placeholder_model_archive())
+    model = placeholder_model(tmp_path)
     rows = [{name: str(index) for name in workload.columns.features} for index in range(5)]
 
     predictions = transform_rows(
         workload=workload,
         compute="sagemaker",
-        compute_config={
-            "role_arn": ROLE,
-            "s3_prefix": f"s3://{BUCKET}/single-record",
-            "region": "us-east-1",
-            "endpoint_url": aws,
-            "image_uri": IMAGE,
-        },
+        compute_config=moto_config(aws, "single-record"),
         model_path=model,
         rows=rows,
         job_name="single-record",
