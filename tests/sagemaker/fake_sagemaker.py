@@ -10,9 +10,7 @@ other is refused. S3 and CloudWatch Logs stay on moto.
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import threading
 import time
 from collections.abc import Callable
@@ -21,17 +19,13 @@ from typing import Any
 
 import boto3
 
+from .moto_sagemaker import one_file_archive
+
 ACCOUNT = "123456789012"
 
 
 def model_archive() -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        body = b"trained by the fake SageMaker\n"
-        info = tarfile.TarInfo("model.txt")
-        info.size = len(body)
-        tar.addfile(info, io.BytesIO(body))
-    return buffer.getvalue()
+    return one_file_archive("model.txt", b"trained by the fake SageMaker\n")
 
 
 class _Refused(Exception):

@@ -34,14 +34,18 @@ def _split(uri: str) -> tuple[str, str]:
     return bucket, key.strip("/")
 
 
-def placeholder_model_archive() -> bytes:
+def one_file_archive(name: str, body: bytes) -> bytes:
+    """A ``model.tar.gz`` holding one file, as a fake's trained model."""
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        body = b"placeholder: moto runs no training container\n"
-        info = tarfile.TarInfo("PLACEHOLDER.txt")
+        info = tarfile.TarInfo(name)
         info.size = len(body)
         tar.addfile(info, io.BytesIO(body))
     return buffer.getvalue()
+
+
+def placeholder_model_archive() -> bytes:
+    return one_file_archive("PLACEHOLDER.txt", b"placeholder: moto runs no training container\n")
 
 
 class SageMakerWorker:
