@@ -49,7 +49,8 @@ def _endpoint(status: str, config: str, **extra: object) -> dict:
     }
 
 
-def _update_to_new_config(stubbed, spec: EndpointSpec) -> str:
+def _create_new_config(stubbed, spec: EndpointSpec) -> str:
+    """The deploy finds no config of its content's name and creates it; returns the name."""
     config = endpoint_config_request(spec)
     name = config["EndpointConfigName"]
     stubbed.sagemaker.add_client_error(
@@ -62,6 +63,11 @@ def _update_to_new_config(stubbed, spec: EndpointSpec) -> str:
         {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:ec/{name}"},
         config,
     )
+    return name
+
+
+def _update_to_new_config(stubbed, spec: EndpointSpec) -> str:
+    name = _create_new_config(stubbed, spec)
     stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", "old-config"))
     stubbed.sagemaker.add_response(
         "update_endpoint",
@@ -142,16 +148,7 @@ def test_retried_deploy_waits_for_the_update_in_flight_then_reattaches(stubbed, 
 
 def test_deploy_applies_its_update_once_another_change_has_settled(stubbed, clock):
     spec = EndpointSpec(endpoint_name="qsar", model_name="qsar-model-2")
-    config = endpoint_config_request(spec)
-    name = config["EndpointConfigName"]
-    stubbed.sagemaker.add_client_error(
-        "describe_endpoint_config",
-        service_error_code="ValidationException",
-        service_message="Could not find endpoint configuration",
-    )
-    stubbed.sagemaker.add_response(
-        "create_endpoint_config", {"EndpointConfigArn": f"arn:aws:sagemaker:us-east-1:1:ec/{name}"}
-    )
+    name = _create_new_config(stubbed, spec)
     stubbed.sagemaker.add_response("describe_endpoint", _endpoint("Updating", "old-config"))
     stubbed.sagemaker.add_response("describe_endpoint", _endpoint("InService", "other-config"))
     stubbed.sagemaker.add_response(
