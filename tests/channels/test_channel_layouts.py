@@ -145,28 +145,19 @@ def test_each_content_type_is_decoded_and_encoded_by_sagemakers_defaults(
     assert evaluation["rmse"] < 1e-6
 
 
-def test_json_lines_classification_answers_label_and_probability_per_line(
-    train_on_split: TrainOnSplit, tmp_path: Path
-) -> None:
-    _, evaluation = run(
-        train_on_split,
-        tmp_path,
-        task="classification",
-        serving="{content_type: application/jsonlines, accept: application/jsonlines}",
-    )
-    assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
-
-
-def test_single_record_classification_answers_label_and_probability_per_row(
-    train_on_split: TrainOnSplit, tmp_path: Path
-) -> None:
-    _, evaluation = run(
-        train_on_split,
-        tmp_path,
-        task="classification",
-        serving="{content_type: application/json, accept: application/json, "
+@pytest.mark.parametrize(
+    "serving",
+    [
+        "{content_type: application/jsonlines, accept: application/jsonlines}",
+        "{content_type: application/json, accept: application/json, "
         "split_type: Line, batch_strategy: SingleRecord}",
-    )
+    ],
+    ids=["json-lines", "json-single-record"],
+)
+def test_classification_answers_label_and_probability_per_row(
+    train_on_split: TrainOnSplit, tmp_path: Path, serving: str
+) -> None:
+    _, evaluation = run(train_on_split, tmp_path, task="classification", serving=serving)
     assert evaluation["accuracy"] >= 0.7 and evaluation["roc_auc"] >= 0.9
 
 
