@@ -18,10 +18,11 @@ from pathlib import Path
 
 import torch
 
-from flywheel.components import data, tables
-from flywheel.components.backend import TrainingJobSpec, TrainingResult
-from flywheel.components.eks import EksGpuBackend, Placement
-from flywheel.components.workload import load_workload
+from flywheel.components.compute.backend import TrainingJobSpec, TrainingResult
+from flywheel.components.compute.eks import EksGpuBackend, Placement
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
 from flywheel.pipelines.training import DEFAULT_SOURCE, GPU_WORKLOAD
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.registry import open_registry
 from flywheel.components.steps.champion import find_champion
 from flywheel.components.steps.evaluate import evaluate_model
@@ -28,7 +29,6 @@ from flywheel.components.steps.gate import decide_promotion, promote_model
 from flywheel.components.steps.prepare import prepare_data
 from flywheel.components.steps.register import register_model
 from flywheel.components.steps.train import train_model
-from flywheel.components.workload import load_workload
 from flywheel.pipelines.catalog import task_names
 from flywheel.pipelines.training import DEFAULT_SOURCE, training_pipeline
 from flywheel.pipelines.training_run import TrainingRequest

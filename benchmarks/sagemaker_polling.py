@@ -1,6 +1,6 @@
 """How politely, and how promptly, the launcher follows a 2-hour SageMaker training job.
 
-Runs the real remote runner (``components.sagemaker.remote_runner.run_job``) against an
+Runs the real remote runner (``components.compute.sagemaker.remote_runner.run_job``) against an
 in-memory SageMaker whose job moves through its secondary statuses on a simulated clock, so
 two hours pass in milliseconds. Prints the number of DescribeTrainingJob calls, calls per
 job-hour, and the worst delay between a status change and the launcher noticing it.
@@ -18,9 +18,9 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from flywheel.components.sagemaker import AwsClients, Watch, run_job
-from flywheel.components.sagemaker.jobs import TRAINING
-from flywheel.components.sagemaker.polling import PollSchedule
+from flywheel.components.compute.sagemaker import AwsClients, Watch, run_job
+from flywheel.components.compute.sagemaker.jobs import TRAINING
+from flywheel.components.compute.sagemaker.polling import PollSchedule
 
 JOB = "bench-train-0123456789"
 HOURS = 2.0

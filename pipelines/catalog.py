@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 
 @functools.cache
 def _pipelines() -> dict[str, GraphComponent]:
-    from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
+    from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, load_placement
     from flywheel.pipelines.evaluation import evaluation_pipeline
     from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
 

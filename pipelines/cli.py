@@ -321,8 +321,8 @@ def _submit(args: argparse.Namespace, console: Console) -> int:
 
 
 def _bundle(args: argparse.Namespace) -> int:
-    from flywheel.components.bundles import upload_bundle  # boto3 is only needed here
-    from flywheel.components.sagemaker.s3 import parse_s3_uri
+    from flywheel.components.compute.sagemaker.s3 import parse_s3_uri
+    from flywheel.components.data.bundles import upload_bundle  # boto3 is only needed here
 
     parse_s3_uri("--to", args.to, allow_bucket_only=True)
     print(upload_bundle(args.workload, args.to))

@@ -1,8 +1,11 @@
-"""Compile every pipeline to KFP IR YAML and to KFP's Kubernetes resources, and check they are fresh.
+"""Compile every pipeline to KFP IR YAML and to KFP's Kubernetes resources, and every public
+component to its own spec; check they are all fresh.
 
 The IR YAML is for upload and for runs from the UI; the Kubernetes manifests (see
 :mod:`pipelines.kubernetes_manifests`) go to ``manifests/pipelines/`` for ``kubectl apply -f`` and,
-byte for byte the same, into the Helm chart's ``files/``.
+byte for byte the same, into the Helm chart's ``files/``. Each public component of
+``flywheel.components`` compiles to ``components/compiled/<name>.yaml``, which
+``kfp.components.load_component_from_file`` loads into a pipeline that does not import Flywheel.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from pathlib import Path
 
 from kfp import compiler
 
+from flywheel import components
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
 from flywheel.pipelines.defaults import COMPILED_DIR
@@ -23,6 +27,7 @@ MANIFEST_DIRS = (
     _REPO / "manifests" / "pipelines",
     _REPO / "helm" / "flywheel" / "files" / "pipelines",
 )
+COMPONENT_DIR = _REPO / "components" / "compiled"
 
 
 @dataclass(frozen=True)
@@ -42,12 +47,32 @@ def _manifest_files(manifest_dirs: tuple[Path, ...]) -> dict[Path, str]:
     return written
 
 
+def public_components() -> dict[str, object]:
+    """Every KFP component ``flywheel.components`` exports, by name (the images are not components)."""
+    exported = {name: getattr(components, name) for name in components.__all__}
+    return {name: value for name, value in exported.items() if hasattr(value, "component_spec")}
+
+
+def compile_components(component_dir: Path) -> list[Path]:
+    """Write ``<name>.yaml`` for every public component; the bytes depend only on its code."""
+    component_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, component in public_components().items():
+        target = component_dir / f"{name}.yaml"
+        compiler.Compiler().compile(component, str(target))
+        written.append(target)
+    return written
+
+
 def compile_all(
-    output_dir: Path = COMPILED_DIR, manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS
+    output_dir: Path = COMPILED_DIR,
+    manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS,
+    component_dir: Path | None = COMPONENT_DIR,
 ) -> list[Path]:
     """Write ``<name>.yaml`` for every pipeline; the bytes depend only on the pipeline's code.
 
-    Each of ``manifest_dirs`` gets the same Kubernetes manifests, one file per pipeline.
+    Each of ``manifest_dirs`` gets the same Kubernetes manifests, one file per pipeline; each
+    public component's spec goes to ``component_dir`` (none when it is None).
     """
     output_dir.mkdir(parents=True, exist_ok=True)
     written = []
@@ -55,6 +80,8 @@ def compile_all(
         target = output_dir / f"{name}.yaml"
         compiler.Compiler().compile(pipeline, str(target))
         written.append(target)
+    if component_dir is not None:
+        written.extend(compile_components(component_dir))
     for path, text in _manifest_files(manifest_dirs).items():
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
@@ -62,22 +89,34 @@ def compile_all(
     return written
 
 
+def _stale_in(folder: Path, fresh: list[Path], what: str) -> list[StaleFile]:
+    """Files of ``folder`` that differ from the ``fresh`` ones of the same name, or are extra."""
+    problems = []
+    names = {path.name for path in fresh}
+    for path in fresh:
+        committed = folder / path.name
+        if not committed.is_file():
+            problems.append(StaleFile(committed, "missing"))
+        elif committed.read_bytes() != path.read_bytes():
+            problems.append(StaleFile(committed, "out of date"))
+    for committed in sorted(folder.glob("*.yaml")):
+        if committed.name not in names:
+            problems.append(StaleFile(committed, f"no {what} compiles to it"))
+    return problems
+
+
 def stale_files(
-    output_dir: Path = COMPILED_DIR, manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS
+    output_dir: Path = COMPILED_DIR,
+    manifest_dirs: tuple[Path, ...] = MANIFEST_DIRS,
+    component_dir: Path | None = COMPONENT_DIR,
 ) -> list[StaleFile]:
     """Compiled files that differ from what the code compiles to now, or are missing or extra."""
-    problems = []
     with tempfile.TemporaryDirectory() as scratch:
-        fresh = {path.name: path for path in compile_all(Path(scratch), manifest_dirs=())}
-        for name, path in fresh.items():
-            committed = output_dir / name
-            if not committed.is_file():
-                problems.append(StaleFile(committed, "missing"))
-            elif committed.read_bytes() != path.read_bytes():
-                problems.append(StaleFile(committed, "out of date"))
-    for committed in sorted(output_dir.glob("*.yaml")):
-        if committed.name not in fresh:
-            problems.append(StaleFile(committed, "no pipeline compiles to it"))
+        fresh = compile_all(Path(scratch), manifest_dirs=(), component_dir=None)
+        problems = _stale_in(output_dir, fresh, "pipeline")
+        if component_dir is not None:
+            fresh_components = compile_components(Path(scratch) / "components")
+            problems += _stale_in(component_dir, fresh_components, "component")
     expected = _manifest_files(manifest_dirs)
     for path, text in expected.items():
         if not path.is_file():

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from flywheel.components.workload import load_workload
+from flywheel.components.contract.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_THRESHOLD
 from flywheel.pipelines.evaluation_run import EvaluationOutcome, EvaluationRequest, run_evaluation
 from flywheel.pipelines.report import write_report

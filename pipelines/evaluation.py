@@ -8,7 +8,17 @@ path, failure included.
 
 from kfp import dsl
 
-from flywheel.components import evaluation_tasks as tasks
+from flywheel.components import (
+    decide_retraining,
+    finalize,
+    find_champion,
+    monitor_performance,
+    plan_shards,
+    prepare_batch,
+    publish_metrics,
+    record_outcome,
+    score_shard,
+)
 from flywheel.pipelines.defaults import (
     DEFAULT_HISTORY,
     DEFAULT_REGISTRY,
@@ -46,7 +56,7 @@ def evaluation_pipeline(
     code_fingerprint: str = "",
 ):
     outcome = (
-        tasks.record_outcome(
+        record_outcome(
             history=history,
             model_name=model_name,
             workload=workload,
@@ -57,9 +67,9 @@ def evaluation_pipeline(
         .set_caching_options(False)
     )
     with dsl.ExitHandler(outcome, name="evaluate-and-retrain"):
-        champion = tasks.find_champion(registry=registry, model_name=model_name, workload=workload)
+        champion = find_champion(registry=registry, model_name=model_name, workload=workload)
         champion.set_display_name("find champion").set_caching_options(False)
-        labelled = tasks.prepare_batch(
+        labelled = prepare_batch(
             source=source,
             workload=workload,
             batch=batch,
@@ -71,11 +81,11 @@ def evaluation_pipeline(
             source_fingerprint=source_fingerprint,
             champion=champion.outputs["champion"],
         ).set_display_name("prepare batch")
-        shards = tasks.plan_shards(
+        shards = plan_shards(
             labelled_batch=labelled.outputs["labelled_batch"], rows_per_shard=rows_per_shard
         ).set_display_name("plan shards")
         with dsl.ParallelFor(shards.output, name="shards") as shard:
-            scored = tasks.score_shard(
+            scored = score_shard(
                 workload=workload,
                 compute=compute,
                 compute_config=compute_config,
@@ -84,14 +94,14 @@ def evaluation_pipeline(
                 champion=champion.outputs["champion"],
                 labelled_batch=labelled.outputs["labelled_batch"],
             ).set_display_name("batch transform")
-        monitored = tasks.monitor_performance(
+        monitored = monitor_performance(
             workload=workload,
             champion=champion.outputs["champion"],
             labelled_batch=labelled.outputs["labelled_batch"],
             predictions=dsl.Collected(scored.outputs["predictions"]),
         ).set_display_name("monitor model performance")
         published = (
-            tasks.publish_metrics(
+            publish_metrics(
                 history=history,
                 cloudwatch=cloudwatch,
                 run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
@@ -103,7 +113,7 @@ def evaluation_pipeline(
             .set_caching_options(False)
         )
         decision = (
-            tasks.decide_retraining(
+            decide_retraining(
                 history=history,
                 workload=workload,
                 threshold=threshold,
@@ -135,7 +145,7 @@ def evaluation_pipeline(
                 code_fingerprint=code_fingerprint,
             ).set_display_name("retrain")
         with dsl.Else(name="quality-holds"):
-            tasks.finalize(
+            finalize(
                 champion=champion.outputs["champion"],
                 labelled_batch=labelled.outputs["labelled_batch"],
             ).set_display_name("finalize")

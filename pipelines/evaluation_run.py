@@ -13,13 +13,13 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flywheel.components.cloudwatch import CloudWatchTarget
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.history import EvaluationHistory
-from flywheel.components.monitoring import parse_threshold
-from flywheel.components.notify import NotifyTarget
+from flywheel.components.monitoring.cloudwatch import CloudWatchTarget
+from flywheel.components.monitoring.history import EvaluationHistory
+from flywheel.components.monitoring.notify import NotifyTarget
+from flywheel.components.monitoring.thresholds import parse_threshold
 from flywheel.components.registry import open_registry
-from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation import DEFAULT_HISTORY, DEFAULT_THRESHOLD, evaluation_pipeline
 from flywheel.pipelines.local_runner import run_locally
 from flywheel.pipelines.report import trained_on

@@ -4,7 +4,7 @@ kfp.local prints every task's executor input and output; that is kept in a log f
 task's own output in ``task.log`` beside its artifacts), while the console gets a progress bar
 naming the task at work and the latest line it printed. Every task runs in a session of its own
 (``task_processes``), so a signal ends its whole process tree. When a task fails, the step's own
-one-line reason (``components.runtime``), the end of the script's traceback and the task's log
+one-line reason (``components.steps.runtime``), the end of the script's traceback and the task's log
 are raised as ``PipelineFailed``.
 """
 
@@ -35,7 +35,7 @@ from rich.progress import (
 )
 
 from flywheel.components.errors import FlywheelError
-from flywheel.components.runtime import EVENTS_VARIABLE, last_failure
+from flywheel.components.steps.runtime import EVENTS_VARIABLE, last_failure
 from flywheel.pipelines.catalog import task_names
 from flywheel.pipelines.failures import failure_message
 from flywheel.pipelines.run_record import LocalRun, TaskLog

@@ -121,8 +121,8 @@ def add_report_options(parser: argparse.ArgumentParser) -> None:
 
 
 def report_command(args: argparse.Namespace, home: Home, console: Console) -> int:
-    from flywheel.components.history import EvaluationHistory
-    from flywheel.components.workload import load_workload
+    from flywheel.components.contract.workload import load_workload
+    from flywheel.components.monitoring.history import EvaluationHistory
     from flywheel.pipelines.report import write_report
 
     workload = load_workload(args.workload)

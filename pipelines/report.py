@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.history import EvaluationHistory
-from flywheel.components.monitoring import Threshold, parse_threshold
+from flywheel.components.monitoring.history import EvaluationHistory
+from flywheel.components.monitoring.thresholds import Threshold, parse_threshold
 from flywheel.components.registry import ModelVersion, open_registry
 
 if TYPE_CHECKING:

@@ -134,9 +134,9 @@ def workload_argument(
 
     A built-in or a bundle already in S3 is passed as it is; everything is checked before upload.
     """
-    from flywheel.components.bundles import is_bundle
-    from flywheel.components.sagemaker.s3 import parse_s3_uri
-    from flywheel.components.workload import BUILTIN_PREFIX, load_workload
+    from flywheel.components.compute.sagemaker.s3 import parse_s3_uri
+    from flywheel.components.contract.workload import BUILTIN_PREFIX, load_workload
+    from flywheel.components.data.bundles import is_bundle
 
     if "workload" not in pipeline.pipeline_spec.root.input_definitions.parameters:
         raise InvalidSpecError("--workload", "this pipeline takes no workload")
@@ -217,7 +217,7 @@ def _fingerprint(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[st
     The cluster's cache keys on parameters: without it, new data under the same key would be
     served the old prepared batches.
     """
-    from flywheel.components.tables import S3_PREFIX, source_fingerprint
+    from flywheel.components.data.tables import S3_PREFIX, source_fingerprint
 
     source = str(arguments.get("source", ""))
     inputs = pipeline.pipeline_spec.root.input_definitions.parameters
@@ -228,6 +228,6 @@ def _fingerprint(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[st
 
 
 def _upload(workload: str, destination: str) -> str:
-    from flywheel.components.bundles import upload_bundle
+    from flywheel.components.data.bundles import upload_bundle
 
     return upload_bundle(workload, destination)

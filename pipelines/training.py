@@ -11,9 +11,18 @@ from kfp import dsl
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
 
-from flywheel.components import tasks
-from flywheel.components.eks import Placement
-from flywheel.components.eks.apply import apply_placement
+from flywheel.components import (
+    decide_promotion,
+    evaluate_model,
+    prepare_data,
+    promote_model,
+    register_model,
+    score_champion,
+    train_model,
+)
+from flywheel.components.compute.eks import Placement
+from flywheel.components.compute.eks.apply import apply_placement
+from flywheel.components.images import GPU_RUNTIME_IMAGE
 from flywheel.pipelines.defaults import (
     DEFAULT_REGISTRY,
     DEFAULT_SOURCE,
@@ -71,7 +80,7 @@ def build_training_pipeline(
         code_fingerprint: str = "",
         registry_state: str = "",
     ) -> TrainingOutputs:
-        prepared = tasks.prepare_data(
+        prepared = prepare_data(
             source=source,
             workload=workload,
             batch_count=batch_count,
@@ -81,7 +90,7 @@ def build_training_pipeline(
             order_by=order_by,
             source_fingerprint=source_fingerprint,
         ).set_display_name("prepare data")
-        trained = tasks.train_model(
+        trained = train_model(
             workload=workload,
             compute=compute,
             compute_config=compute_config,
@@ -92,7 +101,7 @@ def build_training_pipeline(
             channels=channels,
         ).set_display_name("train")
         place_training(trained)
-        evaluated = tasks.evaluate_model(
+        evaluated = evaluate_model(
             workload=workload,
             compute=compute,
             compute_config=compute_config,
@@ -100,7 +109,7 @@ def build_training_pipeline(
             test=prepared.outputs["test"],
         ).set_display_name("evaluate")
         champion = (
-            tasks.score_champion(
+            score_champion(
                 registry=registry,
                 model_name=model_name,
                 workload=workload,
@@ -113,7 +122,7 @@ def build_training_pipeline(
             .set_caching_options(cache_registry_steps)
         )
         registered = (
-            tasks.register_model(
+            register_model(
                 registry=registry,
                 model_name=model_name,
                 workload=workload,
@@ -132,7 +141,7 @@ def build_training_pipeline(
             .set_caching_options(cache_registry_steps)
         )
         gate = (
-            tasks.decide_promotion(
+            decide_promotion(
                 workload=workload,
                 version=registered.outputs["version"],
                 sha256=registered.outputs["sha256"],
@@ -145,7 +154,7 @@ def build_training_pipeline(
             .set_caching_options(cache_registry_steps)
         )
         with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
-            tasks.promote_model(
+            promote_model(
                 registry=registry,
                 model_name=model_name,
                 workload=workload,
@@ -176,6 +185,6 @@ def eks_training_pipeline(
         # task. One key also keeps the compiled file stable: KFP writes dicts in protobuf map order.
         compute_config={"gpus": placement.gpus},
         place_training=lambda task: apply_placement(task, placement).set_container_image(
-            tasks.GPU_RUNTIME_IMAGE
+            GPU_RUNTIME_IMAGE
         ),
     )

@@ -14,21 +14,22 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from flywheel.components import data, tables
-from flywheel.components.bundles import is_bundle
 from flywheel.components.compute import backend_for
-from flywheel.components.contract import validate_channel_name
-from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
+from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
+from flywheel.components.compute.sagemaker.s3 import parse_s3_uri
+from flywheel.components.contract.packaging import sha256_of_file, sha256_of_tree
+from flywheel.components.contract.training import validate_channel_name
+from flywheel.components.contract.workload import DataColumns, is_builtin, load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
+from flywheel.components.data.bundles import is_bundle
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import sha256_of_file, sha256_of_tree
 from flywheel.components.registry import (
     LocalModelRegistry,
     ModelRegistry,
     ModelVersion,
     open_registry,
 )
-from flywheel.components.sagemaker.s3 import parse_s3_uri
-from flywheel.components.workload import DataColumns, is_builtin, load_workload
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
@@ -59,12 +60,12 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     compute_config = _compute_config(request)
     backend_for(request.compute, compute_config)
     if request.compute == "sagemaker" or request.registry.startswith("sagemaker://"):
-        from flywheel.components.sagemaker.clients import check_credentials
+        from flywheel.components.compute.sagemaker.clients import check_credentials
 
         check_credentials()
     if request.compute == "sagemaker":
-        from flywheel.components.sagemaker import SageMakerConfig
-        from flywheel.components.sagemaker.permissions import check_caller_permissions
+        from flywheel.components.compute.sagemaker import SageMakerConfig
+        from flywheel.components.compute.sagemaker.permissions import check_caller_permissions
 
         check_caller_permissions(SageMakerConfig.from_mapping(compute_config))
     if not 1 <= request.training_batches <= request.batch_count:

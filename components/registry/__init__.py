@@ -21,7 +21,7 @@ def open_registry(uri: str) -> ModelRegistry:
     endpoint (a VPC endpoint, or moto in tests).
     """
     if uri.startswith("sagemaker://"):
-        from flywheel.components.sagemaker.registry import SageMakerModelRegistry
+        from flywheel.components.compute.sagemaker.registry import SageMakerModelRegistry
 
         return SageMakerModelRegistry.from_uri(uri)
     if uri.startswith("file://"):

@@ -33,8 +33,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from flywheel.components.contract.packaging import MODEL_ARCHIVE, sha256_of_file
 from flywheel.components.errors import InvalidSpecError, RegistryError
-from flywheel.components.packaging import MODEL_ARCHIVE, sha256_of_file
 from flywheel.components.registry.base import ModelVersion, Registration
 
 # SageMaker model package group names follow the same rule, so a name works in both registries.

@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from flywheel.components import data, tables
+from flywheel.components.contract.packaging import sha256_of_file
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.evaluation import PROBABILITY_METRICS
-from flywheel.components.monitoring import parse_threshold
-from flywheel.components.packaging import sha256_of_file
-from flywheel.components.workload import load_workload
+from flywheel.components.monitoring.scores import PROBABILITY_METRICS
+from flywheel.components.monitoring.thresholds import parse_threshold
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.components import data, evaluation
-from flywheel.components.backend import LogSink
+from flywheel.components.compute.backend import LogSink
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring import scores as evaluation
 from flywheel.components.steps.scoring import transform_rows
 from flywheel.components.steps.train import job_name_for
-from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

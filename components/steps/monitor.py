@@ -6,11 +6,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from flywheel.components import data, evaluation
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.monitoring import ClassificationReport, classification_report
+from flywheel.components.monitoring import scores as evaluation
+from flywheel.components.monitoring.thresholds import ClassificationReport, classification_report
 from flywheel.components.steps.scoring import read_scored
-from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from flywheel.components.history import EvaluationHistory
-from flywheel.components.notify import NotifyTarget, notify
+from flywheel.components.monitoring.history import EvaluationHistory
+from flywheel.components.monitoring.notify import NotifyTarget, notify
 
 
 def summarize_run(

@@ -14,10 +14,11 @@ from pathlib import Path
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
-from flywheel.components import data, tables
+from flywheel.components.contract.packaging import sha256_of_file
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import sha256_of_file
-from flywheel.components.workload import load_workload
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from flywheel.components.aws import aws_client
-from flywheel.components.cloudwatch import CloudWatchTarget, publish_model_metrics
-from flywheel.components.history import EvaluationHistory, evaluation_key
+from flywheel.components.compute.aws import aws_client
+from flywheel.components.monitoring.cloudwatch import CloudWatchTarget, publish_model_metrics
+from flywheel.components.monitoring.history import EvaluationHistory, evaluation_key
 
 
 @dataclass(frozen=True)

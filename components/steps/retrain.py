@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from flywheel.components.history import EvaluationHistory, evaluation_key
-from flywheel.components.monitoring import parse_threshold
+from flywheel.components.monitoring.history import EvaluationHistory, evaluation_key
+from flywheel.components.monitoring.thresholds import parse_threshold
 
 
 @dataclass(frozen=True)

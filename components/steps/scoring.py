@@ -8,12 +8,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from flywheel.components import data, payloads
-from flywheel.components.backend import LogSink, TransformJobSpec
 from flywheel.components.compute import backend_for
+from flywheel.components.compute.backend import LogSink, TransformJobSpec
+from flywheel.components.contract.workload import Workload, load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import payloads
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.train import job_name_for
-from flywheel.components.workload import Workload, load_workload
 
 
 def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:

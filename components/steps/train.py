@@ -11,12 +11,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from flywheel.components import data
-from flywheel.components.backend import LogSink
-from flywheel.components.channels import write_channel
 from flywheel.components.compute import backend_for
-from flywheel.components.packaging import sha256_of_tree
-from flywheel.components.workload import Workload, load_workload
+from flywheel.components.compute.backend import LogSink
+from flywheel.components.contract.channels import write_channel
+from flywheel.components.contract.packaging import sha256_of_tree
+from flywheel.components.contract.workload import Workload, load_workload
+from flywheel.components.data import batches as data
 
 
 @dataclass(frozen=True)

@@ -10,10 +10,10 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.compute.backend import TrainingJobSpec
+from flywheel.components.compute.local import LocalBackend
+from flywheel.components.contract.metrics import MetricDefinition
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.local import LocalBackend
-from flywheel.components.metrics import MetricDefinition
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.training_run import pipeline_arguments

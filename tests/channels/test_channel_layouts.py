@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.evaluate import evaluate_model
-from flywheel.components.workload import load_workload
 
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).

@@ -34,10 +34,10 @@ from typing import Any
 import joblib
 import pytest
 
-from flywheel.components.local.opt_ml import private_mounts_available
-from flywheel.components.packaging import unpack_archive
+from flywheel.components.compute.local.opt_ml import private_mounts_available
+from flywheel.components.contract.packaging import unpack_archive
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.registry import LocalModelRegistry
-from flywheel.components.workload import load_workload
 
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).

@@ -11,12 +11,12 @@ from typing import Any
 import joblib
 import pytest
 
-from flywheel.components import data
+from flywheel.components.contract.packaging import unpack_archive
+from flywheel.components.contract.workload import Workload, load_workload
+from flywheel.components.data import batches as data
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import unpack_archive
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.components.steps.scoring import transform_rows
-from flywheel.components.workload import Workload, load_workload
 
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).

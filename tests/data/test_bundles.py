@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components import bundles
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import bundles
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.workload import load_workload
 from flywheel.operators.kfp_standin import KfpStandIn
 from flywheel.pipelines.cli import main
 

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flywheel.components import tables
+from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.prepare import prepare_data
 

@@ -13,8 +13,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flywheel.components import data, tables
-from flywheel.components.bundles import upload_bundle
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
+from flywheel.components.data.bundles import upload_bundle
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.pipelines.cli import main
 from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation

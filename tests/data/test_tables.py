@@ -9,9 +9,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from flywheel.components import tables
+from flywheel.components.data import tables
+from flywheel.components.data.s3_objects import stat_object
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.s3_objects import stat_object
 
 from .conftest import BUCKET
 

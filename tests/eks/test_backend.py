@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components.backend import TrainingJobSpec
-from flywheel.components.eks import EksGpuBackend, Placement
-from flywheel.components.metrics import MetricDefinition
+from flywheel.components.compute.backend import TrainingJobSpec
+from flywheel.components.compute.eks import EksGpuBackend, Placement
+from flywheel.components.contract.metrics import MetricDefinition
 
 SCRIPT = """\
 import os

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from kfp import compiler
 
-from flywheel.components.eks import Placement
+from flywheel.components.compute.eks import Placement
 from flywheel.pipelines.training import eks_training_pipeline
 
 TRAIN_EXECUTOR = "exec-train-model"

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import yaml
 
-from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, load_placement
-from flywheel.components.eks.placement import NODE_LABELS
+from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, load_placement
+from flywheel.components.compute.eks.placement import NODE_LABELS
 
 MANIFESTS = Path(__file__).resolve().parents[2] / "manifests" / "eks"
 GPU_TAINT = {"key": "nvidia.com/gpu", "value": "true", "effect": "NoSchedule"}

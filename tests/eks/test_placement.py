@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flywheel.components.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
+from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, Placement, load_placement
 from flywheel.components.errors import InvalidSpecError
 from flywheel.pipelines.cli import main
 

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components import data, tables
-from flywheel.components.eks import EksGpuBackend, Placement
-from flywheel.components.workload import load_workload
+from flywheel.components.compute.eks import EksGpuBackend, Placement
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 torch = pytest.importorskip("torch")

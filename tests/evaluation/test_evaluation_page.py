@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ElementTree
 
-from flywheel.components.evaluation import evaluation_page, nice_ticks
+from flywheel.components.monitoring.scores import evaluation_page, nice_ticks
 
 SVG = "{http://www.w3.org/2000/svg}"
 

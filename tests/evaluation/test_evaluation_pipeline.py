@@ -12,7 +12,7 @@ import boto3
 import pytest
 from rich.console import Console
 
-from flywheel.components.history import EvaluationHistory
+from flywheel.components.monitoring.history import EvaluationHistory
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.pipelines.demo import outcome_line as demo_line
 from flywheel.pipelines.evaluation_run import EvaluationRequest, evaluation_table, run_evaluation

@@ -11,9 +11,9 @@ import boto3
 import pytest
 
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.evaluation import classification_metrics
-from flywheel.components.monitoring import classification_report, parse_threshold
-from flywheel.components.notify import NotifyTarget, notify
+from flywheel.components.monitoring.notify import NotifyTarget, notify
+from flywheel.components.monitoring.scores import classification_metrics
+from flywheel.components.monitoring.thresholds import classification_report, parse_threshold
 from flywheel.components.steps.batch import prepare_batch
 from flywheel.pipelines.cli import main
 

@@ -7,8 +7,8 @@ import pytest
 from matplotlib import image
 
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.history import EvaluationHistory
-from flywheel.components.monitoring import parse_threshold
+from flywheel.components.monitoring.history import EvaluationHistory
+from flywheel.components.monitoring.thresholds import parse_threshold
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.pipelines.report import PALETTE, THRESHOLD_COLOR, collect, figure_for, write_report
 

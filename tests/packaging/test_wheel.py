@@ -113,7 +113,7 @@ def test_user_folders_named_like_ours_do_not_shadow_flywheel(
     installed: Path, user_folder: Path
 ) -> None:
     probe = (
-        "import flywheel.components.workload, flywheel.pipelines.cli, flywheel.operators.decision\n"
+        "import flywheel.components.contract.workload, flywheel.pipelines.cli, flywheel.operators.decision\n"
         "import sys; print(sorted(m for m in sys.modules if m.split('.')[0] in "
         "('components', 'pipelines', 'operators')))"
     )

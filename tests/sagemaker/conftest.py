@@ -10,7 +10,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from flywheel.components.sagemaker import AwsClients, SageMakerConfig
+from flywheel.components.compute.sagemaker import AwsClients, SageMakerConfig
 
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/flywheel-sagemaker-execution"

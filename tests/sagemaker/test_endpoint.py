@@ -5,9 +5,13 @@ from __future__ import annotations
 import boto3
 import pytest
 
+from flywheel.components.compute.sagemaker import AwsClients, Watch
+from flywheel.components.compute.sagemaker.endpoint import (
+    EndpointSpec,
+    deploy,
+    endpoint_config_request,
+)
 from flywheel.components.errors import JobFailedError
-from flywheel.components.sagemaker import AwsClients, Watch
-from flywheel.components.sagemaker.endpoint import EndpointSpec, deploy, endpoint_config_request
 
 from .conftest import NOW, ROLE
 from .moto_sagemaker import moto_sagemaker

@@ -10,9 +10,9 @@ from pathlib import Path
 import yaml
 from botocore import xform_name
 
-from flywheel.components.sagemaker.jobs import TRAINING, TRANSFORM
-from flywheel.components.sagemaker.permissions import RUNNER_PERMISSIONS
-from flywheel.components.sagemaker.validation import service_model
+from flywheel.components.compute.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.compute.sagemaker.permissions import RUNNER_PERMISSIONS
+from flywheel.components.compute.sagemaker.validation import service_model
 
 REPO = Path(__file__).resolve().parents[2]
 IAM = REPO / "manifests" / "iam"

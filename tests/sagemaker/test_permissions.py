@@ -16,12 +16,12 @@ import boto3
 import pytest
 from botocore.stub import ANY, Stubber
 
-from flywheel.components.errors import InvalidSpecError
-from flywheel.components.sagemaker.permissions import (
+from flywheel.components.compute.sagemaker.permissions import (
     RUNNER_PERMISSIONS,
     check_permissions,
     principal_arn,
 )
+from flywheel.components.errors import InvalidSpecError
 
 from .conftest import ROLE, base_config
 

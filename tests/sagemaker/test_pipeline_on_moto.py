@@ -11,11 +11,11 @@ import boto3
 import pytest
 from moto.sagemaker.models import SageMakerModelBackend
 
-from flywheel.components.backend import TransformJobSpec
+from flywheel.components.compute.backend import TransformJobSpec
+from flywheel.components.compute.sagemaker import SageMakerBackend, SageMakerConfig, Watch
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.registry import open_registry
-from flywheel.components.sagemaker import SageMakerBackend, SageMakerConfig, Watch
 from flywheel.components.steps.scoring import transform_rows
-from flywheel.components.workload import load_workload
 from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 

@@ -9,11 +9,11 @@ import boto3
 import pytest
 from kfp import local
 
-from flywheel.components.local import LocalBackend
-from flywheel.components.packaging import unpack_archive
+from flywheel.components.compute.local import LocalBackend
+from flywheel.components.contract.packaging import unpack_archive
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.deployment import deploy_endpoint
 from flywheel.components.registry import open_registry
-from flywheel.components.sagemaker.components import deploy_endpoint
-from flywheel.components.workload import load_workload
 
 from .conftest import ROLE
 from .moto_sagemaker import moto_sagemaker, placeholder_model_archive

@@ -7,9 +7,9 @@ import signal
 
 import pytest
 
+from flywheel.components.compute.sagemaker import StepCancelledError, Watch, run_job
+from flywheel.components.compute.sagemaker.jobs import TRAINING
 from flywheel.components.errors import JobFailedError
-from flywheel.components.sagemaker import StepCancelledError, Watch, run_job
-from flywheel.components.sagemaker.jobs import TRAINING
 
 from .conftest import NOW, ROLE
 

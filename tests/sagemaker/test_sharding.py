@@ -5,7 +5,7 @@ Scoring files hold records only (``text/csv`` without a header), so every part i
 
 from __future__ import annotations
 
-from flywheel.components.sagemaker.sharding import join_predictions, shard_record_files
+from flywheel.components.compute.sagemaker.sharding import join_predictions, shard_record_files
 
 
 def test_a_file_over_the_payload_limit_is_cut_into_parts_of_whole_records(tmp_path):

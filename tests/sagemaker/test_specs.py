@@ -7,14 +7,23 @@ from pathlib import Path
 import pytest
 import yaml
 
-from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
 from flywheel.components.compute import backend_for
+from flywheel.components.compute.backend import TrainingJobSpec, TransformJobSpec
+from flywheel.components.compute.sagemaker import (
+    AwsClients,
+    SageMakerBackend,
+    SageMakerConfig,
+    Watch,
+)
+from flywheel.components.compute.sagemaker.endpoint import EndpointSpec
+from flywheel.components.compute.sagemaker.naming import (
+    MAX_NAME_LENGTH,
+    resource_name,
+    validate_name,
+)
+from flywheel.components.compute.sagemaker.polling import PollSchedule
+from flywheel.components.contract.metrics import MetricDefinition
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.metrics import MetricDefinition
-from flywheel.components.sagemaker import AwsClients, SageMakerBackend, SageMakerConfig, Watch
-from flywheel.components.sagemaker.endpoint import EndpointSpec
-from flywheel.components.sagemaker.naming import MAX_NAME_LENGTH, resource_name, validate_name
-from flywheel.components.sagemaker.polling import PollSchedule
 from flywheel.pipelines.training_run import TrainingRequest, pipeline_arguments
 
 from .conftest import ROLE, base_config

@@ -9,8 +9,8 @@ import boto3
 import pytest
 from botocore.exceptions import ParamValidationError
 
+from flywheel.components.compute.sagemaker.validation import check_request, check_value
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.sagemaker.validation import check_request, check_value
 
 from .conftest import ROLE
 

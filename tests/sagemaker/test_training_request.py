@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components.backend import TrainingJobSpec
+from flywheel.components.compute.backend import TrainingJobSpec
+from flywheel.components.compute.sagemaker.s3 import S3Uri
+from flywheel.components.compute.sagemaker.training import training_request
+from flywheel.components.contract.packaging import pack_source, sha256_of_file
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.packaging import pack_source, sha256_of_file
-from flywheel.components.sagemaker.s3 import S3Uri
-from flywheel.components.sagemaker.training import training_request
 
 from .conftest import REGION, base_config
 

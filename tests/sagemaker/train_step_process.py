@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
-from flywheel.components.runtime import reported_step
-from flywheel.components.sagemaker.polling import PollSchedule
+from flywheel.components.compute.sagemaker.polling import PollSchedule
+from flywheel.components.steps.runtime import reported_step
 from flywheel.components.steps.train import train_model
 
 # Describe every 0.2 s instead of every 5-60 s, so a test takes seconds; the calls are the same.

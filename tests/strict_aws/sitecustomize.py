@@ -23,7 +23,7 @@ def _make_strict(session_module) -> None:
         return
 
     def _strict_create_client(self, *args, **kwargs):
-        from flywheel.components.sagemaker.validation import enforce_on
+        from flywheel.components.compute.sagemaker.validation import enforce_on
 
         return enforce_on(original(self, *args, **kwargs))
 

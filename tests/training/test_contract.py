@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components import contract
+from flywheel.components.contract import training as contract
 
 
 def test_hyperparameters_file_holds_json_strings_and_the_sdk_keys_as_sagemaker_writes_it(
@@ -65,7 +65,7 @@ def test_packed_archive_is_byte_identical_whatever_the_file_times_owners_and_pac
     import os
     import time
 
-    from flywheel.components.packaging import pack_folder, sha256_of_file
+    from flywheel.components.contract.packaging import pack_folder, sha256_of_file
 
     def make(root: Path, mtime: float, mode: int) -> Path:
         (root / "sub").mkdir(parents=True)

@@ -3,10 +3,10 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components.backend import TrainingJobSpec, TransformJobSpec
+from flywheel.components.compute.backend import TrainingJobSpec, TransformJobSpec
+from flywheel.components.compute.local import LocalBackend
+from flywheel.components.contract.metrics import MetricDefinition
 from flywheel.components.errors import InvalidSpecError, JobFailedError
-from flywheel.components.local import LocalBackend
-from flywheel.components.metrics import MetricDefinition
 
 
 def _spec(source: Path, tmp_path: Path, **overrides) -> TrainingJobSpec:
@@ -142,8 +142,8 @@ if __name__ == "__main__":
 def test_an_empty_writable_opt_ml_is_the_layout_and_is_emptied_afterwards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flywheel.components.local import toolkit
-    from flywheel.components.local.training import LocalTrainer, claim_ml_root
+    from flywheel.components.compute.local import toolkit
+    from flywheel.components.compute.local.training import LocalTrainer, claim_ml_root
 
     # ``ml_root`` stands for a task pod's own /opt/ml volume, where no mount namespace is needed.
     monkeypatch.setattr(toolkit, "opt_ml_prefix", lambda root, view: ())

@@ -8,7 +8,7 @@ from types import ModuleType
 
 import pytest
 
-from flywheel.components.local import serving
+from flywheel.components.compute.local import serving
 
 
 def recording_script(bodies: list[str]) -> ModuleType:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components import payloads
+from flywheel.components.data import payloads
 
 ROWS = [{"x1": "1", "x2": "2.5"}, {"x1": "3", "x2": "4"}]
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from flywheel.components.backend import TrainingJobSpec
-from flywheel.components.local import LocalBackend
-from flywheel.components.local.opt_ml import private_mounts_available
+from flywheel.components.compute.backend import TrainingJobSpec
+from flywheel.components.compute.local import LocalBackend
+from flywheel.components.compute.local.opt_ml import private_mounts_available
 
 PROBE = """\
 import json, os, sys
@@ -176,7 +176,7 @@ def test_requirements_beside_the_script_are_installed_before_it_runs(tmp_path: P
 def test_without_a_mount_namespace_the_layout_is_named_by_sagemaker_base_dir(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from flywheel.components.local import toolkit
+    from flywheel.components.compute.local import toolkit
 
     monkeypatch.setattr(toolkit, "opt_ml_prefix", lambda root, view: ())
     lines: list[str] = []

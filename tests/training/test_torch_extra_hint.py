@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from flywheel.components.compute.local import LocalBackend
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import JobFailedError
-from flywheel.components.local import LocalBackend
-from flywheel.components.workload import load_workload
 
 
 def test_torch_workload_without_torch_names_the_gpu_extra(tmp_path: Path) -> None:

@@ -3,11 +3,12 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flywheel.components import data, tables
+from flywheel.components.contract.metrics import MetricCollector, MetricDefinition
+from flywheel.components.contract.workload import load_workload
+from flywheel.components.data import batches as data
+from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
-from flywheel.components.metrics import MetricCollector, MetricDefinition
 from flywheel.components.steps.gate import compare
-from flywheel.components.workload import load_workload
 
 from .conftest import QSAR_WORKLOAD
 
@@ -143,7 +144,7 @@ def test_gate_promotes_only_a_candidate_better_by_the_margin() -> None:
 
 
 def test_logged_metrics_leave_out_bookkeeping_even_after_protobuf_made_it_float() -> None:
-    from flywheel.components.evaluation import logged_metrics
+    from flywheel.components.monitoring.scores import logged_metrics
 
     assert logged_metrics({"rmse": 0.5, "r2": 1, "rows": 160.0, "version": 3.0, "note": "x"}) == {
         "rmse": 0.5,
@@ -239,7 +240,7 @@ def test_classification_objectives_take_their_own_direction(
 
 
 def test_classification_metrics_match_their_textbook_values() -> None:
-    from flywheel.components.evaluation import classification_metrics
+    from flywheel.components.monitoring.scores import classification_metrics
 
     truth = ["a", "b", "b", "a", "b", "a", "b"]
     predicted = ["a", "b", "a", "a", "b", "b", "b"]

@@ -1,0 +1,41 @@
+"""The EKS GPU backend: the training step runs in the KFP task pod itself, on its GPUs.
+
+KFP's driver has already placed the pod (see :mod:`components.compute.eks.apply`), so nothing is
+submitted anywhere: the contract is laid out inside the pod and SageMaker's training toolkit runs
+the script there, exactly as on the local backend. The toolkit counts the pod's GPUs itself
+(``SM_NUM_GPUS``). With more than one GPU in the placement, the script is started by ``torchrun``,
+one process per GPU (data-parallel on one node), as SageMaker's PyTorch container does for
+``torch_distributed``. Training on more than one node is the Kubeflow Trainer's or SageMaker's job.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from flywheel.components.compute.backend import (
+    LogSink,
+    TrainingJobSpec,
+    TrainingResult,
+    TransformJobSpec,
+    TransformResult,
+)
+from flywheel.components.compute.eks.placement import Placement
+from flywheel.components.compute.local.training import LocalTrainer
+from flywheel.components.compute.local.transform import LocalTransformer
+
+
+class EksGpuBackend:
+    """Trains in this pod with ``placement.gpus`` processes; scores in the evaluate step's pod."""
+
+    name = "eks-gpu"
+
+    def __init__(self, placement: Placement, python: str = sys.executable) -> None:
+        self.placement = placement
+        self._trainer = LocalTrainer(python=python, processes_per_host=max(1, placement.gpus))
+        self._transformer = LocalTransformer(python=python)
+
+    def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
+        return self._trainer.train(spec, log)
+
+    def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
+        return self._transformer.transform(spec, log)

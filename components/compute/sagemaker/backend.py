@@ -1,0 +1,247 @@
+"""SageMaker as a compute backend: the same ``TrainingJobSpec`` the local backend runs, as managed jobs.
+
+Each call plans everything first (uploads by content digest, the full request, its deterministic
+name) so bad input fails before any AWS call; then it uploads, creates or reattaches, and follows
+the job. Local inputs are staged to S3 and S3 outputs fetched back when the caller asked for a
+local folder, so steps need not know where the job ran.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from flywheel.components.compute.backend import (
+    LogSink,
+    TrainingJobSpec,
+    TrainingResult,
+    TransformJobSpec,
+    TransformResult,
+)
+from flywheel.components.compute.sagemaker.clients import AwsClients
+from flywheel.components.compute.sagemaker.images import resolve_image
+from flywheel.components.compute.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.compute.sagemaker.model import delete_model, ensure_model, model_request
+from flywheel.components.compute.sagemaker.remote_runner import Watch, run_job
+from flywheel.components.compute.sagemaker.s3 import (
+    StagedLocation,
+    Stager,
+    is_s3,
+    parse_s3_uri,
+)
+from flywheel.components.compute.sagemaker.serving import (
+    MODEL_CODE_DIRECTORY,
+    serving_environment,
+    with_serving_code,
+)
+from flywheel.components.compute.sagemaker.sharding import (
+    ShardedInput,
+    is_line_record,
+    join_predictions,
+    shard_record_files,
+)
+from flywheel.components.compute.sagemaker.specs import SageMakerConfig
+from flywheel.components.compute.sagemaker.training import final_metrics, training_request
+from flywheel.components.compute.sagemaker.transform import transform_request
+from flywheel.components.contract.metrics import MetricCollector
+from flywheel.components.contract.packaging import MODEL_ARCHIVE, pack_source
+from flywheel.components.errors import InvalidSpecError, JobFailedError
+
+# SageMaker's MaxPayloadInMB counts mebibytes; parts are cut in megabytes, a little under.
+PAYLOAD_UNIT = 1_000_000
+
+
+class SageMakerBackend:
+    """Training and batch transform as SageMaker jobs that survive retries and stop on cancel."""
+
+    name = "sagemaker"
+
+    def __init__(
+        self,
+        config: SageMakerConfig,
+        *,
+        clients: AwsClients | None = None,
+        watch: Watch | None = None,
+        on_handle: Callable[[str], None] | None = None,
+    ) -> None:
+        self.config = config
+        self._clients = clients
+        self._watch = watch
+        self._on_handle = on_handle
+
+    @property
+    def clients(self) -> AwsClients:
+        # Connected on first use: checking a config (the CLI does, before a run) makes no AWS call.
+        if self._clients is None:
+            self._clients = AwsClients.connect(self.config.region, self.config.endpoint_url)
+        return self._clients
+
+    def _stager(self) -> Stager:
+        return Stager(self.clients.s3, self.config.s3_prefix)
+
+    def _check_shards(self, channels: dict[str, StagedLocation]) -> None:
+        """ShardedByS3Key hands whole objects to hosts: fewer files than hosts leaves hosts idle."""
+        hosts = self.config.instance_count
+        for name in self.config.sharded_channels:
+            staged = channels.get(name)
+            if staged is not None and staged.uploads and len(staged.uploads) < hosts:
+                raise InvalidSpecError(
+                    "compute_config.sharded_channels",
+                    f"channel {name!r} is {len(staged.uploads)} file(s) for {hosts} hosts; "
+                    "SageMaker shards by file, so give it at least one file per host",
+                )
+
+    def train(self, spec: TrainingJobSpec, log: LogSink = print) -> TrainingResult:
+        """Run ``spec`` as a training job; the model is fetched when ``output_location`` is local."""
+        region = self.clients.region
+        stager = self._stager()
+        with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+            channels = {
+                name: stager.plan_location(f"channels.{name}", location, f"data/{name}")
+                for name, location in spec.channels.items()
+            }
+            self._check_shards(channels)
+            request = training_request(
+                spec,
+                self.config,
+                image=resolve_image(self.config, region, "training", self.config.instance_type),
+                code=code.uri,
+                channels={name: staged.uri for name, staged in channels.items()},
+                region=region,
+            )
+            stager.upload(code, *channels.values())
+        collector = MetricCollector(spec.metric_definitions)
+
+        def observe(line: str) -> None:
+            collector.observe(line)
+            log(line)
+
+        description = run_job(
+            self.clients,
+            TRAINING,
+            request,
+            log=observe,
+            watch=self._watch,
+            on_handle=self._on_handle,
+        )
+        # The attempt that ran: ``<name>-a2`` when an earlier one had failed.
+        name = description["TrainingJobName"]
+        model_uri = parse_s3_uri(
+            "ModelArtifacts", description["ModelArtifacts"]["S3ModelArtifacts"]
+        )
+        model_artifact = str(model_uri)
+        if not is_s3(spec.output_location):
+            target = Path(spec.output_location) / name / "output" / MODEL_ARCHIVE
+            model_artifact = str(stager.download_file(model_uri, target))
+        log(f"[{name}] completed: {model_uri}")
+        metrics = final_metrics(
+            description, {m.name for m in spec.metric_definitions}, collector.final
+        )
+        return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
+
+    def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
+        """Local line-record inputs cut to fit ``max_payload_mb`` and spread over the instances."""
+        if is_s3(spec.input_location) or not is_line_record(spec.content_type, spec.split_type):
+            return None
+        if not Path(spec.input_location).exists():
+            raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")
+        return shard_record_files(
+            Path(spec.input_location),
+            scratch / "shards",
+            max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,
+            instances=self.config.transform_instance_count,
+        )
+
+    def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:
+        if not is_s3(model_artifact):
+            return Path(model_artifact)
+        uri = parse_s3_uri("model_artifact", model_artifact)
+        return stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
+
+    def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
+        """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder."""
+        region = self.clients.region
+        stager = self._stager()
+        with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+            if self.config.network_isolation:
+                # The container reaches nothing: the serving code travels inside the model.
+                model_data = stager.plan_file(
+                    with_serving_code(
+                        self._local_model(stager, spec.model_artifact, Path(scratch)),
+                        Path(spec.source_dir),
+                        Path(scratch),
+                    ),
+                    "models",
+                    MODEL_ARCHIVE,
+                )
+                code, submit_directory = None, MODEL_CODE_DIRECTORY
+            else:
+                model_data = (
+                    stager.plan_location("model_artifact", spec.model_artifact, "models")
+                    if is_s3(spec.model_artifact)
+                    else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
+                )
+                code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+                submit_directory = str(code.uri)
+            sharded = self._shard(spec, Path(scratch))
+            inputs = stager.plan_location(
+                "input_location",
+                str(sharded.folder) if sharded else spec.input_location,
+                "transform-input",
+            )
+            output = (
+                parse_s3_uri("output_location", spec.output_location)
+                if is_s3(spec.output_location)
+                else self.config.s3_prefix.child("transform-output", spec.job_name)
+            )
+            image = resolve_image(
+                self.config, region, "inference", self.config.transform_instance_type
+            )
+            model = model_request(
+                spec.job_name,
+                self.config,
+                image=image,
+                model_data=model_data.uri,
+                environment=serving_environment(spec.entry_point, submit_directory, region),
+            )
+            # Built before anything is created: a refused transform leaves no model behind.
+            request = transform_request(
+                spec,
+                self.config,
+                model_name=model["ModelName"],
+                input_prefix=inputs.uri,
+                output_prefix=output,
+            )
+            stager.upload(*(staged for staged in (code, model_data, inputs) if staged))
+        ensure_model(self.clients, model, log)
+        try:
+            description = run_job(
+                self.clients,
+                TRANSFORM,
+                request,
+                log=log,
+                watch=self._watch,
+                on_handle=self._on_handle,
+            )
+        finally:
+            # The model exists only for this transform: whether the job completed, failed, was
+            # refused or cancelled, nothing else will use it. A job holds its own copy of it.
+            delete_model(self.clients, model["ModelName"], log)
+        if not is_s3(spec.output_location):
+            with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+                downloaded = Path(scratch)
+                if not stager.download_prefix(output, downloaded):
+                    raise JobFailedError(
+                        description["TransformJobName"],
+                        f"completed but wrote nothing to {output}",
+                    )
+                if sharded:
+                    join_predictions(downloaded, sharded, Path(spec.output_location))
+                else:
+                    shutil.copytree(downloaded, spec.output_location, dirs_exist_ok=True)
+        return TransformResult(
+            job_name=description["TransformJobName"], output_location=spec.output_location
+        )

@@ -1,0 +1,53 @@
+"""KFP components that exist only for SageMaker: deploy a registered model to an endpoint.
+
+Like every Flywheel component, this one only declares inputs and outputs; the work is in
+``components.compute.sagemaker.endpoint``. The endpoint is an output artifact whose metadata carries its
+ARN, config and console link, so the Kubeflow UI shows where the model now serves.
+"""
+
+from kfp import dsl
+from kfp.dsl import Artifact, Output
+
+from flywheel.components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def deploy_endpoint(
+    compute_config: dict,
+    model_package_arn: str,
+    endpoint_name: str,
+    endpoint: Output[Artifact],
+    instance_type: str = "ml.m5.large",
+    instance_count: int = 1,
+    rollback_alarms: list = [],  # noqa: B006 - KFP defaults are compiled, never mutated
+):
+    """Create or blue/green-update ``endpoint_name`` to serve the package; wait for InService."""
+    import json
+    from pathlib import Path
+
+    from flywheel.components.compute.sagemaker import AwsClients, SageMakerConfig
+    from flywheel.components.compute.sagemaker.clients import console_url
+    from flywheel.components.compute.sagemaker.endpoint import deploy_model_package
+    from flywheel.components.steps.runtime import reported_step
+
+    with reported_step("deploy-endpoint"):
+        config = SageMakerConfig.from_mapping(compute_config)
+        clients = AwsClients.connect(config.region, config.endpoint_url)
+        described = deploy_model_package(
+            clients,
+            config,
+            model_package_arn,
+            endpoint_name=endpoint_name,
+            instance_type=instance_type,
+            instance_count=instance_count,
+            rollback_alarms=tuple(rollback_alarms),
+        )
+    endpoint.metadata.update(
+        {
+            "endpoint_arn": described["EndpointArn"],
+            "endpoint_config": described["EndpointConfigName"],
+            "model_package_arn": model_package_arn,
+            "console": console_url(clients.region, "endpoints", endpoint_name),
+        }
+    )
+    Path(endpoint.path).write_text(json.dumps(dict(endpoint.metadata), indent=2))

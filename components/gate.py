@@ -1,0 +1,79 @@
+"""The quality gate: decide whether a candidate beats the champion, and promote it.
+
+Public KFP components (``from flywheel.components import ...``). Each one only declares typed inputs
+and outputs and hands paths to a plain function in ``components.steps``; failures surface as one
+line naming the step.
+"""
+
+from kfp import dsl
+from kfp.dsl import Input, Metrics
+
+from flywheel.components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def decide_promotion(
+    workload: str,
+    version: int,
+    sha256: str,
+    margin: float,
+    registry_state: str,
+    candidate: Input[Metrics],
+    champion: Input[Metrics],
+) -> bool:
+    """Compare candidate and champion on the workload's objective; True means promote.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
+    from flywheel.components.contract.workload import load_workload
+    from flywheel.components.monitoring.scores import logged_metrics
+    from flywheel.components.steps.gate import decide_promotion as decide
+    from flywheel.components.steps.runtime import reported_step
+
+    with reported_step("decide-promotion"):
+        spec = load_workload(workload)
+        champion_version = int(champion.metadata.get("version", 0)) or None
+        decision = decide(
+            candidate_version=version,
+            candidate_sha256=sha256,
+            candidate_metrics=logged_metrics(candidate.metadata),
+            champion_version=champion_version,
+            champion_sha256=champion.metadata.get("model_sha256"),
+            champion_metrics=logged_metrics(champion.metadata) if champion_version else None,
+            metric=spec.objective_metric,
+            goal=spec.objective_goal,
+            margin=margin,
+        )
+    print(f"promote: {decision.promote} ({decision.reason})", flush=True)
+    return decision.promote
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def promote_model(
+    registry: str,
+    model_name: str,
+    workload: str,
+    version: int,
+    registry_state: str,
+    champion: Input[Metrics],
+):
+    """Make the candidate the champion, unless another run replaced the champion meanwhile.
+
+    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    """
+    from flywheel.components.contract.workload import load_workload
+    from flywheel.components.steps.gate import promote_model as promote
+    from flywheel.components.steps.runtime import reported_step
+
+    with reported_step("promote-model"):
+        compared_with = int(champion.metadata.get("version", 0)) or None
+        decision = promote(
+            registry_uri=registry,
+            model_name=model_name or load_workload(workload).name,
+            version=version,
+            compared_with=compared_with,
+            reason=f"beat version {compared_with} on the same held-out rows"
+            if compared_with
+            else "first champion",
+        )
+    print(f"{'promoted' if decision.promote else 'not promoted'}: {decision.reason}", flush=True)

@@ -1,0 +1,2 @@
+"""Model quality: evaluation scores and pages, thresholds, the evaluation history, CloudWatch and
+notifications."""

@@ -1,0 +1,58 @@
+"""Train: run a SageMaker-style training script on the chosen compute backend.
+
+Public KFP components (``from flywheel.components import ...``). Each one only declares typed inputs
+and outputs and hands paths to a plain function in ``components.steps``; failures surface as one
+line naming the step.
+"""
+
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Model, Output
+
+from flywheel.components.images import RUNTIME_IMAGE
+
+
+@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
+def train_model(
+    workload: str,
+    compute: str,
+    compute_config: dict,
+    hyperparameters: dict,
+    code_fingerprint: str,
+    train: Input[Dataset],
+    test: Input[Dataset],
+    model: Output[Model],
+    channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
+):
+    """Run the workload's training script on ``compute`` under the SageMaker contract.
+
+    ``code_fingerprint`` is the digest of the script folder and of any ``channels`` brought as
+    they are (name to a path or ``s3://`` URI), given so that changed code or data misses the cache.
+    """
+    from pathlib import Path
+
+    from flywheel.components.steps.runtime import reported_step
+    from flywheel.components.steps.train import train_model as train_step
+
+    with reported_step("train-model"):
+        trained = train_step(
+            workload_path=workload,
+            compute=compute,
+            compute_config=compute_config,
+            hyperparameters=hyperparameters,
+            train_path=Path(train.path),
+            test_path=Path(test.path),
+            model_path=Path(model.path),
+            brought_channels=channels,
+        )
+    model.metadata.update(
+        {
+            "job_name": trained.job_name,
+            "compute": trained.compute,
+            "hyperparameters": trained.hyperparameters,
+            "metrics": trained.training_metrics,
+            "code_sha256": trained.code_sha256,
+            "code_fingerprint": code_fingerprint,
+            "entry_point": trained.entry_point,
+            "format": "model.tar.gz",
+        }
+    )
