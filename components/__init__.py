@@ -1,6 +1,7 @@
 """Flywheel's KFP v2 component library: ``from flywheel.components import train_model``.
 
-Every name exported here is a typed KFP component (or an image it runs in) that works in any
+Every name exported here is a typed KFP component (or an image it runs in, or
+``run_sharded_processing``, which adds one component per host to a pipeline) that works in any
 ``@dsl.pipeline`` of yours, on ``kfp.local`` and compiled for Kubeflow Pipelines; Flywheel's own
 pipelines are built from these and nothing else. Each component's docstring lists its inputs and
 outputs and is what the Kubeflow UI shows. Compiled specs ship in ``components/compiled/``.
@@ -25,12 +26,16 @@ _EXPORTS: dict[str, str] = {
     "prepare_data": "preparation",
     "prepare_batch": "preparation",
     "plan_shards": "preparation",
+    "run_processing": "processing",
+    "merge_outputs": "processing",
+    "run_sharded_processing": "processing",
     "train_model": "training",
     "evaluate_model": "scoring",
     "score_shard": "scoring",
     "register_model": "registration",
     "find_champion": "registration",
     "score_champion": "registration",
+    "read_evaluation_report": "evaluation",
     "decide_promotion": "gate",
     "promote_model": "gate",
     "monitor_performance": "quality",

@@ -21,7 +21,25 @@ def deploy_endpoint(
     instance_count: int = 1,
     rollback_alarms: list = [],  # noqa: B006 - KFP defaults are compiled, never mutated
 ):
-    """Create or blue/green-update ``endpoint_name`` to serve the package; wait for InService."""
+    """Deploy a registered model package to a SageMaker endpoint, and wait until it serves.
+
+    A new endpoint is created; an existing one is updated blue/green, so traffic moves only once
+    the new fleet is healthy, and rolls back if a ``rollback_alarms`` alarm fires meanwhile. The
+    same package deployed twice reuses its model. Every setting is checked before the first call.
+
+    Args:
+        compute_config: SageMaker settings (``role_arn``, ``s3_prefix``, ``region``...), as for
+            ``compute="sagemaker"``.
+        model_package_arn: The registered model package to serve.
+        endpoint_name: The endpoint to create or update.
+        instance_type: The instance type that serves.
+        instance_count: How many instances serve.
+        rollback_alarms: Names of CloudWatch alarms that roll the update back when they fire.
+
+    Returns:
+        endpoint: The endpoint; metadata: endpoint_arn, endpoint_config, model_package_arn and
+            a console link.
+    """
     import json
     from pathlib import Path
 

@@ -21,9 +21,25 @@ def decide_promotion(
     candidate: Input[Metrics],
     champion: Input[Metrics],
 ) -> bool:
-    """Compare candidate and champion on the workload's objective; True means promote.
+    """The quality gate: decide whether the candidate beats the champion on the workload's objective.
 
-    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    Both were scored on the same held-out rows. With no champion the candidate wins; otherwise it
+    must be better by more than ``margin`` and by more than float noise, so a tie never replaces
+    the champion.
+
+    Args:
+        workload: The workload, whose objective metric and goal (minimize or maximize) decide.
+        version: The candidate's registered version (from ``register_model``).
+        sha256: The candidate's model digest (from ``register_model``); a champion with the same
+            digest is the same model and is not replaced.
+        margin: How much better than the champion the candidate must be; zero or more.
+        registry_state: A digest of the registry's state, given so that the cache misses when
+            the registry changed; empty when caching is off.
+        candidate: The candidate's scores on the held-out rows (from ``evaluate_model``).
+        champion: The champion's scores on the same rows (from ``score_champion``).
+
+    Returns:
+        Output: True when the candidate should be promoted.
     """
     from flywheel.components.contract.workload import load_workload
     from flywheel.components.monitoring.scores import logged_metrics
@@ -59,7 +75,19 @@ def promote_model(
 ):
     """Make the candidate the champion, unless another run replaced the champion meanwhile.
 
-    ``registry_state`` keys the cache to the registry's state, as for the steps before it.
+    The gate compared against one champion; if the registry's champion changed since, promoting
+    would skip that comparison, so the candidate is left as it is and the log says why.
+
+    Args:
+        registry: The model registry (a folder, ``file://`` URI or ``sagemaker://`` URI, as for
+            ``register_model``).
+        model_name: The registered model's name; empty uses the workload's name.
+        workload: The workload, whose name is the model's when ``model_name`` is empty.
+        version: The candidate's registered version (from ``register_model``).
+        registry_state: A digest of the registry's state, given so that the cache misses when
+            the registry changed; empty when caching is off.
+        champion: The champion the gate compared with (from ``score_champion``); its version
+            must still be the registry's champion.
     """
     from flywheel.components.contract.workload import load_workload
     from flywheel.components.steps.gate import promote_model as promote

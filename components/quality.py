@@ -21,7 +21,23 @@ def monitor_performance(
     classification: Output[ClassificationMetrics],
     report: Output[HTML],
 ):
-    """Compare predictions with the ground truth; regression and classification metrics for the UI."""
+    """Monitor the champion on a new batch: compare its predictions with the ground truth.
+
+    Every row of the batch must have been scored; a missing prediction fails the step rather
+    than flattering the metrics. Classification also gets a confusion matrix (and a ROC curve
+    when predictions carry probabilities) for the Kubeflow UI.
+
+    Args:
+        workload: The workload, whose task (regression or classification) picks the metrics.
+        champion: The model that scored the batch (from ``find_champion``); named in the report.
+        labelled_batch: The batch with its labels (from ``prepare_batch``).
+        predictions: Every shard's predictions (``dsl.Collected`` over ``score_shard``).
+
+    Returns:
+        metrics: The task's metrics on this batch, logged for the UI.
+        classification: The confusion matrix and ROC curve; empty for regression.
+        report: An HTML page that draws predictions against the truth.
+    """
     import json
     from pathlib import Path
 
@@ -57,7 +73,20 @@ def publish_metrics(
     labelled_batch: Input[Dataset],
     metrics: Input[Metrics],
 ):
-    """Record the evaluation once and send it to CloudWatch when configured."""
+    """Publish a batch's evaluation: record it in the history once, and send it to CloudWatch.
+
+    The record is keyed by the model version and the batch's digest, so a retried or repeated
+    run does not count the same evaluation twice.
+
+    Args:
+        history: The evaluation history's folder, where each model's records are kept.
+        cloudwatch: CloudWatch settings (``namespace``, ``region``, ``endpoint_url``); empty
+            sends nothing.
+        run_id: The pipeline run's id, recorded with the evaluation.
+        champion: The model evaluated (from ``find_champion``).
+        labelled_batch: The batch it was evaluated on (from ``prepare_batch``).
+        metrics: The batch's metrics (from ``monitor_performance``).
+    """
     from flywheel.components.monitoring.scores import logged_metrics
     from flywheel.components.steps.publish import publish_evaluation
     from flywheel.components.steps.runtime import reported_step
@@ -87,7 +116,25 @@ def decide_retraining(
     labelled_batch: Input[Dataset],
     metrics: Input[Metrics],
 ) -> bool:
-    """True when quality breaches the threshold and no retrain has fired for this breach yet."""
+    """Decide whether quality has dropped enough to retrain, at most once per breach.
+
+    A breach is keyed by the model version and the batch's digest in the history, so a retried or
+    repeated run does not start a second retrain for the same breach. The decision and its
+    reason are recorded either way.
+
+    Args:
+        history: The evaluation history's folder, where each model's records are kept.
+        workload: The workload, whose task says which metrics a threshold may name.
+        threshold: The retraining rule, ``"<metric> above|below <number>"``, e.g.
+            ``"rmse above 1.0"``.
+        run_id: The pipeline run's id, recorded with the decision.
+        champion: The model evaluated (from ``find_champion``).
+        labelled_batch: The batch it was evaluated on (from ``prepare_batch``).
+        metrics: The batch's metrics (from ``monitor_performance``).
+
+    Returns:
+        Output: True when the threshold is breached and no retrain has fired for it yet.
+    """
     from flywheel.components.contract.workload import load_workload
     from flywheel.components.monitoring.scores import logged_metrics
     from flywheel.components.steps.retrain import decide_retraining as decide
@@ -111,7 +158,14 @@ def decide_retraining(
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def finalize(champion: Input[Model], labelled_batch: Input[Dataset]):
-    """Quality holds: the champion stays; nothing to retrain."""
+    """Close a run whose quality holds: the champion stays and nothing is retrained.
+
+    It does no work; it makes the path the run took visible in the Kubeflow UI and the log.
+
+    Args:
+        champion: The champion that stays (from ``find_champion``).
+        labelled_batch: The batch it held its quality on (from ``prepare_batch``).
+    """
     print(
         f"version {champion.metadata['version']} stays champion after batch {labelled_batch.metadata['batch']}",
         flush=True,
@@ -128,7 +182,23 @@ def record_outcome(
     status: dsl.PipelineTaskFinalStatus,
     summary: Output[Markdown],
 ):
-    """Exit handler: on every path, failure included, write the run summary and notify."""
+    """Record a run's outcome: write its summary to the history and notify, on every path.
+
+    Meant as a ``dsl.ExitHandler``'s exit task, so it runs when the run fails too; a failure is
+    summarised with the step that failed and why.
+
+    Args:
+        history: The evaluation history's folder, where the outcome is recorded.
+        model_name: The registered model's name; empty uses the workload's name.
+        workload: The workload, whose name is the model's when ``model_name`` is empty.
+        notify: Notification settings (``sns_topic_arn``, ``webhook_url``, ``region``,
+            ``endpoint_url``); empty sends nothing.
+        run_id: The pipeline run's id, whose records the summary gathers.
+        status: The run's final status, which KFP passes to an exit task.
+
+    Returns:
+        summary: The run's summary, in Markdown.
+    """
     from pathlib import Path
 
     from flywheel.components.contract.workload import load_workload

@@ -26,15 +26,38 @@ def register_model(
     metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
-    champion: Input[Metrics],
+    champion: Input[Metrics] = None,
 ) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
-    """Add the model as a candidate version with metrics and lineage (data, code, parameters, run).
+    """Register the model as a candidate version, with its metrics and full lineage.
 
-    The lineage also keeps which leading batches trained it (so a report can mark in-sample
-    scores) and the champion's scores on the same held-out rows (so it can show whether the
-    retrain helped). ``registry_state`` keys the cache to the registry's state
-    (``pipelines.registry_state``). Without a ``run_id`` (a local run, cached by its inputs), the
-    run named is the one that trained the model.
+    The lineage says where the model came from: the data (with which leading batches trained
+    it, so a report can mark in-sample scores), the code, the hyperparameters, the training job
+    and the run; it also keeps the champion's scores on the same held-out rows, so a report can
+    show whether the retrain helped. Registering the same model again returns its version.
+
+    Args:
+        registry: The model registry: a folder (or ``file://`` URI) for the local registry, or
+            ``sagemaker://<region>/<bucket>/<prefix>?image=<serving image>`` for SageMaker Model
+            Registry.
+        model_name: The registered model's name; empty uses the workload's name.
+        workload: The workload the model was trained for; recorded in the lineage.
+        run_id: The pipeline run's id, recorded in the lineage; empty (a local run, cached by its
+            inputs) names the run that trained the model instead.
+        run_name: The pipeline run's name, recorded with ``run_id``.
+        registry_state: A digest of the registry's state, given so that the cache misses when
+            the registry changed; empty when caching is off.
+        training_batches: How many leading batches trained the model, recorded in the lineage.
+        model: The trained model (from ``train_model``).
+        metrics: The model's scores on the held-out rows (from ``evaluate_model``).
+        train: The training rows (from ``prepare_data``), recorded in the lineage.
+        test: The held-out rows (from ``prepare_data``), recorded in the lineage.
+        champion: The champion's scores on the same held-out rows (from ``score_champion``);
+            optional, for a pipeline that compares in a condition of its own.
+
+    Returns:
+        version: The candidate's version number in the registry.
+        created: False when this exact model was already registered.
+        sha256: The digest of the registered ``model.tar.gz``.
     """
     from collections import namedtuple
     from pathlib import Path
@@ -64,8 +87,10 @@ def register_model(
                     "training_batches": training_batches,
                 },
                 "compared_with": {
-                    "version": int(champion.metadata.get("version", 0)) or None,
-                    "metrics": logged_metrics(champion.metadata),
+                    "version": int(champion.metadata.get("version", 0)) or None
+                    if champion is not None
+                    else None,
+                    "metrics": logged_metrics(champion.metadata) if champion is not None else {},
                 },
                 "code": {
                     "entry_point": model.metadata.get("entry_point"),
@@ -93,7 +118,18 @@ def register_model(
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def find_champion(registry: str, model_name: str, workload: str, champion: Output[Model]):
-    """Fetch the registry's champion; fails, saying so, when there is none yet."""
+    """Fetch the registry's current champion, the model that serves; fail, saying so, when none.
+
+    Args:
+        registry: The model registry (a folder, ``file://`` URI or ``sagemaker://`` URI, as for
+            ``register_model``).
+        model_name: The registered model's name; empty uses the workload's name.
+        workload: The workload, whose name is the model's when ``model_name`` is empty.
+
+    Returns:
+        champion: The champion's ``model.tar.gz``; metadata: name, version, model_uri, metrics
+            and the columns it was trained on.
+    """
     from pathlib import Path
 
     from flywheel.components.contract.workload import load_workload
@@ -132,7 +168,23 @@ def score_champion(
 ):
     """Score the current champion on the candidate's held-out rows, so the gate compares like with like.
 
-    ``registry_state`` keys the cache to the registry's state: a new champion is scored again.
+    The champion's registered scores came from other rows; scoring it again on these rows makes
+    the comparison fair. With no champion yet the metrics are empty and ``version`` is 0.
+
+    Args:
+        registry: The model registry (a folder, ``file://`` URI or ``sagemaker://`` URI, as for
+            ``register_model``).
+        model_name: The registered model's name; empty uses the workload's name.
+        workload: The workload the champion was trained for; its serving handlers score the rows.
+        compute: Where to run batch transform: ``local``, ``sagemaker`` or ``eks-gpu``.
+        compute_config: The backend's settings; ``{}`` for ``local``.
+        registry_state: A digest of the registry's state, given so that a new champion misses the
+            cache and is scored again; empty when caching is off.
+        test: The candidate's held-out rows (from ``prepare_data``).
+
+    Returns:
+        metrics: The champion's scores on these rows; metadata: its version (0 for none) and
+            model_sha256.
     """
     import json
     import tempfile

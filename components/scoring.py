@@ -21,7 +21,23 @@ def evaluate_model(
     metrics: Output[Metrics],
     report: Output[HTML],
 ):
-    """Score the held-out rows through batch transform; log RMSE, MAE and R² and draw them."""
+    """Evaluate a model on the held-out rows: batch-transform them and score the predictions.
+
+    Scoring goes through the script's serving handlers, the same path a deployed model takes, so
+    a model that cannot serve fails here rather than after promotion.
+
+    Args:
+        workload: The workload the model was trained for; its serving handlers score the rows.
+        compute: Where to run batch transform: ``local``, ``sagemaker`` or ``eks-gpu``.
+        compute_config: The backend's settings; ``{}`` for ``local``.
+        model: The model to evaluate (from ``train_model``).
+        test: The held-out rows with their labels (from ``prepare_data``).
+
+    Returns:
+        metrics: The task's metrics (RMSE, MAE and R² for regression; accuracy and the like for
+            classification), logged for the UI; metadata also holds the row count.
+        report: An HTML page that draws predictions against the truth.
+    """
     import json
     from pathlib import Path
 
@@ -55,7 +71,23 @@ def score_shard(
     labelled_batch: Input[Dataset],
     predictions: Output[Dataset],
 ):
-    """Batch-transform one shard of the batch with the champion on the chosen compute."""
+    """Score one shard of a batch: batch-transform its rows with the champion.
+
+    Meant for the body of a ``dsl.ParallelFor`` over ``plan_shards``; each shard takes every
+    ``shard_count``-th row, so shards are disjoint and together cover the batch.
+
+    Args:
+        workload: The workload the champion was trained for; its serving handlers score the rows.
+        compute: Where to run batch transform: ``local``, ``sagemaker`` or ``eks-gpu``.
+        compute_config: The backend's settings; ``{}`` for ``local``.
+        shard: This shard's index (an item of ``plan_shards``' list).
+        rows_per_shard: The same value given to ``plan_shards``, to count the shards.
+        champion: The model that scores (from ``find_champion``).
+        labelled_batch: The batch to score (from ``prepare_batch``).
+
+    Returns:
+        predictions: ``id,prediction`` lines for this shard's rows; metadata: shard and rows.
+    """
     import math
     from pathlib import Path
 

@@ -23,10 +23,30 @@ def train_model(
     model: Output[Model],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
 ):
-    """Run the workload's training script on ``compute`` under the SageMaker contract.
+    """Train a model: run the workload's training script on the chosen compute.
 
-    ``code_fingerprint`` is the digest of the script folder and of any ``channels`` brought as
-    they are (name to a path or ``s3://`` URI), given so that changed code or data misses the cache.
+    The script runs under SageMaker's training contract (``SM_CHANNEL_*``, ``SM_MODEL_DIR``,
+    hyperparameters as arguments) on every backend, so the same script trains locally, on
+    SageMaker or on EKS GPU nodes. Hyperparameters are checked against the workload before the
+    job starts.
+
+    Args:
+        workload: The workload whose training script runs (``builtin:<name>``, a folder or its
+            ``workload.yaml``, or an ``s3://`` code bundle).
+        compute: Where to train: ``local``, ``sagemaker`` or ``eks-gpu``.
+        compute_config: The backend's settings, checked before any cloud call; ``{}`` for
+            ``local``.
+        hyperparameters: Values for the script's declared hyperparameters, by name; ``{}``
+            keeps the workload's defaults.
+        code_fingerprint: The digest of the script folder and of any ``channels``, given so that
+            changed code or data misses the cache.
+        train: The training rows (from ``prepare_data``), laid out as the workload's channels say.
+        test: The held-out rows (from ``prepare_data``), for scripts that read a test channel.
+        channels: Extra input channels brought as they are, name to a path or ``s3://`` URI.
+
+    Returns:
+        model: The packed model, ``model.tar.gz``; metadata: job_name, compute,
+            hyperparameters, metrics the script logged, code_sha256, entry_point.
     """
     from pathlib import Path
 

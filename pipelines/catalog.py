@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 @functools.cache
 def _pipelines() -> dict[str, GraphComponent]:
     from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, load_placement
+    from flywheel.examples.qsar.processing_pipeline import preprocess_train_evaluate
     from flywheel.pipelines.evaluation import evaluation_pipeline
     from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
 
@@ -24,6 +25,9 @@ def _pipelines() -> dict[str, GraphComponent]:
         # The same pipeline with the train task placed on EKS GPU nodes by the default placement.
         "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
         "evaluation": evaluation_pipeline,
+        # The example a user composes from the public components (README: "Compose your own
+        # pipeline"): preprocess, train, evaluate with evaluation.json, condition, register.
+        "qsar-processing": preprocess_train_evaluate,
     }
 
 

@@ -110,6 +110,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_evaluation_options(evaluation)
     _add_training_options(evaluation)
+    any_pipeline = pipelines.add_parser(
+        "pipeline", help="run any shipped pipeline with its own defaults, e.g. qsar-processing"
+    )
+    any_pipeline.add_argument("name", help=f"which pipeline: {', '.join(PIPELINE_NAMES)}")
+    any_pipeline.add_argument(
+        "--param",
+        dest="parameters",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="NAME=VALUE",
+        help="set a pipeline parameter, checked against its declared type (repeatable)",
+    )
+    any_pipeline.add_argument(
+        "--no-cache", action="store_true", help="run every task, ignoring the cache"
+    )
+    any_pipeline.add_argument(
+        "-v", "--verbose", action="store_true", help="show kfp.local's full task logs"
+    )
     demo = commands.add_parser("demo", help="replay a scenario on this machine")
     scenarios = demo.add_subparsers(dest="scenario", required=True, parser_class=_OneLineParser)
     add_demo_options(scenarios.add_parser("flywheel", help="train, then replay every later batch"))
@@ -378,6 +397,8 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
 
     if args.command == "run" and args.pipeline == "training":
         return _run_training(args, console)
+    if args.command == "run" and args.pipeline == "pipeline":
+        return _run_pipeline(args, home, console)
     if args.command == "run":
         return loop_cli.run_evaluation_command(args, training_request(args), home, console)
     if args.command == "demo":
@@ -389,6 +410,22 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
     if args.command == "bundle":
         return _bundle(args)
     return _compile(args, console)
+
+
+def _run_pipeline(args: argparse.Namespace, home: Home, console: Console) -> int:
+    from flywheel.pipelines.pipeline_run import run_named_pipeline
+
+    result = run_named_pipeline(
+        args.name,
+        args.parameters,
+        home=home,
+        cache=not args.no_cache,
+        verbose=args.verbose,
+        console=console,
+    )
+    console.print(f"{args.name}: done; output {result.outputs or 'none'}")
+    console.print(f"artifacts: {result.run_dir}\nlog: {result.log_file}")
+    return 0
 
 
 def _recover_registry(args: argparse.Namespace, home: Home) -> None:

@@ -56,5 +56,5 @@ class Home:
 
 
 # Every pipeline Flywheel ships (pipelines/catalog.py builds them); compiled IR is kept beside.
-PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation")
+PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation", "qsar-processing")
 COMPILED_DIR = Path(__file__).parent / "compiled"

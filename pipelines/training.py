@@ -89,6 +89,9 @@ def build_training_pipeline(
             seed=seed,
             order_by=order_by,
             source_fingerprint=source_fingerprint,
+            compute=compute,
+            compute_config=compute_config,
+            code_fingerprint=code_fingerprint,
         ).set_display_name("prepare data")
         trained = train_model(
             workload=workload,

@@ -78,11 +78,19 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         )
     if request.margin < 0:
         raise InvalidSpecError("--margin", f"must be zero or more, got {request.margin}")
-    source = _checked_source(request, workload.columns)
+    # A preprocessing script reads the raw table its own way: the prepare task checks its output.
+    source = _checked_source(request, None if workload.preprocessing else workload.columns)
     channels, channels_digest = brought_channels(request.channels)
+    script_dirs = sorted(
+        {str(step.source_dir) for step in (workload.preprocessing, workload.evaluation) if step}
+        - {str(workload.source_dir)}
+    )
     code = hashlib.sha256(
         (
-            sha256_of_tree(workload.source_dir) + sha256_of_file(workload.path) + channels_digest
+            sha256_of_tree(workload.source_dir)
+            + "".join(sha256_of_tree(Path(folder)) for folder in script_dirs)
+            + sha256_of_file(workload.path)
+            + channels_digest
         ).encode()
     ).hexdigest()
     return {
@@ -113,20 +121,24 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
     }
 
 
-def _checked_source(request: TrainingRequest, columns: DataColumns) -> str:
+def _checked_source(request: TrainingRequest, columns: DataColumns | None) -> str:
     """The source as the tasks will see it, checked as far as its header and metadata allow.
 
     Only the schema (and a Parquet file's row count) is read here; the rows are read once, by
-    the prepare task, which checks every value as it streams.
+    the prepare task, which checks every value as it streams. Without ``columns`` (a
+    preprocessing script turns the source into the table the workload describes) only that it
+    can be read is checked: its columns, order and size are the script's output's, checked there.
     """
     stream = tables.open_table(request.source)
-    data.check_columns(request.source, stream.columns, columns)
-    if request.order_by and request.order_by not in stream.columns:
-        raise InvalidSpecError(
-            "--order-by", f"no column {request.order_by!r}; columns: {', '.join(stream.columns)}"
-        )
-    if stream.num_rows is not None:
-        data.batch_bounds(stream.num_rows, request.batch_count)
+    if columns is not None:
+        data.check_columns(request.source, stream.columns, columns)
+        if request.order_by and request.order_by not in stream.columns:
+            raise InvalidSpecError(
+                "--order-by",
+                f"no column {request.order_by!r}; columns: {', '.join(stream.columns)}",
+            )
+        if stream.num_rows is not None:
+            data.batch_bounds(stream.num_rows, request.batch_count)
     if request.source.startswith((tables.BUILTIN_PREFIX, tables.S3_PREFIX)):
         return request.source
     return str(Path(request.source).resolve())

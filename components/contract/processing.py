@@ -46,7 +46,10 @@ MAX_OUTPUTS = 10
 MAX_ARGUMENTS = 100
 MAX_ENVIRONMENT = 100
 MAX_INSTANCES = 100
-# ProcessingInput.InputName and ProcessingOutput.OutputName: the service model's pattern.
+# Each ContainerArguments / ContainerEntrypoint item and each Environment value.
+MAX_STRING = 256
+# InputName and OutputName: the service model sets no pattern on them, but a name becomes a
+# folder and an S3 key here, so it follows ProcessingJobName's pattern.
 _IO_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 _ENV_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,255}$")
 
@@ -104,6 +107,9 @@ class ProcessingJobSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     container_entrypoint: tuple[str, ...] = ()
     instance_count: int = 1
+    # Run only these hosts (0-based) of the ``instance_count``: one KFP task per host, so on EKS
+    # each shard is a pod of its own. Empty runs them all. SageMaker always runs every host.
+    host_indexes: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -132,23 +138,31 @@ def container_entrypoint(spec: ProcessingJobSpec) -> list[str]:
 def runproc_script(entry_point: str) -> str:
     """The ``runproc.sh`` the SageMaker Python SDK's FrameworkProcessor writes for ``entry_point``.
 
-    It unpacks the code where the ``code`` input put it, installs ``requirements.txt`` when there
-    is one, and runs the script with the job's arguments.
+    Verbatim from ``_generate_framework_script`` (sagemaker-python-sdk v2.257.6) with the default
+    ``command`` (``python``) and no CodeArtifact repository: it unpacks the code where the
+    ``code`` input put it, installs ``requirements.txt`` when there is one, and runs the script
+    with the job's arguments. ``set -e`` comes after ``tar``, as there.
     """
     return f"""#!/bin/bash
 
-cd {code_path()}
-
-set -e
-
-echo "Extracting the source code archive"
+cd {code_path()}/
 tar -xzf {SOURCE_ARCHIVE}
 
+# Exit on any error. SageMaker uses error code to mark failed job.
+set -e
+
 if [[ -f 'requirements.txt' ]]; then
+    # Optionally log into CodeArtifact
+    if ! hash aws 2>/dev/null; then
+        echo "AWS CLI is not installed. Skipping CodeArtifact login."
+    else
+        echo 'CodeArtifact repository not specified. Skipping login.'
+    fi
+
     # Some py3 containers has typing, which may breaks pip install
     pip uninstall --yes typing
 
-    pip install -r requirements.txt
+    python -m pip install -r requirements.txt
 fi
 
 python {entry_point} "$@"
@@ -195,6 +209,10 @@ def check_spec(spec: ProcessingJobSpec) -> ProcessingJobSpec:
     Runs before any job starts on every backend, so the same spec fails the same way everywhere.
     """
     reserved = {CODE_INPUT, ENTRYPOINT_INPUT}
+    if not spec.source_dir:
+        _fail("processing.source_dir", "is empty; give the folder that holds the script")
+    if not spec.entry_point and not spec.container_entrypoint:
+        _fail("processing.entry_point", "is empty; give the script to run")
     if len(spec.inputs) + len(reserved) > MAX_INPUTS:
         _fail(
             "processing.inputs",
@@ -213,11 +231,34 @@ def check_spec(spec: ProcessingJobSpec) -> ProcessingJobSpec:
             "processing.environment",
             f"{len(spec.environment)} entries; at most {MAX_ENVIRONMENT} allowed",
         )
-    for name in spec.environment:
+    for index, argument in enumerate(spec.arguments):
+        if len(argument) > MAX_STRING:
+            _fail(
+                f"processing.arguments[{index}]",
+                f"{len(argument)} characters; at most {MAX_STRING}",
+            )
+    if len(spec.container_entrypoint) > MAX_ARGUMENTS:
+        _fail(
+            "processing.container_entrypoint",
+            f"{len(spec.container_entrypoint)} items; at most {MAX_ARGUMENTS} allowed",
+        )
+    for name, value in spec.environment.items():
         if not _ENV_NAME.match(name):
             _fail(f"processing.environment.{name}", "must be a letter or _ then letters, digits, _")
+        if len(value) > MAX_STRING:
+            _fail(
+                f"processing.environment.{name}", f"{len(value)} characters; at most {MAX_STRING}"
+            )
     if not 1 <= spec.instance_count <= MAX_INSTANCES:
         _fail("processing.instance_count", f"must be 1-{MAX_INSTANCES}, got {spec.instance_count}")
+    for index in spec.host_indexes:
+        if not 0 <= index < spec.instance_count:
+            _fail(
+                "processing.host_index",
+                f"{index} is not a host of {spec.instance_count}: use 0-{spec.instance_count - 1}",
+            )
+    if len(set(spec.host_indexes)) != len(spec.host_indexes):
+        _fail("processing.host_index", f"{list(spec.host_indexes)} names a host twice")
     input_paths: dict[str, PurePosixPath] = {}
     for index, item in enumerate(spec.inputs):
         where = f"processing.inputs[{index}]"
@@ -290,7 +331,8 @@ def processing_job_config(
         "AppSpecification": {
             "ImageUri": image,
             "ContainerEntrypoint": container_entrypoint(spec),
-            "ContainerArguments": list(spec.arguments),
+            # The documented sample writes an absent optional field as null.
+            "ContainerArguments": list(spec.arguments) or None,
         },
         "Environment": dict(spec.environment),
         "ProcessingInputs": [
@@ -308,6 +350,7 @@ def processing_job_config(
                     if name in by_name
                     else "FullyReplicated",
                     "S3CompressionType": "None",
+                    "S3DownloadMode": "StartOfJob",
                 },
             }
             for name, uri in inputs.items()
@@ -324,13 +367,15 @@ def processing_job_config(
                     },
                 }
                 for item in spec.outputs
-            ]
+            ],
+            "KmsKeyId": None,
         },
         "ProcessingResources": {
             "ClusterConfig": {
                 "InstanceCount": spec.instance_count,
                 "InstanceType": instance_type,
                 "VolumeSizeInGB": 30,
+                "VolumeKmsKeyId": None,
             }
         },
         "RoleArn": role_arn,

@@ -7,7 +7,6 @@ compares, and the columns of its data. Swapping in your own model means writing 
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import math
 from collections.abc import Mapping
@@ -24,7 +23,9 @@ from flywheel.components.contract.channels import (
     ChannelLayout,
     parse_layout,
 )
+from flywheel.components.contract.keys import check_keys
 from flywheel.components.contract.metrics import MetricDefinition
+from flywheel.components.contract.scripts import ScriptStep, evaluation_of, preprocessing_of
 from flywheel.components.data.bundles import fetch_bundle, is_bundle
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring.scores import OBJECTIVES
@@ -45,6 +46,8 @@ TOP_LEVEL_KEYS = (
     "objective",
     "channels",
     "serving",
+    "preprocessing",
+    "evaluation",
 )
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
@@ -161,6 +164,10 @@ class Workload:
     path: Path
     channels: tuple[ChannelLayout, ...] = ()
     serving: Serving = Serving()
+    # The user's own processing scripts (``contract.scripts``): run before the split, and in place
+    # of the built-in evaluation.
+    preprocessing: ScriptStep | None = None
+    evaluation: ScriptStep | None = None
 
     def training_job(
         self,
@@ -199,18 +206,6 @@ def _require(raw: Mapping[str, Any], key: str, kind: type, where: str) -> Any:
     if not isinstance(value, kind):
         raise InvalidSpecError(f"{where}{key}", f"required, a {kind.__name__}; got {value!r}")
     return value
-
-
-def check_keys(
-    raw: Mapping[str, Any], allowed: tuple[str, ...], where: str = "", what: str = "key"
-) -> None:
-    """Refuse a key that is not ``allowed``, naming the nearest one that is (a likely typo)."""
-    for key in raw:
-        if key in allowed:
-            continue
-        nearest = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        hint = f"did you mean {nearest[0]}?" if nearest else f"allowed: {', '.join(allowed)}"
-        raise InvalidSpecError(f"{where}{key}", f"unknown {what}; {hint}")
 
 
 def _mapping(raw: Mapping[str, Any], key: str, where: str = "") -> Mapping[str, Any]:
@@ -270,14 +265,29 @@ def serving_of(raw: Mapping[str, Any]) -> Serving:
     return chosen
 
 
-def objective_of(raw: Mapping[str, Any], task: str) -> tuple[str, str]:
+def objective_of(
+    raw: Mapping[str, Any], task: str, evaluation: ScriptStep | None = None
+) -> tuple[str, str]:
     """The objective's metric and goal, checked against the metrics ``task``'s evaluation produces.
 
     The goal defaults to the metric's own direction; a goal against it (``r2`` minimised) is refused.
+    With an evaluation script, the metrics are the ones its report gives, and the goal is required.
     """
     objective = _require(raw, "objective", Mapping, "")
     check_keys(objective, OBJECTIVE_KEYS, "objective.")
     metric = _require(objective, "metric", str, "objective.")
+    if evaluation is not None:
+        if metric not in evaluation.metrics:
+            raise InvalidSpecError(
+                "objective.metric",
+                f"{metric!r} is not one of the evaluation script's metrics {sorted(evaluation.metrics)}",
+            )
+        goal = objective.get("goal")
+        if goal not in GOALS:
+            raise InvalidSpecError(
+                "objective.goal", f"{goal!r} is not one of {list(GOALS)} (required with evaluation)"
+            )
+        return metric, goal
     produced = OBJECTIVES[task]
     if metric not in produced:
         raise InvalidSpecError(
@@ -319,7 +329,11 @@ def _hyperparameter(name: str, raw: Any) -> HyperparameterSpec:
 
 BUILTIN_PREFIX = "builtin:"
 # The example workloads that ship inside the package, by the name after ``builtin:``.
-BUILTIN_WORKLOADS = {"qsar": "qsar/workload.yaml", "qsar-torch": "qsar/workload-torch.yaml"}
+BUILTIN_WORKLOADS = {
+    "qsar": "qsar/workload.yaml",
+    "qsar-torch": "qsar/workload-torch.yaml",
+    "qsar-processing": "qsar/workload-processing.yaml",
+}
 
 
 def examples_dir() -> Path:
@@ -389,7 +403,9 @@ def load_workload(path: str | Path) -> Workload:
     hyperparameters = {
         n: _hyperparameter(n, spec) for n, spec in _mapping(raw, "hyperparameters").items()
     }
-    objective_metric, objective_goal = objective_of(raw, task)
+    preprocessing = preprocessing_of(raw, path.parent, source_dir)
+    evaluation = evaluation_of(raw, path.parent, source_dir)
+    objective_metric, objective_goal = objective_of(raw, task, evaluation)
     serving = serving_of(raw)
     definitions = raw.get("metric_definitions", [])
     if not isinstance(definitions, list):
@@ -410,4 +426,6 @@ def load_workload(path: str | Path) -> Workload:
         path=path.resolve(),
         channels=channels_of(raw, columns),
         serving=serving,
+        preprocessing=preprocessing,
+        evaluation=evaluation,
     )

@@ -1,4 +1,5 @@
-"""Evaluate: batch-score held-out rows with the trained model and measure it against their labels."""
+"""Evaluate: batch-score held-out rows with the trained model and measure it against their labels,
+or run the workload's own evaluation script (``steps.script_evaluation``) in its place."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from flywheel.components.data import batches as data
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring import scores as evaluation
 from flywheel.components.steps.scoring import transform_rows
+from flywheel.components.steps.script_evaluation import evaluate_with_script
 from flywheel.components.steps.train import job_name_for
 
 
@@ -35,6 +37,16 @@ def evaluate_model(
     workload = load_workload(workload_path)
     header, rows = data.read_table(str(test_path))
     data.check_table(str(test_path), header, rows, workload.columns, task=workload.task)
+    if workload.evaluation is not None:
+        metrics, page = evaluate_with_script(
+            workload=workload,
+            compute=compute,
+            compute_config=compute_config,
+            model_path=model_path,
+            rows=rows,
+            log=log,
+        )
+        return Evaluation(metrics=metrics, page=page, rows=len(rows))
     lines = transform_rows(
         workload=workload,
         compute=compute,

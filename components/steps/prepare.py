@@ -7,18 +7,22 @@ record batch, not the table (unless ``order_by`` asks for a sort).
 
 from __future__ import annotations
 
+import tempfile
+from collections.abc import Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from flywheel.components.contract.packaging import sha256_of_file
-from flywheel.components.contract.workload import load_workload
+from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.data import batches as data
 from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.steps.preprocess import preprocess_source
 
 
 @dataclass(frozen=True)
@@ -43,13 +47,56 @@ def prepare_data(
     train_path: Path,
     test_path: Path,
     batches_dir: Path,
+    compute: str = "local",
+    compute_config: Mapping[str, Any] | None = None,
 ) -> PreparedData:
-    """Write train and test CSVs from batches ``0..training_batches-1``, and every batch to ``batches_dir``."""
+    """Write train and test CSVs from batches ``0..training_batches-1``, and every batch to ``batches_dir``.
+
+    A workload with a ``preprocessing`` script runs it on ``compute`` first, and splits its table.
+    """
     workload = load_workload(workload_path)
     if not 1 <= training_batches <= batch_count:
         raise InvalidSpecError(
             "training_batches", f"must be between 1 and batch_count ({batch_count})"
         )
+    with tempfile.TemporaryDirectory(prefix="flywheel-prepare-") as scratch:
+        if workload.preprocessing is not None:
+            source = str(
+                preprocess_source(
+                    workload=workload,
+                    source=source,
+                    compute=compute,
+                    compute_config=compute_config,
+                    scratch=Path(scratch),
+                )
+            )
+        return _split(
+            workload,
+            source,
+            batch_count,
+            training_batches,
+            test_fraction,
+            seed,
+            order_by,
+            train_path,
+            test_path,
+            batches_dir,
+        )
+
+
+def _split(
+    workload: Workload,
+    source: str,
+    batch_count: int,
+    training_batches: int,
+    test_fraction: float,
+    seed: int,
+    order_by: str,
+    train_path: Path,
+    test_path: Path,
+    batches_dir: Path,
+) -> PreparedData:
+    """Stream ``source`` once: every batch to its file, the training batches to train or test."""
     stream = tables.open_table(source)
     data.check_columns(source, stream.columns, workload.columns)
     total, records = data.ordered_rows(stream, order_by, check=workload.columns, task=workload.task)

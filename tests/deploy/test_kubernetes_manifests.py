@@ -76,7 +76,9 @@ def test_two_pipelines_with_one_resource_name_fail_to_compile(
 ) -> None:
     monkeypatch.setattr(compiling, "PIPELINES", {"a": demo, "b": demo_same_resource_name})
     with pytest.raises(InvalidSpecError, match=r"'a' and 'b' both compile to .*'demo'"):
-        compiling.compile_all(tmp_path / "ir", manifest_dirs=(tmp_path / "k8s",))
+        compiling.compile_all(
+            tmp_path / "ir", manifest_dirs=(tmp_path / "k8s",), component_dir=None
+        )
 
 
 def test_compile_writes_the_same_manifests_for_kubectl_and_the_chart(
@@ -84,12 +86,17 @@ def test_compile_writes_the_same_manifests_for_kubectl_and_the_chart(
 ) -> None:
     monkeypatch.setattr(compiling, "PIPELINES", {"demo": demo})
     kubectl, chart = tmp_path / "kubectl", tmp_path / "chart"
-    compiling.compile_all(tmp_path / "ir", manifest_dirs=(kubectl, chart))
+    compiling.compile_all(tmp_path / "ir", manifest_dirs=(kubectl, chart), component_dir=None)
     assert (kubectl / "demo.yaml").read_bytes() == (chart / "demo.yaml").read_bytes()
     assert yaml.safe_load((kubectl / "Kustomization").read_text())["resources"] == ["demo.yaml"]
-    assert compiling.stale_files(tmp_path / "ir", manifest_dirs=(kubectl, chart)) == []
+    assert (
+        compiling.stale_files(tmp_path / "ir", manifest_dirs=(kubectl, chart), component_dir=None)
+        == []
+    )
     monkeypatch.setattr(compiling, "PIPELINES", {"demo": demo_changed})
-    stale = compiling.stale_files(tmp_path / "ir", manifest_dirs=(kubectl, chart))
+    stale = compiling.stale_files(
+        tmp_path / "ir", manifest_dirs=(kubectl, chart), component_dir=None
+    )
     assert {problem.path for problem in stale} >= {kubectl / "demo.yaml", chart / "demo.yaml"}
 
 

@@ -12,6 +12,9 @@ from botocore.stub import Stubber
 
 from flywheel.components.compute.sagemaker import AwsClients, SageMakerConfig
 
+# The retry tests' real-process fixture: moto for S3 and logs, the fake for SageMaker.
+from .retry_harness import aws  # noqa: F401 - a fixture, shared by importing it here
+
 REGION = "us-east-1"
 ROLE = "arn:aws:iam::123456789012:role/flywheel-sagemaker-execution"
 NOW = datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC)

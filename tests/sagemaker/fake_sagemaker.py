@@ -1,19 +1,23 @@
-"""A SageMaker training API on 127.0.0.1 that behaves like the real one where moto does not.
+"""A SageMaker training and processing API on 127.0.0.1 that behaves like the real one where moto
+does not.
 
-moto completes a training job the moment it is created, so kills, retries and cancellations
-mid-job cannot be tested against it. This server keeps every job ``InProgress`` until the test
-says how it ends, records every call in arrival order, can take its time answering
-CreateTrainingJob (the job appears only when the call returns, as with the real service), and
-refuses to reuse a name, as SageMaker does. Only the operations the launcher calls exist; any
-other is refused. S3 and CloudWatch Logs stay on moto.
+moto completes a job the moment it is created, so kills, retries and cancellations mid-job cannot
+be tested against it. This server keeps every job ``InProgress`` until the test says how it ends,
+records every call in arrival order, can take its time answering CreateTrainingJob or
+CreateProcessingJob (the job appears only when the call returns, as with the real service), and
+refuses to reuse a name, as SageMaker does. Statuses are the service's own (InProgress, Completed,
+Failed, Stopping, Stopped). Only the operations the launcher calls exist; any other is refused. S3
+and CloudWatch Logs stay on moto.
 """
 
 from __future__ import annotations
 
+import functools
 import json
+import re
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -22,6 +26,8 @@ import boto3
 from .moto_sagemaker import one_file_archive
 
 ACCOUNT = "123456789012"
+KINDS = ("Training", "Processing")
+PROCESSED = b"processed by the fake SageMaker\n"
 
 
 def model_archive() -> bytes:
@@ -35,7 +41,7 @@ class _Refused(Exception):
 
 
 class FakeSageMaker:
-    """Training jobs that stay InProgress until :meth:`finish`; ``calls`` lists every request."""
+    """Jobs that stay InProgress until :meth:`finish`; ``calls`` lists every request."""
 
     def __init__(self, s3_endpoint: str, *, create_delay: float = 0.0) -> None:
         self.create_delay = create_delay
@@ -67,8 +73,10 @@ class FakeSageMaker:
     # -- what tests look at and do -------------------------------------------------------------
 
     def names(self, operation: str) -> list[str]:
+        """The job name of every ``operation`` call so far (``CreateProcessingJob``...), in order."""
+        key = re.sub(r"^(Create|Describe|Stop)", "", operation) + "Name"
         with self._lock:
-            return [params["TrainingJobName"] for op, params in self.calls if op == operation]
+            return [params[key] for op, params in self.calls if op == operation]
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
@@ -77,44 +85,104 @@ class FakeSageMaker:
                 raise AssertionError(f"timed out; calls so far: {[c[0] for c in self.calls]}")
             time.sleep(0.05)
 
-    def finish(self, name: str, status: str, reason: str = "") -> None:
-        """End ``name`` as ``status``; a Completed job leaves its model.tar.gz where SageMaker would."""
+    def finish(
+        self,
+        name: str,
+        status: str,
+        reason: str = "",
+        *,
+        exit_message: str = "",
+        outputs: Mapping[str, Mapping[str, bytes]] | None = None,
+    ) -> None:
+        """End ``name`` as ``status``; a Completed job leaves what SageMaker would have uploaded.
+
+        A training job leaves its model.tar.gz; a processing job, for each output, the files
+        ``outputs`` gives it (relative path to content), or one file when ``outputs`` is None.
+        """
         with self._lock:
             job = self.jobs[name]
-            job["status"], job["reason"] = status, reason
-        if status == "Completed":
+            job["status"], job["reason"], job["exit_message"] = status, reason, exit_message
+        if status != "Completed":
+            return
+        if job["kind"] == "Processing":
+            self._upload_outputs(job["request"], outputs)
+        else:
             bucket, _, prefix = job["request"]["OutputDataConfig"]["S3OutputPath"][5:].partition(
                 "/"
             )
             key = f"{prefix.strip('/')}/{name}/output/model.tar.gz".lstrip("/")
             self._s3.put_object(Bucket=bucket, Key=key, Body=model_archive())
 
+    def _upload_outputs(
+        self, request: dict[str, Any], outputs: Mapping[str, Mapping[str, bytes]] | None
+    ) -> None:
+        for output in request.get("ProcessingOutputConfig", {}).get("Outputs", []):
+            files = {"result.txt": PROCESSED} if outputs is None else outputs[output["OutputName"]]
+            bucket, _, prefix = output["S3Output"]["S3Uri"][5:].partition("/")
+            for relative, body in files.items():
+                key = f"{prefix.strip('/')}/{relative}".lstrip("/")
+                self._s3.put_object(Bucket=bucket, Key=key, Body=body)
+
     # -- the API -------------------------------------------------------------------------------
 
-    def _create(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _create(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         time.sleep(self.create_delay)
-        name = params["TrainingJobName"]
+        name = params[f"{kind}JobName"]
         with self._lock:
             if name in self.jobs:
-                raise _Refused("ResourceInUse", f"Training job names must be unique: {name}")
-            arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/{name}"
-            self.jobs[name] = {"status": "InProgress", "reason": "", "arn": arn, "request": params}
-        return {"TrainingJobArn": arn}
+                raise _Refused("ResourceInUse", f"{kind} job names must be unique: {name}")
+            arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:{kind.lower()}-job/{name}"
+            self.jobs[name] = {
+                "kind": kind,
+                "status": "InProgress",
+                "reason": "",
+                "exit_message": "",
+                "arn": arn,
+                "request": params,
+            }
+        return {f"{kind}JobArn": arn}
 
-    def _job(self, params: dict[str, Any]) -> dict[str, Any]:
-        job = self.jobs.get(params["TrainingJobName"])
-        if job is None:
+    def _job(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        job = self.jobs.get(params[f"{kind}JobName"])
+        if job is None or job["kind"] != kind:
             raise _Refused("ValidationException", "Requested resource not found.")
         return job
 
-    def _describe(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _describe(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            job = self._job(params)
+            job = self._job(kind, params)
             shown = job["status"]
             if shown == "Stopping":  # the next look finds it stopped
                 job["status"] = "Stopped"
-        request, name = job["request"], params["TrainingJobName"]
+        describe = self._describe_processing if kind == "Processing" else self._describe_training
+        description = describe(job, params[f"{kind}JobName"], shown)
+        if job["reason"]:
+            description["FailureReason"] = job["reason"]
+        return description
+
+    @staticmethod
+    def _describe_processing(job: dict[str, Any], name: str, status: str) -> dict[str, Any]:
+        # As DescribeProcessingJob answers: the request back, the status, no secondary statuses.
+        shown = {
+            key: value
+            for key, value in job["request"].items()
+            if key not in ("ProcessingJobName", "Tags")
+        }
         description = {
+            **shown,
+            "ProcessingJobName": name,
+            "ProcessingJobArn": job["arn"],
+            "ProcessingJobStatus": status,
+            "CreationTime": time.time(),
+        }
+        if job["exit_message"]:
+            description["ExitMessage"] = job["exit_message"]
+        return description
+
+    @staticmethod
+    def _describe_training(job: dict[str, Any], name: str, shown: str) -> dict[str, Any]:
+        request = job["request"]
+        return {
             "TrainingJobName": name,
             "TrainingJobArn": job["arn"],
             "TrainingJobStatus": shown,
@@ -128,13 +196,10 @@ class FakeSageMaker:
             },
             "CreationTime": time.time(),
         }
-        if job["reason"]:
-            description["FailureReason"] = job["reason"]
-        return description
 
-    def _stop(self, params: dict[str, Any]) -> dict[str, Any]:
+    def _stop(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
-            job = self._job(params)
+            job = self._job(kind, params)
             if job["status"] != "InProgress":
                 raise _Refused("ValidationException", f"The job is {job['status']}")
             job["status"] = "Stopping"
@@ -143,9 +208,13 @@ class FakeSageMaker:
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
         operations = {
-            "CreateTrainingJob": self._create,
-            "DescribeTrainingJob": self._describe,
-            "StopTrainingJob": self._stop,
+            f"{verb}{kind}Job": functools.partial(method, kind)
+            for kind in KINDS
+            for verb, method in (
+                ("Create", self._create),
+                ("Describe", self._describe),
+                ("Stop", self._stop),
+            )
         }
 
         class Handler(BaseHTTPRequestHandler):

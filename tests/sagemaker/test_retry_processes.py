@@ -4,58 +4,13 @@ killed, fails, or is cancelled against a SageMaker that keeps jobs running, then
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
-import pytest
-from moto.server import ThreadedMotoServer
-
 from .conftest import ROLE
-from .fake_sagemaker import FakeSageMaker
-from .moto_sagemaker import free_port
+from .retry_harness import BUCKET, IMAGE, Attempt, Aws, launch
 
 DRIVER = Path(__file__).with_name("train_step_process.py")
-BUCKET = "flywheel-retry"
-IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
-
-
-@dataclass
-class Aws:
-    sagemaker: FakeSageMaker
-    env: dict[str, str]
-
-
-@pytest.fixture
-def aws() -> Iterator[Aws]:
-    port = free_port()
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    moto.start()
-    moto_url = f"http://127.0.0.1:{port}"
-    env = {
-        **os.environ,
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_url,
-    }
-    boto3.client(
-        "s3",
-        endpoint_url=moto_url,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    ).create_bucket(Bucket=BUCKET)
-    try:
-        with FakeSageMaker(moto_url) as sagemaker:
-            yield Aws(sagemaker, {**env, "AWS_ENDPOINT_URL_SAGEMAKER": sagemaker.url})
-    finally:
-        moto.stop()
 
 
 def start(aws: Aws, folder: Path, attempt: int) -> Attempt:
@@ -63,36 +18,8 @@ def start(aws: Aws, folder: Path, attempt: int) -> Attempt:
     for path in (train, test):
         path.write_text("compound_id,smiles,pIC50\nc1,CCO,5.1\nc2,CCN,6.2\n")
     config = {"role_arn": ROLE, "s3_prefix": f"s3://{BUCKET}/flywheel", "image_uri": IMAGE}
-    log = folder / f"attempt-{attempt}.log"
-    with log.open("w") as out:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-u",
-                str(DRIVER),
-                str(train),
-                str(test),
-                str(folder / "model.tar.gz"),
-                json.dumps(config),
-            ],
-            env=aws.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    return Attempt(process, log)
-
-
-@dataclass
-class Attempt:
-    process: subprocess.Popen
-    log: Path
-
-    def wait(self) -> int:
-        return self.process.wait(timeout=60)
-
-    @property
-    def output(self) -> str:
-        return self.log.read_text()
+    arguments = [str(train), str(test), str(folder / "model.tar.gz"), json.dumps(config)]
+    return launch(aws, DRIVER, arguments, folder / f"attempt-{attempt}.log")
 
 
 def test_sigkill_mid_poll_then_retry_creates_exactly_one_training_job(aws, tmp_path):

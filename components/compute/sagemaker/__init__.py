@@ -1,5 +1,5 @@
-"""SageMaker: training, batch transform, models, endpoints and the model registry, as launchers
-that never duplicate a job on retry, stop the job on cancel, and stream its logs live.
+"""SageMaker: training, processing, batch transform, models, endpoints and the model registry, as
+launchers that never duplicate a job on retry, stop the job on cancel, and stream its logs live.
 
 What others may use is exported here; the rest of the package is private.
 """

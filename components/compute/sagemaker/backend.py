@@ -22,8 +22,13 @@ from flywheel.components.compute.backend import (
 )
 from flywheel.components.compute.sagemaker.clients import AwsClients
 from flywheel.components.compute.sagemaker.images import resolve_image
-from flywheel.components.compute.sagemaker.jobs import TRAINING, TRANSFORM
+from flywheel.components.compute.sagemaker.jobs import PROCESSING, TRAINING, TRANSFORM
 from flywheel.components.compute.sagemaker.model import delete_model, ensure_model, model_request
+from flywheel.components.compute.sagemaker.processing import (
+    collect_outputs,
+    output_prefixes,
+    processing_request,
+)
 from flywheel.components.compute.sagemaker.remote_runner import Watch, run_job
 from flywheel.components.compute.sagemaker.s3 import (
     StagedLocation,
@@ -47,6 +52,13 @@ from flywheel.components.compute.sagemaker.training import final_metrics, traini
 from flywheel.components.compute.sagemaker.transform import transform_request
 from flywheel.components.contract.metrics import MetricCollector
 from flywheel.components.contract.packaging import MODEL_ARCHIVE, pack_source
+from flywheel.components.contract.processing import (
+    RUNPROC_SCRIPT,
+    ProcessingJobSpec,
+    ProcessingResult,
+    check_spec,
+    runproc_script,
+)
 from flywheel.components.errors import InvalidSpecError, JobFailedError
 
 # SageMaker's MaxPayloadInMB counts mebibytes; parts are cut in megabytes, a little under.
@@ -54,7 +66,8 @@ PAYLOAD_UNIT = 1_000_000
 
 
 class SageMakerBackend:
-    """Training and batch transform as SageMaker jobs that survive retries and stop on cancel."""
+    """Training, processing and batch transform as SageMaker jobs that survive retries and stop
+    on cancel."""
 
     name = "sagemaker"
 
@@ -245,3 +258,60 @@ class SageMakerBackend:
         return TransformResult(
             job_name=description["TransformJobName"], output_location=spec.output_location
         )
+
+    def process(self, spec: ProcessingJobSpec, log: LogSink = print) -> ProcessingResult:
+        """Run ``spec`` as a processing job; outputs with a local destination are fetched there.
+
+        An output with no destination stays on S3 (under the job's name) and its URI is returned.
+        """
+        check_spec(spec)
+        if spec.host_indexes:
+            raise InvalidSpecError(
+                "processing.host_index",
+                "a SageMaker Processing job runs all its instances itself; give host_index only "
+                "with local or eks-gpu compute (one task per host)",
+            )
+        region = self.clients.region
+        stager = self._stager()
+        with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
+            code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+            runproc = Path(scratch) / RUNPROC_SCRIPT
+            runproc.write_text(runproc_script(spec.entry_point))
+            entrypoint = stager.plan_file(runproc, "code")
+            inputs = {
+                item.name: stager.plan_location(
+                    f"processing.inputs[{index}].source", item.source, f"data/{item.name}"
+                )
+                for index, item in enumerate(spec.inputs)
+            }
+            request = processing_request(
+                spec,
+                self.config,
+                image=resolve_image(
+                    self.config, region, "training", self.config.processing_instance_type
+                ),
+                code=code.uri,
+                entrypoint=entrypoint.uri,
+                inputs={name: staged.uri for name, staged in inputs.items()},
+                outputs={
+                    item.name: parse_s3_uri(
+                        f"processing.outputs[{index}].destination", item.destination
+                    )
+                    if is_s3(item.destination)
+                    else None
+                    for index, item in enumerate(spec.outputs)
+                },
+            )
+            stager.upload(code, entrypoint, *inputs.values())
+        description = run_job(
+            self.clients,
+            PROCESSING,
+            request,
+            log=log,
+            watch=self._watch,
+            on_handle=self._on_handle,
+        )
+        name = description[PROCESSING.name_key]
+        outputs = collect_outputs(self.clients.s3, stager, spec, name, output_prefixes(request))
+        log(f"[{name}] completed: {', '.join(outputs.values()) or 'no outputs'}")
+        return ProcessingResult(job_name=name, outputs=outputs)

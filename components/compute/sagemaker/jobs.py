@@ -1,10 +1,17 @@
-"""The kinds of SageMaker job the runner drives, and what differs between them: API and field names."""
+"""The kinds of SageMaker job the runner drives, and what differs between them: API and field names.
+
+Each kind also names its requests the same way (a digest of the request, checked as the service
+checks it), so that rule lives here once for every kind.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from flywheel.components.compute.sagemaker import naming
+from flywheel.components.compute.sagemaker.validation import check_request
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
 
@@ -43,6 +50,39 @@ class JobType:
     def stop(self, client: Any, name: str) -> None:
         getattr(client, f"stop_{self._snake}_job")(**{self.name_key: name})
 
+    def named(
+        self,
+        run_id: str,
+        task: str,
+        request: Mapping[str, Any],
+        *,
+        complete: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """``request`` under its deterministic name, refused (naming the field) as Create would.
+
+        The name is a digest of the run, the task and everything in ``request``, so a retry of the
+        same task finds its job, and a changed request gets a job of its own. ``complete`` fills
+        in what follows from the name (a prefix named after the job) before the check.
+        """
+        name = naming.validate_name("job_name", naming.resource_name(run_id, task, request))
+        named = {self.name_key: name, **request}
+        if complete is not None:
+            complete(name, named)
+        return dict(check_request("sagemaker", f"Create{self.noun}Job", named))
+
+    @staticmethod
+    def failure_reason(description: Mapping[str, Any]) -> str:
+        """Why a job failed, for people: ``FailureReason``, and the container's ``ExitMessage``.
+
+        Processing jobs say little in ``FailureReason`` ("AlgorithmError: See job logs"); what the
+        script said as it exited (up to 1 KB) is in ``ExitMessage``. Other kinds have none.
+        """
+        reason = description.get("FailureReason") or "no FailureReason given"
+        exit_message = (description.get("ExitMessage") or "").strip()
+        return f"{reason} (the container said: {exit_message})" if exit_message else reason
+
 
 TRAINING = JobType("Training", "/aws/sagemaker/TrainingJobs", "jobs")
 TRANSFORM = JobType("Transform", "/aws/sagemaker/TransformJobs", "transform-jobs")
+# DescribeProcessingJob has no SecondaryStatusTransitions: the runner logs each status change.
+PROCESSING = JobType("Processing", "/aws/sagemaker/ProcessingJobs", "processing-jobs")

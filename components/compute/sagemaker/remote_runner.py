@@ -104,8 +104,7 @@ def _for_attempt(job: JobType, request: Mapping[str, Any], name: str) -> dict[st
 
 
 def _spent_reason(job: JobType, description: Mapping[str, Any]) -> str:
-    status = description[job.status_key]
-    return f"{status}: {description.get('FailureReason') or 'no reason given'}"
+    return f"{description[job.status_key]}: {job.failure_reason(description)}"
 
 
 def _attempt_to_follow(
@@ -169,7 +168,7 @@ def _stop(clients: AwsClients, job: JobType, name: str, watch: Watch, log: LogSi
 def _outcome(job: JobType, name: str, description: Mapping[str, Any]) -> dict[str, Any]:
     status = description[job.status_key]
     if status == "Failed":
-        raise JobFailedError(name, description.get("FailureReason") or "no FailureReason given")
+        raise JobFailedError(name, job.failure_reason(description))
     if status == "Stopped":
         raise JobFailedError(
             name, "it was stopped before finishing (from the console, the API or a cancelled run)"

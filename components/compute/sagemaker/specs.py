@@ -21,11 +21,12 @@ from flywheel.components.compute.sagemaker.s3 import S3Uri, parse_s3_uri
 from flywheel.components.compute.sagemaker.validation import check_value
 from flywheel.components.errors import InvalidSpecError
 
-JobKind = Literal["training", "transform", "endpoint"]
+JobKind = Literal["training", "transform", "endpoint", "processing"]
 _INSTANCE_SHAPES: dict[str, str] = {
     "training": "TrainingInstanceType",
     "transform": "TransformInstanceType",
     "endpoint": "ProductionVariantInstanceType",
+    "processing": "ProcessingInstanceType",
 }
 _ROLE_ARN = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-\d$")
@@ -176,6 +177,8 @@ class SageMakerConfig:
     transform_instance_count: int = 1
     max_concurrent_transforms: int = 0
     max_payload_mb: int = 6
+    # Processing jobs take their host count from the spec (a script shards its own inputs).
+    processing_instance_type: str = "ml.m5.xlarge"
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any]) -> SageMakerConfig:
@@ -310,6 +313,11 @@ class SageMakerConfig:
             ),
             max_payload_mb=_in_range(
                 "max_payload_mb", _typed(raw, "max_payload_mb", int, 6), 0, 100
+            ),
+            processing_instance_type=check_instance_type(
+                "compute_config.processing_instance_type",
+                _typed(raw, "processing_instance_type", str, "ml.m5.xlarge"),
+                "processing",
             ),
         )
 
