@@ -40,8 +40,11 @@ def train_model(
             keeps the workload's defaults.
         code_fingerprint: The digest of the script folder and of any ``channels``, given so that
             changed code or data misses the cache.
-        train: The training rows (from ``prepare_data``), laid out as the workload's channels say.
-        test: The held-out rows (from ``prepare_data``), for scripts that read a test channel.
+        train: The training rows (from ``prepare_data``), laid out as the workload's channels say;
+            a folder (``run_processing``'s outputs) is brought as it is: its subfolder named
+            after the channel, if it has one, else the whole folder.
+        test: The held-out rows (from ``prepare_data``), for scripts that read a test channel;
+            a folder is brought as ``train`` is.
         channels: Extra input channels brought as they are, name to a path or ``s3://`` URI.
 
     Returns:

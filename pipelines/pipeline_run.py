@@ -1,7 +1,8 @@
 """``flywheel run pipeline NAME``: any shipped pipeline on kfp.local, with its own defaults.
 
 The arguments are checked against the pipeline's declared parameters and types, as ``flywheel
-submit`` checks them, before any task runs. A ``registry`` parameter left at its default points
+submit`` checks them, and its processing tasks against the processing contract
+(``pipelines.preflight``), before any task runs. A ``registry`` parameter left at its default points
 into Flywheel's home, as ``flywheel run training`` does, so runs from any folder share one.
 """
 
@@ -31,12 +32,14 @@ def run_named_pipeline(
     """Run the catalog's pipeline ``name`` locally; its outputs, run folder and log."""
     from flywheel.pipelines.catalog import PIPELINES
     from flywheel.pipelines.local_runner import run_locally
+    from flywheel.pipelines.preflight import check_processing_tasks
     from flywheel.pipelines.submit import pipeline_arguments
 
     pipeline = PIPELINES.get(name)
     if pipeline is None:
         raise InvalidSpecError("pipeline", f"{name!r} is not one of {', '.join(PIPELINES)}")
     arguments = pipeline_arguments(pipeline, parameters)
+    check_processing_tasks(pipeline)
     declared = pipeline.pipeline_spec.root.input_definitions.parameters
     if "registry" in declared and "registry" not in arguments:
         arguments["registry"] = str(home.registry.resolve())

@@ -26,6 +26,7 @@ from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.operators.kfp_runs import connect, equals_filter
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
+from flywheel.pipelines.preflight import check_processing_tasks
 
 
 class KfpApiError(FlywheelError):
@@ -175,6 +176,7 @@ def submit(
             "pipeline", f"{pipeline_name!r} is not one of {', '.join(PIPELINES)}"
         )
     arguments = pipeline_arguments(pipeline, parameters)
+    check_processing_tasks(pipeline)
     if workload:
         if "workload" in arguments:
             raise InvalidSpecError("--workload", "give the workload once, not also as --param")

@@ -38,16 +38,26 @@ def job_name_for(workload_name: str, *parts: object) -> str:
 
 
 def lay_out_channels(workload: Workload, splits: Mapping[str, Path], root: Path) -> dict[str, str]:
-    """Write each declared channel from its split, as the workload lays it out; name to folder."""
-    rows_by_split = {split: data.read_table(str(path))[1] for split, path in splits.items()}
-    return {
-        layout.name: str(
-            write_channel(
-                layout, rows_by_split[layout.split], workload.columns.label, root / layout.name
-            ).parent
+    """Write each declared channel from its split, as the workload lays it out; name to folder.
+
+    A split that is a folder (``run_processing``'s outputs: a preprocessing script already wrote
+    the files) reaches the script as it is: its subfolder named after the channel, if it has one,
+    else the whole folder.
+    """
+    channels: dict[str, str] = {}
+    tables = {split: path for split, path in splits.items() if not path.is_dir()}
+    rows_by_split = {split: data.read_table(str(path))[1] for split, path in tables.items()}
+    for layout in workload.channels:
+        split = splits[layout.split]
+        if split.is_dir():
+            own = split / layout.name
+            channels[layout.name] = str(own if own.is_dir() else split)
+            continue
+        written = write_channel(
+            layout, rows_by_split[layout.split], workload.columns.label, root / layout.name
         )
-        for layout in workload.channels
-    }
+        channels[layout.name] = str(written.parent)
+    return channels
 
 
 def train_model(

@@ -69,3 +69,17 @@ def test_two_host_tasks_over_six_objects_each_see_their_three_and_both_outputs_a
 def test_a_host_count_unknown_when_the_pipeline_is_defined_is_refused() -> None:
     with pytest.raises(InvalidSpecError, match="instance_count: must be a whole number >= 1"):
         run_sharded_processing(0, source_dir=".", entry_point="x.py")
+
+
+def test_processing_outputs_reach_training_as_channels_of_their_own(tmp_path: Path) -> None:
+    from flywheel.components.contract.workload import load_workload
+    from flywheel.components.steps.train import lay_out_channels
+
+    outputs = tmp_path / "outputs"
+    for name in ("train", "test"):
+        (outputs / name).mkdir(parents=True)
+        (outputs / name / f"{name}.csv").write_text("5.1,0.2\n")
+    channels = lay_out_channels(
+        load_workload("builtin:qsar"), {"train": outputs, "test": outputs}, tmp_path / "laid"
+    )
+    assert channels == {"train": str(outputs / "train"), "test": str(outputs / "test")}
