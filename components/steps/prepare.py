@@ -18,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 
 from flywheel.components.contract.packaging import sha256_of_file
-from flywheel.components.contract.workload import Workload, load_workload
+from flywheel.components.contract.workload import load_workload
 from flywheel.components.data import batches as data
 from flywheel.components.data import tables
 from flywheel.components.errors import InvalidSpecError
@@ -59,8 +59,10 @@ def prepare_data(
         raise InvalidSpecError(
             "training_batches", f"must be between 1 and batch_count ({batch_count})"
         )
-    with tempfile.TemporaryDirectory(prefix="flywheel-prepare-") as scratch:
+    with ExitStack() as files:
         if workload.preprocessing is not None:
+            # The preprocessed table lives in a scratch folder until the split has read it.
+            scratch = files.enter_context(tempfile.TemporaryDirectory(prefix="flywheel-prepare-"))
             source = str(
                 preprocess_source(
                     workload=workload,
@@ -70,43 +72,17 @@ def prepare_data(
                     scratch=Path(scratch),
                 )
             )
-        return _split(
-            workload,
-            source,
-            batch_count,
-            training_batches,
-            test_fraction,
-            seed,
-            order_by,
-            train_path,
-            test_path,
-            batches_dir,
+        stream = tables.open_table(source)
+        data.check_columns(source, stream.columns, workload.columns)
+        total, records = data.ordered_rows(
+            stream, order_by, check=workload.columns, task=workload.task
         )
-
-
-def _split(
-    workload: Workload,
-    source: str,
-    batch_count: int,
-    training_batches: int,
-    test_fraction: float,
-    seed: int,
-    order_by: str,
-    train_path: Path,
-    test_path: Path,
-    batches_dir: Path,
-) -> PreparedData:
-    """Stream ``source`` once: every batch to its file, the training batches to train or test."""
-    stream = tables.open_table(source)
-    data.check_columns(source, stream.columns, workload.columns)
-    total, records = data.ordered_rows(stream, order_by, check=workload.columns, task=workload.task)
-    if total == 0:
-        raise InvalidSpecError("source", f"{source} has no rows")
-    bounds = data.batch_bounds(total, batch_count)
-    seen = bounds[training_batches - 1][1]
-    holdout = data.holdout_mask(seen, test_fraction, seed)
-    counts = {"train": 0, "test": 0}
-    with ExitStack() as files:
+        if total == 0:
+            raise InvalidSpecError("source", f"{source} has no rows")
+        bounds = data.batch_bounds(total, batch_count)
+        seen = bounds[training_batches - 1][1]
+        holdout = data.holdout_mask(seen, test_fraction, seed)
+        counts = {"train": 0, "test": 0}
         train = files.enter_context(tables.csv_writer(train_path, stream.schema))
         test = files.enter_context(tables.csv_writer(test_path, stream.schema))
         writers: dict[int, pa_csv.CSVWriter] = {}

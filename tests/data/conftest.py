@@ -14,19 +14,9 @@ BUCKET = "flywheel-data"
 
 
 @pytest.fixture
-def s3(moto_server: str, monkeypatch) -> Any:
+def s3(moto_s3: Callable[[str], Any]) -> Any:
     """An S3 client, and the environment every task inherits: fake keys and the moto endpoint."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_server,
-    }.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3")
-    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    return client
+    return moto_s3(BUCKET)
 
 
 @pytest.fixture

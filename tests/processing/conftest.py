@@ -4,7 +4,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 
 from flywheel.components.compute.local.processing import LocalProcessor
@@ -14,19 +13,9 @@ BUCKET = "processing"
 
 
 @pytest.fixture
-def s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+def s3(moto_s3: Callable[[str], Any]) -> Any:
     """An S3 client on the session's moto server; jobs inherit its endpoint and fake keys."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ENDPOINT_URL": moto_server,
-    }.items():
-        monkeypatch.setenv(name, value)
-    client = boto3.client("s3")
-    if BUCKET not in {b["Name"] for b in client.list_buckets()["Buckets"]}:
-        client.create_bucket(Bucket=BUCKET)
-    return client
+    return moto_s3(BUCKET)
 
 
 @pytest.fixture
