@@ -19,10 +19,7 @@ epochs... in what it logged or in the model it saved) and that the registry reco
 from __future__ import annotations
 
 import csv
-import hashlib
 import importlib.util
-import json
-import os
 import shutil
 import subprocess
 import sys
@@ -39,30 +36,17 @@ from flywheel.components.contract.packaging import unpack_archive
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.registry import LocalModelRegistry
 
+from .public_clones import (
+    EXAMPLES,
+    PYTORCH_TOOLKIT,
+    UpstreamFile,
+    public_checkouts,
+    write_upstream,
+)
+
 HERE = Path(__file__).parent
 # The suite-wide ``train_on_split`` fixture (tests/conftest.py).
 TrainOnSplit = Callable[..., Any]
-# A folder holding a clone of each public repository below, named as `git clone` names it.
-CHECKOUTS_VARIABLE = "SAGEMAKER_PUBLIC_CHECKOUTS"
-
-
-@dataclass(frozen=True)
-class Repository:
-    """A public repository of aws, at the commit whose bytes the cases pin."""
-
-    name: str
-    commit: str
-
-    @property
-    def url(self) -> str:
-        return f"https://github.com/aws/{self.name}"
-
-
-EXAMPLES = Repository("amazon-sagemaker-examples", "2d519b52c3a2c2361f2b87f0d3de46fd6c0232a5")
-PYTORCH_TOOLKIT = Repository(
-    "sagemaker-pytorch-training-toolkit", "d9298721b3bbe28be2c008a11586ce9bec379679"
-)
-
 # What a run shows: from the unpacked model folder and the training job's metrics.
 Observer = Callable[[Path, Mapping[str, float]], float]
 # Channels a case brings as they are (--channel), made from its data file in a scratch folder.
@@ -99,47 +83,6 @@ def numpy_channels(source: Path, root: Path) -> dict[str, str]:
         np.save(folder / f"y_{split}.npy", labels[part])
         channels[split] = str(folder)
     return channels
-
-
-@dataclass(frozen=True)
-class UpstreamFile:
-    """One file of a public repository at its pinned commit, staged as ``name``.
-
-    ``notebook_cell``: the file is what that notebook cell's ``%%writefile <name>`` writes.
-    """
-
-    repository: Repository
-    name: str
-    path: str
-    sha256: str
-    notebook_cell: int | None = None
-
-    def read(self, checkouts: Path) -> bytes:
-        """The file's bytes, checked against the pinned digest."""
-        where = checkouts / self.repository.name / self.path
-        if not where.is_file():
-            pytest.fail(
-                f"{where} is missing: clone {self.repository.url} into "
-                f"{checkouts / self.repository.name} and check out {self.repository.commit}"
-            )
-        raw = where.read_bytes()
-        content = raw if self.notebook_cell is None else self._written_by_cell(raw)
-        digest = hashlib.sha256(content).hexdigest()
-        assert digest == self.sha256, (
-            f"{where} is not the pinned file (sha256 {digest}); "
-            f"check out {self.repository.commit} of {self.repository.url}"
-        )
-        return content
-
-    def _written_by_cell(self, raw: bytes) -> bytes:
-        if self.notebook_cell is None:
-            return raw
-        cell = "".join(json.loads(raw)["cells"][self.notebook_cell]["source"])
-        magic, _, body = cell.partition("\n")
-        assert magic == f"%%writefile {self.name}", (
-            f"{self.path} cell {self.notebook_cell}: {magic}"
-        )
-        return body.encode()
 
 
 @dataclass(frozen=True)
@@ -250,25 +193,11 @@ PUBLIC_CASES = [
 ]
 
 
-def public_checkouts() -> Path:
-    """The folder of public clones, or a skip that says how to get them."""
-    value = os.environ.get(CHECKOUTS_VARIABLE)
-    if not value:
-        clones = ", ".join(f"{r.url} at {r.commit[:12]}" for r in (EXAMPLES, PYTORCH_TOOLKIT))
-        pytest.skip(
-            f"public script: set {CHECKOUTS_VARIABLE} to a folder of clones of {clones} "
-            "(their code is not committed here)"
-        )
-    return Path(value)
-
-
 def stage_upstream(case_folder: Path, files: tuple[UpstreamFile, ...], tmp_path: Path) -> Path:
     """A copy of our ``case_folder`` with the public files in it, after their bytes are checked."""
-    checkouts = public_checkouts()
+    public_checkouts()  # skips, saying why, before anything is copied
     folder = shutil.copytree(case_folder, tmp_path / "workload")
-    for upstream in files:
-        (folder / upstream.name).write_bytes(upstream.read(checkouts))
-    return folder / "workload.yaml"
+    return write_upstream(files, folder) / "workload.yaml"
 
 
 def staged(case: Case, tmp_path: Path) -> Path:
