@@ -23,6 +23,7 @@ from pathlib import Path
 
 from kfp.local import subprocess_task_handler
 
+from flywheel.components.compute.local.process import signal_group
 from flywheel.pipelines.interrupts import stopping
 
 # How long a task's processes get to exit on SIGTERM before they are killed.
@@ -37,11 +38,6 @@ def task_folder(command: Sequence[str]) -> Path | None:
             output_file = json.loads(argument).get("outputs", {}).get("outputFile")
             return Path(output_file).parent if output_file else None
     return None
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
 
 
 class TaskProcesses:
@@ -80,7 +76,7 @@ class TaskProcesses:
             with self._lock:
                 self._running[process.pid] = process
             if self._stopping.is_set():  # stopped while this task was starting
-                _signal_group(process.pid, signal.SIGTERM)
+                signal_group(process.pid, signal.SIGTERM)
             try:
                 assert process.stdout is not None
                 for line in process.stdout:
@@ -100,17 +96,17 @@ class TaskProcesses:
         with self._lock:
             groups = list(self._running)
         for group in groups:
-            _signal_group(group, signal.SIGTERM)
+            signal_group(group, signal.SIGTERM)
 
     def _end(self, process: subprocess.Popen[str]) -> None:
         """Leave nothing of a stopped task running: its leader gets the grace, then the group dies."""
         if process.poll() is None:
-            _signal_group(process.pid, signal.SIGTERM)
+            signal_group(process.pid, signal.SIGTERM)
         with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(GRACE_SECONDS)
         if self._stopping.is_set():
             # What the task started may outlive its leader; the group still names it.
-            _signal_group(process.pid, signal.SIGKILL)
+            signal_group(process.pid, signal.SIGKILL)
 
 
 @contextlib.contextmanager

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import os
 import queue
 import signal
 import subprocess
@@ -22,16 +21,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.components.compute.backend import LogSink
-from flywheel.components.compute.local.process import TAIL_LINES
+from flywheel.components.compute.local.process import (
+    TAIL_LINES,
+    follow_lines,
+    signal_group,
+    start_process,
+)
 
 # How long a stopped host gets between SIGTERM and SIGKILL; shorter than kfp.local's own grace
 # for a task, so the hosts are gone before the task's group is killed.
 GRACE_SECONDS = 2.0
-
-
-def _signal_group(group: int, signum: int) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(group, signum)
 
 
 @dataclass(frozen=True)
@@ -50,37 +49,23 @@ class HostProcess:
     def __init__(self, host: HostCommand, log: LogSink) -> None:
         self.host = host
         self.tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-        self.process = subprocess.Popen(
-            list(host.command),
-            cwd=host.cwd,
-            env={**os.environ, **host.environment},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            process_group=0,
+        self.process = start_process(
+            host.command, cwd=host.cwd, environment=host.environment, own_group=True
         )
-        self._reader = threading.Thread(target=self._read, args=(log,), daemon=True)
+        self._reader = threading.Thread(
+            target=follow_lines, args=(self.process, self.tail, log), daemon=True
+        )
         self._reader.start()
-
-    def _read(self, log: LogSink) -> None:
-        assert self.process.stdout is not None
-        for raw_line in self.process.stdout:
-            line = raw_line.rstrip("\n")
-            self.tail.append(line)
-            log(line)
 
     def wait(self) -> int:
         """The entrypoint's exit status, once it and everything it started are gone."""
         status = self.process.wait()
-        _signal_group(self.process.pid, signal.SIGKILL)
+        signal_group(self.process.pid, signal.SIGKILL)
         self._reader.join()
         return status
 
     def signal(self, signum: int) -> None:
-        _signal_group(self.process.pid, signum)
+        signal_group(self.process.pid, signum)
 
 
 def stop(hosts: Sequence[HostProcess]) -> None:

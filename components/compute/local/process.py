@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -11,6 +12,49 @@ from pathlib import Path
 from flywheel.components.compute.backend import LogSink
 
 TAIL_LINES = 20
+
+
+def start_process(
+    command: Sequence[str],
+    *,
+    environment: Mapping[str, str],
+    cwd: Path | None = None,
+    own_group: bool = False,
+) -> subprocess.Popen[str]:
+    """Start ``command`` with its output (stderr too) as text lines on ``stdout``, no stdin.
+
+    ``own_group`` puts it in a process group of its own, so it and all it starts can be
+    signalled together (:func:`signal_group`) and a signal to the caller's group misses it.
+    """
+    return subprocess.Popen(
+        list(command),
+        cwd=cwd,
+        env={**os.environ, **environment},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        errors="replace",
+        bufsize=1,
+        start_new_session=own_group,
+    )
+
+
+def follow_lines(
+    process: subprocess.Popen[str], tail: collections.deque[str], log: LogSink
+) -> None:
+    """Pass each output line of ``process`` to ``log`` as it appears, keeping the last in ``tail``."""
+    assert process.stdout is not None
+    for raw_line in process.stdout:
+        line = raw_line.rstrip("\n")
+        tail.append(line)
+        log(line)
+
+
+def signal_group(group: int, signum: int) -> None:
+    """Send ``signum`` to a process group; one already gone (or never ours) is no error."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(group, signum)
 
 
 def stream_process(
@@ -25,22 +69,10 @@ def stream_process(
     Returns the exit status and the last lines, which explain a crash when no failure file does.
     """
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
-    with subprocess.Popen(
-        list(command),
-        cwd=cwd,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", **environment},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        errors="replace",
-        bufsize=1,
+    with start_process(
+        command, cwd=cwd, environment={"PYTHONUNBUFFERED": "1", **environment}
     ) as process:
-        assert process.stdout is not None
-        for raw_line in process.stdout:
-            line = raw_line.rstrip("\n")
-            tail.append(line)
-            log(line)
+        follow_lines(process, tail, log)
         return process.wait(), list(tail)
 
 
