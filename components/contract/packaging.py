@@ -70,6 +70,30 @@ def pack_source(source_dir: Path, scratch: Path) -> Path:
     return pack_folder(copy, scratch / SOURCE_ARCHIVE)
 
 
+def code_with_dependencies(source_dir: Path, dependencies: tuple[Path, ...], scratch: Path) -> Path:
+    """``source_dir`` with each dependency folder beside its files, under the folder's own name.
+
+    That is where the SageMaker SDK puts ``dependencies`` in ``sourcedir.tar.gz``, whose root is
+    the working folder (and so on ``sys.path``): ``import my_library`` works. Without
+    dependencies, ``source_dir`` itself.
+    """
+    if not dependencies:
+        return source_dir
+    folder = shutil.copytree(
+        source_dir, scratch / "code", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for dependency in dependencies:
+        if (folder / dependency.name).exists():
+            raise InvalidSpecError(
+                "serving.dependencies",
+                f"{dependency.name} is also a file or folder of {source_dir}",
+            )
+        shutil.copytree(
+            dependency, folder / dependency.name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    return folder
+
+
 def unpack_archive(archive: Path, folder: Path) -> Path:
     """Extract ``archive`` into ``folder``, refusing members that would escape it."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -48,12 +48,24 @@ TOP_LEVEL_KEYS = (
     "serving",
     "preprocessing",
     "evaluation",
+    "framework",
 )
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
 METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
 OBJECTIVE_KEYS = ("metric", "goal")
-SERVING_KEYS = ("content_type", "accept", "split_type", "batch_strategy")
+SERVING_KEYS = (
+    "content_type",
+    "accept",
+    "split_type",
+    "batch_strategy",
+    "entry_point",
+    "source_dir",
+    "dependencies",
+)
+# The framework whose serving container's default handlers serve the model (SageMaker's image
+# names); none means sagemaker-inference's generic defaults.
+FRAMEWORKS = ("sklearn", "xgboost", "pytorch")
 # What batch scoring may send and ask for: the content types of SageMaker's default handlers.
 SERVING_CONTENT_TYPES = (
     "text/csv",
@@ -148,6 +160,14 @@ class Serving:
     accept: str = "text/csv"
     split_type: str = "None"
     batch_strategy: str = "MultiRecord"
+    # The inference code, when it is not the training script (SageMaker SDK's ``Model(
+    # entry_point="inference.py", source_dir=..., dependencies=[...])``): empty means the
+    # workload's own entry point and source folder.
+    entry_point: str = ""
+    source_dir: Path | None = None
+    # Extra folders shipped beside the code, each as a folder of its own name (the SDK's
+    # ``dependencies``).
+    dependencies: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -163,11 +183,29 @@ class Workload:
     objective_goal: str
     path: Path
     channels: tuple[ChannelLayout, ...] = ()
-    serving: Serving = Serving()
+    # None when the workload says ``serving: false``: a training-only workload, whose model is
+    # trained and registered but never scored.
+    serving: Serving | None = Serving()
     # The user's own processing scripts (``contract.scripts``): run before the split, and in place
     # of the built-in evaluation.
     preprocessing: ScriptStep | None = None
     evaluation: ScriptStep | None = None
+    framework: str | None = None
+
+    @property
+    def serving_source_dir(self) -> Path:
+        """The folder of the inference code: ``serving.source_dir``, else the training code's."""
+        return (self.serving.source_dir if self.serving else None) or self.source_dir
+
+    @property
+    def serving_entry_point(self) -> str:
+        """The inference script: ``serving.entry_point``, else the training script."""
+        return (self.serving.entry_point if self.serving else "") or self.entry_point
+
+    @property
+    def scores(self) -> bool:
+        """Whether the pipeline can measure the model: it is served, or an evaluation script runs."""
+        return self.serving is not None or self.evaluation is not None
 
     def training_job(
         self,
@@ -238,20 +276,58 @@ def _serving_choice(serving: Mapping[str, Any], key: str, allowed: tuple[str, ..
     return value
 
 
-def serving_of(raw: Mapping[str, Any]) -> Serving:
-    """How batch scoring calls the script's handlers, checked as one whole.
+def _serving_code(
+    serving: Mapping[str, Any], workload_dir: Path, source_dir: Path
+) -> tuple[str, Path | None, tuple[Path, ...]]:
+    """``serving.entry_point``, ``source_dir`` and ``dependencies``, each checked to exist."""
+    folder = None
+    if "source_dir" in serving:
+        folder = (workload_dir / str(serving["source_dir"])).resolve()
+        if not folder.is_dir():
+            raise InvalidSpecError("serving.source_dir", f"{folder} is not a folder")
+    entry_point = serving.get("entry_point", "")
+    if not isinstance(entry_point, str):
+        raise InvalidSpecError("serving.entry_point", f"must be a file name, got {entry_point!r}")
+    if entry_point and not ((folder or source_dir) / entry_point).is_file():
+        raise InvalidSpecError(
+            "serving.entry_point", f"{entry_point} is not a file in {folder or source_dir}"
+        )
+    listed = serving.get("dependencies", [])
+    if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
+        raise InvalidSpecError("serving.dependencies", f"must be a list of folders, got {listed!r}")
+    dependencies = tuple((workload_dir / d).resolve() for d in listed)
+    for index, dependency in enumerate(dependencies):
+        if not dependency.is_dir():
+            raise InvalidSpecError(
+                f"serving.dependencies[{index}]", f"{dependency} is not a folder"
+            )
+    names = [d.name for d in dependencies]
+    if len(set(names)) != len(names):
+        raise InvalidSpecError("serving.dependencies", f"two folders share a name: {names}")
+    return entry_point, folder, dependencies
+
+
+def serving_of(raw: Mapping[str, Any], workload_dir: Path, source_dir: Path) -> Serving | None:
+    """How batch scoring calls the script's handlers, checked as one whole; None for
+    ``serving: false`` (a training-only workload).
 
     With ``split_type: None`` SageMaker sends each file whole and ``batch_strategy`` has no effect
     (its API: "to enable the batch strategy, you must set SplitType"), so the pair is accepted and
     each file is one request, as SageMaker does.
     """
+    if raw.get("serving") is False:
+        return None
     serving = _mapping(raw, "serving")
     check_keys(serving, SERVING_KEYS, "serving.")
+    entry_point, folder, dependencies = _serving_code(serving, workload_dir, source_dir)
     chosen = Serving(
         content_type=_serving_choice(serving, "content_type", SERVING_CONTENT_TYPES),
         accept=_serving_choice(serving, "accept", SERVING_CONTENT_TYPES),
         split_type=_serving_choice(serving, "split_type", SPLIT_TYPES),
         batch_strategy=_serving_choice(serving, "batch_strategy", BATCH_STRATEGIES),
+        entry_point=entry_point,
+        source_dir=folder,
+        dependencies=dependencies,
     )
     if chosen.split_type == "Line":
         for key in ("content_type", "accept"):
@@ -405,8 +481,19 @@ def load_workload(path: str | Path) -> Workload:
     }
     preprocessing = preprocessing_of(raw, path.parent, source_dir)
     evaluation = evaluation_of(raw, path.parent, source_dir)
-    objective_metric, objective_goal = objective_of(raw, task, evaluation)
-    serving = serving_of(raw)
+    serving = serving_of(raw, path.parent, source_dir)
+    framework = raw.get("framework")
+    if framework is not None and framework not in FRAMEWORKS:
+        raise InvalidSpecError("framework", f"{framework!r} is not one of {list(FRAMEWORKS)}")
+    if serving is None and evaluation is None:
+        # Training only: nothing measures the model, so there is no objective to compare.
+        if "objective" in raw:
+            raise InvalidSpecError(
+                "objective", "serving: false with no evaluation script measures nothing to compare"
+            )
+        objective_metric, objective_goal = "", ""
+    else:
+        objective_metric, objective_goal = objective_of(raw, task, evaluation)
     definitions = raw.get("metric_definitions", [])
     if not isinstance(definitions, list):
         raise InvalidSpecError("metric_definitions", f"must be a list, got {definitions!r}")
@@ -428,4 +515,5 @@ def load_workload(path: str | Path) -> Workload:
         serving=serving,
         preprocessing=preprocessing,
         evaluation=evaluation,
+        framework=framework,
     )
