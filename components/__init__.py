@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "run_processing": "processing",
     "merge_outputs": "processing",
     "run_sharded_processing": "processing",
+    "plan_training": "planning",
     "train_model": "training",
     "evaluate_model": "scoring",
     "score_shard": "scoring",

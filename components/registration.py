@@ -23,9 +23,9 @@ def register_model(
     registry_state: str,
     training_batches: int,
     model: Input[Model],
-    metrics: Input[Metrics],
     train: Input[Dataset],
     test: Input[Dataset],
+    metrics: Input[Metrics] = None,
     champion: Input[Metrics] = None,
 ) -> NamedTuple("Registered", [("version", int), ("created", bool), ("sha256", str)]):
     """Register the model as a candidate version, with its metrics and full lineage.
@@ -47,10 +47,12 @@ def register_model(
         registry_state: A digest of the registry's state, given so that the cache misses when
             the registry changed; empty when caching is off.
         training_batches: How many leading batches trained the model, recorded in the lineage.
-        model: The trained model (from ``train_model``).
-        metrics: The model's scores on the held-out rows (from ``evaluate_model``).
+        model: The trained model (from ``train_model``); its hyperparameters are recorded with
+            the types ``workload.yaml`` declares (an int stays an int).
         train: The training rows (from ``prepare_data``), recorded in the lineage.
         test: The held-out rows (from ``prepare_data``), recorded in the lineage.
+        metrics: The model's scores on the held-out rows (from ``evaluate_model``); omitted for
+            a training-only workload (``plan_training``), which registers with no metrics.
         champion: The champion's scores on the same held-out rows (from ``score_champion``);
             optional, for a pipeline that compares in a condition of its own.
 
@@ -74,12 +76,14 @@ def register_model(
         } | {"uri": artifact.uri}
 
     with reported_step("register-model"):
+        spec = load_workload(workload)
         registration = register(
             registry_uri=registry,
-            model_name=model_name or load_workload(workload).name,
+            model_name=model_name or spec.name,
             model_path=Path(model.path),
-            metrics=logged_metrics(metrics.metadata),
+            metrics=logged_metrics(metrics.metadata) if metrics is not None else {},
             hyperparameters=model.metadata.get("hyperparameters", {}),
+            declared=spec.hyperparameters,
             lineage={
                 "data": {
                     "train": dataset(train),

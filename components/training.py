@@ -21,6 +21,7 @@ def train_model(
     train: Input[Dataset],
     test: Input[Dataset],
     model: Output[Model],
+    output_data: Output[Dataset],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
 ):
     """Train a model: run the workload's training script on the chosen compute.
@@ -50,6 +51,10 @@ def train_model(
     Returns:
         model: The packed model, ``model.tar.gz``; metadata: job_name, compute,
             hyperparameters, metrics the script logged, code_sha256, entry_point.
+        output_data: What the script wrote to ``SM_OUTPUT_DATA_DIR`` (``/opt/ml/output/data``:
+            metrics files, plots), packed as SageMaker packs it, ``output.tar.gz``; on SageMaker,
+            the job's ``<S3OutputPath>/<job>/output/output.tar.gz``. An empty archive when the
+            script wrote nothing; metadata: job_name, compute, empty.
     """
     from pathlib import Path
 
@@ -66,6 +71,7 @@ def train_model(
             test_path=Path(test.path),
             model_path=Path(model.path),
             brought_channels=channels,
+            output_data_path=Path(output_data.path),
         )
     model.metadata.update(
         {
@@ -79,3 +85,13 @@ def train_model(
             "format": "model.tar.gz",
         }
     )
+    output_data.metadata.update(
+        {
+            "job_name": trained.job_name,
+            "compute": trained.compute,
+            "format": "output.tar.gz",
+            "empty": not trained.output_data_written,
+        }
+    )
+    if not trained.output_data_written:
+        output_data.metadata["note"] = "the script wrote nothing to SM_OUTPUT_DATA_DIR"

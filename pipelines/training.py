@@ -1,5 +1,8 @@
 """The training pipeline: prepare data, train, evaluate, register, and promote through a gate.
 
+A training-only workload (``serving: false`` and no evaluation script) trains, registers the
+model as a candidate with no metrics, and stops: ``plan_training`` says which shape runs.
+
 Every parameter has a default that runs the QSAR example, so the pipeline runs as-is from the
 Kubeflow UI and from ``flywheel run training``.
 """
@@ -14,6 +17,7 @@ from kfp.dsl.graph_component import GraphComponent
 from flywheel.components import (
     decide_promotion,
     evaluate_model,
+    plan_training,
     prepare_data,
     promote_model,
     register_model,
@@ -33,7 +37,6 @@ from flywheel.pipelines.defaults import (
 
 class TrainingOutputs(NamedTuple):
     version: int
-    promoted: bool
 
 
 def build_training_pipeline(
@@ -104,68 +107,96 @@ def build_training_pipeline(
             channels=channels,
         ).set_display_name("train")
         place_training(trained)
-        evaluated = evaluate_model(
-            workload=workload,
-            compute=compute,
-            compute_config=compute_config,
-            model=trained.outputs["model"],
-            test=prepared.outputs["test"],
-        ).set_display_name("evaluate")
-        champion = (
-            score_champion(
-                registry=registry,
-                model_name=model_name,
+        # A training-only workload (nothing scores its model) registers a candidate and stops.
+        plan = plan_training(workload=workload, code_fingerprint=code_fingerprint).set_display_name(
+            "plan"
+        )
+        # A run's id would key the cache to the run; cached, the inputs identify it.
+        run_id = "" if cache_registry_steps else dsl.PIPELINE_JOB_ID_PLACEHOLDER
+        run_name = "" if cache_registry_steps else dsl.PIPELINE_JOB_NAME_PLACEHOLDER
+        with dsl.If(plan.output == True, name="scored"):  # noqa: E712 - a KFP condition
+            evaluated = evaluate_model(
                 workload=workload,
                 compute=compute,
                 compute_config=compute_config,
-                registry_state=registry_state,
-                test=prepared.outputs["test"],
-            )
-            .set_display_name("score champion")
-            .set_caching_options(cache_registry_steps)
-        )
-        registered = (
-            register_model(
-                registry=registry,
-                model_name=model_name,
-                workload=workload,
-                # A run's id would key the cache to the run; cached, the inputs identify it.
-                run_id="" if cache_registry_steps else dsl.PIPELINE_JOB_ID_PLACEHOLDER,
-                run_name="" if cache_registry_steps else dsl.PIPELINE_JOB_NAME_PLACEHOLDER,
-                registry_state=registry_state,
-                training_batches=training_batches,
                 model=trained.outputs["model"],
-                metrics=evaluated.outputs["metrics"],
-                train=prepared.outputs["train"],
                 test=prepared.outputs["test"],
-                champion=champion.outputs["metrics"],
+            ).set_display_name("evaluate")
+            champion = (
+                score_champion(
+                    registry=registry,
+                    model_name=model_name,
+                    workload=workload,
+                    compute=compute,
+                    compute_config=compute_config,
+                    registry_state=registry_state,
+                    test=prepared.outputs["test"],
+                )
+                .set_display_name("score champion")
+                .set_caching_options(cache_registry_steps)
             )
-            .set_display_name("register")
-            .set_caching_options(cache_registry_steps)
-        )
-        gate = (
-            decide_promotion(
-                workload=workload,
-                version=registered.outputs["version"],
-                sha256=registered.outputs["sha256"],
-                margin=margin,
-                registry_state=registry_state,
-                candidate=evaluated.outputs["metrics"],
-                champion=champion.outputs["metrics"],
+            registered = (
+                register_model(
+                    registry=registry,
+                    model_name=model_name,
+                    workload=workload,
+                    run_id=run_id,
+                    run_name=run_name,
+                    registry_state=registry_state,
+                    training_batches=training_batches,
+                    model=trained.outputs["model"],
+                    metrics=evaluated.outputs["metrics"],
+                    train=prepared.outputs["train"],
+                    test=prepared.outputs["test"],
+                    champion=champion.outputs["metrics"],
+                )
+                .set_display_name("register")
+                .set_caching_options(cache_registry_steps)
             )
-            .set_display_name("quality gate")
-            .set_caching_options(cache_registry_steps)
+            gate = (
+                decide_promotion(
+                    workload=workload,
+                    version=registered.outputs["version"],
+                    sha256=registered.outputs["sha256"],
+                    margin=margin,
+                    registry_state=registry_state,
+                    candidate=evaluated.outputs["metrics"],
+                    champion=champion.outputs["metrics"],
+                )
+                .set_display_name("quality gate")
+                .set_caching_options(cache_registry_steps)
+            )
+            with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
+                promote_model(
+                    registry=registry,
+                    model_name=model_name,
+                    workload=workload,
+                    version=registered.outputs["version"],
+                    registry_state=registry_state,
+                    champion=champion.outputs["metrics"],
+                ).set_display_name("promote").set_caching_options(cache_registry_steps)
+        with dsl.Else(name="training-only"):
+            registered_only = (
+                register_model(
+                    registry=registry,
+                    model_name=model_name,
+                    workload=workload,
+                    run_id=run_id,
+                    run_name=run_name,
+                    registry_state=registry_state,
+                    training_batches=training_batches,
+                    model=trained.outputs["model"],
+                    train=prepared.outputs["train"],
+                    test=prepared.outputs["test"],
+                )
+                .set_display_name("register")
+                .set_caching_options(cache_registry_steps)
+            )
+        # Whether the gate promoted is the quality gate's output (and the registry's stage); a
+        # pipeline output must come from every branch, and the training-only one has no gate.
+        return TrainingOutputs(
+            version=dsl.OneOf(registered.outputs["version"], registered_only.outputs["version"])
         )
-        with dsl.If(gate.output == True, name="beats-champion"):  # noqa: E712 - a KFP condition
-            promote_model(
-                registry=registry,
-                model_name=model_name,
-                workload=workload,
-                version=registered.outputs["version"],
-                registry_state=registry_state,
-                champion=champion.outputs["metrics"],
-            ).set_display_name("promote").set_caching_options(cache_registry_steps)
-        return TrainingOutputs(version=registered.outputs["version"], promoted=gate.output)
 
     return training_pipeline
 

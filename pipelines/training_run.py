@@ -30,6 +30,7 @@ from flywheel.components.registry import (
     ModelVersion,
     open_registry,
 )
+from flywheel.components.steps.training_plan import TRAINING_ONLY
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
@@ -43,6 +44,8 @@ class TrainingOutcome:
     version: ModelVersion
     promoted: bool
     run: LocalRun
+    # False for a training-only workload: nothing scored the model, so no gate compared it.
+    scored: bool = True
 
 
 def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
@@ -130,6 +133,8 @@ def _checked_source(request: TrainingRequest, columns: DataColumns | None) -> st
     can be read is checked: its columns, order and size are the script's output's, checked there.
     """
     stream = tables.open_table(request.source)
+    if not _has_rows(stream):
+        raise InvalidSpecError("source", f"{request.source} has no rows, only a header")
     if columns is not None:
         data.check_columns(request.source, stream.columns, columns)
         if request.order_by and request.order_by not in stream.columns:
@@ -142,6 +147,18 @@ def _checked_source(request: TrainingRequest, columns: DataColumns | None) -> st
     if request.source.startswith((tables.BUILTIN_PREFIX, tables.S3_PREFIX)):
         return request.source
     return str(Path(request.source).resolve())
+
+
+def _has_rows(stream: tables.TableStream) -> bool:
+    """Whether the table has a row: from the metadata where the file states it, else by reading
+    one column up to its first row (a block of the file, not the table)."""
+    if stream.num_rows is not None:
+        return stream.num_rows > 0
+    batches = stream.batches(stream.columns[:1])
+    try:
+        return any(batch.num_rows for batch in batches)
+    finally:
+        batches.close()
 
 
 def brought_channels(channels: dict[str, str]) -> tuple[dict[str, str], str]:
@@ -192,7 +209,8 @@ def run_training(
     registry's state (``pipelines.registry_state``), so an unchanged re-run executes nothing.
     """
     arguments = pipeline_arguments(request)
-    model_name = request.model_name or load_workload(request.workload).name
+    workload = load_workload(request.workload)
+    model_name = request.model_name or workload.name
     registry = open_registry(arguments["registry"])
     states = RegistryStates(Path(request.pipeline_root) / STATES_FILE)
     eks = request.compute == "eks-gpu"
@@ -208,7 +226,9 @@ def run_training(
             reused=True,
         )
         version = registry.get(model_name, int(earlier["version"]))
-        return TrainingOutcome(version=version, promoted=bool(earlier["promoted"]), run=run)
+        return TrainingOutcome(
+            version=version, promoted=bool(earlier["promoted"]), run=run, scored=workload.scores
+        )
     from flywheel.pipelines.local_runner import run_locally
     from flywheel.pipelines.training import eks_training_pipeline, local_training_pipeline
 
@@ -218,6 +238,8 @@ def run_training(
             Placement.from_mapping(arguments["compute_config"]), cache_registry_steps=True
         )
     arguments["registry_state"] = states.key_for(inputs, state)
+    if not workload.scores and console is not None:
+        console.print(TRAINING_ONLY, highlight=False)
     run = run_locally(
         pipeline,
         arguments,
@@ -226,15 +248,28 @@ def run_training(
         verbose=verbose,
         console=console,
     )
+    version = registry.get(model_name, int(run.outputs["version"]))
     outcome = {
-        "version": int(run.outputs["version"]),
-        "promoted": bool(run.outputs["promoted"]),
+        "version": version.version,
+        "promoted": _promoted(version, run.tasks),
         "run_dir": str(run.run_dir),
         "log_file": str(run.log_file),
     }
     states.remember(inputs, arguments["registry_state"], _state(registry, model_name), outcome)
-    version = registry.get(model_name, outcome["version"])
-    return TrainingOutcome(version=version, promoted=outcome["promoted"], run=run)
+    return TrainingOutcome(
+        version=version, promoted=outcome["promoted"], run=run, scored=workload.scores
+    )
+
+
+def _promoted(version: ModelVersion, tasks: TaskLog) -> bool:
+    """Whether this run's promote step (run, or taken from the cache) made ``version`` champion.
+
+    The promote step refuses when the champion changed while the run compared against another,
+    so the registry's stage says what the step did; a version that was already the champion
+    never reaches the step.
+    """
+    promote = "promote-model" in tasks.succeeded or "promote-model" in tasks.cached
+    return promote and version.stage == "champion"
 
 
 def _state(registry: ModelRegistry, model_name: str) -> str | None:
@@ -254,7 +289,9 @@ def summary_table(outcome: TrainingOutcome) -> Table:
     table.add_column()
     gate = "promoted" if outcome.promoted else "not promoted"
     tasks = outcome.run.tasks
-    if outcome.run.reused or "decide-promotion" in tasks.cached:
+    if not outcome.scored:
+        gate = "training only: not scored, so not compared with the champion"
+    elif outcome.run.reused or "decide-promotion" in tasks.cached:
         gate += " by the earlier run of these inputs"
     table.add_row("stage", f"{version.stage} ({gate})")
     for name, value in version.metrics.items():

@@ -16,6 +16,28 @@ from flywheel.components.contract.processing import ProcessingJobSpec, Processin
 
 LogSink = Callable[[str], None]
 
+# One "MB" of batch transform's MaxPayloadInMB, in bytes. AWS documents the field only as "MB";
+# the serving toolkits and the SDK's local mode count 1024 * 1024. Every backend enforces the
+# smaller reading, 10^6 bytes, so a request within it is within the limit whichever unit
+# SageMaker means.
+PAYLOAD_MB = 1_000_000
+# SageMaker's default MaxPayloadInMB.
+DEFAULT_MAX_PAYLOAD_MB = 6
+# Scoring files holding one record per line and nothing else: they can be cut at newlines.
+LINE_RECORD_TYPES = ("text/csv", "application/jsonlines")
+
+
+def payload_limit(max_payload_mb: int) -> int:
+    """``MaxPayloadInMB`` in bytes, read as 10^6 bytes per MB; 0 (chunked encoding) means no limit."""
+    return max_payload_mb * PAYLOAD_MB
+
+
+def is_line_record(content_type: str, split_type: str) -> bool:
+    """Whether a scoring file of ``content_type`` holds one record per line and nothing else."""
+    return content_type in LINE_RECORD_TYPES or (
+        split_type == "Line" and content_type == "application/json"
+    )
+
 
 @dataclass(frozen=True)
 class TrainingJobSpec:
@@ -51,8 +73,12 @@ class TrainingResult:
 class TransformJobSpec:
     """Batch scoring: every file under ``input_location`` gives one ``<name>.out`` file.
 
-    The model is served by the same script that trained it, through SageMaker's inference
-    handlers (``model_fn``, and optionally ``input_fn``, ``predict_fn``, ``output_fn``), called as
+    The model is served by ``entry_point`` from ``source_dir`` (the training script, or the
+    workload's ``serving.entry_point``/``source_dir``), with each of ``dependencies`` (folders)
+    shipped beside it as the SDK ships them, through SageMaker's inference handlers (``model_fn``,
+    and ``input_fn``, ``predict_fn``, ``output_fn`` or ``transform_fn``), whatever the script
+    leaves out being the default of ``framework``'s serving container (None: sagemaker-inference's
+    generic defaults; ``"sklearn"``, ``"xgboost"``, ``"pytorch"``), called as
     SageMaker's ``SplitType`` and ``BatchStrategy`` say: once per file (``None``), or per line
     (``Line``), each alone (``SingleRecord``) or grouped up to the payload limit (``MultiRecord``).
     Every backend honours them, so a script is called the same way wherever it runs.
@@ -69,6 +95,12 @@ class TransformJobSpec:
     environment: Mapping[str, str] = field(default_factory=dict)
     split_type: str = "None"
     batch_strategy: str = "MultiRecord"
+    # The workload's ``framework`` (sklearn, xgboost, pytorch or None): whose serving container,
+    # and so whose default handlers and code layout, serve the model.
+    framework: str | None = None
+    # Folders shipped beside the serving code, each under its own name (the SDK's
+    # ``dependencies``), so ``import <name>`` works from ``entry_point``.
+    dependencies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -66,9 +66,12 @@ def check_rows(
     csv_lines: bool = True,
     task: str = "regression",
 ) -> None:
-    """Every required value present, every label a finite number; the first offender is named.
+    """Every required value present, every label a finite number, every numeric feature a number;
+    the first offender is named.
 
-    A regression label must be a number; a classification label is any non-empty class name.
+    A regression label must be a number; a classification label is any non-empty class name. A
+    feature is numeric when most of its values are numbers; a value among them that is not
+    (``n/a``, ``?``) would otherwise reach the model as text and fail only when it is scored.
 
     ``first_row`` is the offset of ``rows`` in the table, so a streamed batch names the line of
     the file (CSV, after its header) or the row (Parquet) where the problem is.
@@ -85,6 +88,15 @@ def check_rows(
     if first >= 0:
         names = [c for c in columns.required if rows.column(c)[first].as_py() in (None, "")]
         raise InvalidSpecError("source", f"{source} {where(first)}: empty {', '.join(names)}")
+    for feature in columns.features:
+        bad = _stray_text(rows.column(feature))
+        if bad >= 0:
+            value = rows.column(feature)[bad].as_py()
+            raise InvalidSpecError(
+                "source",
+                f"{source} {where(bad)}: feature {feature}={value!r} is not a number, "
+                "though the column's other values are",
+            )
     if task == "classification":
         return
     label = rows.column(columns.label)
@@ -123,6 +135,26 @@ def _as_numbers(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
         return pc.cast(values, pa.float64())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         return None
+
+
+# What ``float()`` reads (and pyarrow's cast): decimals, exponents, inf and nan, any case.
+_NUMBER = r"(?i)^\s*[+-]?((\d+\.?\d*|\.\d+)(e[+-]?\d+)?|inf(inity)?|nan)\s*$"
+
+
+def _stray_text(values: pa.Array | pa.ChunkedArray) -> int:
+    """In a column of numbers, the index of the first value that is not one; else -1.
+
+    A column is one of numbers when more than half of its values are; a column of text (a
+    SMILES string, a category) is left alone.
+    """
+    if not (pa.types.is_string(values.type) or pa.types.is_large_string(values.type)):
+        return -1
+    if _as_numbers(values) is not None:
+        return -1
+    numbers = pc.match_substring_regex(values, _NUMBER)
+    if 2 * pc.sum(numbers).as_py() <= len(values):
+        return -1
+    return _first(pc.invert(numbers))
 
 
 def _is_number(value: object) -> bool:

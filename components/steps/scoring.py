@@ -54,14 +54,16 @@ def transform_rows(
             TransformJobSpec(
                 job_name=job_name,
                 model_artifact=str(model_path),
-                source_dir=str(workload.source_dir),
-                entry_point=workload.entry_point,
+                source_dir=str(workload.serving_source_dir),
+                entry_point=workload.serving_entry_point,
                 input_location=str(request.parent),
                 output_location=str(output),
                 content_type=serving.content_type,
                 accept=serving.accept,
                 split_type=serving.split_type,
                 batch_strategy=serving.batch_strategy,
+                framework=workload.framework,
+                dependencies=tuple(str(folder) for folder in serving.dependencies),
             ),
             log,
         )

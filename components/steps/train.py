@@ -1,4 +1,5 @@
-"""Train: run the workload's script on the chosen compute and keep its ``model.tar.gz``."""
+"""Train: run the workload's script on the chosen compute and keep its ``model.tar.gz`` and
+``output.tar.gz`` (what it wrote to ``SM_OUTPUT_DATA_DIR``)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from flywheel.components.compute import backend_for
 from flywheel.components.compute.backend import LogSink
 from flywheel.components.contract.channels import write_channel
-from flywheel.components.contract.packaging import sha256_of_tree
+from flywheel.components.contract.packaging import pack_folder, sha256_of_tree
 from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.data import batches as data
 
@@ -27,6 +28,8 @@ class TrainedModel:
     training_metrics: dict[str, float]
     code_sha256: str
     entry_point: str
+    # Whether the script wrote anything to SM_OUTPUT_DATA_DIR (else output.tar.gz is empty).
+    output_data_written: bool = False
 
 
 def job_name_for(workload_name: str, *parts: object) -> str:
@@ -70,12 +73,14 @@ def train_model(
     test_path: Path,
     model_path: Path,
     brought_channels: Mapping[str, str] | None = None,
+    output_data_path: Path | None = None,
     log: LogSink = print,
 ) -> TrainedModel:
     """Train and write the packed model to ``model_path``; hyperparameters are checked first.
 
     ``brought_channels`` (name to a local path or ``s3://`` URI) reach the script as they are,
-    instead of the channel laid out from the split.
+    instead of the channel laid out from the split. ``output_data_path``, when given, receives
+    ``output.tar.gz``: what the script wrote to ``SM_OUTPUT_DATA_DIR``, an empty archive if nothing.
     """
     brought = dict(brought_channels or {})
     workload = load_workload(workload_path)
@@ -109,6 +114,8 @@ def train_model(
         )
         model_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(result.model_artifact, model_path)
+        if output_data_path is not None:
+            keep_output_data(result.output_data_artifact, output_data_path, Path(scratch))
     return TrainedModel(
         # The backend's own job name: on SageMaker it names the training job in the console.
         job_name=result.job_name,
@@ -117,4 +124,17 @@ def train_model(
         training_metrics=dict(result.metrics),
         code_sha256=code_sha256,
         entry_point=workload.entry_point,
+        output_data_written=result.output_data_artifact is not None,
     )
+
+
+def keep_output_data(artifact: str | None, target: Path, scratch: Path) -> None:
+    """Move the job's ``output.tar.gz`` to ``target``; with none, write an empty one there, so a
+    step wired to it always finds a valid archive."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if artifact is not None:
+        shutil.move(artifact, target)
+        return
+    nothing = scratch / "no-output-data"
+    nothing.mkdir()
+    pack_folder(nothing, target)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -284,7 +285,6 @@ REQUIREMENTS_SCRIPT = (
 def test_public_script_gets_its_requirements_installed_before_it_starts(
     train_on_split: TrainOnSplit,
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     compute: str,
     compute_config: dict,
 ) -> None:
@@ -292,10 +292,6 @@ def test_public_script_gets_its_requirements_installed_before_it_starts(
         HERE / "public/requirements_entry", REQUIREMENTS_SCRIPT, tmp_path
     )
     assert importlib.util.find_spec("pyfiglet") is None, "pyfiglet is installed: nothing to prove"
-    # The toolkit pip-installs into the interpreter it runs; here, into a scratch folder instead.
-    site = tmp_path / "site"
-    monkeypatch.setenv("PIP_TARGET", str(site))
-    monkeypatch.setenv("PYTHONPATH", str(site))
     lines: list[str] = []
     train_on_split(
         workload_path,
@@ -304,6 +300,14 @@ def test_public_script_gets_its_requirements_installed_before_it_starts(
         compute_config=compute_config,
         hyperparameters={},
         log=lines.append,
+    )
+    # The job installed pyfiglet for itself alone: Flywheel's environment still lacks it.
+    assert importlib.util.find_spec("pyfiglet") is None
+    # The banner the script printed, rendered by a pyfiglet of the test's own.
+    site = tmp_path / "site"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "install", "-q", "--target", str(site), "pyfiglet"],
+        check=True,
     )
     banner = subprocess.run(
         [
@@ -314,6 +318,7 @@ def test_public_script_gets_its_requirements_installed_before_it_starts(
         capture_output=True,
         text=True,
         check=True,
+        env={**os.environ, "PYTHONPATH": str(site)},
     ).stdout.splitlines()
     logged = "\n".join(lines)
     assert all(line.rstrip() in logged for line in banner if line.strip())

@@ -1,66 +1,43 @@
 """Serve a trained model the way SageMaker's framework containers do, over files.
 
-The training script doubles as the inference script: it defines ``model_fn(model_dir)`` and may
-override ``input_fn(body, content_type)``, ``predict_fn(data, model)`` and
-``output_fn(prediction, accept)``. What it does not override is the inference toolkit's default
-(``sagemaker-inference``): the body is decoded to a NumPy array (``text/csv``, ``application/json``,
-``application/x-npy``), ``model.predict`` is called and the prediction encoded for ``accept``. The
-toolkit has no JSON Lines codec, so ``application/jsonlines`` (batch transform's name for it) is
-decoded and encoded here, one JSON value per line. As in the serving container, a UTF-8 body (CSV,
-JSON) reaches ``input_fn`` as text and any other as bytes. As batch transform does, the handlers
-are called once per input file (``SplitType: None``, whatever ``BatchStrategy`` says), or per
-non-empty line (``Line`` with ``SingleRecord``), or per run of lines joined with newlines up to
-``MaxPayloadInMB`` (``Line`` with ``MultiRecord``); with ``Line`` every response is followed by a
-newline (``AssembleWith: Line``). Run as
-``python -m components.compute.local.serving`` so that a model is loaded in a process of its own.
+The serving script defines ``model_fn(model_dir)`` and may override ``input_fn(body,
+content_type)``, ``predict_fn(data, model)`` and ``output_fn(prediction, accept)``, or define
+``transform_fn(model, body, content_type, accept)`` alone; what it leaves out is the default of the
+workload's framework's container (``handlers/``). The script is imported from where that container
+imports it: the PyTorch toolkit only from ``<model_dir>/code`` (it never reads
+``SAGEMAKER_SUBMIT_DIRECTORY``), the others from the submit directory (``--source-dir``, what the
+scikit-learn and XGBoost containers unpack into ``/opt/ml/code``). As in the serving container, a
+UTF-8 body (CSV, JSON) reaches the handlers as text and any other as bytes. As batch transform
+does, the handlers are called once per input file (``SplitType: None``, whatever ``BatchStrategy``
+says), or per non-empty line (``Line`` with ``SingleRecord``), or per run of lines joined with
+newlines up to ``MaxPayloadInMB`` (``Line`` with ``MultiRecord``); with ``Line`` every response is
+followed by a newline (``AssembleWith: Line``). Run as ``python -m
+flywheel.components.compute.local.serving`` so that a model is loaded in a process of its own.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from sagemaker_inference import content_types, decoder, encoder
+from sagemaker_inference import content_types
 
-JSONLINES = "application/jsonlines"
-# SageMaker's default MaxPayloadInMB (6, counted in mebibytes): the largest request ``MultiRecord``
-# builds, and the largest record either strategy sends.
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+from flywheel.components.compute.backend import (
+    DEFAULT_MAX_PAYLOAD_MB,
+    is_line_record,
+    payload_limit,
+)
+from flywheel.components.compute.local import handlers
 
-
-def decode_jsonlines(body: str | bytes) -> Any:
-    """One JSON value per line (an array of feature values) as a 2-D array, one row per line."""
-    import numpy as np
-
-    text = body.decode("utf-8") if isinstance(body, bytes) else body
-    return np.array([json.loads(line) for line in text.splitlines() if line.strip()])
-
-
-def encode_jsonlines(prediction: Any) -> str:
-    """One JSON value per line: each row of the prediction (a value, or a list for a 2-D one)."""
-    rows = prediction.tolist() if hasattr(prediction, "tolist") else list(prediction)
-    return "".join(json.dumps(row) + "\n" for row in rows)
-
-
-def default_input_fn(body: str | bytes, content_type: str) -> Any:
-    if content_type == JSONLINES:
-        return decode_jsonlines(body)
-    return decoder.decode(body, content_type)
-
-
-def default_predict_fn(data: Any, model: Any) -> Any:
-    return model.predict(data)
-
-
-def default_output_fn(prediction: Any, accept: str) -> str | bytes:
-    if accept == JSONLINES:
-        return encode_jsonlines(prediction)
-    return encoder.encode(prediction, accept)
+# SageMaker's default MaxPayloadInMB, in bytes as every backend reads it (``payload_limit``): the
+# largest request either split type makes.
+MAX_PAYLOAD_BYTES = payload_limit(DEFAULT_MAX_PAYLOAD_MB)
+# Where the PyTorch toolkit imports the script from, inside the model (``/opt/ml/model/code``).
+MODEL_CODE_DIR = "code"
 
 
 def as_body(payload: bytes, content_type: str) -> str | bytes:
@@ -68,15 +45,8 @@ def as_body(payload: bytes, content_type: str) -> str | bytes:
     return payload.decode("utf-8") if content_type in content_types.UTF8_TYPES else payload
 
 
-def requests_of(path: Path, split_type: str, batch_strategy: str) -> list[bytes]:
-    """The requests batch transform makes of one input file.
-
-    A record larger than ``MAX_PAYLOAD_BYTES`` is refused, as SageMaker fails such a job.
-    """
-    body = path.read_bytes()
-    if split_type != "Line":
-        return [body]
-    # Cut at newline characters, as SageMaker does; blank lines make no request.
+def _records(path: Path, body: bytes) -> list[bytes]:
+    """The non-empty lines of a body, each refused when larger than the payload limit."""
     records = [line for line in body.split(b"\n") if line.strip()]
     for number, record in enumerate(records, start=1):
         if len(record) > MAX_PAYLOAD_BYTES:
@@ -84,8 +54,11 @@ def requests_of(path: Path, split_type: str, batch_strategy: str) -> list[bytes]
                 f"serving.split_type: record {number} of {path.name} is {len(record)} bytes, "
                 f"over MaxPayloadInMB ({MAX_PAYLOAD_BYTES} bytes)"
             )
-    if batch_strategy == "SingleRecord":
-        return records
+    return records
+
+
+def _joined_within_limit(records: list[bytes]) -> list[bytes]:
+    """Consecutive records joined by newlines into requests of at most ``MAX_PAYLOAD_BYTES``."""
     batches: list[list[bytes]] = []
     size = 0
     for record in records:
@@ -99,6 +72,30 @@ def requests_of(path: Path, split_type: str, batch_strategy: str) -> list[bytes]
     return [b"\n".join(batch) for batch in batches]
 
 
+def requests_of(path: Path, split_type: str, batch_strategy: str, content_type: str) -> list[bytes]:
+    """The requests batch transform makes of one input file, none over the payload limit.
+
+    ``Line`` cuts at newlines: one record per request (``SingleRecord``) or as many as fit
+    (``MultiRecord``). ``None`` sends the file whole when it fits; a larger file of line records
+    is cut at record boundaries, as the SageMaker backend cuts it into parts, and any other larger
+    file is refused, as SageMaker fails such a job. A record over the limit is refused too.
+    """
+    body = path.read_bytes()
+    if split_type != "Line":
+        if len(body) <= MAX_PAYLOAD_BYTES:
+            return [body]
+        if not is_line_record(content_type, split_type):
+            raise SystemExit(
+                f"serving.split_type: {path.name} is {len(body)} bytes of {content_type}, over "
+                f"MaxPayloadInMB ({MAX_PAYLOAD_BYTES} bytes), and cannot be cut into records"
+            )
+        return _joined_within_limit(_records(path, body))
+    records = _records(path, body)
+    if batch_strategy == "SingleRecord":
+        return records
+    return _joined_within_limit(records)
+
+
 def response_bytes(response: Any) -> bytes:
     """An ``output_fn`` result as written to ``<input>.out``: text, bytes or ``(body, type)``."""
     if isinstance(response, tuple):
@@ -106,22 +103,45 @@ def response_bytes(response: Any) -> bytes:
     return response.encode("utf-8") if isinstance(response, str) else bytes(response)
 
 
-def load_script(source_dir: Path, entry_point: str) -> ModuleType:
-    sys.path.insert(0, str(source_dir))
-    spec = importlib.util.spec_from_file_location("user_inference_script", source_dir / entry_point)
+def code_dir_for(framework: str | None, source_dir: Path, model_dir: Path) -> Path:
+    """Where ``framework``'s container imports the serving script from."""
+    return model_dir / MODEL_CODE_DIR if framework == "pytorch" else source_dir
+
+
+def load_script(
+    code_dir: Path, entry_point: str, framework: str | None = None
+) -> ModuleType | None:
+    """The serving script, imported from ``code_dir`` under its module name, as the containers do.
+
+    None when the PyTorch toolkit finds no such module: it then serves with its defaults alone.
+    """
+    path = code_dir / entry_point
+    if not path.is_file():
+        if framework == "pytorch":
+            return None
+        raise SystemExit(f"entry_point: cannot import {entry_point} from {code_dir}")
+    sys.path.insert(0, str(code_dir))
+    name = entry_point.removesuffix(".py")
+    spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
-        raise SystemExit(f"entry_point: cannot import {entry_point} from {source_dir}")
+        raise SystemExit(f"entry_point: cannot import {entry_point} from {code_dir}")
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    if not hasattr(module, "model_fn"):
-        raise SystemExit(
-            f"entry_point: {entry_point} defines no model_fn(model_dir), needed to serve it"
-        )
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except ModuleNotFoundError as error:
+        if error.name and (code_dir / "lib" / error.name.split(".")[0]).exists():
+            error.add_note(
+                f"{error.name} is in {MODEL_CODE_DIR}/lib, where the SageMaker SDK's repack puts "
+                "dependencies and which the PyTorch container does not put on sys.path: put the "
+                "package inside serving.source_dir, or add that folder to sys.path in the script"
+            )
+        raise
     return module
 
 
 def transform_files(
-    script: ModuleType,
+    script: ModuleType | None,
     model_dir: Path,
     inputs: list[Path],
     output_dir: Path,
@@ -129,19 +149,24 @@ def transform_files(
     accept: str,
     split_type: str = "None",
     batch_strategy: str = "MultiRecord",
+    framework: str | None = None,
+    entry_point: str = "the serving script",
 ) -> None:
-    input_fn = getattr(script, "input_fn", default_input_fn)
-    predict_fn = getattr(script, "predict_fn", default_predict_fn)
-    output_fn = getattr(script, "output_fn", default_output_fn)
-    model = script.model_fn(str(model_dir))
+    """Serve every input file with ``script``'s handlers over ``framework``'s container defaults."""
+    chosen = handlers.handlers_of(script, handlers.defaults_for(framework), entry_point)
+    model = chosen.model_fn(str(model_dir))
     output_dir.mkdir(parents=True, exist_ok=True)
-    assembly = b"\n" if split_type == "Line" else b""
     for path in inputs:
-        requests = requests_of(path, split_type, batch_strategy)
+        requests = requests_of(path, split_type, batch_strategy, content_type)
         with (output_dir / f"{path.name}.out").open("wb") as out:
             for payload in requests:
-                data = input_fn(as_body(payload, content_type), content_type)
-                out.write(response_bytes(output_fn(predict_fn(data, model), accept)) + assembly)
+                body = as_body(payload, content_type)
+                response = response_bytes(chosen.transform_fn(model, body, content_type, accept))
+                if split_type == "Line":
+                    response += b"\n"  # AssembleWith: Line, after every response
+                elif len(requests) > 1 and not response.endswith(b"\n"):
+                    response += b"\n"  # a file cut into parts: responses never run together
+                out.write(response)
         print(f"transformed {path.name} in {len(requests)} request(s)", flush=True)
 
 
@@ -151,13 +176,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--entry-point", required=True)
     parser.add_argument("--model-dir", type=Path, required=True)
     parser.add_argument("--output-dir", type=Path, required=True)
+    parser.add_argument("--framework", default=None)
     parser.add_argument("--content-type", default="text/csv")
     parser.add_argument("--accept", default="text/csv")
     parser.add_argument("--split-type", default="None")
     parser.add_argument("--batch-strategy", default="MultiRecord")
     parser.add_argument("inputs", type=Path, nargs="+")
     args = parser.parse_args(argv)
-    script = load_script(args.source_dir, args.entry_point)
+    # A missing framework package is named before the script's own import of it can fail.
+    handlers.defaults_for(args.framework)
+    code_dir = code_dir_for(args.framework, args.source_dir, args.model_dir)
+    script = load_script(code_dir, args.entry_point, args.framework)
     transform_files(
         script,
         args.model_dir,
@@ -167,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
         args.accept,
         args.split_type,
         args.batch_strategy,
+        framework=args.framework,
+        entry_point=args.entry_point,
     )
 
 

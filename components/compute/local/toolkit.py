@@ -6,16 +6,21 @@ installs a ``requirements.txt`` found there, sets every ``SM_*`` variable and ru
 with the hyperparameters as ``--name value`` arguments. The local and EKS backends run that same
 command over a layout rooted at ``SAGEMAKER_BASE_DIR``, so argv, environment, config files and
 requirements match SageMaker by construction rather than by imitation.
+
+The toolkit installs ``requirements.txt`` into the interpreter that runs it; here that interpreter
+is Flywheel's own, so each job installs into a folder of its own instead (``PIP_TARGET``), which is
+on the job's ``PYTHONPATH`` as a container's ``site-packages`` would be, and goes with the job.
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from flywheel.components.compute.backend import LogSink, TrainingJobSpec
 from flywheel.components.compute.local import torchrun
@@ -29,6 +34,18 @@ TOOLKIT_LOGGER = "sagemaker-training-toolkit"
 _TOOLKIT_REPORT = ("ExecuteUserScriptError", "ExitCode ", "ErrorMessage ", "Command ")
 # The SDK's hyperparameter for ``distribution={"torch_distributed": {"enabled": True}}``.
 TORCH_DISTRIBUTED_PARAM = "sagemaker_torch_distributed_enabled"
+# The toolkit's error when it could not install the code's dependencies, and what it was installing.
+_INSTALL_ERRORS = {
+    "InstallRequirementsError": "requirements.txt",
+    "InstallModuleError": "the code folder as a package (setup.py)",
+}
+# A script's framework, missing from Flywheel's environment, and the extra that brings it.
+FRAMEWORK_EXTRAS = {"xgboost": "xgboost", "torch": "gpu"}
+_MISSING_MODULE = re.compile(r"ModuleNotFoundError: No module named '([^'.]+)")
+# Python reports a SyntaxError's place in the traceback's lines, not in the exception line itself.
+_SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
+_TRACEBACK_PLACE = re.compile(r'File "([^"]+)", line (\d+)')
+_NAMED_PLACE = re.compile(r"\(\S+, line \d+\)$")
 
 
 @functools.cache
@@ -48,10 +65,15 @@ def current_host() -> str:
 
 @dataclass(frozen=True)
 class ToolkitOutcome:
-    """How the toolkit's process ended, and why when it failed."""
+    """How the toolkit's process ended, and why when it failed.
+
+    ``install`` names what the toolkit could not install before the script (``requirements.txt``),
+    when that is why it failed: the script never started, and ``reason`` is pip's own error.
+    """
 
     status: int
     reason: str
+    install: str | None = None
 
 
 def stage_job(
@@ -83,19 +105,39 @@ def stage_job(
     )
 
 
+def job_site(scratch: Path) -> Path:
+    """The job's own folder of installed packages: ``requirements.txt`` goes there."""
+    return scratch / "site"
+
+
 def toolkit_environment(
-    spec: TrainingJobSpec, base_dir: Path, *, bin_dir: Path, processes_per_host: int
+    spec: TrainingJobSpec,
+    base_dir: Path,
+    *,
+    bin_dir: Path,
+    site: Path,
+    processes_per_host: int,
 ) -> dict[str, str]:
-    """What the toolkit's process needs besides the config files: where ``/opt/ml`` is."""
+    """What the toolkit's process needs besides the config files: where ``/opt/ml`` is, and where
+    the job's packages install (``site``, first on ``PYTHONPATH``; the toolkit hands its
+    ``sys.path`` on to the script)."""
+    inherited = {**os.environ, **spec.environment}
+    commands = [str(site / "bin")]
     environment = {
         "SAGEMAKER_BASE_DIR": str(base_dir),
         "TRAINING_JOB_NAME": spec.job_name,
+        "PIP_DISABLE_PIP_VERSION_CHECK": "1",
         **spec.environment,
+        "PIP_TARGET": str(site),
+        "PYTHONPATH": os.pathsep.join(
+            [str(site), *filter(None, [inherited.get("PYTHONPATH", "")])]
+        ),
     }
     if processes_per_host > 1:
         environment["SAGEMAKER_TRAINING_MODULE"] = torchrun.MODULE
         environment[torchrun.PROCESSES_PER_HOST_ENV] = str(processes_per_host)
-        environment["PATH"] = os.pathsep.join([str(bin_dir), os.environ.get("PATH", "")])
+        commands.insert(0, str(bin_dir))
+    environment["PATH"] = os.pathsep.join([*commands, inherited.get("PATH", "")])
     return environment
 
 
@@ -132,20 +174,45 @@ def run_toolkit(
     bin_dir = scratch / "bin"
     if processes_per_host > 1:
         write_torchrun_command(bin_dir, python)
+    # pip's errors can run longer than the tail; they explain a failed install.
+    pip_errors: list[str] = []
+
+    def observe(line: str) -> None:
+        if line.startswith("ERROR:") and line not in pip_errors:
+            pip_errors.append(line)
+        log(line)
+
     status, tail = stream_process(
         [*prefix, python, "-m", "sagemaker_training.cli.train"],
         cwd=scratch,
         environment=toolkit_environment(
-            spec, base_dir, bin_dir=bin_dir, processes_per_host=processes_per_host
+            spec,
+            base_dir,
+            bin_dir=bin_dir,
+            site=job_site(scratch),
+            processes_per_host=processes_per_host,
         ),
-        log=log,
+        log=observe,
     )
     if status == 0:
         return ToolkitOutcome(0, "")
+    written = contract.read_failure_reason(layout)
+    error = failed_install(written)
+    if error is not None:
+        pip_message = " ".join(pip_errors) or failure_reason(None, tail)
+        return ToolkitOutcome(status, f"{pip_message} ({error})", _INSTALL_ERRORS[error])
     return ToolkitOutcome(
         script_exit_status(tail) or status,
-        failure_reason(contract.read_failure_reason(layout), tail),
+        with_extra_hint(failure_reason(written, tail)),
     )
+
+
+def failed_install(written: str | None) -> str | None:
+    """The toolkit's error for an install that failed before the script, from its failure file."""
+    for error in _INSTALL_ERRORS:
+        if written is not None and written.startswith(error):
+            return error
+    return None
 
 
 def script_exit_status(tail: list[str]) -> int | None:
@@ -161,11 +228,35 @@ def failure_reason(written: str | None, tail: list[str]) -> str:
 
     The toolkit writes ``ExecuteUserScriptError: ExitCode 1 ...`` only when the script left no
     failure file; it names the command, not the cause, which the script's last output line names.
-    Any other reason the toolkit writes (a failed ``requirements.txt`` install) is kept whole.
+    Any other reason (the script's own failure file) is kept whole.
     """
     if written is None or written.startswith("ExecuteUserScriptError"):
-        return crash_reason([line for line in tail if not _is_toolkit_line(line)])
+        output = [line for line in tail if not _is_toolkit_line(line)]
+        return with_syntax_place(crash_reason(output), output)
     return written
+
+
+def with_syntax_place(reason: str, output: list[str]) -> str:
+    """A ``SyntaxError`` line with its file and line, as ``str()`` of the exception gives them.
+
+    The traceback prints the place on a ``File "...", line N`` line above the exception line,
+    which alone (``SyntaxError: invalid syntax``) names neither.
+    """
+    if not reason.startswith(_SYNTAX_ERRORS) or _NAMED_PLACE.search(reason):
+        return reason
+    places = [found for line in output if (found := _TRACEBACK_PLACE.search(line))]
+    if not places:
+        return reason
+    return f"{reason} ({PurePath(places[-1][1]).name}, line {places[-1][2]})"
+
+
+def with_extra_hint(reason: str) -> str:
+    """A missing framework's failure, with one more line naming the extra that brings it."""
+    missing = _MISSING_MODULE.search(reason)
+    if missing is None or missing[1] not in FRAMEWORK_EXTRAS:
+        return reason
+    extra = FRAMEWORK_EXTRAS[missing[1]]
+    return f"{reason}\n{missing[1]} is not installed: pip install 'flywheel-mlops[{extra}]'"
 
 
 def _is_toolkit_line(line: str) -> bool:

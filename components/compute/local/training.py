@@ -140,6 +140,12 @@ class LocalTrainer:
             processes_per_host=self._processes_per_host,
             log=observe,
         )
+        if outcome.install is not None:
+            raise JobFailedError(
+                spec.job_name,
+                f"installing {outcome.install} failed, so {spec.entry_point} never started: "
+                f"{outcome.reason}",
+            )
         if outcome.status != 0:
             raise JobFailedError(
                 spec.job_name,

@@ -19,6 +19,8 @@ from flywheel.components.compute.backend import (
     TrainingResult,
     TransformJobSpec,
     TransformResult,
+    is_line_record,
+    payload_limit,
 )
 from flywheel.components.compute.sagemaker.clients import AwsClients
 from flywheel.components.compute.sagemaker.images import resolve_image
@@ -38,12 +40,14 @@ from flywheel.components.compute.sagemaker.s3 import (
 )
 from flywheel.components.compute.sagemaker.serving import (
     MODEL_CODE_DIRECTORY,
+    code_in_model,
     serving_environment,
+    serving_framework,
     with_serving_code,
 )
 from flywheel.components.compute.sagemaker.sharding import (
     ShardedInput,
-    is_line_record,
+    check_object_sizes,
     join_predictions,
     shard_record_files,
 )
@@ -51,7 +55,12 @@ from flywheel.components.compute.sagemaker.specs import SageMakerConfig
 from flywheel.components.compute.sagemaker.training import final_metrics, training_request
 from flywheel.components.compute.sagemaker.transform import transform_request
 from flywheel.components.contract.metrics import MetricCollector
-from flywheel.components.contract.packaging import MODEL_ARCHIVE, pack_source
+from flywheel.components.contract.packaging import (
+    MODEL_ARCHIVE,
+    OUTPUT_ARCHIVE,
+    code_with_dependencies,
+    pack_source,
+)
 from flywheel.components.contract.processing import (
     RUNPROC_SCRIPT,
     ProcessingJobSpec,
@@ -60,9 +69,6 @@ from flywheel.components.contract.processing import (
     runproc_script,
 )
 from flywheel.components.errors import InvalidSpecError, JobFailedError
-
-# SageMaker's MaxPayloadInMB counts mebibytes; parts are cut in megabytes, a little under.
-PAYLOAD_UNIT = 1_000_000
 
 
 class SageMakerBackend:
@@ -153,20 +159,62 @@ class SageMakerBackend:
         metrics = final_metrics(
             description, {m.name for m in spec.metric_definitions}, collector.final
         )
-        return TrainingResult(job_name=name, model_artifact=model_artifact, metrics=metrics)
+        return TrainingResult(
+            job_name=name,
+            model_artifact=model_artifact,
+            metrics=metrics,
+            output_data_artifact=self._output_data(stager, request, name, spec.output_location),
+        )
+
+    @staticmethod
+    def _output_data(stager: Stager, request: dict, name: str, location: str) -> str | None:
+        """The job's ``output.tar.gz`` (``SM_OUTPUT_DATA_DIR``), fetched when ``location`` is local;
+        None when the script wrote nothing there."""
+        output_path = parse_s3_uri("S3OutputPath", request["OutputDataConfig"]["S3OutputPath"])
+        uri = output_path.child(name, "output", OUTPUT_ARCHIVE)
+        if not stager.exists(uri):
+            return None
+        if is_s3(location):
+            return str(uri)
+        return str(stager.download_file(uri, Path(location) / name / "output" / OUTPUT_ARCHIVE))
 
     def _shard(self, spec: TransformJobSpec, scratch: Path) -> ShardedInput | None:
-        """Local line-record inputs cut to fit ``max_payload_mb`` and spread over the instances."""
-        if is_s3(spec.input_location) or not is_line_record(spec.content_type, spec.split_type):
+        """Local line-record inputs cut by bytes to fit ``max_payload_mb``, spread over the instances.
+
+        What cannot be cut is checked instead, so a request over the limit is refused here, not
+        by SageMaker after training: with ``SplitType: None``, every other input object must fit.
+        """
+        max_bytes = payload_limit(self.config.max_payload_mb)
+        if is_s3(spec.input_location):
+            if spec.split_type == "None":
+                check_object_sizes(self._s3_sizes(spec.input_location), max_bytes)
             return None
-        if not Path(spec.input_location).exists():
+        source = Path(spec.input_location)
+        if not source.exists():
             raise InvalidSpecError("input_location", f"{spec.input_location} does not exist")
+        if not is_line_record(spec.content_type, spec.split_type):
+            if spec.split_type == "None":
+                files = [source] if source.is_file() else list(source.rglob("*"))
+                check_object_sizes(
+                    {str(p): p.stat().st_size for p in files if p.is_file()}, max_bytes
+                )
+            return None
         return shard_record_files(
-            Path(spec.input_location),
+            source,
             scratch / "shards",
-            max_bytes=self.config.max_payload_mb * PAYLOAD_UNIT,
+            max_bytes=max_bytes,
             instances=self.config.transform_instance_count,
         )
+
+    def _s3_sizes(self, location: str) -> dict[str, int]:
+        """Each object's size under an S3 input prefix, as the transform job will read them."""
+        uri = parse_s3_uri("input_location", location)
+        sizes = {}
+        paginator = self.clients.s3.get_paginator("list_objects_v2")
+        for page in paginator.paginate(Bucket=uri.bucket, Prefix=uri.key):
+            for item in page.get("Contents", []):
+                sizes[f"s3://{uri.bucket}/{item['Key']}"] = item["Size"]
+        return sizes
 
     def _local_model(self, stager: Stager, model_artifact: str, scratch: Path) -> Path:
         if not is_s3(model_artifact):
@@ -175,16 +223,25 @@ class SageMakerBackend:
         return stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
 
     def transform(self, spec: TransformJobSpec, log: LogSink = print) -> TransformResult:
-        """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder."""
+        """Create (or reuse) a model and run a batch transform; outputs fetched to a local folder.
+
+        The serving code reaches the container where its framework looks for it
+        (``serving.code_in_model``): inside ``model.tar.gz`` under ``code/`` for PyTorch, a
+        generic image or network isolation; as ``sourcedir.tar.gz`` on S3 for scikit-learn and
+        XGBoost.
+        """
+        repack = code_in_model(serving_framework(spec.framework, self.config), self.config)
         region = self.clients.region
         stager = self._stager()
         with tempfile.TemporaryDirectory(prefix="flywheel-sagemaker-") as scratch:
-            if self.config.network_isolation:
-                # The container reaches nothing: the serving code travels inside the model.
+            code_folder = code_with_dependencies(
+                Path(spec.source_dir), tuple(Path(d) for d in spec.dependencies), Path(scratch)
+            )
+            if repack:
                 model_data = stager.plan_file(
                     with_serving_code(
                         self._local_model(stager, spec.model_artifact, Path(scratch)),
-                        Path(spec.source_dir),
+                        code_folder,
                         Path(scratch),
                     ),
                     "models",
@@ -197,7 +254,7 @@ class SageMakerBackend:
                     if is_s3(spec.model_artifact)
                     else stager.plan_file(Path(spec.model_artifact), "models", MODEL_ARCHIVE)
                 )
-                code = stager.plan_file(pack_source(Path(spec.source_dir), Path(scratch)), "code")
+                code = stager.plan_file(pack_source(code_folder, Path(scratch)), "code")
                 submit_directory = str(code.uri)
             sharded = self._shard(spec, Path(scratch))
             inputs = stager.plan_location(
@@ -229,6 +286,7 @@ class SageMakerBackend:
                 output_prefix=output,
             )
             stager.upload(*(staged for staged in (code, model_data, inputs) if staged))
+        log(f"[{spec.job_name}] serving {spec.entry_point} from {submit_directory}")
         ensure_model(self.clients, model, log)
         try:
             description = run_job(

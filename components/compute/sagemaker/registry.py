@@ -39,7 +39,11 @@ from flywheel.components.compute.sagemaker.serving import (
     with_serving_code,
 )
 from flywheel.components.compute.sagemaker.validation import fits, service_model
-from flywheel.components.contract.packaging import MODEL_ARCHIVE, sha256_of_file
+from flywheel.components.contract.packaging import (
+    MODEL_ARCHIVE,
+    code_with_dependencies,
+    sha256_of_file,
+)
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError, RegistryError
 from flywheel.components.registry.base import ModelVersion, Registration, Stage
@@ -248,10 +252,16 @@ class SageMakerModelRegistry:
         if is_s3(model_artifact):
             uri = parse_s3_uri("model_artifact", model_artifact)
             local = self._stager.download_file(uri, scratch / "fetched" / MODEL_ARCHIVE)
-        source = load_workload(code["workload"]).source_dir
-        archive = with_serving_code(local, source, scratch)
+        # The workload's serving code (``serving.entry_point``/``source_dir``, else the training
+        # script's) with its dependencies beside it, as batch transform serves it.
+        workload = load_workload(code["workload"])
+        serving = workload.serving
+        folder = code_with_dependencies(
+            workload.serving_source_dir, serving.dependencies if serving else (), scratch
+        )
+        archive = with_serving_code(local, folder, scratch)
         environment = serving_environment(
-            code["entry_point"], MODEL_CODE_DIRECTORY, self._clients.region
+            workload.serving_entry_point, MODEL_CODE_DIRECTORY, self._clients.region
         )
         return self._stager.plan_file(archive, "models", MODEL_ARCHIVE), {
             "Environment": environment

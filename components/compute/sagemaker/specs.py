@@ -140,6 +140,22 @@ def _check_distributed(hosts: int, framework: str | None, instance_type: str) ->
         )
 
 
+# CreateTransformJob's cap on MaxConcurrentTransforms * MaxPayloadInMB, in MB (API Reference).
+MAX_CONCURRENT_PAYLOAD_MB = 100
+
+
+def _check_transform_payload(max_concurrent: int, max_payload_mb: int) -> None:
+    """SageMaker refuses a product over 100 MB only when the transform is created, after training."""
+    if max_concurrent * max_payload_mb > MAX_CONCURRENT_PAYLOAD_MB:
+        raise InvalidSpecError(
+            "compute_config.max_concurrent_transforms",
+            f"{max_concurrent} x compute_config.max_payload_mb {max_payload_mb} is "
+            f"{max_concurrent * max_payload_mb} MB; SageMaker allows at most "
+            f"{MAX_CONCURRENT_PAYLOAD_MB} MB (MaxConcurrentTransforms x MaxPayloadInMB): "
+            "lower either",
+        )
+
+
 # Keys that once lived here and now belong to the workload, since every backend honours them.
 MOVED_TO_WORKLOAD = ("split_type", "batch_strategy")
 
@@ -259,6 +275,14 @@ class SageMakerConfig:
             raise InvalidSpecError(
                 "compute_config.subnets", "a VPC config needs both subnets and security_group_ids"
             )
+        max_concurrent = _in_range(
+            "max_concurrent_transforms",
+            _typed(raw, "max_concurrent_transforms", int, 0),
+            0,
+            1000,
+        )
+        max_payload = _in_range("max_payload_mb", _typed(raw, "max_payload_mb", int, 6), 0, 100)
+        _check_transform_payload(max_concurrent, max_payload)
         return cls(
             role_arn=role_arn,
             s3_prefix=parse_s3_uri("compute_config.s3_prefix", raw["s3_prefix"]),
@@ -305,15 +329,8 @@ class SageMakerConfig:
             transform_instance_count=_in_range(
                 "transform_instance_count", _typed(raw, "transform_instance_count", int, 1), 1, 100
             ),
-            max_concurrent_transforms=_in_range(
-                "max_concurrent_transforms",
-                _typed(raw, "max_concurrent_transforms", int, 0),
-                0,
-                1000,
-            ),
-            max_payload_mb=_in_range(
-                "max_payload_mb", _typed(raw, "max_payload_mb", int, 6), 0, 100
-            ),
+            max_concurrent_transforms=max_concurrent,
+            max_payload_mb=max_payload,
             processing_instance_type=check_instance_type(
                 "compute_config.processing_instance_type",
                 _typed(raw, "processing_instance_type", str, "ml.m5.xlarge"),

@@ -1,0 +1,1 @@
+ORIGIN = "model_dir/code"

@@ -1,0 +1,5 @@
+"""A package shipped beside the serving code (``serving.dependencies``), importable by name."""
+
+
+def doubled(values):
+    return values * 2

@@ -1,0 +1,65 @@
+"""What a script writes to ``SM_OUTPUT_DATA_DIR`` outlives the step: ``train_model``'s
+``output_data`` artifact is its ``output.tar.gz``, empty but valid when it wrote nothing."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+
+from kfp import dsl
+
+from flywheel.components.training import train_model
+
+WRITES_OUTPUT_DATA = """
+import json, os, pathlib
+output = pathlib.Path(os.environ["SM_OUTPUT_DATA_DIR"])
+(output / "metrics.json").write_text(json.dumps({"rmse": 0.25}))
+(output / "plots").mkdir()
+(output / "plots" / "loss.txt").write_text("0.5 0.25")
+pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
+"""
+WRITES_ONLY_THE_MODEL = """
+import os, pathlib
+pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
+"""
+
+
+def run_component(workload: Path, table: Path, tmp_path: Path) -> dsl.Dataset:
+    """``train_model``'s own body, as a KFP task runs it, with artifacts at local paths."""
+    output_data = dsl.Dataset(uri=str(tmp_path / "artifacts" / "output_data"))
+    train_model.python_func(
+        workload=str(workload),
+        compute="local",
+        compute_config={},
+        hyperparameters={},
+        code_fingerprint="test",
+        train=dsl.Dataset(uri=str(table)),
+        test=dsl.Dataset(uri=str(table)),
+        model=dsl.Model(uri=str(tmp_path / "artifacts" / "model")),
+        output_data=output_data,
+    )
+    return output_data
+
+
+def test_the_scripts_output_data_is_kept_as_the_steps_output_tar_gz(
+    make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
+) -> None:
+    output_data = run_component(make_workload(WRITES_OUTPUT_DATA), toy_table, tmp_path)
+    with tarfile.open(output_data.path) as archive:
+        assert sorted(archive.getnames()) == ["metrics.json", "plots", "plots/loss.txt"]
+        assert json.load(archive.extractfile("metrics.json")) == {"rmse": 0.25}
+    assert output_data.metadata["format"] == "output.tar.gz"
+    assert output_data.metadata["empty"] is False
+    assert output_data.metadata["compute"] == "local"
+
+
+def test_a_script_that_writes_no_output_data_still_gives_a_valid_empty_archive(
+    make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
+) -> None:
+    output_data = run_component(make_workload(WRITES_ONLY_THE_MODEL), toy_table, tmp_path)
+    with tarfile.open(output_data.path) as archive:
+        assert archive.getnames() == []
+    assert output_data.metadata["empty"] is True
+    assert "wrote nothing to SM_OUTPUT_DATA_DIR" in output_data.metadata["note"]
