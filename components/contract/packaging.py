@@ -120,3 +120,11 @@ def sha256_of_tree(folder: Path) -> str:
         digest.update(b"\0")
         digest.update(sha256_of_file(path).encode())
     return digest.hexdigest()
+
+
+def code_digest(source_dir: Path, dependencies: tuple[Path, ...] = ()) -> str:
+    """The digest of the code a job ships: the source folder and each dependency folder by name."""
+    if not dependencies:
+        return sha256_of_tree(source_dir)
+    parts = [sha256_of_tree(source_dir), *(f"{d.name}:{sha256_of_tree(d)}" for d in dependencies)]
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()

@@ -49,6 +49,7 @@ TOP_LEVEL_KEYS = (
     "preprocessing",
     "evaluation",
     "framework",
+    "dependencies",
 )
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
@@ -191,6 +192,16 @@ class Workload:
     preprocessing: ScriptStep | None = None
     evaluation: ScriptStep | None = None
     framework: str | None = None
+    # Folders shipped with the training code, each under its own name (the SDK's
+    # ``Estimator(dependencies=[...])``); the serving code gets them too unless it names its own.
+    dependencies: tuple[Path, ...] = ()
+
+    @property
+    def serving_dependencies(self) -> tuple[Path, ...]:
+        """The serving code's dependencies: ``serving.dependencies``, else the training code's."""
+        if self.serving is None:
+            return ()
+        return self.serving.dependencies or self.dependencies
 
     @property
     def serving_source_dir(self) -> Path:
@@ -214,12 +225,13 @@ class Workload:
         channels: Mapping[str, str],
         hyperparameters: Mapping[str, Any],
         output_location: str,
+        source_dir: Path | None = None,
     ) -> TrainingJobSpec:
         """A job that runs this workload's script on ``channels`` (hyperparameters already resolved)."""
         declared = {layout.name: layout.content_type for layout in self.channels}
         return TrainingJobSpec(
             job_name=job_name,
-            source_dir=str(self.source_dir),
+            source_dir=str(source_dir or self.source_dir),
             entry_point=self.entry_point,
             channels=dict(channels),
             content_types={name: declared.get(name, "") for name in channels},
@@ -292,19 +304,24 @@ def _serving_code(
         raise InvalidSpecError(
             "serving.entry_point", f"{entry_point} is not a file in {folder or source_dir}"
         )
-    listed = serving.get("dependencies", [])
+    return entry_point, folder, dependencies_of(serving, workload_dir, "serving.")
+
+
+def dependencies_of(
+    section: Mapping[str, Any], workload_dir: Path, where: str = ""
+) -> tuple[Path, ...]:
+    """``dependencies``: folders shipped beside the code, as the SageMaker SDK's ``dependencies=``."""
+    listed = section.get("dependencies", [])
     if not isinstance(listed, list) or not all(isinstance(d, str) for d in listed):
-        raise InvalidSpecError("serving.dependencies", f"must be a list of folders, got {listed!r}")
+        raise InvalidSpecError(f"{where}dependencies", f"must be a list of folders, got {listed!r}")
     dependencies = tuple((workload_dir / d).resolve() for d in listed)
     for index, dependency in enumerate(dependencies):
         if not dependency.is_dir():
-            raise InvalidSpecError(
-                f"serving.dependencies[{index}]", f"{dependency} is not a folder"
-            )
+            raise InvalidSpecError(f"{where}dependencies[{index}]", f"{dependency} is not a folder")
     names = [d.name for d in dependencies]
     if len(set(names)) != len(names):
-        raise InvalidSpecError("serving.dependencies", f"two folders share a name: {names}")
-    return entry_point, folder, dependencies
+        raise InvalidSpecError(f"{where}dependencies", f"two folders share a name: {names}")
+    return dependencies
 
 
 def serving_of(raw: Mapping[str, Any], workload_dir: Path, source_dir: Path) -> Serving | None:
@@ -516,4 +533,5 @@ def load_workload(path: str | Path) -> Workload:
         preprocessing=preprocessing,
         evaluation=evaluation,
         framework=framework,
+        dependencies=dependencies_of(raw, path.parent),
     )

@@ -63,7 +63,7 @@ def transform_rows(
                 split_type=serving.split_type,
                 batch_strategy=serving.batch_strategy,
                 framework=workload.framework,
-                dependencies=tuple(str(folder) for folder in serving.dependencies),
+                dependencies=tuple(str(folder) for folder in workload.serving_dependencies),
             ),
             log,
         )

@@ -15,7 +15,11 @@ from typing import Any
 from flywheel.components.compute import backend_for
 from flywheel.components.compute.backend import LogSink
 from flywheel.components.contract.channels import write_channel
-from flywheel.components.contract.packaging import pack_folder, sha256_of_tree
+from flywheel.components.contract.packaging import (
+    code_digest,
+    code_with_dependencies,
+    pack_folder,
+)
 from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.data import batches as data
 
@@ -86,7 +90,7 @@ def train_model(
     workload = load_workload(workload_path)
     resolved = workload.resolve_hyperparameters(hyperparameters)
     backend = backend_for(compute, compute_config)
-    code_sha256 = sha256_of_tree(workload.source_dir)
+    code_sha256 = code_digest(workload.source_dir, workload.dependencies)
     job_name = job_name_for(
         workload.name,
         resolved,
@@ -109,6 +113,10 @@ def train_model(
                 channels=channel_dirs,
                 hyperparameters=resolved,
                 output_location=scratch,
+                # Dependencies travel beside the script, as in the SDK's sourcedir.tar.gz.
+                source_dir=code_with_dependencies(
+                    workload.source_dir, workload.dependencies, Path(scratch)
+                ),
             ),
             log,
         )

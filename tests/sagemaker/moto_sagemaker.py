@@ -214,3 +214,17 @@ def moto_sagemaker(monkeypatch, *, run_jobs: bool = False) -> Iterator[str]:
         yield endpoint_url
     finally:
         server.stop()
+
+
+@contextmanager
+def moto_account(monkeypatch, bucket: str, *, run_jobs: bool = False) -> Iterator[str]:
+    """Fake credentials, :func:`moto_sagemaker` and an S3 bucket: one test's AWS account."""
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    with moto_sagemaker(monkeypatch, run_jobs=run_jobs) as endpoint_url:
+        boto3.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=bucket)
+        yield endpoint_url

@@ -20,7 +20,11 @@ from flywheel.pipelines.evaluation_run import EvaluationRequest, run_evaluation
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import ROLE, FakeClock
-from .moto_sagemaker import PLACEHOLDER_PREDICTION, moto_sagemaker, placeholder_model_archive
+from .moto_sagemaker import (
+    PLACEHOLDER_PREDICTION,
+    moto_account,
+    placeholder_model_archive,
+)
 
 BUCKET = "flywheel-e2e"
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "qsar"
@@ -31,14 +35,7 @@ SMILES = ["CCO", "CCN", "CCC", "CCCl", "c1ccccc1", "CC(=O)O", "CCOC", "CCCN", "C
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with moto_sagemaker(monkeypatch) as endpoint_url:
-        boto3.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+    with moto_account(monkeypatch, BUCKET) as endpoint_url:
         yield endpoint_url
 
 

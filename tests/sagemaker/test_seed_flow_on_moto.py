@@ -31,7 +31,7 @@ from flywheel.pipelines.pipeline_run import run_named_pipeline
 from flywheel.pipelines.training_run import TrainingRequest, run_training
 
 from .conftest import FakeClock
-from .moto_sagemaker import PROCESSING_FAILURE, moto_sagemaker
+from .moto_sagemaker import PROCESSING_FAILURE, moto_account
 from .test_pipeline_on_moto import BUCKET, moto_config, record_requests, write_source
 
 STRICT_AWS = Path(__file__).resolve().parents[1] / "strict_aws"
@@ -41,14 +41,7 @@ HYPERPARAMETERS = {"n_estimators": 20, "n_bits": 1024}
 @pytest.fixture
 def aws(monkeypatch):
     """moto on 127.0.0.1 running processing and training jobs, with the e2e bucket."""
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with moto_sagemaker(monkeypatch, run_jobs=True) as endpoint_url:
-        boto3.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+    with moto_account(monkeypatch, BUCKET, run_jobs=True) as endpoint_url:
         yield endpoint_url
 
 

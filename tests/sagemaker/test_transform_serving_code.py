@@ -25,7 +25,11 @@ from flywheel.components.contract.packaging import unpack_archive
 from flywheel.components.errors import InvalidSpecError
 
 from .conftest import ROLE, FakeClock
-from .moto_sagemaker import PLACEHOLDER_PREDICTION, moto_sagemaker, placeholder_model_archive
+from .moto_sagemaker import (
+    PLACEHOLDER_PREDICTION,
+    moto_account,
+    placeholder_model_archive,
+)
 
 BUCKET = "flywheel-serving"
 SKLEARN_IMAGE = "683313688378.dkr.ecr.us-east-1.amazonaws.com/sagemaker-scikit-learn:1.2-1-cpu-py3"
@@ -42,14 +46,7 @@ def model_fn(model_dir):
 
 @pytest.fixture
 def aws(monkeypatch):
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
-    with moto_sagemaker(monkeypatch) as endpoint_url:
-        boto3.client("s3", endpoint_url=endpoint_url).create_bucket(Bucket=BUCKET)
+    with moto_account(monkeypatch, BUCKET) as endpoint_url:
         yield endpoint_url
 
 

@@ -255,9 +255,8 @@ class SageMakerModelRegistry:
         # The workload's serving code (``serving.entry_point``/``source_dir``, else the training
         # script's) with its dependencies beside it, as batch transform serves it.
         workload = load_workload(code["workload"])
-        serving = workload.serving
         folder = code_with_dependencies(
-            workload.serving_source_dir, serving.dependencies if serving else (), scratch
+            workload.serving_source_dir, workload.serving_dependencies, scratch
         )
         archive = with_serving_code(local, folder, scratch)
         environment = serving_environment(
