@@ -13,6 +13,7 @@ from typing import Any, NamedTuple
 from kfp import dsl
 from kfp.dsl import PipelineTask
 from kfp.dsl.graph_component import GraphComponent
+from kfp.dsl.pipeline_channel import PipelineChannel
 
 from flywheel.components import (
     decide_promotion,
@@ -107,6 +108,27 @@ def build_training_pipeline(
             channels=channels,
         ).set_display_name("train")
         place_training(trained)
+
+        def register(**scores: PipelineChannel) -> PipelineTask:
+            """The register task, with the scores a branch has (none when training only)."""
+            return (
+                register_model(
+                    registry=registry,
+                    model_name=model_name,
+                    workload=workload,
+                    run_id=run_id,
+                    run_name=run_name,
+                    registry_state=registry_state,
+                    training_batches=training_batches,
+                    model=trained.outputs["model"],
+                    train=prepared.outputs["train"],
+                    test=prepared.outputs["test"],
+                    **scores,
+                )
+                .set_display_name("register")
+                .set_caching_options(cache_registry_steps)
+            )
+
         # A training-only workload (nothing scores its model) registers a candidate and stops.
         plan = plan_training(workload=workload, code_fingerprint=code_fingerprint).set_display_name(
             "plan"
@@ -135,23 +157,8 @@ def build_training_pipeline(
                 .set_display_name("score champion")
                 .set_caching_options(cache_registry_steps)
             )
-            registered = (
-                register_model(
-                    registry=registry,
-                    model_name=model_name,
-                    workload=workload,
-                    run_id=run_id,
-                    run_name=run_name,
-                    registry_state=registry_state,
-                    training_batches=training_batches,
-                    model=trained.outputs["model"],
-                    metrics=evaluated.outputs["metrics"],
-                    train=prepared.outputs["train"],
-                    test=prepared.outputs["test"],
-                    champion=champion.outputs["metrics"],
-                )
-                .set_display_name("register")
-                .set_caching_options(cache_registry_steps)
+            registered = register(
+                metrics=evaluated.outputs["metrics"], champion=champion.outputs["metrics"]
             )
             gate = (
                 decide_promotion(
@@ -176,22 +183,7 @@ def build_training_pipeline(
                     champion=champion.outputs["metrics"],
                 ).set_display_name("promote").set_caching_options(cache_registry_steps)
         with dsl.Else(name="training-only"):
-            registered_only = (
-                register_model(
-                    registry=registry,
-                    model_name=model_name,
-                    workload=workload,
-                    run_id=run_id,
-                    run_name=run_name,
-                    registry_state=registry_state,
-                    training_batches=training_batches,
-                    model=trained.outputs["model"],
-                    train=prepared.outputs["train"],
-                    test=prepared.outputs["test"],
-                )
-                .set_display_name("register")
-                .set_caching_options(cache_registry_steps)
-            )
+            registered_only = register()
         # Whether the gate promoted is the quality gate's output (and the registry's stage); a
         # pipeline output must come from every branch, and the training-only one has no gate.
         return TrainingOutputs(

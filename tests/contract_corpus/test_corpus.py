@@ -107,18 +107,6 @@ def numpy_channels(source: Path, root: Path) -> dict[str, str]:
     return channels
 
 
-# The two paths every case runs on, as ``ProductBug.paths`` names them.
-LOCAL, EKS = "local", "eks-path"
-
-
-@dataclass(frozen=True)
-class ProductBug:
-    """A Flywheel failure a public script shows on ``paths``, pinned until it is fixed."""
-
-    reason: str
-    paths: tuple[str, ...] = (LOCAL, EKS)
-
-
 @dataclass(frozen=True)
 class Case:
     folder: str
@@ -129,7 +117,6 @@ class Case:
     requires: tuple[str, ...] = ()
     upstream: tuple[UpstreamFile, ...] = ()
     channels: ChannelMaker | None = None
-    bug: ProductBug | None = None
 
     @property
     def id(self) -> str:
@@ -276,12 +263,6 @@ PUBLIC_CASES = [
         7,
         boosted_rounds,
         requires=("xgboost",),
-        # SageMaker's XGBoost image has its own package importable by the serving script.
-        bug=ProductBug(
-            "evaluate: framework xgboost lacks the container's package: ModuleNotFoundError: "
-            "No module named 'sagemaker_xgboost_container'",
-            paths=(LOCAL,),
-        ),
         upstream=(
             UpstreamFile(
                 EXAMPLES,
@@ -326,27 +307,12 @@ def staged(case: Case, tmp_path: Path) -> Path:
     return stage_upstream(HERE / case.folder, case.upstream, tmp_path)
 
 
-def cases_on(path: str) -> list[Any]:
-    """Every case as a test parameter; one a known product bug breaks on ``path`` is a strict
-    xfail, so the fix shows as an unexpected pass."""
-    return [
-        pytest.param(
-            case,
-            id=case.id,
-            marks=[pytest.mark.xfail(strict=True, reason=case.bug.reason)]
-            if case.bug and path in case.bug.paths
-            else [],
-        )
-        for case in OWN_CASES + PUBLIC_CASES
-    ]
-
-
 def observed(case: Case, model_archive: Path, metrics: Mapping[str, float]) -> float:
     model_dir = unpack_archive(model_archive, model_archive.parent / f"{model_archive.name}.d")
     return case.observe(model_dir, metrics)
 
 
-@pytest.mark.parametrize("case", cases_on(LOCAL))
+@pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
 def test_script_runs_unchanged_through_flywheel_run_training(
     run_training: Callable[..., int], tmp_path: Path, case: Case
 ) -> None:
@@ -369,7 +335,7 @@ def test_script_runs_unchanged_through_flywheel_run_training(
     assert workload.objective_metric in version.metrics
 
 
-@pytest.mark.parametrize("case", cases_on(EKS))
+@pytest.mark.parametrize("case", OWN_CASES + PUBLIC_CASES, ids=lambda case: case.id)
 def test_script_runs_unchanged_on_the_eks_path_on_the_cpu(
     train_on_split: TrainOnSplit, tmp_path: Path, case: Case
 ) -> None:

@@ -121,22 +121,15 @@ def load_script(
             return None
         raise SystemExit(f"entry_point: cannot import {entry_point} from {code_dir}")
     sys.path.insert(0, str(code_dir))
+    if framework == "xgboost":
+        handlers.provide_xgboost_container_package()
     name = entry_point.removesuffix(".py")
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         raise SystemExit(f"entry_point: cannot import {entry_point} from {code_dir}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
-    try:
-        spec.loader.exec_module(module)
-    except ModuleNotFoundError as error:
-        if error.name and (code_dir / "lib" / error.name.split(".")[0]).exists():
-            error.add_note(
-                f"{error.name} is in {MODEL_CODE_DIR}/lib, where the SageMaker SDK's repack puts "
-                "dependencies and which the PyTorch container does not put on sys.path: put the "
-                "package inside serving.source_dir, or add that folder to sys.path in the script"
-            )
-        raise
+    spec.loader.exec_module(module)
     return module
 
 

@@ -1,10 +1,11 @@
 """Lay out the serving code where the framework's container looks for it, before serving starts.
 
 The SageMaker SDK decides where a model's inference code goes. ``PyTorchModel`` (framework 1.2 and
-later) always repacks it into the model, ``model.tar.gz:code/`` (``utils._create_or_update_code_dir``:
-the source folder copied in whole, each dependency under ``code/lib/<name>``), because the PyTorch
-toolkit imports only from ``/opt/ml/model/code`` and installs ``code/requirements.txt`` when it
-starts. The scikit-learn and XGBoost models keep the code in ``sourcedir.tar.gz``, whose root holds
+later) always repacks it into the model, ``model.tar.gz:code/`` (``utils._create_or_update_code_dir``),
+because the PyTorch toolkit imports only from ``/opt/ml/model/code`` and installs
+``code/requirements.txt`` when it starts. The SDK puts each dependency under ``code/lib/<name>``,
+which no container puts on ``sys.path``; Flywheel puts it beside the code, ``code/<name>``, on the
+SageMaker backend and here alike, so ``import <name>`` works. The scikit-learn and XGBoost models keep the code in ``sourcedir.tar.gz``, whose root holds
 the source folder's files and each dependency by name (``contract.packaging.code_with_dependencies``);
 their containers unpack it into ``/opt/ml/code``, on ``sys.path``. The same layouts are made here.
 
@@ -30,12 +31,13 @@ _IGNORED = shutil.ignore_patterns("__pycache__")
 
 
 def repack_code(model_dir: Path, source_dir: Path, dependencies: tuple[Path, ...]) -> Path:
-    """``model_dir/code`` as the SDK's repack makes it: the source folder, dependencies in ``lib``."""
+    """``model_dir/code`` as the SageMaker backend repacks it: the source folder, each dependency
+    beside its files under its own name."""
     code_dir = model_dir / MODEL_CODE_DIR
     shutil.rmtree(code_dir, ignore_errors=True)
     shutil.copytree(source_dir, code_dir, ignore=_IGNORED)
     for dependency in dependencies:
-        shutil.copytree(dependency, code_dir / "lib" / dependency.name, ignore=_IGNORED)
+        shutil.copytree(dependency, code_dir / dependency.name, ignore=_IGNORED)
     return code_dir
 
 

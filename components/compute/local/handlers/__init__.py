@@ -16,6 +16,8 @@ leaves out is the default, one by one.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
@@ -77,3 +79,24 @@ def handlers_of(script: ModuleType | None, defaults: ModuleType, entry_point: st
         return output_fn(predict_fn(input_fn(body, content_type), model), accept)
 
     return Handlers(model_fn, default_transform_fn)
+
+
+def provide_xgboost_container_package() -> None:
+    """Make ``sagemaker_xgboost_container.encoder`` importable, as it is in SageMaker's XGBoost image.
+
+    Serving scripts written for that container import its decoders (``xgb_encoders.
+    libsvm_to_dmatrix``); the package is not on PyPI, so where it is not installed, its ``encoder``
+    is this module's XGBoost decoders, which follow the container's own.
+    """
+    if importlib.util.find_spec("sagemaker_xgboost_container") is not None:
+        return
+    from flywheel.components.compute.local.handlers import xgboost as decoders
+
+    package = ModuleType("sagemaker_xgboost_container")
+    package.__path__ = []
+    encoder = ModuleType("sagemaker_xgboost_container.encoder")
+    encoder.csv_to_dmatrix = decoders.csv_to_dmatrix
+    encoder.libsvm_to_dmatrix = decoders.libsvm_to_dmatrix
+    encoder.decode = lambda body, content_type: decoders.default_input_fn(body, content_type)
+    package.encoder = encoder
+    sys.modules.update({package.__name__: package, encoder.__name__: encoder})
