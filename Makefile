@@ -33,8 +33,10 @@ $(SECURITY_TOOLS)/bin/checkov: | $(PY)
 run: $(VENV)/.run-installed
 	$(VENV)/bin/flywheel run training
 
+# Two workers, one per core of CI's machine; a test file stays on one worker (its module fixtures
+# are set up once, its tests run in order).
 test: $(VENV)/.dev-installed $(VENV)/bin/helm $(VENV)/bin/kubectl $(SECURITY_TOOLS)/bin/checkov
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile
 
 # Public SageMaker scripts, byte for byte from clones that are not committed here (no GitHub in
 # CI): SAGEMAKER_PUBLIC_CHECKOUTS names the folder of clones (tests/contract_corpus/README.md).

@@ -10,9 +10,11 @@ byte for byte the same, into the Helm chart's ``files/``. Each public component 
 
 from __future__ import annotations
 
+import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from kfp import compiler
 
@@ -53,15 +55,32 @@ def public_components() -> dict[str, object]:
     return {name: value for name, value in exported.items() if hasattr(value, "component_spec")}
 
 
+def _write_if_changed(path: Path, text: str) -> None:
+    """Replace ``path`` atomically, and only when its bytes change: a reader never sees it half
+    written (a ``compile --check`` while another compile runs, as parallel tests do)."""
+    if path.is_file() and path.read_text() == text:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _compile_to(compiled: Any, target: Path) -> Path:
+    """KFP's compile of a pipeline or component into ``target``, written only when it changed."""
+    with tempfile.TemporaryDirectory() as scratch:
+        fresh = Path(scratch) / target.name
+        compiler.Compiler().compile(compiled, str(fresh))
+        _write_if_changed(target, fresh.read_text())
+    return target
+
+
 def compile_components(component_dir: Path) -> list[Path]:
     """Write ``<name>.yaml`` for every public component; the bytes depend only on its code."""
-    component_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, component in public_components().items():
-        target = component_dir / f"{name}.yaml"
-        compiler.Compiler().compile(component, str(target))
-        written.append(target)
-    return written
+    return [
+        _compile_to(component, component_dir / f"{name}.yaml")
+        for name, component in public_components().items()
+    ]
 
 
 def compile_all(
@@ -74,17 +93,13 @@ def compile_all(
     Each of ``manifest_dirs`` gets the same Kubernetes manifests, one file per pipeline; each
     public component's spec goes to ``component_dir`` (none when it is None).
     """
-    output_dir.mkdir(parents=True, exist_ok=True)
-    written = []
-    for name, pipeline in PIPELINES.items():
-        target = output_dir / f"{name}.yaml"
-        compiler.Compiler().compile(pipeline, str(target))
-        written.append(target)
+    written = [
+        _compile_to(pipeline, output_dir / f"{name}.yaml") for name, pipeline in PIPELINES.items()
+    ]
     if component_dir is not None:
         written.extend(compile_components(component_dir))
     for path, text in _manifest_files(manifest_dirs).items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
+        _write_if_changed(path, text)
         written.append(path)
     return written
 
