@@ -114,15 +114,7 @@ def build_parser() -> argparse.ArgumentParser:
         "pipeline", help="run any shipped pipeline with its own defaults, e.g. qsar-processing"
     )
     any_pipeline.add_argument("name", help=f"which pipeline: {', '.join(PIPELINE_NAMES)}")
-    any_pipeline.add_argument(
-        "--param",
-        dest="parameters",
-        action="append",
-        default=[],
-        type=parse_assignment,
-        metavar="NAME=VALUE",
-        help="set a pipeline parameter, checked against its declared type (repeatable)",
-    )
+    _add_param_option(any_pipeline)
     any_pipeline.add_argument(
         "--no-cache", action="store_true", help="run every task, ignoring the cache"
     )
@@ -141,15 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument(
         "--host", required=True, help="KFP API endpoint, e.g. http://ml-pipeline.kubeflow:8888"
     )
-    submit.add_argument(
-        "--param",
-        dest="parameters",
-        action="append",
-        default=[],
-        type=parse_assignment,
-        metavar="NAME=VALUE",
-        help="a pipeline parameter (repeatable; dicts as JSON)",
-    )
+    _add_param_option(submit)
     submit.add_argument(
         "--workload",
         default="",
@@ -283,6 +267,20 @@ def _add_training_options(training: argparse.ArgumentParser) -> None:
     )
     training.add_argument(
         "-v", "--verbose", action="store_true", help="show kfp.local's full task logs"
+    )
+
+
+def _add_param_option(parser: argparse.ArgumentParser) -> None:
+    """``--param NAME=VALUE``, checked against the pipeline's declared parameters and types."""
+    parser.add_argument(
+        "--param",
+        dest="parameters",
+        action="append",
+        default=[],
+        type=parse_assignment,
+        metavar="NAME=VALUE",
+        help="set a pipeline parameter, checked against its declared type (repeatable; dicts "
+        "and lists as JSON)",
     )
 
 

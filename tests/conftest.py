@@ -5,6 +5,7 @@ the way the real service checks them, so a lenient fake (moto, Stubber) cannot h
 that AWS would refuse.
 """
 
+import functools
 import importlib.util
 import logging
 import os
@@ -62,6 +63,41 @@ def moto_s3(moto_server: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str]
         return client
 
     return bucket
+
+
+@pytest.fixture
+def one_script_job(tmp_path: Path) -> Callable[..., Any]:
+    """Call it as ``one_script_job(script, job_name=..., rows=..., files=..., environment=...)``:
+    a training job of one script (plus ``files`` beside it) on a one-file ``train`` channel."""
+    return functools.partial(_one_script_job, tmp_path)
+
+
+def _one_script_job(
+    tmp_path: Path,
+    script: str,
+    *,
+    job_name: str,
+    rows: str = "id,x,y\n1,2,3\n",
+    files: Mapping[str, str] | None = None,
+    environment: Mapping[str, str] | None = None,
+) -> Any:
+    from flywheel.components.compute.backend import TrainingJobSpec
+
+    code = tmp_path / "code"
+    code.mkdir()
+    for name, text in {"train.py": script, **(files or {})}.items():
+        (code / name).write_text(text)
+    data = tmp_path / "data.csv"
+    data.write_text(rows)
+    return TrainingJobSpec(
+        job_name=job_name,
+        source_dir=str(code),
+        entry_point="train.py",
+        channels={"train": str(data)},
+        hyperparameters={},
+        output_location=str(tmp_path / "out"),
+        environment=dict(environment or {}),
+    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import tarfile
+from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from flywheel.components.compute.backend import TrainingJobSpec
 
@@ -22,34 +25,20 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
 """
 
 
-def job(tmp_path: Path, script: str) -> TrainingJobSpec:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text(script)
-    data = tmp_path / "data.csv"
-    data.write_text("1,2,3\n")
-    return TrainingJobSpec(
-        job_name="output-data",
-        source_dir=str(code),
-        entry_point="train.py",
-        channels={"train": str(data)},
-        hyperparameters={},
-        output_location=str(tmp_path / "out"),
-    )
+@pytest.fixture
+def job(one_script_job: Callable[..., TrainingJobSpec]) -> Callable[[str], TrainingJobSpec]:
+    """``job(script)``: the script's training job on a headerless one-row channel."""
+    return lambda script: one_script_job(script, job_name="output-data", rows="1,2,3\n")
 
 
-def test_a_sagemaker_jobs_output_data_is_fetched_from_its_output_path(aws, tmp_path):  # noqa: F811
-    result = backend(aws, "output-data").train(
-        job(tmp_path, WRITES_OUTPUT_DATA), log=lambda _: None
-    )
+def test_a_sagemaker_jobs_output_data_is_fetched_from_its_output_path(aws, job, tmp_path):  # noqa: F811
+    result = backend(aws, "output-data").train(job(WRITES_OUTPUT_DATA), log=lambda _: None)
     archive = Path(result.output_data_artifact)
     assert archive == tmp_path / "out" / result.job_name / "output" / "output.tar.gz"
     with tarfile.open(archive) as tar:
         assert json.load(tar.extractfile("metrics.json")) == {"rmse": 0.25}
 
 
-def test_a_sagemaker_job_that_wrote_no_output_data_has_none(aws, tmp_path):  # noqa: F811
-    result = backend(aws, "no-output-data").train(
-        job(tmp_path, WRITES_ONLY_THE_MODEL), log=lambda _: None
-    )
+def test_a_sagemaker_job_that_wrote_no_output_data_has_none(aws, job, tmp_path):  # noqa: F811
+    result = backend(aws, "no-output-data").train(job(WRITES_ONLY_THE_MODEL), log=lambda _: None)
     assert result.output_data_artifact is None

@@ -3,6 +3,7 @@ framework, the Flywheel extra that brings it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -12,20 +13,11 @@ from flywheel.components.compute.local import LocalBackend, toolkit
 from flywheel.components.errors import JobFailedError
 
 
-def job(tmp_path: Path, script: str, **environment: str) -> TrainingJobSpec:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text(script)
-    data = tmp_path / "data.csv"
-    data.write_text("id,x,y\n1,2,3\n")
-    return TrainingJobSpec(
-        job_name="failing-job",
-        source_dir=str(code),
-        entry_point="train.py",
-        channels={"train": str(data)},
-        hyperparameters={},
-        output_location=str(tmp_path / "out"),
-        environment=environment,
+@pytest.fixture
+def job(one_script_job: Callable[..., TrainingJobSpec]) -> Callable[..., TrainingJobSpec]:
+    """``job(script, **environment)``: the failing script's training job."""
+    return lambda script, **environment: one_script_job(
+        script, job_name="failing-job", environment=environment
     )
 
 
@@ -35,19 +27,19 @@ def failure(spec: TrainingJobSpec) -> str:
     return str(failed.value)
 
 
-def test_a_syntax_error_names_its_file_and_line(tmp_path: Path) -> None:
-    reason = failure(job(tmp_path, "import os\n\ndef train(:\n    pass\n"))
+def test_a_syntax_error_names_its_file_and_line(job, tmp_path: Path) -> None:
+    reason = failure(job("import os\n\ndef train(:\n    pass\n"))
     assert reason.endswith("SyntaxError: invalid syntax (train.py, line 3)")
 
 
-def test_a_script_without_xgboost_fails_naming_the_xgboost_extra(tmp_path: Path) -> None:
+def test_a_script_without_xgboost_fails_naming_the_xgboost_extra(job, tmp_path: Path) -> None:
     # An ``xgboost`` that cannot be imported stands for an install without the extra.
     blocker = tmp_path / "no-xgboost" / "xgboost"
     blocker.mkdir(parents=True)
     (blocker / "__init__.py").write_text(
         "raise ModuleNotFoundError(\"No module named 'xgboost'\")\n"
     )
-    spec = job(tmp_path, "import xgboost\n", PYTHONPATH=str(blocker.parent))
+    spec = job("import xgboost\n", PYTHONPATH=str(blocker.parent))
     reason = failure(spec)
     assert "ModuleNotFoundError: No module named 'xgboost'" in reason
     assert (
@@ -56,10 +48,10 @@ def test_a_script_without_xgboost_fails_naming_the_xgboost_extra(tmp_path: Path)
 
 
 def test_each_missing_framework_in_the_table_names_its_extra(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    job, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(toolkit.FRAMEWORK_EXTRAS, "flywheel_surely_absent_framework", "gpu")
-    reason = failure(job(tmp_path, "import flywheel_surely_absent_framework.nn\n"))
+    reason = failure(job("import flywheel_surely_absent_framework.nn\n"))
     assert reason.splitlines()[-1] == (
         "flywheel_surely_absent_framework is not installed: pip install 'flywheel-mlops[gpu]'"
     )

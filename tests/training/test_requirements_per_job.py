@@ -8,6 +8,7 @@ import hashlib
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -50,20 +51,11 @@ def build_wheel(folder: Path) -> Path:
     return wheel
 
 
-def job(tmp_path: Path, requirements: str) -> TrainingJobSpec:
-    code = tmp_path / "code"
-    code.mkdir()
-    (code / "train.py").write_text(SCRIPT)
-    (code / "requirements.txt").write_text(requirements)
-    data = tmp_path / "data.csv"
-    data.write_text("id,x,y\n1,2,3\n")
-    return TrainingJobSpec(
-        job_name="requirements-job",
-        source_dir=str(code),
-        entry_point="train.py",
-        channels={"train": str(data)},
-        hyperparameters={},
-        output_location=str(tmp_path / "out"),
+@pytest.fixture
+def job(one_script_job: Callable[..., TrainingJobSpec]) -> Callable[[str], TrainingJobSpec]:
+    """``job(requirements)``: the probe script's training job with that ``requirements.txt``."""
+    return lambda requirements: one_script_job(
+        SCRIPT, job_name="requirements-job", files={"requirements.txt": requirements}
     )
 
 
@@ -82,21 +74,23 @@ def importable_in_flywheels_environment(module: str) -> bool:
 
 
 def test_a_requirement_installs_for_the_job_and_not_into_flywheels_environment(
+    job,
     tmp_path: Path,
 ) -> None:
     assert not importable_in_flywheels_environment(PROBE), f"{PROBE} is installed already"
     wheel = build_wheel(tmp_path)
     lines: list[str] = []
-    LocalBackend().train(job(tmp_path, f"--no-index\n{wheel}\n"), log=lines.append)
+    LocalBackend().train(job(f"--no-index\n{wheel}\n"), log=lines.append)
     (place,) = [line for line in lines if line.startswith("probe from ")]
     assert Path(sys.prefix) not in Path(place.removeprefix("probe from ")).parents
     assert not importable_in_flywheels_environment(PROBE)
 
 
 def test_an_impossible_requirement_fails_naming_pips_error_and_that_the_script_never_ran(
+    job,
     tmp_path: Path,
 ) -> None:
-    spec = job(tmp_path, "--no-index\nflywheel-no-such-distribution==1.0\n")
+    spec = job("--no-index\nflywheel-no-such-distribution==1.0\n")
     with pytest.raises(JobFailedError) as failed:
         LocalBackend().train(spec, log=lambda _: None)
     reason = str(failed.value)
