@@ -14,9 +14,10 @@ from google.protobuf import json_format
 from kfp import dsl
 from kfp.dsl.graph_component import GraphComponent
 
-from flywheel.components import prepare_data
 from flywheel.pipelines.catalog import PIPELINES
 from flywheel.pipelines.compile import public_components
+
+from .pipeline_parts import prepare_task
 
 
 def _program(executor: dict) -> str:
@@ -57,20 +58,6 @@ def test_shipped_pipeline_runs_only_public_components(name: str) -> None:
     assert foreign_tasks(pipeline) == []
 
 
-def _prepare(workload):
-    """The public ``prepare_data`` task, called inside a pipeline under construction."""
-    return prepare_data(
-        source="builtin:chembl-CHEMBL2321810",
-        workload=workload,
-        batch_count=2,
-        training_batches=1,
-        test_fraction=0.2,
-        seed=7,
-        order_by="",
-        source_fingerprint="",
-    )
-
-
 @dsl.component(base_image="python:3.11")
 def evaluate_model_privately(data: dsl.Input[dsl.Dataset], metrics: dsl.Output[dsl.Metrics]):
     """A private step that a shipped pipeline must not use."""
@@ -79,7 +66,7 @@ def evaluate_model_privately(data: dsl.Input[dsl.Dataset], metrics: dsl.Output[d
 def test_a_private_component_inside_a_pipeline_is_caught() -> None:
     @dsl.pipeline
     def with_a_private_step(workload: str = "builtin:qsar"):
-        prepared = _prepare(workload)
+        prepared = prepare_task(workload)
         evaluate_model_privately(data=prepared.outputs["test"])
 
     assert foreign_tasks(with_a_private_step) == ["exec-evaluate-model-privately"]
@@ -92,7 +79,7 @@ def test_a_private_component_under_a_public_name_is_caught() -> None:
 
     @dsl.pipeline
     def shadowed(workload: str = "builtin:qsar"):
-        prepared = _prepare(workload)
+        prepared = prepare_task(workload)
         evaluate_model(test=prepared.outputs["test"])
 
     assert foreign_tasks(shadowed) == ["exec-evaluate-model"]
@@ -109,7 +96,7 @@ def test_an_importer_is_not_a_public_component() -> None:
 def test_a_public_component_inside_a_user_pipeline_is_recognised() -> None:
     @dsl.pipeline
     def public_only(workload: str = "builtin:qsar"):
-        _prepare(workload)
+        prepare_task(workload)
 
     assert list(_programs(public_only)) == ["exec-prepare-data"]
     assert foreign_tasks(public_only) == []

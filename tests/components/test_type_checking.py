@@ -12,20 +12,9 @@ import pytest
 from kfp import dsl
 from kfp.dsl.types.type_utils import InconsistentTypeException
 
-from flywheel.components import deploy_endpoint, evaluate_model, prepare_data, train_model
+from flywheel.components import deploy_endpoint, evaluate_model, train_model
 
-
-def _prepare(workload):
-    return prepare_data(
-        source="builtin:chembl-CHEMBL2321810",
-        workload=workload,
-        batch_count=2,
-        training_batches=1,
-        test_fraction=0.2,
-        seed=7,
-        order_by="",
-        source_fingerprint="",
-    )
+from .pipeline_parts import prepare_task
 
 
 def _train(workload, train, test, **extra):
@@ -51,7 +40,7 @@ def test_metrics_fed_to_a_dataset_input_is_refused_naming_the_input_and_both_typ
 
         @dsl.pipeline
         def miswired(workload: str = "builtin:qsar"):
-            prepared = _prepare(workload)
+            prepared = prepare_task(workload)
             trained = _train(workload, prepared.outputs["train"], prepared.outputs["test"])
             evaluated = evaluate_model(
                 workload=workload,
@@ -72,7 +61,7 @@ def test_an_artifact_fed_to_a_parameter_input_is_refused() -> None:
 
         @dsl.pipeline
         def miswired(workload: str = "builtin:qsar"):
-            prepared = _prepare(workload)
+            prepared = prepare_task(workload)
             train, test = prepared.outputs["train"], prepared.outputs["test"]
             _train(workload, train, test, channels=train)
 
@@ -83,7 +72,7 @@ def test_a_generic_artifact_output_is_accepted_by_any_artifact_input() -> None:
     # Only the component's own run would notice.
     @dsl.pipeline
     def accepted(workload: str = "builtin:qsar"):
-        prepared = _prepare(workload)
+        prepared = prepare_task(workload)
         deployed = deploy_endpoint(
             compute_config={}, model_package_arn="arn:model", endpoint_name="endpoint"
         )
