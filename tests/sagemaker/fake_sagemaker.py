@@ -2,12 +2,20 @@
 does not.
 
 moto completes a job the moment it is created, so kills, retries and cancellations mid-job cannot
-be tested against it. This server keeps every job ``InProgress`` until the test says how it ends,
-records every call in arrival order, can take its time answering CreateTrainingJob or
-CreateProcessingJob (the job appears only when the call returns, as with the real service), and
-refuses to reuse a name, as SageMaker does. Statuses are the service's own (InProgress, Completed,
-Failed, Stopping, Stopped). Only the operations the launcher calls exist; any other is refused. S3
-and CloudWatch Logs stay on moto.
+be tested against it. This server keeps the real service's rules where moto is lenient:
+
+- every job stays ``InProgress`` until the test says how it ends (with a stop reason such as
+  ``MaxWaitTimeExceeded`` as the secondary status, as SageMaker reports a spot time-out);
+- CreateTrainingJob or CreateProcessingJob can take its time (the job appears only when the call
+  returns, as with the real service);
+- a name is taken until the service frees it: :meth:`delete` does what DeleteTrainingJob or a
+  retention rule does (the job is ``Deleting``, its name still taken), and only :meth:`purge`
+  frees the name, as the service does later;
+- Describe and List can be throttled N times, at any point (per account, as the service does);
+- List<Kind>Jobs answers by ``NameContains``, a page of ``MaxResults`` at a time.
+
+Every call is recorded in arrival order. Only the operations the launcher calls exist; any other is
+refused. S3 and CloudWatch Logs stay on moto.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ class FakeSageMaker:
         self.create_delay = create_delay
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.jobs: dict[str, dict[str, Any]] = {}
+        self.throttles = 0
         self._lock = threading.Lock()
         self._s3 = boto3.client(
             "s3",
@@ -85,23 +94,42 @@ class FakeSageMaker:
                 raise AssertionError(f"timed out; calls so far: {[c[0] for c in self.calls]}")
             time.sleep(0.05)
 
+    def throttle(self, times: int) -> None:
+        """Refuse the next ``times`` Describe and List calls with ThrottlingException."""
+        with self._lock:
+            self.throttles += times
+
+    def delete(self, name: str) -> None:
+        """What DeleteTrainingJob (or a retention rule) does: the job is Deleting, its name taken."""
+        with self._lock:
+            self.jobs[name]["status"] = "Deleting"
+
+    def purge(self, name: str) -> None:
+        """The service finishes deleting ``name``: the job is gone and its name is free again."""
+        with self._lock:
+            del self.jobs[name]
+
     def finish(
         self,
         name: str,
         status: str,
         reason: str = "",
         *,
+        secondary: str = "",
         exit_message: str = "",
         outputs: Mapping[str, Mapping[str, bytes]] | None = None,
     ) -> None:
         """End ``name`` as ``status``; a Completed job leaves what SageMaker would have uploaded.
 
-        A training job leaves its model.tar.gz; a processing job, for each output, the files
-        ``outputs`` gives it (relative path to content), or one file when ``outputs`` is None.
+        ``secondary`` is the training job's last secondary status (``MaxWaitTimeExceeded``...),
+        ``status`` itself by default. A training job leaves its model.tar.gz; a processing job,
+        for each output, the files ``outputs`` gives it (relative path to content), or one file
+        when ``outputs`` is None.
         """
         with self._lock:
             job = self.jobs[name]
             job["status"], job["reason"], job["exit_message"] = status, reason, exit_message
+            job["secondary"] = secondary or status
         if status != "Completed":
             return
         if job["kind"] == "Processing":
@@ -135,6 +163,7 @@ class FakeSageMaker:
             self.jobs[name] = {
                 "kind": kind,
                 "status": "InProgress",
+                "secondary": "Training",
                 "reason": "",
                 "exit_message": "",
                 "arn": arn,
@@ -153,9 +182,11 @@ class FakeSageMaker:
             job = self._job(kind, params)
             shown = job["status"]
             if shown == "Stopping":  # the next look finds it stopped
-                job["status"] = "Stopped"
+                job["status"] = job["secondary"] = "Stopped"
         describe = self._describe_processing if kind == "Processing" else self._describe_training
         description = describe(job, params[f"{kind}JobName"], shown)
+        if kind == "Training":
+            description["SecondaryStatus"] = "Stopping" if shown == "Stopping" else job["secondary"]
         if job["reason"]:
             description["FailureReason"] = job["reason"]
         return description
@@ -186,16 +217,41 @@ class FakeSageMaker:
             "TrainingJobName": name,
             "TrainingJobArn": job["arn"],
             "TrainingJobStatus": shown,
-            "SecondaryStatus": shown,
             "AlgorithmSpecification": request["AlgorithmSpecification"],
             "ResourceConfig": request["ResourceConfig"],
             "StoppingCondition": request["StoppingCondition"],
+            **{
+                key: request[key]
+                for key in ("CheckpointConfig", "EnableManagedSpotTraining")
+                if key in request
+            },
             "ModelArtifacts": {
                 "S3ModelArtifacts": f"{request['OutputDataConfig']['S3OutputPath'].rstrip('/')}"
                 f"/{name}/output/model.tar.gz"
             },
             "CreationTime": time.time(),
         }
+
+    def _list(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
+        contains, size = params.get("NameContains", ""), params.get("MaxResults", 10)
+        start = int(params.get("NextToken", "0"))
+        with self._lock:
+            names = sorted(
+                name for name, job in self.jobs.items() if job["kind"] == kind and contains in name
+            )
+            page = [
+                {
+                    f"{kind}JobName": name,
+                    f"{kind}JobArn": self.jobs[name]["arn"],
+                    f"{kind}JobStatus": self.jobs[name]["status"],
+                    "CreationTime": time.time(),
+                }
+                for name in names[start : start + size]
+            ]
+        answer: dict[str, Any] = {f"{kind}JobSummaries": page}
+        if start + size < len(names):
+            answer["NextToken"] = str(start + size)
+        return answer
 
     def _stop(self, kind: str, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
@@ -204,6 +260,12 @@ class FakeSageMaker:
                 raise _Refused("ValidationException", f"The job is {job['status']}")
             job["status"] = "Stopping"
         return {}
+
+    def _maybe_throttle(self, operation: str) -> None:
+        with self._lock:
+            if self.throttles and operation.startswith(("Describe", "List")):
+                self.throttles -= 1
+                raise _Refused("ThrottlingException", "Rate exceeded")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         fake = self
@@ -216,6 +278,9 @@ class FakeSageMaker:
                 ("Stop", self._stop),
             )
         }
+        operations.update(
+            {f"List{kind}Jobs": functools.partial(self._list, kind) for kind in KINDS}
+        )
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:
@@ -226,6 +291,7 @@ class FakeSageMaker:
                 try:
                     if operation not in operations:
                         raise _Refused("UnknownOperationException", operation)
+                    fake._maybe_throttle(operation)
                     status, body = 200, operations[operation](params)
                 except _Refused as refused:
                     status, body = 400, {"__type": refused.code, "message": str(refused)}

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from flywheel.components.compute.sagemaker import SageMakerBackend, SageMakerConfig
-from flywheel.components.compute.sagemaker.polling import PollSchedule
+from flywheel.components.compute.sagemaker.polling import Backoff, PollSchedule
 from flywheel.components.contract.processing import (
     ProcessingInput,
     ProcessingJobSpec,
@@ -22,6 +22,8 @@ from flywheel.components.steps.runtime import reported_step
 
 # Describe every 0.2 s instead of every 5-60 s, so a test takes seconds; the calls are the same.
 PollSchedule.__init__.__defaults__ = (0.2, 0.0, 0.2)
+# Throttled calls are asked again within 0.05 s instead of up to 30 s, for the same reason.
+Backoff.__init__.__defaults__ = (0.02, 0.05)
 
 folder, config = Path(sys.argv[1]), json.loads(sys.argv[2])
 spec = ProcessingJobSpec(

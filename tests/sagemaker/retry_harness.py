@@ -7,6 +7,7 @@ or SIGTERM it and start the next attempt, as KFP's retry does.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -81,3 +82,34 @@ def launch(aws: Aws, driver: Path, arguments: Sequence[str], log: Path) -> Attem
             stderr=subprocess.STDOUT,
         )
     return Attempt(process, log)
+
+
+TRAIN_STEP = Path(__file__).with_name("train_step_process.py")
+
+
+def train_step(aws: Aws, folder: Path, attempt: int, **config: object) -> Attempt:
+    """One attempt of the real train step on a two-row dataset; ``config`` adds compute_config keys."""
+    from .conftest import ROLE  # conftest imports this module for its fixture
+
+    train, test = folder / "train.csv", folder / "test.csv"
+    for path in (train, test):
+        path.write_text("compound_id,smiles,pIC50\nc1,CCO,5.1\nc2,CCN,6.2\n")
+    compute = {
+        "role_arn": ROLE,
+        "s3_prefix": f"s3://{BUCKET}/flywheel",
+        "image_uri": IMAGE,
+        **config,
+    }
+    arguments = [str(train), str(test), str(folder / "model.tar.gz"), json.dumps(compute)]
+    return launch(aws, TRAIN_STEP, arguments, folder / f"attempt-{attempt}.log")
+
+
+def failed_first_attempt(aws: Aws, folder: Path) -> tuple[str, Attempt]:
+    """Attempt 1 of the train step, whose job SageMaker fails: the job's name and the attempt."""
+    fake = aws.sagemaker
+    first = train_step(aws, folder, 1)
+    fake.wait_for(lambda: len(fake.jobs) == 1)
+    (name,) = fake.jobs
+    fake.finish(name, "Failed", "AlgorithmError: out of memory")
+    assert first.wait() == 1
+    return name, first

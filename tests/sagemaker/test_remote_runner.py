@@ -9,6 +9,8 @@ import pytest
 
 from flywheel.components.compute.sagemaker import StepCancelledError, Watch, run_job
 from flywheel.components.compute.sagemaker.jobs import TRAINING
+from flywheel.components.compute.sagemaker.polling import Backoff
+from flywheel.components.compute.sagemaker.throttling import ThrottledTooLongError
 from flywheel.components.errors import JobFailedError
 
 from .conftest import NOW, ROLE
@@ -46,12 +48,37 @@ def description(status: str, secondary: list[tuple[str, str]] = (), **extra: obj
     }
 
 
-def not_found(stubbed) -> None:
+def listed(stubbed, *jobs: tuple[str, str]) -> None:
+    """ListTrainingJobs by the base name: the attempts the service still knows, as (name, status)."""
+    summaries = [
+        {
+            "TrainingJobName": name,
+            "TrainingJobArn": ARN.replace(NAME, name),
+            "CreationTime": NOW,
+            "TrainingJobStatus": status,
+        }
+        for name, status in jobs
+    ]
+    stubbed.sagemaker.add_response(
+        "list_training_jobs",
+        {"TrainingJobSummaries": summaries},
+        {"NameContains": NAME, "MaxResults": 100},
+    )
+
+
+def created(stubbed) -> None:
+    """No attempt exists yet, so the step creates the job under its base name."""
+    listed(stubbed)
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+
+
+def not_found(stubbed, name: str = NAME) -> None:
     stubbed.sagemaker.add_client_error(
         "describe_training_job",
         service_error_code="ValidationException",
         service_message="Requested resource not found.",
-        expected_params={"TrainingJobName": NAME},
+        expected_params={"TrainingJobName": name},
     )
 
 
@@ -74,8 +101,7 @@ def describe(stubbed, body: dict) -> None:
 
 
 def test_training_job_streams_transitions_and_every_instance_log_page(stubbed, clock):
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     describe(stubbed, description("InProgress", [("Starting", "Launching instances")]))
     no_streams(stubbed)
     describe(
@@ -197,8 +223,7 @@ def test_training_job_streams_transitions_and_every_instance_log_page(stubbed, c
 
 
 def test_failed_job_reports_sagemakers_failure_reason(stubbed, clock):
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     describe(
         stubbed,
         description(
@@ -215,8 +240,7 @@ def test_failed_job_reports_sagemakers_failure_reason(stubbed, clock):
 
 
 def test_job_stopped_while_followed_fails_the_step_with_a_clear_message(stubbed, clock):
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     describe(
         stubbed, description("Stopped", [("Starting", "Launching"), ("Stopped", "Stopped by user")])
     )
@@ -235,24 +259,14 @@ def test_retry_after_a_failed_or_stopped_job_creates_the_next_attempt(stubbed, c
         **REQUEST,
         "CheckpointConfig": {"S3Uri": f"s3://flywheel-test/ckpt/{NAME}", "LocalPath": "/opt/ml/c"},
     }
+    listed(stubbed, (NAME, ended))
     describe(stubbed, description(ended, [(ended, "ended")], FailureReason="OOM at epoch 3"))
-    stubbed.sagemaker.add_client_error(
-        "describe_training_job",
-        service_error_code="ValidationException",
-        service_message="Requested resource not found.",
-        expected_params={"TrainingJobName": second},
-    )
+    not_found(stubbed, second)
     stubbed.sagemaker.add_response(
         "create_training_job",
         {"TrainingJobArn": second_arn},
-        {
-            **spot_request,
-            "TrainingJobName": second,
-            "CheckpointConfig": {
-                "S3Uri": f"s3://flywheel-test/ckpt/{second}",
-                "LocalPath": "/opt/ml/c",
-            },
-        },
+        # The checkpoints belong to the logical job: the next attempt resumes from them.
+        {**spot_request, "TrainingJobName": second},
     )
     completed = {
         **description("Completed", [("Completed", "done")]),
@@ -273,8 +287,7 @@ def test_retry_after_a_failed_or_stopped_job_creates_the_next_attempt(stubbed, c
 
 
 def test_throttled_describe_is_survived_and_polling_goes_on(stubbed, clock):
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     for _ in range(3):
         stubbed.sagemaker.add_client_error(
             "describe_training_job",
@@ -309,8 +322,7 @@ def test_retry_reattaches_to_running_training_job(stubbed, clock):
         raise PodPreempted
 
     # First attempt: creates the job, sees it running, then its pod dies mid-poll.
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
     no_streams(stubbed)
     clock.on_sleep = preempt
@@ -319,6 +331,7 @@ def test_retry_reattaches_to_running_training_job(stubbed, clock):
 
     # Second attempt: the same request finds the job by its name and follows it to the end.
     clock.on_sleep = None
+    listed(stubbed, (NAME, "InProgress"))
     describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
     no_streams(stubbed)
     describe(
@@ -345,8 +358,7 @@ def test_retry_reattaches_to_running_training_job(stubbed, clock):
 
 
 def test_sigterm_during_polling_stops_the_training_job(stubbed, clock):
-    not_found(stubbed)
-    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    created(stubbed)
     describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
     no_streams(stubbed)
     stubbed.sagemaker.add_response("stop_training_job", {}, {"TrainingJobName": NAME})
@@ -364,4 +376,133 @@ def test_sigterm_during_polling_stops_the_training_job(stubbed, clock):
 
     assert any("Stopping" in line for line in lines)
     assert signal.getsignal(signal.SIGTERM) is before, "the previous handler is restored"
+    stubbed.verify()
+
+
+def completed_attempt(name: str) -> dict:
+    return {
+        **description("Completed", [("Completed", "done")]),
+        "TrainingJobName": name,
+        "TrainingJobArn": ARN.replace(NAME, name),
+    }
+
+
+def test_a_completed_attempt_is_reattached_after_the_attempts_before_it_were_deleted(
+    stubbed, clock
+):
+    # Retention deleted the Failed attempt 1, so its name is free; attempt 2 had Completed.
+    second = f"{NAME}-a2"
+    listed(stubbed, (second, "Completed"))
+    stubbed.sagemaker.add_response(
+        "describe_training_job", completed_attempt(second), {"TrainingJobName": second}
+    )
+    drained(stubbed)
+    lines: list[str] = []
+
+    result = run_job(stubbed.clients, TRAINING, REQUEST, log=lines.append, watch=Watch(clock=clock))
+
+    assert result["TrainingJobName"] == second, "no new job under the freed base name"
+    assert any(f"[{second}] training job exists (Completed): reattaching" in x for x in lines)
+    stubbed.verify()
+
+
+def test_a_deleting_attempt_is_never_followed_nor_its_name_reused(stubbed, clock):
+    second = f"{NAME}-a2"
+    listed(stubbed, (NAME, "Deleting"))
+    describe(stubbed, description("Deleting", [("Failed", "ended")]))
+    not_found(stubbed, second)
+    stubbed.sagemaker.add_response(
+        "create_training_job",
+        {"TrainingJobArn": ARN.replace(NAME, second)},
+        {**REQUEST, "TrainingJobName": second},
+    )
+    stubbed.sagemaker.add_response(
+        "describe_training_job", completed_attempt(second), {"TrainingJobName": second}
+    )
+    drained(stubbed)
+    lines: list[str] = []
+
+    result = run_job(stubbed.clients, TRAINING, REQUEST, log=lines.append, watch=Watch(clock=clock))
+
+    assert result["TrainingJobName"] == second
+    assert any("attempt 1 is Deleting (deleted, its name still taken)" in x for x in lines)
+    stubbed.verify()
+
+
+def test_a_job_deleted_while_followed_fails_the_step_in_one_line(stubbed, clock):
+    created(stubbed)
+    describe(stubbed, description("InProgress", [("Training", "Training in progress")]))
+    no_streams(stubbed)
+    not_found(stubbed)
+    drained(stubbed)
+
+    with pytest.raises(JobFailedError, match=r"it was deleted \(deleted\) while this step"):
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+    stubbed.verify()
+
+
+def throttled(stubbed, operation: str, times: int) -> None:
+    for _ in range(times):
+        stubbed.sagemaker.add_client_error(
+            operation, service_error_code="ThrottlingException", service_message="Rate exceeded"
+        )
+
+
+def test_throttling_from_the_first_call_is_ridden_out_with_jittered_capped_back_off(stubbed, clock):
+    throttled(stubbed, "list_training_jobs", 40)
+    listed(stubbed)
+    throttled(stubbed, "describe_training_job", 5)
+    not_found(stubbed)
+    stubbed.sagemaker.add_response("create_training_job", {"TrainingJobArn": ARN}, REQUEST)
+    describe(stubbed, description("Completed", [("Completed", "done")]))
+    drained(stubbed)
+
+    result = run_job(
+        stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock)
+    )
+
+    assert result["TrainingJobStatus"] == "Completed"
+    waits = clock.sleeps[:45]
+    assert len(set(waits)) > 10, "jittered: throttled steps do not ask again in step"
+    assert max(waits) <= Backoff().ceiling, "capped"
+    assert waits[0] < waits[6], "backs off"
+    stubbed.verify()
+
+
+def test_throttled_until_the_steps_time_out_is_one_line_and_no_job(stubbed, clock):
+    throttled(stubbed, "list_training_jobs", 30)
+
+    with pytest.raises(ThrottledTooLongError) as raised:
+        run_job(
+            stubbed.clients,
+            TRAINING,
+            REQUEST,
+            log=lambda _: None,
+            watch=Watch(clock=clock, deadline_seconds=120),
+        )
+
+    message = str(raised.value)
+    assert "\n" not in message
+    assert message.startswith(f"ListTrainingJobs {NAME}: SageMaker throttled it")
+    assert "until the step's time-out (120s)" in message
+    assert clock.time == pytest.approx(120)
+
+
+@pytest.mark.parametrize(
+    ("secondary", "said"),
+    [
+        ("MaxWaitTimeExceeded", "managed spot training ran out of time (MaxWaitTimeExceeded)"),
+        ("MaxRuntimeExceeded", "it ran past MaxRuntimeInSeconds=3600 (MaxRuntimeExceeded)"),
+        ("Stopped", "stopped before finishing (from the console, the API or a cancelled run)"),
+    ],
+)
+def test_a_stopped_job_is_reported_by_its_stop_reason(stubbed, clock, secondary, said):
+    created(stubbed)
+    describe(stubbed, description("Stopped", [(secondary, "ended")]))
+    drained(stubbed)
+
+    with pytest.raises(JobFailedError) as raised:
+        run_job(stubbed.clients, TRAINING, REQUEST, log=lambda _: None, watch=Watch(clock=clock))
+
+    assert said in str(raised.value)
     stubbed.verify()

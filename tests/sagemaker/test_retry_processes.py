@@ -3,35 +3,21 @@ killed, fails, or is cancelled against a SageMaker that keeps jobs running, then
 
 from __future__ import annotations
 
-import json
 import signal
-from pathlib import Path
 
-from .conftest import ROLE
-from .retry_harness import BUCKET, IMAGE, Attempt, Aws, launch
-
-DRIVER = Path(__file__).with_name("train_step_process.py")
-
-
-def start(aws: Aws, folder: Path, attempt: int) -> Attempt:
-    train, test = folder / "train.csv", folder / "test.csv"
-    for path in (train, test):
-        path.write_text("compound_id,smiles,pIC50\nc1,CCO,5.1\nc2,CCN,6.2\n")
-    config = {"role_arn": ROLE, "s3_prefix": f"s3://{BUCKET}/flywheel", "image_uri": IMAGE}
-    arguments = [str(train), str(test), str(folder / "model.tar.gz"), json.dumps(config)]
-    return launch(aws, DRIVER, arguments, folder / f"attempt-{attempt}.log")
+from .retry_harness import failed_first_attempt, train_step
 
 
 def test_sigkill_mid_poll_then_retry_creates_exactly_one_training_job(aws, tmp_path):
     fake = aws.sagemaker
-    first = start(aws, tmp_path, 1)
+    first = train_step(aws, tmp_path, 1)
     fake.wait_for(lambda: len(fake.names("DescribeTrainingJob")) >= 3)  # created, then polling
     first.process.send_signal(signal.SIGKILL)
     first.wait()
     (name,) = fake.names("CreateTrainingJob")
     polls_before = len(fake.names("DescribeTrainingJob"))
 
-    second = start(aws, tmp_path, 2)
+    second = train_step(aws, tmp_path, 2)
     fake.wait_for(lambda: len(fake.names("DescribeTrainingJob")) > polls_before + 1)
     fake.finish(name, "Completed")
 
@@ -43,14 +29,10 @@ def test_sigkill_mid_poll_then_retry_creates_exactly_one_training_job(aws, tmp_p
 
 def test_failed_job_then_retry_creates_the_next_attempt_and_logs_why(aws, tmp_path):
     fake = aws.sagemaker
-    first = start(aws, tmp_path, 1)
-    fake.wait_for(lambda: len(fake.jobs) == 1)
-    (name,) = fake.jobs
-    fake.finish(name, "Failed", "AlgorithmError: out of memory")
-    assert first.wait() == 1
+    name, first = failed_first_attempt(aws, tmp_path)
     assert "out of memory" in first.output
 
-    second = start(aws, tmp_path, 2)
+    second = train_step(aws, tmp_path, 2)
     fake.wait_for(lambda: len(fake.jobs) == 2)
     fake.finish(f"{name}-a2", "Completed")
 
@@ -65,7 +47,7 @@ def test_failed_job_then_retry_creates_the_next_attempt_and_logs_why(aws, tmp_pa
 def test_sigterm_during_a_slow_create_still_ends_with_the_job_stopped(aws, tmp_path):
     fake = aws.sagemaker
     fake.create_delay = 2.0
-    step = start(aws, tmp_path, 1)
+    step = train_step(aws, tmp_path, 1)
     fake.wait_for(lambda: bool(fake.names("CreateTrainingJob")))
     step.process.send_signal(signal.SIGTERM)
 

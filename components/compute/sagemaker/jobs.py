@@ -6,6 +6,7 @@ checks it), so that rule lives here once for every kind.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,9 @@ from flywheel.components.compute.sagemaker import naming
 from flywheel.components.compute.sagemaker.validation import check_request
 
 TERMINAL_STATUSES = frozenset({"Completed", "Failed", "Stopped"})
+# A job being deleted (or whose deletion failed) is gone for the step: never followed, yet its
+# name stays taken until the service frees it.
+GONE_STATUSES = frozenset({"Deleting", "DeleteFailed"})
 
 
 @dataclass(frozen=True)
@@ -26,7 +30,8 @@ class JobType:
 
     @property
     def _snake(self) -> str:
-        return self.noun.lower()
+        """``HyperParameterTuning`` -> ``hyper_parameter_tuning``, as boto3 names the methods."""
+        return re.sub(r"(?<!^)(?=[A-Z])", "_", self.noun).lower()
 
     @property
     def name_key(self) -> str:
@@ -49,6 +54,17 @@ class JobType:
 
     def stop(self, client: Any, name: str) -> None:
         getattr(client, f"stop_{self._snake}_job")(**{self.name_key: name})
+
+    def list_page(self, client: Any, name_contains: str, token: str | None) -> dict[str, Any]:
+        """One page of ``List<Noun>Jobs`` for names containing ``name_contains``."""
+        params: dict[str, Any] = {"NameContains": name_contains, "MaxResults": 100}
+        if token:
+            params["NextToken"] = token
+        return getattr(client, f"list_{self._snake}_jobs")(**params)
+
+    @property
+    def summaries_key(self) -> str:
+        return f"{self.noun}JobSummaries"
 
     def named(
         self,
@@ -80,6 +96,37 @@ class JobType:
         reason = description.get("FailureReason") or "no FailureReason given"
         exit_message = (description.get("ExitMessage") or "").strip()
         return f"{reason} (the container said: {exit_message})" if exit_message else reason
+
+    @staticmethod
+    def stop_reason(description: Mapping[str, Any]) -> str:
+        """Why a job ended Stopped, for people: SageMaker says it in the secondary status.
+
+        A managed spot job that waited past ``MaxWaitTimeInSeconds`` (for spot capacity and
+        training together) and a job that ran past ``MaxRuntimeInSeconds`` both end Stopped;
+        only a plain ``Stopped`` was asked for by someone.
+        """
+        stopping = description.get("StoppingCondition", {})
+        secondary = description.get("SecondaryStatus")
+        if secondary == "MaxWaitTimeExceeded":
+            checkpoints = description.get("CheckpointConfig", {}).get("S3Uri")
+            resume = (
+                f"a retry resumes from the checkpoints in {checkpoints}"
+                if checkpoints
+                else "a retry starts over"
+            )
+            return (
+                "managed spot training ran out of time (MaxWaitTimeExceeded): SageMaker stopped "
+                f"it after MaxWaitTimeInSeconds={stopping.get('MaxWaitTimeInSeconds')} of waiting "
+                f"for spot capacity and training; {resume}; compute_config.max_wait_seconds "
+                "sets how long it may wait"
+            )
+        if secondary == "MaxRuntimeExceeded":
+            return (
+                "it ran past MaxRuntimeInSeconds="
+                f"{stopping.get('MaxRuntimeInSeconds')} (MaxRuntimeExceeded); "
+                "compute_config.max_run_seconds sets the limit"
+            )
+        return "it was stopped before finishing (from the console, the API or a cancelled run)"
 
 
 TRAINING = JobType("Training", "/aws/sagemaker/TrainingJobs", "jobs")

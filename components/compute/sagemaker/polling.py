@@ -8,7 +8,9 @@ pure function of the job's age, so it is tested with plain numbers.
 
 from __future__ import annotations
 
+import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,6 +30,23 @@ class PollSchedule:
         until the ceiling; the ceiling bounds how late a status change can be noticed.
         """
         return min(self.ceiling, max(self.first, self.ramp * max(0.0, age)))
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Seconds to wait after the n-th throttled call in a row: doubling from ``first`` to ``ceiling``.
+
+    Half of each wait is fixed and half drawn at random ("equal jitter"): steps that were throttled
+    together (many pipelines starting at once, one account's Describe quota) spread out instead of
+    asking again in step, and none asks again at once.
+    """
+
+    first: float = 1.0
+    ceiling: float = 30.0
+
+    def delay(self, throttles: int, draw: Callable[[], float] = random.random) -> float:
+        step = min(self.ceiling, self.first * 2 ** min(max(throttles, 1) - 1, 30))
+        return step / 2 + draw() * step / 2
 
 
 class Clock(Protocol):

@@ -2,14 +2,17 @@
 
 The order of calls is what makes a step safe to retry:
 
-1. Describe the job's deterministic name. If it is running or Completed, a previous attempt of
-   this task created it: reattach (or use its result). Never create a second one.
-2. If it ended Failed or Stopped, it can never run again under that name: log why it ended and
-   move on to the next attempt's name (``<name>-a2``, ``-a3``...), described the same way.
+1. List every attempt of the job's deterministic name (``attempts.py``). If one is Completed or
+   running, a previous attempt of this task created it: reattach (or use its result). Never
+   create a second one, even when retention has deleted the attempts before it.
+2. An attempt that ended Failed or Stopped, or is being deleted, can never run again under its
+   name: log why it ended and move on to the next attempt's name (``<name>-a2``, ``-a3``...).
 3. At the first name that does not exist yet, create the job, and hand its ARN to ``on_handle``
    at once, before any polling. A SIGTERM during the Create call is held until it returns.
 4. Poll on an adaptive schedule, printing each status transition and tailing CloudWatch logs,
    inside a SIGTERM guard that stops the job if the step is cancelled.
+
+Every Describe and List rides out throttling (``throttling.py``) until the step's time-out.
 """
 
 from __future__ import annotations
@@ -21,26 +24,25 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from flywheel.components.compute.backend import LogSink
+from flywheel.components.compute.sagemaker.attempts import attempt_to_follow, describe_or_none
 from flywheel.components.compute.sagemaker.clients import AwsClients, console_url
-from flywheel.components.compute.sagemaker.errors import (
-    is_already_exists,
-    is_not_found,
-    is_throttling,
-)
+from flywheel.components.compute.sagemaker.errors import is_already_exists
 from flywheel.components.compute.sagemaker.execution_context import (
     StepCancelled,
     cancel_on_sigterm,
     uninterrupted,
 )
-from flywheel.components.compute.sagemaker.jobs import TERMINAL_STATUSES, JobType
+from flywheel.components.compute.sagemaker.jobs import GONE_STATUSES, TERMINAL_STATUSES, JobType
 from flywheel.components.compute.sagemaker.logs import LogTailer
-from flywheel.components.compute.sagemaker.naming import MAX_ATTEMPTS, attempt_name
-from flywheel.components.compute.sagemaker.polling import Clock, PollSchedule, SystemClock
+from flywheel.components.compute.sagemaker.polling import Backoff, Clock, PollSchedule, SystemClock
+from flywheel.components.compute.sagemaker.throttling import Patience
 from flywheel.components.errors import FlywheelError, JobFailedError
 
 # How long a cancelled step waits to see the job acknowledge StopXJob before exiting.
 STOP_WAIT_SECONDS = 30.0
 STOP_POLL_SECONDS = 5.0
+# Statuses after which nothing more happens to the job the step follows.
+_ENDED = TERMINAL_STATUSES | GONE_STATUSES
 
 
 class StepCancelledError(FlywheelError):
@@ -49,21 +51,27 @@ class StepCancelledError(FlywheelError):
 
 @dataclass(frozen=True)
 class Watch:
-    """How to follow a job: the clock, the schedule, and the longest we follow before giving up."""
+    """How to follow a job: the clock, the schedules, and the step's time-out.
+
+    ``deadline_seconds``, counted from the step's start, bounds both how long a job is followed
+    and how long throttled calls are asked again: a safety net above SageMaker's own limits (max
+    runtime, max wait), so every loop ends.
+    """
 
     clock: Clock = field(default_factory=SystemClock)
     schedule: PollSchedule = field(default_factory=PollSchedule)
-    # A safety net above SageMaker's own limits (max runtime, max wait), so the loop is bounded.
+    backoff: Backoff = field(default_factory=Backoff)
     deadline_seconds: float = 29 * 24 * 3600.0
 
-
-def describe_or_none(clients: AwsClients, job: JobType, name: str) -> dict[str, Any] | None:
-    try:
-        return job.describe(clients.sagemaker, name)
-    except ClientError as error:
-        if is_not_found(error):
-            return None
-        raise
+    def patience(self, log: LogSink) -> Patience:
+        """Patience with throttling from now until the step's time-out."""
+        return Patience(
+            self.clock,
+            self.clock.now() + self.deadline_seconds,
+            log,
+            self.backoff,
+            self.deadline_seconds,
+        )
 
 
 class _Follower:
@@ -89,44 +97,8 @@ class _Follower:
         self._status = status
 
 
-# A job in these states can never run again under its name; a retry needs the next attempt.
-_SPENT = frozenset({"Failed", "Stopped", "Stopping"})
-
-
-def _for_attempt(job: JobType, request: Mapping[str, Any], name: str) -> dict[str, Any]:
-    """``request`` renamed to ``name``; a checkpoint prefix named after the job moves with it."""
-    renamed = {**request, job.name_key: name}
-    checkpoint = request.get("CheckpointConfig")
-    if checkpoint and name != request[job.name_key]:
-        base = checkpoint["S3Uri"].removesuffix(request[job.name_key])
-        renamed["CheckpointConfig"] = {**checkpoint, "S3Uri": base + name}
-    return renamed
-
-
-def _spent_reason(job: JobType, description: Mapping[str, Any]) -> str:
-    return f"{description[job.status_key]}: {job.failure_reason(description)}"
-
-
-def _attempt_to_follow(
-    clients: AwsClients, job: JobType, request: Mapping[str, Any], log: LogSink
-) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The request of the first attempt not spent, and its description if it already exists."""
-    base = request[job.name_key]
-    for attempt in range(1, MAX_ATTEMPTS + 1):
-        name = attempt_name(base, attempt)
-        existing = describe_or_none(clients, job, name)
-        if existing is None or existing[job.status_key] not in _SPENT:
-            return _for_attempt(job, request, name), existing
-        log(
-            f"[{name}] attempt {attempt} ended {_spent_reason(job, existing)}; a retry never "
-            f"reuses it: trying attempt {attempt + 1}  "
-            f"{console_url(clients.region, job.console_path, name)}"
-        )
-    raise JobFailedError(base, f"all {MAX_ATTEMPTS} attempts ended Failed or Stopped")
-
-
 def _create(
-    clients: AwsClients, job: JobType, request: Mapping[str, Any], log: LogSink
+    clients: AwsClients, job: JobType, request: Mapping[str, Any], patience: Patience, log: LogSink
 ) -> tuple[str, dict[str, Any] | None]:
     """Create the job; its ARN, and its description if another attempt created it first."""
     name = request[job.name_key]
@@ -138,7 +110,9 @@ def _create(
         if not is_already_exists(error):
             raise
         # Another attempt of this task created it between our Describe and Create.
-        existing = job.describe(clients.sagemaker, name)
+        existing = patience.call(
+            f"Describe{job.noun}Job {name}", lambda: job.describe(clients.sagemaker, name)
+        )
         log(f"[{name}] created concurrently by another attempt: reattaching  {url}")
         return existing[job.arn_key], existing
     log(f"[{name}] created {job.noun.lower()} job {arn}  {url}")
@@ -156,7 +130,10 @@ def _stop(clients: AwsClients, job: JobType, name: str, watch: Watch, log: LogSi
         return
     waited = 0.0
     while waited <= STOP_WAIT_SECONDS:
-        status = job.describe(clients.sagemaker, name)[job.status_key]
+        try:
+            status = job.describe(clients.sagemaker, name)[job.status_key]
+        except ClientError as error:  # throttled or gone: the stop was asked; look once more
+            status = str(error)
         if status in {"Stopping", *TERMINAL_STATUSES}:
             log(f"[{name}] {status}")
             return
@@ -165,15 +142,28 @@ def _stop(clients: AwsClients, job: JobType, name: str, watch: Watch, log: LogSi
     log(f"[{name}] still not stopping after {STOP_WAIT_SECONDS:.0f}s; check the console")
 
 
-def _outcome(job: JobType, name: str, description: Mapping[str, Any]) -> dict[str, Any]:
-    status = description[job.status_key]
+def _outcome(job: JobType, name: str, description: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The Completed job's description; for any other end, the reason as a ``JobFailedError``."""
+    status = "deleted" if description is None else description[job.status_key]
+    if description is None or status in GONE_STATUSES:
+        raise JobFailedError(
+            name,
+            f"it was deleted ({status}) while this step followed it, by a person or a retention "
+            "rule; a retry starts the next attempt",
+        )
     if status == "Failed":
         raise JobFailedError(name, job.failure_reason(description))
     if status == "Stopped":
-        raise JobFailedError(
-            name, "it was stopped before finishing (from the console, the API or a cancelled run)"
-        )
+        raise JobFailedError(name, job.stop_reason(description))
     return dict(description)
+
+
+def _reattach_line(clients: AwsClients, job: JobType, description: Mapping[str, Any]) -> str:
+    name = description[job.name_key]
+    return (
+        f"[{name}] {job.noun.lower()} job exists ({description[job.status_key]}): "
+        f"reattaching  {console_url(clients.region, job.console_path, name)}"
+    )
 
 
 def run_job(
@@ -187,39 +177,37 @@ def run_job(
 ) -> dict[str, Any]:
     """Run the job ``request`` describes (or find it) to completion; its final description.
 
-    Raises ``JobFailedError`` with SageMaker's ``FailureReason`` when the job fails or is stopped,
-    and ``StepCancelledError`` after stopping the job when the step receives SIGTERM.
+    Raises ``JobFailedError`` with SageMaker's ``FailureReason`` (or stop reason) when the job
+    fails, is stopped or is deleted, ``ThrottledTooLongError`` when SageMaker throttles until the
+    step's time-out, and ``StepCancelledError`` after stopping the job on SIGTERM.
     """
     watch = watch or Watch()
+    patience = watch.patience(log)
     name = request[job.name_key]
     with cancel_on_sigterm():
         try:
-            request, description = _attempt_to_follow(clients, job, request, log)
+            request, description = attempt_to_follow(clients, job, request, patience, log)
             name = request[job.name_key]
             if description is None:
-                arn, description = _create(clients, job, request, log)
+                arn, description = _create(clients, job, request, patience, log)
             else:
                 arn = description[job.arn_key]
-                log(
-                    f"[{name}] {job.noun.lower()} job exists ({description[job.status_key]}): "
-                    f"reattaching  {console_url(clients.region, job.console_path, name)}"
-                )
+                log(_reattach_line(clients, job, description))
             follower = _Follower(job, name, clients.region, log)
             tailer = LogTailer(clients.logs, job.log_group, name, log)
             if on_handle is not None:
                 on_handle(arn)
             started = watch.clock.now()
             while True:
-                if description is None:
-                    description = _describe_tolerating_throttling(clients, job, name, log)
+                description = description or describe_or_none(clients, job, name, patience)
                 if description is not None:
                     follower.observe(description)
-                    if description[job.status_key] in TERMINAL_STATUSES:
-                        tailer.drain(watch.clock.sleep, watch.schedule.first)
-                        return _outcome(job, name, description)
-                    tailer.poll()
+                if description is None or description[job.status_key] in _ENDED:
+                    tailer.drain(watch.clock.sleep, watch.schedule.first)
+                    return _outcome(job, name, description)
+                tailer.poll()
                 age = watch.clock.now() - started
-                if age > watch.deadline_seconds:
+                if watch.clock.now() >= patience.until:
                     raise JobFailedError(
                         name, f"still running after {age:.0f}s; the launcher stopped following it"
                     )
@@ -230,16 +218,3 @@ def run_job(
             raise StepCancelledError(
                 f"{job.noun.lower()} job {name}: step cancelled; the job was asked to stop"
             ) from None
-
-
-def _describe_tolerating_throttling(
-    clients: AwsClients, job: JobType, name: str, log: LogSink
-) -> dict[str, Any] | None:
-    """A description, or None when SageMaker throttled us: the next poll simply asks again."""
-    try:
-        return job.describe(clients.sagemaker, name)
-    except ClientError as error:
-        if is_throttling(error):
-            log(f"[{name}] throttled by SageMaker; asking again later")
-            return None
-        raise

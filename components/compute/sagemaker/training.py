@@ -161,8 +161,8 @@ def training_request(
         request["VpcConfig"] = config.vpc_config
     name = naming.validate_name("job_name", naming.resource_name(spec.job_name, "train", request))
     if config.spot:
-        # Each job checkpoints under its own name, so a job resumes only from its own checkpoints
-        # (the runner moves the prefix with the name when it starts a new attempt).
+        # Each logical job checkpoints under its own name, and every attempt of it (``-a2`` after
+        # a spot time-out) keeps that prefix, so a retry resumes from what the last one saved.
         request["CheckpointConfig"]["S3Uri"] = str(config.checkpoint_s3_uri.child(name))
     named = {"TrainingJobName": name, **request}
     return dict(check_request("sagemaker", "CreateTrainingJob", named))
