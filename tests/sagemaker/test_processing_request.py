@@ -180,15 +180,15 @@ def test_encryption_isolation_and_vpc_come_from_the_config():
         volume_kms_key_id=key,
         output_kms_key_id=key,
         network_isolation=True,
-        subnets=["subnet-0abc"],
-        security_group_ids=["sg-0abc"],
+        subnets=["subnet-0a1b2c3d"],
+        security_group_ids=["sg-0a1b2c3d"],
     )
 
     assert request["ProcessingResources"]["ClusterConfig"]["VolumeKmsKeyId"] == key
     assert request["ProcessingOutputConfig"]["KmsKeyId"] == key
     assert request["NetworkConfig"] == {
         "EnableNetworkIsolation": True,
-        "VpcConfig": {"Subnets": ["subnet-0abc"], "SecurityGroupIds": ["sg-0abc"]},
+        "VpcConfig": {"Subnets": ["subnet-0a1b2c3d"], "SecurityGroupIds": ["sg-0a1b2c3d"]},
     }
 
 
@@ -257,8 +257,9 @@ def test_bad_spec_is_refused_naming_the_field_before_any_call(
 
 
 def test_config_and_spec_environments_over_the_limit_together_are_refused(stubbed, source):
-    config_environment = {f"CONFIG_{i}": "1" for i in range(60)}
-    job = spec(source_dir=str(source), environment={f"SPEC_{i}": "1" for i in range(41)})
+    # The config's own environment must also fit a batch transform's 16 entries.
+    config_environment = {f"CONFIG_{i}": "1" for i in range(16)}
+    job = spec(source_dir=str(source), environment={f"SPEC_{i}": "1" for i in range(85)})
 
     error = refusal(stubbed, job, environment=config_environment)
 

@@ -66,7 +66,7 @@ def test_s3_uri_must_be_bucket_and_key(uri):
 def test_unknown_and_mistyped_settings_are_named():
     assert config_error(instance_typo="x").field == "compute_config.instance_typo"
     assert config_error(instance_count="2").field == "compute_config.instance_count"
-    assert config_error(subnets=["subnet-1"]).field == "compute_config.subnets"
+    assert config_error(subnets=["subnet-0a1b2c3d"]).field == "compute_config.subnets"
     assert config_error(role_arn="flywheel").field == "compute_config.role_arn"
 
 
@@ -171,7 +171,7 @@ def test_refused_transform_creates_no_model(tmp_path):
             "at most 16",
         ),
         (
-            {"subnets": ["subnet-1"], "security_group_ids": [f"sg-{i}" for i in range(6)]},
+            {"subnets": ["subnet-0a1b2c3d"], "security_group_ids": [f"sg-{i}" for i in range(6)]},
             "compute_config.security_group_ids",
             "at most 5",
         ),
@@ -281,3 +281,125 @@ def test_a_sharded_channel_needs_a_file_per_host(tmp_path):
     with pytest.raises(InvalidSpecError, match="1 file\\(s\\) for 2 hosts") as caught:
         backend.train(spec, log=lambda _: None)
     assert caught.value.field == "compute_config.sharded_channels"
+
+
+# A multi-host PyTorch config, as SageMaker's torch_distributed takes it.
+PYTORCH_HOSTS = {"image_uri": None, "framework": "pytorch", "instance_count": 2}
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "version"),
+    [
+        ("ml.g5.xlarge", "1.8.1"),
+        ("ml.p4d.24xlarge", "1.12.1"),
+        ("ml.g5.12xlarge", "2.4"),
+        ("ml.trn1.32xlarge", "2.1.0"),
+    ],
+    ids=["gpu-1.8.1", "gpu-1.12.1", "gpu-2.4-is-2.4.0", "trainium-2.1.0"],
+)
+def test_torch_distributed_on_a_version_the_sdk_refuses_is_refused_naming_the_version(
+    instance_type, version
+):
+    error = config_error(**PYTORCH_HOSTS, instance_type=instance_type, framework_version=version)
+
+    assert error.field == "compute_config.framework_version"
+    assert "torch_distributed" in error.problem and "1.13.1" in error.problem
+    assert "\n" not in str(error)
+
+
+def test_torch_distributed_with_a_python_2_image_is_refused():
+    error = config_error(
+        **PYTORCH_HOSTS, instance_type="ml.g5.xlarge", framework_version="1.13.1", py_version="py2"
+    )
+    assert error.field == "compute_config.py_version"
+
+
+@pytest.mark.parametrize(
+    ("instance_type", "version"),
+    [
+        ("ml.g5.xlarge", "2.3.0"),
+        ("ml.g5.xlarge", "2.3"),
+        ("ml.p4d.24xlarge", "1.13.1"),
+        ("ml.trn1.32xlarge", "2.0.0"),
+        ("ml.trn1.2xlarge", "1.11"),
+    ],
+)
+def test_torch_distributed_on_a_supported_version_is_accepted(instance_type, version):
+    config = base_config(
+        **PYTORCH_HOSTS, instance_type=instance_type, framework_version=version, py_version="py310"
+    )
+    assert config.instance_count == 2
+
+
+def test_one_host_is_not_distributed_so_any_pytorch_version_is_accepted():
+    config = base_config(
+        image_uri=None, framework="pytorch", framework_version="1.8.1", instance_type="ml.g5.xlarge"
+    )
+    assert config.framework_version == "1.8.1"
+
+
+def test_more_environment_entries_than_a_batch_transform_takes_are_refused_before_training():
+    error = config_error(environment={f"VAR_{i}": "1" for i in range(20)})
+
+    assert error.field == "compute_config.environment"
+    assert "at most 16" in error.problem and "TransformEnvironmentMap" in error.problem
+    assert len(base_config(environment={f"VAR_{i}": "1" for i in range(16)}).environment) == 16
+
+
+def test_an_environment_value_longer_than_a_processing_job_takes_is_refused():
+    error = config_error(environment={"NOTE": "x" * 257})
+
+    assert error.field == "compute_config.environment['NOTE']"
+    assert "at most 256" in error.problem
+
+
+@pytest.mark.parametrize("key", ["aws:team", "AWS:team", "Aws:cost-centre"])
+def test_tag_keys_with_the_reserved_aws_prefix_are_refused_in_any_case(key):
+    error = config_error(tags={"team": "chem", key: "x"})
+
+    assert error.field == "compute_config.tags"
+    assert repr(key) in error.problem and "reserved" in error.problem
+
+
+def test_a_tag_value_may_start_with_aws():
+    assert base_config(tags={"origin": "aws:marketplace"}).tags == {"origin": "aws:marketplace"}
+
+
+def test_tags_that_leave_no_room_for_flywheels_own_tag_are_refused():
+    error = config_error(tags={f"team-{i}": "x" for i in range(50)})
+
+    assert error.field == "compute_config.tags"
+    assert "at most 49" in error.problem
+    assert len(base_config(tags={f"team-{i}": "x" for i in range(49)}).tags) == 49
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("subnets", "subnet-1"),
+        ("subnets", "subnet-0abc"),
+        ("subnets", "subnet-0A1B2C3D"),
+        ("subnets", "sg-0a1b2c3d"),
+        ("subnets", "subnet-0a1b2c3d4e5f6a7b"),
+        ("security_group_ids", "sg-1"),
+        ("security_group_ids", "sg-zzzzzzzz"),
+        ("security_group_ids", "subnet-0a1b2c3d"),
+    ],
+)
+def test_malformed_subnet_and_security_group_ids_are_refused_naming_the_entry(key, value):
+    vpc = {"subnets": ["subnet-0a1b2c3d"], "security_group_ids": ["sg-0a1b2c3d"]}
+    error = config_error(**{**vpc, key: [value]})
+
+    assert error.field == f"compute_config.{key}[0]"
+    assert "8 or 17" in error.problem
+
+
+def test_subnet_and_security_group_ids_of_8_and_17_hex_digits_are_accepted():
+    config = base_config(
+        subnets=["subnet-0a1b2c3d", "subnet-0123456789abcdef0"],
+        security_group_ids=["sg-0a1b2c3d", "sg-0123456789abcdef0"],
+    )
+    assert config.vpc_config == {
+        "Subnets": ["subnet-0a1b2c3d", "subnet-0123456789abcdef0"],
+        "SecurityGroupIds": ["sg-0a1b2c3d", "sg-0123456789abcdef0"],
+    }

@@ -17,8 +17,9 @@ from typing import Any, Literal
 
 import botocore.session
 
+from flywheel.components.compute.sagemaker.distribution import check_torch_distributed
 from flywheel.components.compute.sagemaker.s3 import S3Uri, parse_s3_uri
-from flywheel.components.compute.sagemaker.validation import check_value
+from flywheel.components.compute.sagemaker.validation import check_value, service_model
 from flywheel.components.errors import InvalidSpecError
 
 JobKind = Literal["training", "transform", "endpoint", "processing"]
@@ -120,24 +121,69 @@ def _kms_key(raw: Mapping[str, Any], key: str) -> str | None:
     return _meets(key, "KmsKeyId", _typed(raw, key, str, None))
 
 
-# SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) and Trainium (ml.trn*) instances only.
-_TORCH_DISTRIBUTED_FAMILY = re.compile(r"^ml\.(p|g|trn)\d")
+# AWS reserves tag keys that start with aws:, in any case ("Tagging AWS resources", which
+# SageMaker's Tag shape links to); the service refuses them, though the model's pattern allows them.
+RESERVED_TAG_PREFIX = "aws:"
+# Each resource Flywheel creates carries one tag of its own (flywheel:job or flywheel:model), which
+# must fit in SageMaker's TagList beside the user's.
+FLYWHEEL_TAG_COUNT = 1
 
 
-def _check_distributed(hosts: int, framework: str | None, instance_type: str) -> None:
-    """Several hosts must train one model together; otherwise each trains its own copy."""
-    if framework != "pytorch":
+def _tags(raw: Mapping[str, Any]) -> dict[str, str]:
+    """The user's tags, if SageMaker takes them with Flywheel's own tag added to each resource."""
+    tags = _strings("tags", raw.get("tags", {}))
+    _meets("tags", "TagList", [{"Key": k, "Value": v} for k, v in tags.items()])
+    for key in tags:
+        if key.lower().startswith(RESERVED_TAG_PREFIX):
+            raise InvalidSpecError(
+                "compute_config.tags",
+                f"key {key!r}: the aws: prefix (in any case) is reserved for AWS; "
+                "SageMaker refuses it",
+            )
+    most = service_model("sagemaker").shape_for("TagList").metadata["max"] - FLYWHEEL_TAG_COUNT
+    if len(tags) > most:
         raise InvalidSpecError(
-            "compute_config.instance_count",
-            f"{hosts} hosts would each train an independent copy: multi-host training is "
-            "supported with framework: pytorch (SageMaker's torch_distributed)",
+            "compute_config.tags",
+            f"has {len(tags)} entries; at most {most} allowed (SageMaker's TagList holds "
+            f"{most + FLYWHEEL_TAG_COUNT}, and Flywheel adds flywheel:job or flywheel:model)",
         )
-    if not _TORCH_DISTRIBUTED_FAMILY.match(instance_type):
-        raise InvalidSpecError(
-            "compute_config.instance_type",
-            f"{instance_type!r}: SageMaker's torch_distributed runs on GPU (ml.p*, ml.g*) or "
-            "Trainium (ml.trn*) instances",
-        )
+    return tags
+
+
+# botocore's SubnetId and SecurityGroupId patterns ([-0-9a-zA-Z]+) let "subnet-1" through to fail
+# at the call; a real id is its prefix and 8 or 17 lowercase hex digits (EC2's resource ids).
+_VPC_ID_PREFIXES = {"subnets": "subnet", "security_group_ids": "sg"}
+
+
+def _vpc_ids(raw: Mapping[str, Any], key: str, shape: str) -> tuple[str, ...]:
+    """``subnets`` or ``security_group_ids``: SageMaker's counts, and each id in EC2's form."""
+    values = _meets(key, shape, _string_list(key, raw.get(key, [])))
+    prefix = _VPC_ID_PREFIXES[key]
+    for index, value in enumerate(values):
+        if not re.fullmatch(rf"{prefix}-([0-9a-f]{{8}}|[0-9a-f]{{17}})", value):
+            raise InvalidSpecError(
+                f"compute_config.{key}[{index}]",
+                f"{value!r} is not an id of the form {prefix}- and 8 or 17 lowercase hex digits",
+            )
+    return values
+
+
+# compute_config.environment goes into every job the config runs, so it must meet each kind's map:
+# training's and processing's (100 entries), and batch transform's (16). Flywheel adds nothing to
+# these maps (its serving entries go to the model's own Environment), so the count is the config's.
+ENVIRONMENT_SHAPES = (
+    "TrainingEnvironmentMap",
+    "TransformEnvironmentMap",
+    "ProcessingEnvironmentMap",
+)
+
+
+def _environment(raw: Mapping[str, Any]) -> dict[str, str]:
+    """Refused here, not by the transform after training has run, when any job kind would refuse it."""
+    environment = _strings("environment", raw.get("environment", {}))
+    for shape in ENVIRONMENT_SHAPES:
+        _meets("environment", shape, environment)
+    return environment
 
 
 # CreateTransformJob's cap on MaxConcurrentTransforms * MaxPayloadInMB, in MB (API Reference).
@@ -261,16 +307,14 @@ class SageMakerConfig:
             _typed(raw, "instance_type", str, "ml.m5.large"),
             "training",
         )
+        py_version = _typed(raw, "py_version", str, None)
         if instance_count > 1:
-            _check_distributed(instance_count, framework, instance_type)
-        subnets = _meets("subnets", "Subnets", _string_list("subnets", raw.get("subnets", [])))
-        groups = _meets(
-            "security_group_ids",
-            "VpcSecurityGroupIds",
-            _string_list("security_group_ids", raw.get("security_group_ids", [])),
-        )
-        tags = _strings("tags", raw.get("tags", {}))
-        _meets("tags", "TagList", [{"Key": k, "Value": v} for k, v in tags.items()])
+            check_torch_distributed(
+                instance_count, framework, framework_version, py_version, instance_type
+            )
+        subnets = _vpc_ids(raw, "subnets", "Subnets")
+        groups = _vpc_ids(raw, "security_group_ids", "VpcSecurityGroupIds")
+        tags = _tags(raw)
         if bool(subnets) != bool(groups):
             raise InvalidSpecError(
                 "compute_config.subnets", "a VPC config needs both subnets and security_group_ids"
@@ -291,7 +335,7 @@ class SageMakerConfig:
             image_uri=image_uri,
             framework=framework,
             framework_version=framework_version,
-            py_version=_typed(raw, "py_version", str, None),
+            py_version=py_version,
             instance_type=instance_type,
             instance_count=instance_count,
             volume_size_gb=_in_range(
@@ -316,11 +360,7 @@ class SageMakerConfig:
             output_kms_key_id=_kms_key(raw, "output_kms_key_id"),
             network_isolation=_typed(raw, "network_isolation", bool, False),
             tags=tags,
-            environment=_meets(
-                "environment",
-                "TrainingEnvironmentMap",
-                _strings("environment", raw.get("environment", {})),
-            ),
+            environment=_environment(raw),
             transform_instance_type=check_instance_type(
                 "compute_config.transform_instance_type",
                 _typed(raw, "transform_instance_type", str, "ml.m5.large"),
