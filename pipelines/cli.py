@@ -388,6 +388,25 @@ def main(argv: Sequence[str] | None = None) -> int:
                 file=sys.stderr,
             )
             return stop.exit_status
+        except Exception as error:
+            problem = _aws_credential_problem(error)
+            if problem is None:
+                raise
+            print(f"flywheel: error: {problem}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+
+
+def _aws_credential_problem(error: Exception) -> InvalidSpecError | None:
+    """A missing profile or key, or a config that does not parse, wherever botocore first read it.
+
+    botocore reads the shared config for ``AWS_PROFILE`` even to load a service model (checking a
+    config's instance type does), so the problem can surface before any credential check runs.
+    """
+    if "botocore" not in sys.modules:  # nothing read AWS's configuration: not AWS's error
+        return None
+    from flywheel.components.compute.sagemaker.clients import credential_problem
+
+    return credential_problem(error)
 
 
 def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:

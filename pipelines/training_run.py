@@ -68,9 +68,14 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         check_credentials()
     if request.compute == "sagemaker":
         from flywheel.components.compute.sagemaker import SageMakerConfig
-        from flywheel.components.compute.sagemaker.permissions import check_caller_permissions
+        from flywheel.components.compute.sagemaker.permissions import (
+            RunUses,
+            check_caller_permissions,
+        )
 
-        check_caller_permissions(SageMakerConfig.from_mapping(compute_config))
+        # The registry's calls too, on its own region, bucket and model package group.
+        uses = RunUses(registry=request.registry, model_name=request.model_name or workload.name)
+        check_caller_permissions(SageMakerConfig.from_mapping(compute_config), uses)
     if not 1 <= request.training_batches <= request.batch_count:
         raise InvalidSpecError(
             "--training-batches", f"must be between 1 and --batch-count ({request.batch_count})"

@@ -1,23 +1,46 @@
-"""The IAM documents under manifests/iam stay valid JSON and least-privilege."""
+"""The IAM documents under manifests/iam stay valid JSON and least-privilege, and grant what the
+code calls: every grant in ``grants.OPERATIONS``, to the principal that needs it."""
 
 from __future__ import annotations
 
 import fnmatch
 import json
-import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import yaml
-from botocore import xform_name
 
-from flywheel.components.compute.sagemaker.jobs import TRAINING, TRANSFORM
-from flywheel.components.compute.sagemaker.permissions import RUNNER_PERMISSIONS
-from flywheel.components.compute.sagemaker.validation import service_model
+from flywheel.components.compute.sagemaker.grants import OPERATIONS, simulations
+
+from .boto3_calls import calls_on_the_sagemaker_path
 
 REPO = Path(__file__).resolve().parents[2]
 IAM = REPO / "manifests" / "iam"
-COMPONENTS = REPO / "components"
 BUCKET = "arn:aws:s3:::flywheel-artifacts"
+RUNNER_ROLE = "arn:aws:iam::111122223333:role/flywheel-pipeline-runner"
+EXECUTION_ROLE = "arn:aws:iam::111122223333:role/flywheel-sagemaker-execution"
+# The policies' example values, as a run with the README's settings would touch them.
+EXAMPLE_RUN: dict[str, str | tuple[str, ...]] = {
+    "role_arn": EXECUTION_ROLE,
+    "region": "us-east-1",
+    "account": "111122223333",
+    "bucket": "flywheel-artifacts",
+    "prefix": "flywheel/",
+    "registry_region": "us-east-1",
+    "registry_bucket": "flywheel-artifacts",
+    "registry_prefix": "flywheel/registry/",
+    "model": "qsar",
+    "endpoint": "qsar-prod",
+    "alarm": ("qsar-5xx", "qsar-latency"),
+    "namespace": "Flywheel/Quality",
+    "caller_role": RUNNER_ROLE,
+}
+EVERY_SCOPE = ("jobs", "registry", "endpoint", "rollback", "metrics", "check")
+POLICY_OF = {
+    "caller": "pipeline-runner-policy.json",
+    "execution_role": "sagemaker-execution-policy.json",
+}
 
 
 def load(name: str) -> dict:
@@ -80,16 +103,74 @@ def actions(statement: dict) -> list[str]:
     return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
 
 
-def sagemaker_calls_in_the_code() -> set[str]:
-    """Every SageMaker API the launchers call, as IAM action names."""
-    model = service_model("sagemaker")
-    by_method = {xform_name(name): name for name in model.operation_names}
-    code = "\n".join(p.read_text() for p in COMPONENTS.rglob("*.py"))
-    called = {by_method[m] for m in re.findall(r"sagemaker\.([a-z_]+)\(", code)}
-    for job in (TRAINING, TRANSFORM):
-        called |= {f"{verb}{job.noun}Job" for verb in ("Create", "Describe", "Stop")}
-    # A Create call that carries Tags needs AddTags too.
-    return {f"sagemaker:{name}" for name in called} | {"sagemaker:AddTags"}
+def _listed(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _conditions_hold(condition: Mapping[str, Mapping[str, Any]], context: dict[str, str]) -> bool:
+    """The condition operators the shipped policies use, as IAM reads them; a key the request
+    does not carry fails its condition, as in IAM."""
+    for operator, keys in condition.items():
+        for key, expected in keys.items():
+            if key not in context:
+                return False
+            values = [str(value) for value in _listed(expected)]
+            if operator == "StringEquals":
+                held = context[key] in values
+            elif operator == "StringLike":
+                held = any(fnmatch.fnmatchcase(context[key], value) for value in values)
+            else:
+                raise AssertionError(f"this test does not read condition operator {operator}")
+            if not held:
+                return False
+    return True
+
+
+def allows(
+    policy: list[dict], action: str, resource: str, context: tuple[tuple[str, str], ...] = ()
+) -> bool:
+    """Whether an Allow statement of ``policy`` matches the request (the policies have no Deny)."""
+    return any(
+        statement["Effect"] == "Allow"
+        and any(fnmatch.fnmatchcase(action, pattern) for pattern in actions(statement))
+        and any(
+            fnmatch.fnmatchcase(resource, pattern) for pattern in _listed(statement["Resource"])
+        )
+        and _conditions_hold(statement.get("Condition", {}), dict(context))
+        for statement in policy
+    )
+
+
+def test_every_grant_the_code_needs_is_in_the_policy_of_the_principal_that_needs_it():
+    missing = [
+        f"{POLICY_OF[who]}: {action} on {resource} {dict(context) or ''}"
+        for (who, resource, context), asked in simulations(EVERY_SCOPE, EXAMPLE_RUN).items()
+        for action in asked
+        if not allows(statements(POLICY_OF[who]), action, resource, context)
+    ]
+    assert missing == []
+
+
+def test_the_execution_role_may_describe_the_auto_rollback_alarms():
+    # SageMaker watches the alarms of a blue/green update as the execution role (SageMaker
+    # Developer Guide, "Auto-Rollback Configuration and Monitoring").
+    alarm = "arn:aws:cloudwatch:us-east-1:111122223333:alarm:qsar-5xx"
+    assert allows(statements("sagemaker-execution-policy.json"), "cloudwatch:DescribeAlarms", alarm)
+    assert not allows(
+        statements("sagemaker-execution-policy.json"),
+        "cloudwatch:DescribeAlarms",
+        "arn:aws:cloudwatch:eu-west-1:999999999999:alarm:qsar-5xx",
+    )
+    # The runner may ask the simulator whether the execution role can: the check does, with alarms.
+    assert allows(
+        statements("pipeline-runner-policy.json"), "iam:SimulatePrincipalPolicy", EXECUTION_ROLE
+    )
+
+
+def test_the_runner_may_find_every_attempt_of_a_job_by_name():
+    for kind in ("Training", "Processing", "Transform"):
+        assert allows(statements("pipeline-runner-policy.json"), f"sagemaker:List{kind}Jobs", "*")
+    assert not allows(statements("pipeline-runner-policy.json"), "sagemaker:ListTags", "*")
 
 
 def test_pipeline_runner_grants_exactly_the_sagemaker_calls_the_code_makes():
@@ -99,7 +180,13 @@ def test_pipeline_runner_grants_exactly_the_sagemaker_calls_the_code_makes():
         for action in actions(statement)
         if action.startswith("sagemaker:")
     }
-    assert granted == sagemaker_calls_in_the_code()
+    needed = {
+        grant.action
+        for call in calls_on_the_sagemaker_path()
+        for grant in OPERATIONS.get(call, ())
+        if grant.principal == "caller" and grant.action.startswith("sagemaker:")
+    }
+    assert granted == needed
 
 
 def test_image_pulls_are_scoped_to_named_accounts_and_cover_the_example_images():
@@ -142,13 +229,3 @@ def test_operator_policy_lets_every_sample_data_arrival_trigger_list_its_prefix(
             )
             for s in listing
         ), trigger
-
-
-def test_the_permissions_check_asks_only_for_sagemaker_calls_the_code_makes():
-    asked = {
-        action
-        for actions in RUNNER_PERMISSIONS.values()
-        for action in actions
-        if action.startswith("sagemaker:")
-    }
-    assert asked <= sagemaker_calls_in_the_code()

@@ -7,19 +7,15 @@ shaped as IAM returns them.
 
 from __future__ import annotations
 
-import json
-import re
-from fnmatch import fnmatchcase
-from pathlib import Path
-
 import boto3
 import pytest
-from botocore.stub import ANY, Stubber
+from botocore.stub import Stubber
 
 from flywheel.components.compute.sagemaker.permissions import (
-    RUNNER_PERMISSIONS,
+    RunUses,
     check_permissions,
     principal_arn,
+    simulation_plan,
 )
 from flywheel.components.errors import InvalidSpecError
 
@@ -29,7 +25,7 @@ ACCOUNT = "123456789012"
 RUNNER_NAME = "flywheel-pipeline-runner"
 RUNNER = f"arn:aws:iam::{ACCOUNT}:role/{RUNNER_NAME}"
 SESSION = f"arn:aws:sts::{ACCOUNT}:assumed-role/flywheel-pipeline-runner/botocore-session-1"
-POLICY = Path(__file__).resolve().parents[2] / "manifests" / "iam" / "pipeline-runner-policy.json"
+ALARM = f"arn:aws:cloudwatch:us-east-1:{ACCOUNT}:alarm:qsar-5xx"
 
 
 def evaluation(action: str, resource: str, decision: str) -> dict:
@@ -84,16 +80,24 @@ def role_response(arn: str) -> dict:
     }
 
 
-def answer(iam_stub: Stubber, denied: set[tuple[str, str]], principal: str = RUNNER) -> None:
-    config = base_config()
-    for template, actions in RUNNER_PERMISSIONS.items():
-        resource = template.format(
-            role_arn=config.role_arn,
-            region="us-east-1",
-            account=ACCOUNT,
-            bucket=config.s3_prefix.bucket,
-            prefix=config.s3_prefix.key.rstrip("/") + "/",
-        )
+def answer(
+    iam_stub: Stubber,
+    denied: set[tuple[str, str]],
+    principal: str = RUNNER,
+    uses: RunUses = RunUses(),  # noqa: B008 - frozen
+    unsimulable: str = "",
+) -> None:
+    """IAM's answers to every simulation the check asks for, in its order: ``denied`` are
+    implicitDeny, and simulating ``unsimulable`` (a principal's ARN) is AccessDenied."""
+    principals = {"caller": principal, "execution_role": ROLE}
+    for (who, resource, context), actions in simulation_plan(
+        base_config(), "us-east-1", ACCOUNT, uses
+    ):
+        if principals[who] == unsimulable:
+            iam_stub.add_client_error(
+                "simulate_principal_policy", service_error_code="AccessDenied", http_status_code=403
+            )
+            return
         results = [
             evaluation(
                 action, resource, "implicitDeny" if (action, resource) in denied else "allowed"
@@ -104,10 +108,13 @@ def answer(iam_stub: Stubber, denied: set[tuple[str, str]], principal: str = RUN
             "simulate_principal_policy",
             {"EvaluationResults": results, "IsTruncated": False},
             {
-                "PolicySourceArn": principal,
+                "PolicySourceArn": principals[who],
                 "ActionNames": list(actions),
                 "ResourceArns": [resource],
-                "ContextEntries": ANY,
+                "ContextEntries": [
+                    {"ContextKeyName": key, "ContextKeyValues": [value], "ContextKeyType": "string"}
+                    for key, value in context
+                ],
             },
         )
 
@@ -181,26 +188,107 @@ def test_a_caller_who_may_not_simulate_is_warned_once_and_not_blocked(clients):
     ]
 
 
-def test_the_runner_policy_grants_every_action_the_check_asks_for():
-    statements = json.loads(POLICY.read_text())["Statement"]
-    account = re.search(r":(\d{12}):", json.dumps(statements))[1]
-    role = next(s["Resource"] for s in statements if s["Action"] == "iam:PassRole")
-    for template, actions in RUNNER_PERMISSIONS.items():
-        resource = template.format(
-            role_arn=role,
-            region="us-east-1",
-            account=account,
-            bucket="flywheel-artifacts",
-            prefix="flywheel/",
+def test_a_run_is_checked_for_listing_its_prefix_and_describing_its_models(clients):
+    sts, iam, iam_stub = clients
+    bucket = "arn:aws:s3:::flywheel-test"
+    model = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:model/*"
+    answer(iam_stub, denied={("s3:ListBucket", bucket), ("sagemaker:DescribeModel", model)})
+
+    with pytest.raises(InvalidSpecError) as caught:
+        check_permissions(base_config(), sts, iam, "us-east-1")
+
+    assert str(caught.value) == (
+        f"permissions: {RUNNER} may not sagemaker:DescribeModel on {model}; "
+        f"{RUNNER} may not s3:ListBucket on {bucket}"
+    )
+
+
+def test_the_bucket_listing_is_simulated_with_the_prefix_the_policy_conditions_on():
+    plan = dict(simulation_plan(base_config(), "us-east-1", ACCOUNT, RunUses()))
+
+    assert plan[("caller", "arn:aws:s3:::flywheel-test", (("s3:prefix", "runs/"),))] == (
+        "s3:ListBucket",
+    )
+
+
+def test_a_registry_and_an_endpoint_are_checked_when_the_run_uses_them():
+    uses = RunUses(
+        registry="sagemaker://eu-west-1/flywheel-registry/models?image=x:1",
+        model_name="QSAR",
+        endpoint_name="qsar-prod",
+    )
+    asked = {
+        (action, resource)
+        for (_, resource, _), actions in simulation_plan(base_config(), "us-east-1", ACCOUNT, uses)
+        for action in actions
+    }
+
+    assert (
+        "sagemaker:CreateModelPackage",
+        f"arn:aws:sagemaker:eu-west-1:{ACCOUNT}:model-package-group/qsar",
+    ) in asked
+    assert ("s3:PutObject", "arn:aws:s3:::flywheel-registry/models/*") in asked
+    assert (
+        "sagemaker:UpdateEndpoint",
+        f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/qsar-prod",
+    ) in asked
+    plain = {
+        action
+        for _, actions in simulation_plan(base_config(), "us-east-1", ACCOUNT, RunUses())
+        for action in actions
+    }
+    assert not any("ModelPackage" in a or "Endpoint" in a for a in plain)
+
+
+def test_rollback_alarms_the_execution_role_may_not_read_are_named_with_that_role(clients):
+    sts, iam, iam_stub = clients
+    uses = RunUses(endpoint_name="qsar-prod", rollback_alarms=("qsar-5xx",))
+    answer(iam_stub, denied={("cloudwatch:DescribeAlarms", ALARM)}, uses=uses)
+
+    with pytest.raises(InvalidSpecError) as caught:
+        check_permissions(base_config(), sts, iam, "us-east-1", uses)
+
+    assert str(caught.value) == f"permissions: {ROLE} may not cloudwatch:DescribeAlarms on {ALARM}"
+
+
+def test_a_runner_that_may_not_simulate_the_execution_role_is_warned_its_own_still_checked(
+    clients,
+):
+    sts, iam, iam_stub = clients
+    uses = RunUses(endpoint_name="qsar-prod", rollback_alarms=("qsar-5xx",))
+    endpoint = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:endpoint/qsar-prod"
+    answer(iam_stub, denied={("sagemaker:UpdateEndpoint", endpoint)}, uses=uses, unsimulable=ROLE)
+    warnings: list[str] = []
+
+    with pytest.raises(InvalidSpecError) as caught:
+        check_permissions(base_config(), sts, iam, "us-east-1", uses, warn=warnings.append)
+
+    assert (
+        str(caught.value) == f"permissions: {RUNNER} may not sagemaker:UpdateEndpoint on {endpoint}"
+    )
+    assert warnings == [
+        f"flywheel: warning: permissions: not checked for {ROLE}, {RUNNER} may not run "
+        "iam:SimulatePrincipalPolicy (AccessDenied)"
+    ]
+
+
+@pytest.mark.parametrize("code", ["InvalidClientTokenId", "ExpiredToken", "SignatureDoesNotMatch"])
+def test_credentials_aws_rejects_stop_the_run_in_one_line(monkeypatch, code):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    session = boto3.session.Session(region_name="us-east-1")
+    sts, iam = session.client("sts"), session.client("iam")
+    with Stubber(sts) as sts_stub:
+        sts_stub.add_client_error(
+            "get_caller_identity",
+            service_error_code=code,
+            service_message="The security token included in the request is invalid.",
+            http_status_code=403,
         )
-        for action in actions:
-            assert any(
-                action in (s["Action"] if isinstance(s["Action"], list) else [s["Action"]])
-                and any(
-                    fnmatchcase(resource, pattern)
-                    for pattern in (
-                        s["Resource"] if isinstance(s["Resource"], list) else [s["Resource"]]
-                    )
-                )
-                for s in statements
-            ), (action, resource)
+        with pytest.raises(InvalidSpecError) as caught:
+            check_permissions(base_config(), sts, iam, "us-east-1", warn=pytest.fail)
+
+    assert str(caught.value) == (
+        f"AWS credentials: rejected by AWS ({code}): "
+        "The security token included in the request is invalid."
+    )
