@@ -10,6 +10,23 @@ also a ModelQuality statistics report.
 
 Open it with ``open_registry("sagemaker://<region>/<bucket>/<prefix>?image=<serving image>")``:
 the bucket and prefix are where local model archives and metric reports are uploaded.
+
+One package per model bytes, even when two callers register the same bytes at once. SageMaker
+has no conditional create for packages, so ``register`` uses both a conditional write and a
+second look:
+
+- **A claim** (``claims.py``): before creating, the caller writes ``<prefix>/claims/<model>/
+  <sha256>.json`` to S3 with ``If-None-Match: *``. One caller wins; the others wait for the
+  version it writes into the claim and return that package. A claim left by a caller that died
+  goes stale after ``ClaimTiming.stale_after`` and is taken over.
+- **A second look**, after every create: if a lower-numbered package carries the same digest (a
+  stale claim was taken over from a claimant that was slow, not dead), this caller deletes its own
+  package (``sagemaker:DeleteModelPackage``) and returns the lower one. Every caller applies the
+  same rule, so the earliest package wins and only the later ones are deleted.
+
+The claim alone would fail open when a live claimant is overtaken; the second look alone would
+let two packages exist for a moment, where a reader could see both. Together, duplicates need a
+claimant slower than ``stale_after``, and even then they do not last.
 """
 
 from __future__ import annotations
@@ -17,15 +34,21 @@ from __future__ import annotations
 import hashlib
 import json
 import tempfile
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
+from flywheel.components.compute.sagemaker.claims import Claim, ClaimTiming, S3Claims, next_step
 from flywheel.components.compute.sagemaker.clients import AwsClients
-from flywheel.components.compute.sagemaker.errors import error_code, is_not_found
+from flywheel.components.compute.sagemaker.errors import (
+    error_code,
+    is_already_exists,
+    is_not_found,
+)
 from flywheel.components.compute.sagemaker.s3 import (
     S3Uri,
     StagedLocation,
@@ -80,10 +103,22 @@ class SageMakerModelRegistry:
     """Model versions in SageMaker Model Registry; ``uri`` is the ``sagemaker://`` URI it was opened with."""
 
     def __init__(
-        self, clients: AwsClients, staging: S3Uri, *, image: str | None = None, uri: str = ""
+        self,
+        clients: AwsClients,
+        staging: S3Uri,
+        *,
+        image: str | None = None,
+        uri: str = "",
+        timing: ClaimTiming | None = None,
+        log: Callable[[str], None] = print,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._clients = clients
         self._stager = Stager(clients.s3, staging)
+        self._claims = S3Claims(clients.s3, staging.child("claims"))
+        self._timing = timing or ClaimTiming()
+        self._log = log
+        self._sleep = sleep
         self._image = image
         self.uri = uri
 
@@ -146,6 +181,11 @@ class SageMakerModelRegistry:
 
     def _version(self, name: str, package_arn: str, champion: int | None) -> ModelVersion:
         package = self._clients.sagemaker.describe_model_package(ModelPackageName=package_arn)
+        return self._as_version(name, package, champion)
+
+    def _as_version(
+        self, name: str, package: Mapping[str, Any], champion: int | None
+    ) -> ModelVersion:
         properties = package.get("CustomerMetadataProperties", {})
         metadata = self._metadata(properties)
         number = int(package["ModelPackageVersion"])
@@ -181,6 +221,27 @@ class SageMakerModelRegistry:
             if s.get("ModelApprovalStatus") == "Approved"
         ]
         return max(approved, default=None)
+
+    def _find(
+        self, name: str, digest: str, skip: frozenset[str] = frozenset()
+    ) -> tuple[ModelVersion | None, frozenset[str]]:
+        """The lowest-numbered package of ``name`` with ``digest``, and every package looked at.
+
+        Packages in ``skip`` were looked at before and are not described again: a second look
+        costs one List and a Describe per package created since the first.
+        """
+        summaries = self._packages(name)
+        champion = self._champion_number(summaries)
+        seen = set(skip)
+        for summary in summaries:
+            arn = summary["ModelPackageArn"]
+            if arn in seen:
+                continue
+            seen.add(arn)
+            package = self._clients.sagemaker.describe_model_package(ModelPackageName=arn)
+            if package.get("CustomerMetadataProperties", {}).get(_SHA) == digest:
+                return self._as_version(name, package, champion), frozenset(seen)
+        return None, frozenset(seen)
 
     def versions(self, name: str) -> list[ModelVersion]:
         summaries = self._packages(name)
@@ -228,10 +289,15 @@ class SageMakerModelRegistry:
         except ClientError as error:
             if not is_not_found(error):
                 raise
-            self._clients.sagemaker.create_model_package_group(
-                ModelPackageGroupName=name,
-                ModelPackageGroupDescription=f"{name}: registered by Flywheel",
-            )
+            try:
+                self._clients.sagemaker.create_model_package_group(
+                    ModelPackageGroupName=name,
+                    ModelPackageGroupDescription=f"{name}: registered by Flywheel",
+                )
+            except ClientError as error:
+                # Another caller registering at the same moment made it first.
+                if not is_already_exists(error):
+                    raise
 
     def _servable(
         self, model_artifact: str, lineage: Mapping[str, Any], scratch: Path
@@ -275,16 +341,21 @@ class SageMakerModelRegistry:
         hyperparameters: Mapping[str, Any],
         lineage: Mapping[str, Any],
     ) -> Registration:
-        """A PendingManualApproval package; the same model bytes registered again return the first."""
+        """A PendingManualApproval package; the same model bytes registered again return the first.
+
+        That holds for callers registering the same bytes at once, too (see the module's
+        docstring): the uploads come first, as they are keyed by content and harmless to repeat,
+        so the claim covers only the create and the second look.
+        """
         validate_model_name(name)
         if self._image is None:
             raise InvalidSpecError(
                 "registry", "a SageMaker registry URI needs ?image=<serving image URI>"
             )
         digest = self._digest(model_artifact)
-        for existing in self.versions(name):
-            if existing.model_sha256 == digest:
-                return Registration(existing, created=False)
+        existing, seen = self._find(name, digest)
+        if existing is not None:
+            return Registration(existing, created=False)
         self._ensure_group(name)
         with tempfile.TemporaryDirectory(prefix="flywheel-registry-") as scratch:
             staged, environment = self._servable(model_artifact, lineage, Path(scratch))
@@ -301,26 +372,114 @@ class SageMakerModelRegistry:
             statistics = self._stager.plan_file(report, "model-quality")
             metadata = self._stager.plan_file(record, "metadata")
             self._stager.upload(staged, statistics, metadata)
-        arn = self._clients.sagemaker.create_model_package(
-            ModelPackageGroupName=name,
-            ModelPackageDescription=f"{name} model {digest[:12]}",
-            ModelApprovalStatus="PendingManualApproval",
-            InferenceSpecification={
+        request = {
+            "ModelPackageGroupName": name,
+            "ModelPackageDescription": f"{name} model {digest[:12]}",
+            "ModelApprovalStatus": "PendingManualApproval",
+            "InferenceSpecification": {
                 "Containers": [
                     {"Image": self._image, "ModelDataUrl": str(staged.uri), **environment}
                 ],
                 "SupportedContentTypes": ["text/csv"],
                 "SupportedResponseMIMETypes": ["text/csv"],
             },
-            ModelMetrics={
+            "ModelMetrics": {
                 "ModelQuality": {
                     "Statistics": {"ContentType": "application/json", "S3Uri": str(statistics.uri)}
                 }
             },
-            CustomerMetadataProperties=_properties(metrics, digest, metadata.uri),
-        )["ModelPackageArn"]
-        package = self._clients.sagemaker.describe_model_package(ModelPackageName=arn)
-        return Registration(self.get(name, int(package["ModelPackageVersion"])), created=True)
+            "CustomerMetadataProperties": _properties(metrics, digest, metadata.uri),
+        }
+        return self._register_once(name, digest, request, seen)
+
+    def _register_once(
+        self, name: str, digest: str, request: dict[str, Any], seen: frozenset[str]
+    ) -> Registration:
+        """Create the package under a claim, or return the one another caller's claim made."""
+        key = self._claims.key(name, digest)
+        claim = self._claims.claim(key)
+        waiting = False
+        while True:
+            if claim is None:  # removed (by hand, a lifecycle rule) or a write in flight: again
+                self._sleep(self._timing.poll)
+                claim = self._claims.claim(key)
+                continue
+            if claim.mine:
+                return self._create_as_claimant(name, digest, request, claim, seen)
+            step = next_step(claim, self._timing.stale_after)
+            if step == "use_version":
+                settled = self._settled(name, digest, claim)
+                if settled is not None:
+                    return Registration(settled, created=False)
+                self._log(
+                    f"model {name}: version {claim.version}, registered for {digest[:12]}, "
+                    "is gone; registering it again"
+                )
+                claim = self._claims.take_over(claim)
+            elif step == "take_over":
+                self._log(
+                    f"model {name}: taking over the registration of {digest[:12]}: its caller "
+                    f"claimed it {claim.age:.0f}s ago and left no package"
+                )
+                claim = self._claims.take_over(claim)
+            else:
+                if not waiting:
+                    waiting = True
+                    self._log(
+                        f"model {name}: another caller is registering {digest[:12]}; "
+                        "waiting for its package"
+                    )
+                self._sleep(self._timing.poll)
+                claim = self._claims.read(key)
+
+    def _settled(self, name: str, digest: str, claim: Claim) -> ModelVersion | None:
+        """The version a settled claim names, if its package is still there with these bytes."""
+        if claim.version is None:
+            return None
+        try:
+            version = self.get(name, claim.version)
+        except RegistryError:
+            return None
+        return version if version.model_sha256 == digest else None
+
+    def _create_as_claimant(
+        self,
+        name: str,
+        digest: str,
+        request: dict[str, Any],
+        claim: Claim,
+        seen: frozenset[str],
+    ) -> Registration:
+        # A claim taken over may come from a caller that died after its create: look first.
+        existing, seen = self._find(name, digest, seen)
+        if existing is not None:
+            self._claims.settle(claim, existing.version)
+            return Registration(existing, created=False)
+        arn = self._clients.sagemaker.create_model_package(**request)["ModelPackageArn"]
+        # The second look: a caller overtaken while slow may have created one too; the lower
+        # version wins, and each caller deletes only its own package.
+        winner, _ = self._find(name, digest, seen)
+        if winner is None:  # the list has not caught up with the create yet
+            package = self._clients.sagemaker.describe_model_package(ModelPackageName=arn)
+            winner = self._as_version(name, package, None)
+        mine = winner.lineage["model_package_arn"] == arn
+        if not mine:
+            self._delete_duplicate(name, arn, winner)
+        self._claims.settle(claim, winner.version)
+        return Registration(winner, created=mine)
+
+    def _delete_duplicate(self, name: str, arn: str, kept: ModelVersion) -> None:
+        try:
+            self._clients.sagemaker.delete_model_package(ModelPackageName=arn)
+        except ClientError as error:
+            if is_not_found(error):
+                return
+            self._log(
+                f"model {name}: could not delete {arn}, a duplicate of version {kept.version} "
+                f"({error_code(error)}); grant sagemaker:DeleteModelPackage, or delete it by hand"
+            )
+            return
+        self._log(f"model {name}: {arn} duplicated version {kept.version}; deleted it")
 
     def promote(self, name: str, version: int, reason: str = "") -> ModelVersion:
         """Approve ``version``; reject the previous champion so "latest approved" is unambiguous."""
