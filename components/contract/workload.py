@@ -26,6 +26,7 @@ from flywheel.components.contract.channels import (
 from flywheel.components.contract.keys import check_keys
 from flywheel.components.contract.metrics import MetricDefinition
 from flywheel.components.contract.scripts import ScriptStep, evaluation_of, preprocessing_of
+from flywheel.components.contract.tuning import TuningSpec, tuning_of
 from flywheel.components.data.bundles import fetch_bundle, is_bundle
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring.scores import OBJECTIVES
@@ -50,6 +51,7 @@ TOP_LEVEL_KEYS = (
     "evaluation",
     "framework",
     "dependencies",
+    "tuning",
 )
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
@@ -195,6 +197,8 @@ class Workload:
     # Folders shipped with the training code, each under its own name (the SDK's
     # ``Estimator(dependencies=[...])``); the serving code gets them too unless it names its own.
     dependencies: tuple[Path, ...] = ()
+    # The ``tuning`` section (``contract.tuning``): None when the workload declares no search.
+    tuning: TuningSpec | None = None
 
     @property
     def serving_dependencies(self) -> tuple[Path, ...]:
@@ -517,6 +521,7 @@ def load_workload(path: str | Path) -> Workload:
     for index, definition in enumerate(definitions):
         if isinstance(definition, Mapping):
             check_keys(definition, METRIC_DEFINITION_KEYS, f"metric_definitions[{index}].")
+    metric_definitions = tuple(MetricDefinition.from_mapping(m) for m in definitions)
     return Workload(
         name=name,
         task=task,
@@ -524,7 +529,7 @@ def load_workload(path: str | Path) -> Workload:
         entry_point=entry_point,
         columns=columns,
         hyperparameters=hyperparameters,
-        metric_definitions=tuple(MetricDefinition.from_mapping(m) for m in definitions),
+        metric_definitions=metric_definitions,
         objective_metric=objective_metric,
         objective_goal=objective_goal,
         path=path.resolve(),
@@ -534,4 +539,5 @@ def load_workload(path: str | Path) -> Workload:
         evaluation=evaluation,
         framework=framework,
         dependencies=dependencies_of(raw, path.parent),
+        tuning=tuning_of(raw, hyperparameters, (m.name for m in metric_definitions)),
     )

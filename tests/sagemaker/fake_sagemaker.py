@@ -12,7 +12,9 @@ be tested against it. This server keeps the real service's rules where moto is l
   retention rule does (the job is ``Deleting``, its name still taken), and only :meth:`purge`
   frees the name, as the service does later;
 - Describe and List can be throttled N times, at any point (per account, as the service does);
-- List<Kind>Jobs answers by ``NameContains``, a page of ``MaxResults`` at a time.
+- List<Kind>Jobs answers by ``NameContains``, a page of ``MaxResults`` at a time;
+- a tuning job that :meth:`finish` completes leaves one trial, a Completed training job with its
+  model, as its ``BestTrainingJob`` (and in ListTrainingJobsForHyperParameterTuningJob).
 
 Every call is recorded in arrival order. Only the operations the launcher calls exist; any other is
 refused. S3 and CloudWatch Logs stay on moto.
@@ -34,7 +36,8 @@ import boto3
 from .moto_sagemaker import one_file_archive
 
 ACCOUNT = "123456789012"
-KINDS = ("Training", "Processing")
+KINDS = ("Training", "Processing", "HyperParameterTuning")
+TUNING = "HyperParameterTuning"
 PROCESSED = b"processed by the fake SageMaker\n"
 
 
@@ -134,12 +137,78 @@ class FakeSageMaker:
             return
         if job["kind"] == "Processing":
             self._upload_outputs(job["request"], outputs)
+        elif job["kind"] == TUNING:
+            self._best_trial(name, job)
         else:
             bucket, _, prefix = job["request"]["OutputDataConfig"]["S3OutputPath"][5:].partition(
                 "/"
             )
             key = f"{prefix.strip('/')}/{name}/output/model.tar.gz".lstrip("/")
             self._s3.put_object(Bucket=bucket, Key=key, Body=model_archive())
+
+    def _best_trial(self, name: str, job: dict[str, Any]) -> None:
+        """The tuning job's one trial: a Completed training job under SageMaker's trial name."""
+        definition = job["request"]["TrainingJobDefinition"]
+        trial = f"{name}-001-0a1b2c3d"
+        ranges = job["request"]["HyperParameterTuningJobConfig"].get("ParameterRanges", {})
+        tuned = {
+            r["Name"]: r["Values"][0] if "Values" in r else r["MinValue"]
+            for kind in ranges.values()
+            for r in kind
+        }
+        with self._lock:
+            self.jobs[trial] = {
+                "kind": "Training",
+                "status": "Completed",
+                "secondary": "Completed",
+                "reason": "",
+                "exit_message": "",
+                "arn": f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:training-job/{trial}",
+                "request": {**definition, "TrainingJobName": trial},
+                "tuning_job": name,
+                "tuned": tuned,
+            }
+        self.finish(trial, "Completed")
+
+    def _trial_summaries(self, name: str) -> list[dict[str, Any]]:
+        objective = self.jobs[name]["request"]["HyperParameterTuningJobConfig"][
+            "HyperParameterTuningJobObjective"
+        ]
+        return [
+            {
+                "TrainingJobName": trial,
+                "TrainingJobArn": job["arn"],
+                "CreationTime": time.time(),
+                "TrainingJobStatus": job["status"],
+                "TunedHyperParameters": job["tuned"],
+                "FinalHyperParameterTuningJobObjectiveMetric": {**objective, "Value": 0.5},
+            }
+            for trial, job in sorted(self.jobs.items())
+            if job.get("tuning_job") == name
+        ]
+
+    def _list_trials(self, params: dict[str, Any]) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "TrainingJobSummaries": self._trial_summaries(params["HyperParameterTuningJobName"])
+            }
+
+    def _describe_tuning(self, job: dict[str, Any], name: str, status: str) -> dict[str, Any]:
+        request = job["request"]
+        description = {
+            "HyperParameterTuningJobName": name,
+            "HyperParameterTuningJobArn": job["arn"],
+            "HyperParameterTuningJobConfig": request["HyperParameterTuningJobConfig"],
+            "TrainingJobDefinition": request["TrainingJobDefinition"],
+            "HyperParameterTuningJobStatus": status,
+            "CreationTime": time.time(),
+            "TrainingJobStatusCounters": {},
+            "ObjectiveStatusCounters": {},
+        }
+        trials = self._trial_summaries(name)
+        if trials:
+            description["BestTrainingJob"] = trials[0]
+        return description
 
     def _upload_outputs(
         self, request: dict[str, Any], outputs: Mapping[str, Mapping[str, bytes]] | None
@@ -159,7 +228,8 @@ class FakeSageMaker:
         with self._lock:
             if name in self.jobs:
                 raise _Refused("ResourceInUse", f"{kind} job names must be unique: {name}")
-            arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:{kind.lower()}-job/{name}"
+            noun = "hyper-parameter-tuning" if kind == TUNING else kind.lower()
+            arn = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:{noun}-job/{name}"
             self.jobs[name] = {
                 "kind": kind,
                 "status": "InProgress",
@@ -183,8 +253,12 @@ class FakeSageMaker:
             shown = job["status"]
             if shown == "Stopping":  # the next look finds it stopped
                 job["status"] = job["secondary"] = "Stopped"
-        describe = self._describe_processing if kind == "Processing" else self._describe_training
-        description = describe(job, params[f"{kind}JobName"], shown)
+        describe = {
+            "Processing": self._describe_processing,
+            TUNING: self._describe_tuning,
+        }.get(kind, self._describe_training)
+        with self._lock:
+            description = describe(job, params[f"{kind}JobName"], shown)
         if kind == "Training":
             description["SecondaryStatus"] = "Stopping" if shown == "Stopping" else job["secondary"]
         if job["reason"]:
@@ -281,6 +355,7 @@ class FakeSageMaker:
         operations.update(
             {f"List{kind}Jobs": functools.partial(self._list, kind) for kind in KINDS}
         )
+        operations["ListTrainingJobsForHyperParameterTuningJob"] = self._list_trials
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:

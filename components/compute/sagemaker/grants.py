@@ -19,13 +19,20 @@ from typing import Literal
 
 from botocore import xform_name
 
-from flywheel.components.compute.sagemaker.jobs import PROCESSING, TRAINING, TRANSFORM, JobType
+from flywheel.components.compute.sagemaker.jobs import (
+    PROCESSING,
+    TRAINING,
+    TRANSFORM,
+    TUNING,
+    JobType,
+)
 
 # What a run does, so that the check asks only for what this run will call:
 # jobs: training, processing and transform jobs, their models, logs and S3 staging (always);
 # registry: a sagemaker:// model registry; endpoint: deploy_endpoint; rollback: its alarms;
-# metrics: the evaluation's CloudWatch metrics; check: the permissions check's own calls.
-Scope = Literal["jobs", "registry", "endpoint", "rollback", "metrics", "check"]
+# metrics: the evaluation's CloudWatch metrics; tuning: a SageMaker hyperparameter tuning job;
+# check: the permissions check's own calls.
+Scope = Literal["jobs", "registry", "endpoint", "rollback", "metrics", "tuning", "check"]
 Principal = Literal["caller", "execution_role"]
 
 
@@ -52,6 +59,7 @@ JOBS = _scopes("jobs")
 REGISTRY = _scopes("registry")
 ENDPOINT = _scopes("endpoint")
 MODELS = _scopes("jobs", "endpoint")  # transform makes a model; so does a deploy
+TUNES = _scopes("tuning")
 
 _SAGEMAKER = "arn:aws:sagemaker:{region}:{account}"
 _REGISTRY = "arn:aws:sagemaker:{registry_region}:{account}"
@@ -83,20 +91,28 @@ def _s3(action: str) -> tuple[Grant, ...]:
     )
 
 
-def _job_calls(kind: JobType) -> dict[str, tuple[Grant, ...]]:
+def _job_arn(kind: JobType) -> str:
+    return f"{_SAGEMAKER}:{xform_name(kind.noun).replace('_', '-')}-job/*"
+
+
+def _job_calls(kind: JobType, scopes: frozenset[Scope] = JOBS) -> dict[str, tuple[Grant, ...]]:
     """A job kind's calls: Create (passing the role, with tags), Describe, Stop, List by name."""
     snake = xform_name(kind.noun)
-    arn = f"{_SAGEMAKER}:{snake.replace('_', '-')}-job/*"
+    arn = _job_arn(kind)
     return {
         f"sagemaker.create_{snake}_job": (
-            Grant(f"sagemaker:Create{kind.noun}Job", arn, JOBS),
-            Grant("sagemaker:AddTags", arn, JOBS),
-            _pass_role(JOBS),
+            Grant(f"sagemaker:Create{kind.noun}Job", arn, scopes),
+            Grant("sagemaker:AddTags", arn, scopes),
+            _pass_role(scopes),
         ),
-        f"sagemaker.describe_{snake}_job": (Grant(f"sagemaker:Describe{kind.noun}Job", arn, JOBS),),
-        f"sagemaker.stop_{snake}_job": (Grant(f"sagemaker:Stop{kind.noun}Job", arn, JOBS),),
+        f"sagemaker.describe_{snake}_job": (
+            Grant(f"sagemaker:Describe{kind.noun}Job", arn, scopes),
+        ),
+        f"sagemaker.stop_{snake}_job": (Grant(f"sagemaker:Stop{kind.noun}Job", arn, scopes),),
         # Every attempt of a job is found by its name prefix (NameContains).
-        f"sagemaker.list_{snake}_jobs": (Grant(f"sagemaker:List{kind.noun}Jobs", _UNSCOPED, JOBS),),
+        f"sagemaker.list_{snake}_jobs": (
+            Grant(f"sagemaker:List{kind.noun}Jobs", _UNSCOPED, scopes),
+        ),
     }
 
 
@@ -105,6 +121,12 @@ OPERATIONS: dict[str, tuple[Grant, ...]] = {
     **_job_calls(TRAINING),
     **_job_calls(PROCESSING),
     **_job_calls(TRANSFORM),
+    # A tuning run's own calls; SageMaker creates the trials' training jobs itself, and the best
+    # one is described with the training grants above.
+    **_job_calls(TUNING, TUNES),
+    "sagemaker.list_training_jobs_for_hyper_parameter_tuning_job": (
+        Grant("sagemaker:ListTrainingJobsForHyperParameterTuningJob", _job_arn(TUNING), TUNES),
+    ),
     "sagemaker.create_model": (
         Grant("sagemaker:CreateModel", _MODEL, MODELS),
         Grant("sagemaker:AddTags", _MODEL, MODELS),

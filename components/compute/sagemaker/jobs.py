@@ -133,3 +133,6 @@ TRAINING = JobType("Training", "/aws/sagemaker/TrainingJobs", "jobs")
 TRANSFORM = JobType("Transform", "/aws/sagemaker/TransformJobs", "transform-jobs")
 # DescribeProcessingJob has no SecondaryStatusTransitions: the runner logs each status change.
 PROCESSING = JobType("Processing", "/aws/sagemaker/ProcessingJobs", "processing-jobs")
+# A tuning job writes no logs of its own: its trials are training jobs, logging to the training
+# jobs' group under their own names (``<tuning job>-001-<hash>/algo-1-...``).
+TUNING = JobType("HyperParameterTuning", "/aws/sagemaker/TrainingJobs", "hyper-tuning-jobs")
