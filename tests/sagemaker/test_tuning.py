@@ -7,6 +7,8 @@ import pytest
 import yaml
 
 from flywheel.components.compute.sagemaker import Watch
+from flywheel.components.compute.sagemaker.jobs import TUNING
+from flywheel.components.compute.sagemaker.logs import LogTailer
 from flywheel.components.compute.sagemaker.s3 import S3Uri
 from flywheel.components.compute.sagemaker.training import training_request
 from flywheel.components.compute.sagemaker.tuning import (
@@ -370,3 +372,38 @@ def test_the_objective_must_be_one_the_trials_metric_definitions_read():
         tuning_request(spec_of(), train, run_id="r")
 
     assert refused.value.field == "tuning.objective.metric"
+
+
+def test_each_trials_log_is_followed_labelled_with_its_trial(stubbed):
+    lines: list[str] = []
+    prefix = TUNING.log_stream_prefix(NAME)
+    trials = [f"{NAME}-001-aaaaaaaa/algo-1-1700000000", f"{NAME}-002-bbbbbbbb/algo-1-1700000000"]
+    stubbed.logs.add_response(
+        "describe_log_streams",
+        {"logStreams": [{"logStreamName": stream} for stream in trials]},
+        {"logGroupName": "/aws/sagemaker/TrainingJobs", "logStreamNamePrefix": f"{NAME}-"},
+    )
+    for number, stream in enumerate(trials, start=1):
+        stubbed.logs.add_response(
+            "get_log_events",
+            {"events": [{"message": f"test_rmse=0.{number}"}], "nextForwardToken": "f1"},
+            {"logGroupName": TUNING.log_group, "logStreamName": stream, "startFromHead": True},
+        )
+        stubbed.logs.add_response(
+            "get_log_events",
+            {"events": [], "nextForwardToken": "f1"},
+            {
+                "logGroupName": TUNING.log_group,
+                "logStreamName": stream,
+                "startFromHead": True,
+                "nextToken": "f1",
+            },
+        )
+
+    LogTailer(stubbed.clients.logs, TUNING.log_group, prefix, lines.append).poll()
+
+    assert lines == [
+        "[001-aaaaaaaa/algo-1-1700000000] test_rmse=0.1",
+        "[002-bbbbbbbb/algo-1-1700000000] test_rmse=0.2",
+    ]
+    stubbed.verify()

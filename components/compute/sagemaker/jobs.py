@@ -27,6 +27,12 @@ class JobType:
     noun: str
     log_group: str
     console_path: str
+    # What follows the job's name in its log streams' names: ``/`` for the job's own instances,
+    # ``-`` for a tuning job, whose trials are training jobs named ``<tuning job>-001-<hash>``.
+    log_separator: str = "/"
+
+    def log_stream_prefix(self, name: str) -> str:
+        return f"{name}{self.log_separator}"
 
     @property
     def _snake(self) -> str:
@@ -135,4 +141,6 @@ TRANSFORM = JobType("Transform", "/aws/sagemaker/TransformJobs", "transform-jobs
 PROCESSING = JobType("Processing", "/aws/sagemaker/ProcessingJobs", "processing-jobs")
 # A tuning job writes no logs of its own: its trials are training jobs, logging to the training
 # jobs' group under their own names (``<tuning job>-001-<hash>/algo-1-...``).
-TUNING = JobType("HyperParameterTuning", "/aws/sagemaker/TrainingJobs", "hyper-tuning-jobs")
+TUNING = JobType(
+    "HyperParameterTuning", "/aws/sagemaker/TrainingJobs", "hyper-tuning-jobs", log_separator="-"
+)

@@ -1,7 +1,9 @@
 """Tail a job's CloudWatch log streams while it runs, so people see the script's output live.
 
 SageMaker writes one stream per instance (``<job>/algo-1-<epoch>``, ``<job>/algo-2-<epoch>``),
-and the streams appear only once instances start. Each :meth:`LogTailer.poll` lists the streams
+and the streams appear only once instances start. A tuning job's trials are training jobs named
+after it (``<tuning job>-001-<hash>/algo-1-<epoch>``), so it is followed by the prefix
+``<tuning job>-`` and each line is labelled with its trial. Each :meth:`LogTailer.poll` lists the streams
 again (paged), then reads every stream forward from where it stopped (paged with tokens).
 """
 
@@ -23,11 +25,11 @@ MAX_DRAIN_READS = 30
 
 class LogTailer:
     def __init__(
-        self, logs: Any, log_group: str, job_name: str, sink: Callable[[str], None]
+        self, logs: Any, log_group: str, stream_prefix: str, sink: Callable[[str], None]
     ) -> None:
         self._logs = logs
         self._group = log_group
-        self._prefix = f"{job_name}/"
+        self._prefix = stream_prefix
         self._sink = sink
         self._tokens: dict[str, str | None] = {}
         self._multi_stream = False

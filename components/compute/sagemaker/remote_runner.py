@@ -194,7 +194,7 @@ def run_job(
                 arn = description[job.arn_key]
                 log(_reattach_line(clients, job, description))
             follower = _Follower(job, name, clients.region, log)
-            tailer = LogTailer(clients.logs, job.log_group, name, log)
+            tailer = LogTailer(clients.logs, job.log_group, job.log_stream_prefix(name), log)
             if on_handle is not None:
                 on_handle(arn)
             started = watch.clock.now()
