@@ -1,7 +1,7 @@
 """``python -m flywheel.operators``: run the retraining operator against the current kubeconfig.
 
 ``--dev`` runs it against a local world instead, for trying it as a new user would: the
-Kubernetes emulator (kmock), the KFP API stand-in with a pipeline named ``train``, and moto for
+Kubernetes emulator (kmock), the KFP API stand-in with a pipeline named ``flywheel-training`` (the one the sample policy names), and moto for
 CloudWatch and S3, all on 127.0.0.1. It writes a kubeconfig for kubectl and prints what to do.
 ``--dev`` needs the dev extra: ``pip install -e '.[dev]'``.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import boto3
 import kopf
 
-from flywheel.operators import metrics, peering
+from flywheel.operators import leadership, metrics
 
 SAMPLE_BUCKET = "flywheel-feature-lake"
 
@@ -51,7 +51,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--standalone",
         action="store_true",
-        help="skip peering: only for a single replica (refused when FLYWHEEL_REPLICAS > 1)",
+        help="act without leader election: only for a single replica (refused when "
+        "FLYWHEEL_REPLICAS > 1)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return parser
@@ -69,7 +70,7 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     moto.start()
     try:
         with EmulatorThread() as cluster, KfpStandIn(finish_after_seconds=30) as kfp:
-            kfp.add_pipeline("train", "v1")
+            kfp.add_pipeline("flywheel-training", "v1")
             host, port = moto.get_host_and_port()
             # The sample policy watches this bucket; an empty one reads as "no new data yet".
             boto3.client(
@@ -105,7 +106,7 @@ Flywheel retraining operator, dev mode. In another shell:
   kubectl annotate rp churn-model flywheel.dev/run-nonce="$(date +%s)" --overwrite
   kubectl get rp churn-model -o yaml      # status: conditions, triggers, active, recentRuns
 
-KFP stand-in (pipeline "train", runs succeed after 30 s): {env["KF_PIPELINES_ENDPOINT"]}
+KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s): {env["KF_PIPELINES_ENDPOINT"]}
 Press Ctrl+C to stop.
 """,
         flush=True,
@@ -115,11 +116,15 @@ Press Ctrl+C to stop.
 def main(argv: list[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
-    if args.standalone and peering.replicas_from_environment() > 1:
+    if args.standalone and leadership.replicas_from_environment() > 1:
         parser.error(
-            f"--standalone: FLYWHEEL_REPLICAS={peering.replicas_from_environment()}, and "
-            "replicas without peering would all act; drop --standalone or run one replica"
+            f"--standalone: FLYWHEEL_REPLICAS={leadership.replicas_from_environment()}, and "
+            "replicas without leader election would all act; drop --standalone or run one replica"
         )
+    try:
+        timing = leadership.Timing.from_environment()
+    except ValueError as exc:
+        parser.error(str(exc))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
@@ -139,14 +144,29 @@ def main(argv: list[str] | None = None) -> None:
             _print_dev_help(env)
         # Imported here: the handlers' settings read the environment prepared above.
         import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
-        from flywheel.operators.kube import api_from_environment
 
         if not args.standalone:
-            try:
-                peering.require_object(api_from_environment(), namespaces)
-            except peering.PeeringMissing as exc:
-                raise SystemExit(f"python -m flywheel.operators: {exc}") from None
-        kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=args.standalone)
+            _lead(namespaces, timing)
+        # kopf's own peering stays off: the Lease decides which replica acts.
+        kopf.run(clusterwide=not namespaces, namespaces=namespaces, standalone=True)
+
+
+def _lead(namespaces: list[str], timing: leadership.Timing) -> None:
+    """Stand by until this replica holds the Lease; from then on it renews it, and exits when it
+    cannot (the pod restarts and stands by)."""
+    import kubernetes
+
+    from flywheel.operators.kube import client_from_environment
+
+    elector = leadership.Elector(
+        kubernetes.client.CoordinationV1Api(client_from_environment()),
+        namespace=leadership.lease_namespace(namespaces),
+        name=leadership.lease_name(),
+        me=leadership.identity(),
+        timing=timing,
+    )
+    leadership.install(elector)
+    elector.acquire()
 
 
 if __name__ == "__main__":

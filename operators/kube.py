@@ -1,9 +1,12 @@
 """Reads and conditional status writes of RetrainPolicies, through the Kubernetes API.
 
-A decision is made from one version of the object, so it may land only on that version. The
-status patch carries ``metadata.resourceVersion``, which the API server treats as a
-precondition: a decision made from a stale watch event, or racing another replica, is answered
-409 Conflict instead of overwriting newer state, and the caller reads again and decides again.
+A decision is made from one version of the object, so it may land only on that version; so is
+an observation. Every status patch carries ``metadata.resourceVersion``, which the API server
+treats as a precondition: a write made from a stale watch event, or by a replica that stopped
+leading while it worked, is answered 409 Conflict instead of overwriting newer state, and the
+caller reads again and decides (or observes) again. Writes also ask
+:func:`operators.leadership.check` first, through the REST client (see
+:func:`operators.leadership.guard_writes`).
 """
 
 from __future__ import annotations
@@ -56,15 +59,19 @@ def _answer(
         raise Unavailable(f"{doing}: {exc}") from exc
 
 
-def api_from_environment() -> kubernetes.client.CustomObjectsApi:
+def client_from_environment() -> kubernetes.client.ApiClient:
     """The service account in a cluster, else the kubeconfig named by ``KUBECONFIG``."""
     config = kubernetes.client.Configuration()
     try:
         kubernetes.config.load_incluster_config(client_configuration=config)
-        client = kubernetes.client.ApiClient(config)
+        return kubernetes.client.ApiClient(config)
     except kubernetes.config.ConfigException:
-        client = kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
-    return kubernetes.client.CustomObjectsApi(client)
+        return kubernetes.config.new_client_from_config(config_file=os.environ.get("KUBECONFIG"))
+
+
+def api_from_environment() -> kubernetes.client.CustomObjectsApi:
+    """Custom objects through :func:`client_from_environment`."""
+    return kubernetes.client.CustomObjectsApi(client_from_environment())
 
 
 @dataclass
@@ -84,16 +91,25 @@ class PolicyStore:
         )
 
     def patch_observations(
-        self, namespace: str, name: str, observations: dict[str, Any]
+        self, namespace: str, name: str, resource_version: str, observations: dict[str, Any]
     ) -> dict[str, Any] | None:
-        """Merge into ``status.observations``, whatever the resourceVersion: the poller is its
-        only writer. Returns the object as stored, ``None`` when it is gone."""
-        body = {"status": {"observations": observations}}
+        """Merge into ``status.observations`` if the object is still at ``resource_version``.
+
+        The poller is their only writer, yet not the only poller: a replica frozen while it
+        observed (a GC pause, a stalled node) would otherwise write its old readings over newer
+        ones, and an old window of a metric re-arms a trigger that already fired. Raises
+        :class:`Conflict` when the object moved on: observe again from what is stored.
+        """
+        body = {
+            "metadata": {"resourceVersion": resource_version},
+            "status": {"observations": observations},
+        }
         return _answer(
             f"writing {namespace}/{name}",
             lambda: self.api.patch_namespaced_custom_object_status(
                 GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
             ),
+            conflict=f"{namespace}/{name} changed since resourceVersion {resource_version}",
         )
 
     def patch_status(

@@ -1,9 +1,11 @@
-"""A reverse proxy on 127.0.0.1 that injects faults: latency, error answers and hangs.
+"""A reverse proxy on 127.0.0.1 that injects faults: latency, error answers, hangs and outages.
 
 The emulator and the KFP stand-in answer every request at once and never fail; real API servers
 do both. Put this proxy in front of either, and tell it which requests to hurt: by method, path
 pattern and (optionally) a piece of the body, for how many requests. Streaming answers (watches)
-are passed through chunk by chunk.
+are passed through chunk by chunk. An outage answers every request 503 and cuts the streams
+open when it begins, as an API server that goes away does; a held request waits until the
+test releases it, so that a test can act (freeze the client, say) while it is in flight.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import asyncio
 import json
 import re
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 
 import aiohttp
 import aiohttp.web
@@ -31,14 +34,23 @@ class Fault:
     delay: float = 0.0  # seconds to wait before forwarding (or answering)
     hang: bool = False  # never answer
     body_contains: str | None = None
+    hold: bool = False  # wait for release() before forwarding
+    query_contains: str | None = None
     hits: int = 0
+    arrived: threading.Event = field(default_factory=threading.Event)
+    released: threading.Event = field(default_factory=threading.Event)
 
-    def matches(self, method: str, path: str, body: bytes) -> bool:
+    def release(self) -> None:
+        """Let held requests go on to the upstream."""
+        self.released.set()
+
+    def matches(self, method: str, path: str, query: str, body: bytes) -> bool:
         return (
             self.hits < self.times
             and method == self.method
             and self.path.search(path) is not None
             and (self.body_contains is None or self.body_contains.encode() in body)
+            and (self.query_contains is None or self.query_contains in query)
         )
 
 
@@ -65,6 +77,8 @@ class FaultProxy:
         self.upstream = upstream.rstrip("/")
         self.url = ""
         self.faults: list[Fault] = []
+        self._down_until = 0.0  # time.monotonic() before which every request is refused
+        self._open: dict[int, asyncio.BaseTransport] = {}  # by id(request)
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -81,11 +95,38 @@ class FaultProxy:
         delay: float = 0.0,
         hang: bool = False,
         body_contains: str | None = None,
+        hold: bool = False,
+        query_contains: str | None = None,
     ) -> Fault:
-        fault = Fault(method, re.compile(path), times, status, delay, hang, body_contains)
+        fault = Fault(
+            method,
+            re.compile(path),
+            times,
+            status,
+            delay,
+            hang,
+            body_contains,
+            hold,
+            query_contains,
+        )
         with self._lock:
             self.faults.append(fault)
         return fault
+
+    def outage(self, seconds: float) -> None:
+        """From now on for ``seconds``, answer every request 503; cut the open streams now."""
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._cut_open)
+
+    def _cut_open(self) -> None:
+        for transport in list(self._open.values()):
+            transport.close()
+
+    def _down(self) -> bool:
+        with self._lock:
+            return time.monotonic() < self._down_until
 
     def __enter__(self) -> FaultProxy:
         self._thread.start()
@@ -98,10 +139,10 @@ class FaultProxy:
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(timeout=30)
 
-    def _take(self, method: str, path: str, body: bytes) -> Fault | None:
+    def _take(self, method: str, path: str, query: str, body: bytes) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(method, path, body):
+                if fault.matches(method, path, query, body):
                     fault.hits += 1
                     return fault
         return None
@@ -136,17 +177,28 @@ class FaultProxy:
         self, request: aiohttp.web.Request, session: aiohttp.ClientSession
     ) -> aiohttp.web.StreamResponse:
         body = await request.read()
-        fault = self._take(request.method, request.path, body)
+        if self._down():
+            return _refusal(503)
+        fault = self._take(request.method, request.path, request.rel_url.query_string, body)
         if fault is not None:
+            fault.arrived.set()
+            while fault.hold and not fault.released.is_set():
+                await asyncio.sleep(0.01)
             if fault.hang:
                 await asyncio.sleep(3600)
             await asyncio.sleep(fault.delay)
             if fault.status is not None:
-                return aiohttp.web.Response(
-                    status=fault.status,
-                    body=kubernetes_status(fault.status),
-                    content_type="application/json",
-                )
+                return _refusal(fault.status)
+        if request.transport is not None:
+            self._open[id(request)] = request.transport
+        try:
+            return await self._pass(request, session, body)
+        finally:
+            self._open.pop(id(request), None)
+
+    async def _pass(
+        self, request: aiohttp.web.Request, session: aiohttp.ClientSession, body: bytes
+    ) -> aiohttp.web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_HEADERS}
         async with session.request(
             request.method, self.upstream + request.rel_url.path_qs, headers=headers, data=body
@@ -163,3 +215,9 @@ class FaultProxy:
             except (ConnectionResetError, aiohttp.ClientError):
                 pass  # the client went away mid-stream (a watch it gave up, a killed replica)
             return response
+
+
+def _refusal(code: int) -> aiohttp.web.Response:
+    return aiohttp.web.Response(
+        status=code, body=kubernetes_status(code), content_type="application/json"
+    )

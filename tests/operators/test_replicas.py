@@ -1,7 +1,10 @@
 """Two operator processes, as the chart deploys them, behind proxies that inject faults.
 
 The Kubernetes emulator and the KFP stand-in run in this process; each replica is a real
-``python -m flywheel.operators`` process that reaches them through a :class:`FaultProxy`.
+``python -m flywheel.operators`` process that reaches them through a :class:`FaultProxy`. The
+Lease timings are short here (4 s lease, 3 s renew deadline, 0.5 s retry; in production 15 s,
+10 s, 2 s), so that a takeover takes seconds. ``test_replica_faults.py`` freezes and cuts off
+replicas.
 """
 
 from __future__ import annotations
@@ -16,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fault_proxy import FaultProxy
-from operator_harness import NAMESPACE, REGION, Cluster, OperatorProcess, aws_client, wait_for
+from operator_harness import (
+    Cluster,
+    OperatorProcess,
+    Replicas,
+    aws_client,
+    replica_group,
+    wait_for,
+)
 
-from flywheel.operators.emulator import write_kubeconfig
 from flywheel.operators.kfp_standin import KfpStandIn
 
 NONCE = "flywheel.dev/run-nonce"
@@ -27,44 +35,10 @@ MANUAL = {"name": "by-hand", "manual": {}}
 STATUS = r"/retrainpolicies/churn/status$"
 
 
-class Replicas:
-    """Operator processes sharing one cluster and one KFP, each through the fault proxies."""
-
-    def __init__(self, kube: FaultProxy, kfp: FaultProxy, env: dict[str, str], logs: Path):
-        self.kube = kube
-        self.kfp = kfp
-        self.env = env
-        self.logs = logs
-        self.started: list[OperatorProcess] = []
-
-    def start(self, name: str) -> OperatorProcess:
-        replica = OperatorProcess(name, self.env, self.logs)
-        self.started.append(replica)
-        return replica
-
-    def stop_all(self) -> None:
-        for replica in self.started:
-            replica.stop()
-            print(f"---- {replica.name} ----\n{replica.output()[-6000:]}")
-
-
 @pytest.fixture
 def replicas(cluster: Cluster, kfp_api: KfpStandIn, aws: str, tmp_path: Path) -> Iterator[Replicas]:
-    with FaultProxy(cluster.url) as kube, FaultProxy(kfp_api.url) as kfp:
-        kubeconfig = write_kubeconfig(tmp_path / "proxied-kubeconfig", kube.url, NAMESPACE)
-        env = {
-            "KUBECONFIG": str(kubeconfig),
-            "KF_PIPELINES_ENDPOINT": kfp.url,
-            "FLYWHEEL_TICK_SECONDS": "0.5",
-            "FLYWHEEL_REPLICAS": "2",
-            "AWS_ENDPOINT_URL": aws,
-            "AWS_DEFAULT_REGION": REGION,
-        }
-        group = Replicas(kube, kfp, env, tmp_path)
-        try:
-            yield group
-        finally:
-            group.stop_all()
+    with replica_group(cluster, kfp_api.url, aws, tmp_path) as group:
+        yield group
 
 
 def spec(*triggers: dict[str, Any], **fields: Any) -> dict[str, Any]:
@@ -81,11 +55,11 @@ def launched(cluster: Cluster, name: str) -> list[dict[str, Any]]:
 
 
 def start_pair(cluster: Cluster, replicas: Replicas) -> tuple[OperatorProcess, OperatorProcess]:
-    """Start two replicas, the first one first: it is the older, so it is the one that acts."""
+    """Start two replicas, the first one first: it takes the Lease, the second stands by."""
     first = replicas.start("replica-a")
-    wait_for(lambda: "replica-a" in cluster.peers(), timeout=60, what="replica-a to peer")
+    wait_for(lambda: cluster.lease_holder() == "replica-a", timeout=60, what="replica-a to lead")
     second = replicas.start("replica-b")
-    wait_for(lambda: "replica-b" in cluster.peers(), timeout=60, what="replica-b to peer")
+    wait_for(second.standing_by, timeout=60, what="replica-b to stand by")
     return first, second
 
 
@@ -204,9 +178,9 @@ def test_standalone_is_refused_where_the_deployment_runs_two_replicas() -> None:
     assert "--standalone: FLYWHEEL_REPLICAS=2" in done.stderr
 
 
-def test_a_missing_peering_object_is_refused_at_start(cluster: Cluster, tmp_path: Path) -> None:
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", cluster.url, NAMESPACE)
-    env = {"KUBECONFIG": str(kubeconfig), "FLYWHEEL_PEERING": "nobody-made-me"}
-    done = run_main("-n", NAMESPACE, env=env)
-    assert done.returncode == 1
-    assert "no KopfPeering named 'nobody-made-me' in namespace default" in done.stderr
+def test_a_renew_deadline_not_shorter_than_the_lease_is_refused_at_start() -> None:
+    # A leader must stop before its lease can pass to another replica: renew < lease.
+    env = {"FLYWHEEL_LEASE_DURATION_SECONDS": "10", "FLYWHEEL_LEASE_RENEW_DEADLINE_SECONDS": "10"}
+    done = run_main(env=env)
+    assert done.returncode == 2
+    assert "retry period < renew deadline < lease duration" in done.stderr
