@@ -15,7 +15,7 @@ import hashlib
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,9 +38,14 @@ from flywheel.operators.policy import (
 ARMED, FIRING, DISARMED = "Armed", "Firing", "Disarmed"
 SUCCEEDED_STATES = frozenset({"SUCCEEDED", "SKIPPED"})
 FAILED_STATES = frozenset({"FAILED", "CANCELED"})
+# What the poller records for a followed run that KFP answers 404 for: deleted in KFP.
+DELETED_STATE = "DELETED"
+# Run states after which nothing more happens to a run.
+FINISHED_STATES = SUCCEEDED_STATES | FAILED_STATES | {DELETED_STATE}
 CONDITION_TYPES = (
     "Ready",
     "Running",
+    "RunCreated",
     "Suspended",
     "CoolingDown",
     "BackingOff",
@@ -54,6 +59,9 @@ MANUAL_PASSES = frozenset({"Paused", "CoolingDown", "BackingOff"})
 # The poller records why a source could not be read; these reasons mean "cannot ever work as
 # configured", so the policy is not Ready, rather than "try again later".
 CREDENTIAL_ERRORS = frozenset({"NoCredentials", "AccessDenied"})
+# Times in status that gate what fires next. One in the future (written before the clock was
+# stepped back) is taken as "now": it would otherwise hold the policy for the size of the step.
+GATING_TIMES = ("resumedTime", "lastSuccessTime", "lastFailureTime")
 
 
 @dataclass(frozen=True)
@@ -172,9 +180,17 @@ def decide(
     generation: int,
     uid: str,
     name: str,
+    earlier_nonces: Mapping[str, Sequence[str]] | None = None,
 ) -> Decision:
-    """Decide what to launch, skip, queue or terminate now, and what status says about it."""
-    return _Decider(policy, status, annotations, now, generation, uid, name).run()
+    """Decide what to launch, skip, queue or terminate now, and what status says about it.
+
+    ``earlier_nonces``: by annotation key, values the handler saw in that annotation before
+    its current one, oldest first. A value overwritten before a decision took it still fires
+    (or is skipped or queued, with an event): a nonce is never dropped silently.
+    """
+    decider = _Decider(policy, status, annotations, now, generation, uid, name)
+    decider.earlier_nonces = earlier_nonces or {}
+    return decider.run()
 
 
 class _Decider:
@@ -204,8 +220,10 @@ class _Decider:
         self.counters: dict[str, int] = self.new.setdefault("counters", {})
         self.active: list[dict[str, Any]] = self.new.setdefault("active", [])
         self.wake: list[datetime] = []
+        self.earlier_nonces: Mapping[str, Sequence[str]] = {}
 
     def run(self) -> Decision:
+        self._clamp_future()
         self._finish_runs()
         self._note_resume()
         gate_reason, gate_until = self._gate()
@@ -237,6 +255,17 @@ class _Decider:
         return Decision(
             status=self.new, launches=self.launches, terminate=self.terminate, events=self.events
         )
+
+    def _clamp_future(self) -> None:
+        """Times in status later than now were written before a backward clock step: now."""
+        for key in GATING_TIMES:
+            moment = parse_ts(self.new.get(key))
+            if moment is not None and moment > self.now:
+                self.new[key] = ts(self.now)
+        for state in self.new.get("triggers") or []:
+            moment = parse_ts(state.get("lastScheduleTime"))
+            if moment is not None and moment > self.now:
+                state["lastScheduleTime"] = ts(self.now)
 
     def _note_resume(self) -> None:
         """Remember when ``suspend`` was lifted: readings taken before then are not acted on."""
@@ -276,7 +305,7 @@ class _Decider:
         for entry in self.active:
             seen = observed.get(entry["runKey"]) or {}
             state = seen.get("state")
-            if not entry.get("runId") or state not in SUCCEEDED_STATES | FAILED_STATES:
+            if not entry.get("runId") or state not in FINISHED_STATES:
                 still_active.append(entry)
                 continue
             finished = seen.get("finishedTime") or ts(self.now)
@@ -288,6 +317,18 @@ class _Decider:
             if entry.get("replaced"):
                 recent["state"] = "Replaced"
                 self._count("replaced")
+            elif state == DELETED_STATE:
+                # Neither a success nor a failure of the pipeline: someone removed the run.
+                recent["state"] = "Deleted"
+                self._count("deleted")
+                self.events.append(
+                    Event(
+                        "Warning",
+                        "RunDeleted",
+                        f"{entry['runName']} (run {entry['runId']}) was deleted in KFP while it "
+                        "was followed; it is no longer active",
+                    )
+                )
             elif state in SUCCEEDED_STATES:
                 self.new["consecutiveFailures"] = 0
                 self.new["lastSuccessTime"] = finished
@@ -381,11 +422,13 @@ class _Decider:
                 Schedule: self._schedule,
                 Metric: self._metric,
                 DataArrival: self._data_arrival,
-                Manual: self._manual,
             }
-            firing = None if error else evaluate[type(trigger.kind)](trigger, state, seen)
-            if firing is not None:
-                firings.append(firing)
+            if isinstance(trigger.kind, Manual):
+                firings.extend(self._manual(trigger, state, seen))
+            elif not error:
+                firing = evaluate[type(trigger.kind)](trigger, state, seen)
+                if firing is not None:
+                    firings.append(firing)
             states[trigger.name] = state
         return firings, states
 
@@ -491,29 +534,37 @@ class _Decider:
 
     def _manual(
         self, trigger: Trigger, state: dict[str, Any], _: Mapping[str, Any]
-    ) -> _Firing | None:
+    ) -> list[_Firing]:
+        """One firing per new nonce: the current value, after any the handler saw before it."""
         manual = trigger.kind
         assert isinstance(manual, Manual)
-        nonce = self.annotations.get(manual.annotation)
+        current = self.annotations.get(manual.annotation)
         recent = list(state.get("recentNonces") or filter(None, [state.get("lastNonce")]))
-        if not nonce or nonce in recent:
-            return None  # an old value put back is not a new request
-        # Numbered: a value reused after it left the recent list still gets a run of its own,
-        # never the finished run of its first use.
-        number = int(state.get("nonceCount", 0)) + 1
-        return _Firing(
-            trigger,
-            fire_key=f"nonce:{number}:{nonce}",
-            reason=f"manual nonce {nonce}",
-            context={"nonce": nonce},
-            consumed={
-                "lastNonce": nonce,
-                "lastValue": nonce,
-                "recentNonces": [*recent, nonce][-RECENT_NONCES:],
-                "nonceCount": number,
-                "state": ARMED,
-            },
-        )
+        number = int(state.get("nonceCount", 0))
+        firings = []
+        for nonce in [*self.earlier_nonces.get(manual.annotation, ()), current]:
+            if not nonce or nonce in recent:
+                continue  # an old value put back is not a new request
+            # Numbered: a value reused after it left the recent list still gets a run of its
+            # own, never the finished run of its first use.
+            number += 1
+            recent = [*recent, nonce][-RECENT_NONCES:]
+            firings.append(
+                _Firing(
+                    trigger,
+                    fire_key=f"nonce:{number}:{nonce}",
+                    reason=f"manual nonce {nonce}",
+                    context={"nonce": nonce},
+                    consumed={
+                        "lastNonce": nonce,
+                        "lastValue": nonce,
+                        "recentNonces": recent,
+                        "nonceCount": number,
+                        "state": ARMED,
+                    },
+                )
+            )
+        return firings
 
     # -- launching ----------------------------------------------------------------------------
 
@@ -667,6 +718,7 @@ class _Decider:
         else:
             put("Ready", None if not_ready[0] == "PipelineUnchecked" else False, *not_ready)
         put("Running", *self._running())
+        put("RunCreated", *self._created())
         put("Suspended", self.policy.suspend, "SpecSuspend" if self.policy.suspend else "Active")
         failures = self.new.get("consecutiveFailures", 0)
         paused = gate_reason == "Paused"
@@ -712,6 +764,23 @@ class _Decider:
         if current:
             return False, "Launching", ", ".join(e["runName"] for e in current)
         return False, "NoRunsActive", ""
+
+    def _created(self) -> tuple[bool, str, str]:
+        """Whether every run decided exists in KFP; if not, why not. ``KfpRefused`` (KFP
+        answered the create 4xx) needs a person: it is retried after a back-off or a spec change."""
+        pending = [e for e in self.active if not e.get("replaced") and not e.get("runId")]
+        refused = [e for e in pending if (e.get("launchError") or {}).get("reason") == "KfpRefused"]
+        failed = refused or [e for e in pending if e.get("launchError")]
+        if failed:
+            error = failed[0]["launchError"]
+            message = f"{failed[0]['runName']}: {error['message']}"
+            if error.get("retryTime"):
+                message += f"; tried {error.get('attempts', 1)} time(s), next at "
+                message += f"{error['retryTime']} or on a change of the spec"
+            return False, error["reason"], message
+        if pending:
+            return False, "Creating", ", ".join(e["runName"] for e in pending)
+        return True, "RunsCreated", "every run decided exists in KFP"
 
     def _count(self, name: str) -> None:
         self.counters[name] = self.counters.get(name, 0) + 1

@@ -15,11 +15,18 @@ kmock 0.8 (the emulator by kopf's author) is close, but not enough for a real op
   printer columns (kubectl asks for a server-side Table);
 * it serves no OpenAPI, which ``kubectl apply`` (validation) and ``kubectl explain`` need: here
   v3 (``/openapi/v3``) and v2 (``/openapi/v2``) documents are built from the CRD files, and a
-  write with ``fieldValidation=Strict`` (kubectl's default) is refused for an undeclared field.
+  write with ``fieldValidation=Strict`` (kubectl's default) is refused for an undeclared field;
+* it stores an object of any resource it is sent, where the API server answers 404 for a resource
+  it does not serve: here only declared resources (the built-in kinds below, the CRD files and
+  CRDs created through the API) exist, as on a fresh cluster, so "install the CRD first" bugs show;
+* its ``/version`` says Kubernetes 1.26, older than the chart's ``kubeVersion`` floor: here 1.34;
+* it does not understand ``PUT`` (client-go's and the Python client's ``replace``, which leader
+  election uses on its Lease): here a PUT replaces the object, conditional on its resourceVersion.
 
 Custom resources are declared from their CRD files, so the emulator serves exactly what the
-manifests define. Schema and CEL validation are not emulated (the tests check them separately).
-Needs the ``dev`` extra (kmock).
+manifests define; a CustomResourceDefinition created through the API declares its resources from
+then on, as the API server does once it is established. Schema and CEL validation are not emulated
+(the tests check them separately). Needs the ``dev`` extra (kmock).
 """
 
 from __future__ import annotations
@@ -53,6 +60,29 @@ from flywheel.operators.openapi import OpenApi
 CRD_DIR = Path(__file__).resolve().parent.parent / "manifests" / "crds"
 NAMESPACES = re.compile(r"/api/v1/namespaces(/[^/]+)?/?")
 WATCH_TIMEOUT_SECONDS = 60.0
+KUBERNETES_VERSION = "v1.34.0"
+ALL_VERBS = {"get", "list", "watch", "create", "update", "patch", "delete"}
+CRDS = "apiextensions.k8s.io/v1/customresourcedefinitions"
+# The built-in resources a fresh cluster serves that Flywheel's paths use: its manifests, kopf's
+# events and the operator's leader-election Lease. Anything else is unknown, as on a cluster
+# without that API.
+_BUILTINS = {
+    "v1/configmaps": ("ConfigMap", True),
+    "v1/secrets": ("Secret", True),
+    "v1/serviceaccounts": ("ServiceAccount", True),
+    "v1/services": ("Service", True),
+    "v1/pods": ("Pod", True),
+    "apps/v1/deployments": ("Deployment", True),
+    "batch/v1/jobs": ("Job", True),
+    "policy/v1/poddisruptionbudgets": ("PodDisruptionBudget", True),
+    "networking.k8s.io/v1/networkpolicies": ("NetworkPolicy", True),
+    "rbac.authorization.k8s.io/v1/roles": ("Role", True),
+    "rbac.authorization.k8s.io/v1/rolebindings": ("RoleBinding", True),
+    "rbac.authorization.k8s.io/v1/clusterroles": ("ClusterRole", False),
+    "rbac.authorization.k8s.io/v1/clusterrolebindings": ("ClusterRoleBinding", False),
+    CRDS: ("CustomResourceDefinition", False),
+    "coordination.k8s.io/v1/leases": ("Lease", True),
+}
 CORE = {
     "v1/namespaces": kmock.ResourceInfo(
         kind="Namespace",
@@ -64,14 +94,34 @@ CORE = {
     "v1/events": kmock.ResourceInfo(
         kind="Event", singular="event", namespaced=True, verbs={"create", "get", "list", "watch"}
     ),
+    **{
+        key: kmock.ResourceInfo(
+            kind=kind, singular=kind.lower(), namespaced=namespaced, verbs=ALL_VERBS
+        )
+        for key, (kind, namespaced) in _BUILTINS.items()
+    },
 }
+# kopf's peering objects: declared only for an emulator that seeds one (EmulatorThread(peering=)).
+KOPF_PEERING = {
+    "kopf.dev/v1/kopfpeerings": kmock.ResourceInfo(
+        kind="KopfPeering", singular="kopfpeering", namespaced=True, verbs=ALL_VERBS
+    ),
+    "kopf.dev/v1/clusterkopfpeerings": kmock.ResourceInfo(
+        kind="ClusterKopfPeering", singular="clusterkopfpeering", namespaced=False, verbs=ALL_VERBS
+    ),
+}
+
+
+def crd_documents(path: Path) -> Iterator[dict[str, Any]]:
+    """The CustomResourceDefinitions of a file."""
+    for doc in yaml.safe_load_all(path.read_text()):
+        if doc and doc.get("kind") == "CustomResourceDefinition":
+            yield doc
 
 
 def crd_versions(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
     """``group/version/plural`` and the version's entry, for every version of a CRD file."""
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc or doc.get("kind") != "CustomResourceDefinition":
-            continue
+    for doc in crd_documents(path):
         spec = doc["spec"]
         for version in spec["versions"]:
             yield f"{spec['group']}/{version['name']}/{spec['names']['plural']}", version
@@ -98,22 +148,24 @@ def unknown_fields(schema: dict[str, Any], value: Any, path: str) -> Iterator[st
 
 def crd_resources(path: Path) -> Iterator[tuple[str, kmock.ResourceInfo]]:
     """Resource declarations (``group/version/plural``, info) for every version of a CRD file."""
-    for doc in yaml.safe_load_all(path.read_text()):
-        if not doc or doc.get("kind") != "CustomResourceDefinition":
-            continue
-        spec = doc["spec"]
-        names = spec["names"]
-        for version in spec["versions"]:
-            info = kmock.ResourceInfo(
-                kind=names["kind"],
-                singular=names.get("singular"),
-                namespaced=spec["scope"] == "Namespaced",
-                shortnames=set(names.get("shortNames", [])),
-                categories=set(names.get("categories", [])),
-                subresources=set(version.get("subresources", {})),
-                verbs={"get", "list", "watch", "create", "update", "patch", "delete"},
-            )
-            yield f"{spec['group']}/{version['name']}/{names['plural']}", info
+    for doc in crd_documents(path):
+        yield from _declarations(doc)
+
+
+def _declarations(crd: dict[str, Any]) -> Iterator[tuple[str, kmock.ResourceInfo]]:
+    spec = crd["spec"]
+    names = spec["names"]
+    for version in spec["versions"]:
+        info = kmock.ResourceInfo(
+            kind=names["kind"],
+            singular=names.get("singular"),
+            namespaced=spec["scope"] == "Namespaced",
+            shortnames=set(names.get("shortNames", [])),
+            categories=set(names.get("categories", [])),
+            subresources=set(version.get("subresources", {})),
+            verbs=ALL_VERBS,
+        )
+        yield f"{spec['group']}/{version['name']}/{names['plural']}", info
 
 
 @attrs.define(kw_only=True)
@@ -121,6 +173,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     """kmock's emulator with object metadata, ``watch=True``, core resources and CRD files."""
 
     crd_files: list[Path] = attrs.field(factory=lambda: sorted(CRD_DIR.glob("*.yaml")))
+    # Resources served besides the built-in ones and the CRD files' (kopf's peering, for one).
+    extra_resources: dict[str, kmock.ResourceInfo] = attrs.field(factory=dict)
     _versions: Iterator[int] = attrs.field(factory=lambda: itertools.count(1), init=False)
     _columns: dict[Any, list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _schemas: dict[Any, dict[str, Any]] = attrs.field(factory=dict, init=False)
@@ -128,16 +182,34 @@ class ClusterEmulator(kmock.KubernetesEmulator):
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()
-        for key, info in CORE.items():
+        for key, info in {**CORE, **self.extra_resources}.items():
             self.resources[key] = info
-        for path in self.crd_files:
-            for key, info in crd_resources(path):
-                self.resources[key] = info
-            for key, version in crd_versions(path):
-                self._columns[kmock.resource(key)] = version.get("additionalPrinterColumns", [])
-                schema = version.get("schema", {}).get("openAPIV3Schema", {})
-                self._schemas[kmock.resource(key)] = schema
         self._openapi = OpenApi(self.crd_files)
+        for key, info in {**CORE, **self.extra_resources}.items():
+            resource = kmock.resource(key)
+            group_version = f"{resource.group}/{resource.version}".lstrip("/")
+            self._openapi.add_builtin(group_version, resource.plural, info.kind, info.namespaced)
+        for path in self.crd_files:
+            for crd in crd_documents(path):
+                self._declare(crd)
+
+    def _declare(self, crd: dict[str, Any]) -> None:
+        """Serve a CRD's resources: discovery, printer columns, the schema for Strict writes."""
+        for key, info in _declarations(crd):
+            self.resources[key] = info
+        spec = crd["spec"]
+        for version in spec["versions"]:
+            key = kmock.resource(f"{spec['group']}/{version['name']}/{spec['names']['plural']}")
+            self._columns[key] = version.get("additionalPrinterColumns", [])
+            self._schemas[key] = version.get("schema", {}).get("openAPIV3Schema", {})
+
+    def serves(self, api_version: str, kind: str) -> bool:
+        """Whether discovery maps this kind, as a client's REST mapper would look it up."""
+        group, _, version = api_version.rpartition("/")
+        return any(
+            info.kind == kind and key.group == group and key.version == version
+            for key, info in self.resources.items()
+        )
 
     def add(self, resource: str, namespace: str | None, body: dict[str, Any]) -> None:
         """Store an object directly, stamped as if created through the API."""
@@ -168,6 +240,8 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         # kmock cannot parse the path of the namespace list or of one namespace.
         if raw_request.method == "GET" and NAMESPACES.fullmatch(raw_request.path):
             return await self._serve_namespaces(raw_request)
+        if raw_request.method == "POST" and raw_request.path.rstrip("/") == "/api/v1/namespaces":
+            return await self._create_namespace(raw_request)
         # kmock recognises only the lowercase spelling of a watch request.
         if raw_request.query.get("watch", "").lower() in ("true", "1"):
             url = raw_request.rel_url.update_query(watch="true")
@@ -201,6 +275,28 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             return aiohttp.web.json_response(items[0])
         return await self._render_error(KubernetesObjectNotFoundError())
 
+    async def _create_namespace(
+        self, raw_request: aiohttp.web.BaseRequest
+    ) -> aiohttp.web.StreamResponse:
+        """``kubectl create namespace``, or a Namespace in ``kubectl apply``: 409 if it exists."""
+        body = await raw_request.json()
+        name = (body.get("metadata") or {}).get("name", "")
+        key = (kmock.resource("v1/namespaces"), None, name)
+        if key in self.objects and not self.objects[key].deleted:
+            return await self._render_error(
+                KubernetesError(
+                    status=409,
+                    reason="AlreadyExists",
+                    message=f'namespaces "{name}" already exists',
+                )
+            )
+        body.setdefault("status", {"phase": "Active"})
+        if raw_request.query.get("dryRun") == "All":
+            self._stamp_new(body, None)
+            return aiohttp.web.json_response(body, status=201)
+        self.add("v1/namespaces", None, body)
+        return aiohttp.web.json_response(self.objects[key].raw, status=201)
+
     async def _watch_namespaces(
         self, raw_request: aiohttp.web.BaseRequest, items: list[dict[str, Any]]
     ) -> aiohttp.web.StreamResponse:
@@ -218,6 +314,18 @@ class ClusterEmulator(kmock.KubernetesEmulator):
     async def _handle(self, request: rendering.Request) -> aiohttp.web.StreamResponse:
         # Creation and updates get real metadata before kmock stores and broadcasts them.
         # The rest (reads, watches, deletion with finalizers) is kmock's own behaviour.
+        if self._unserved(request):
+            self._forget(request)
+            raise KubernetesError(
+                status=404,
+                reason="NotFound",
+                message="the server could not find the requested resource",
+            )
+        if request.resource is not None and request.method == enums.method.PUT and request.name:
+            try:
+                return aiohttp.web.json_response(await self._replace(request))
+            finally:
+                self._forget(request)
         unknown = self._strictly_unknown(request)
         if unknown:
             self._forget(request)
@@ -244,11 +352,77 @@ class ClusterEmulator(kmock.KubernetesEmulator):
         try:
             if request.resource is not None and request.action == enums.action.CREATE:
                 self._stamp_new(request.data, request.namespace)
+                if request.resource == kmock.resource(CRDS) and isinstance(request.data, dict):
+                    self._establish(request.data)
             elif request.resource is not None and request.action == enums.action.UPDATE:
                 await self._update(request)
             return await super()._handle(request)
         finally:
             self._forget(request)
+
+    def _unserved(self, request: rendering.Request) -> bool:
+        """A request for an object of a resource this server does not serve (the API: 404)."""
+        return (
+            request.resource is not None
+            and request.resource.plural is not None
+            and (request.action is not None or request.name is not None)
+            and request.resource not in self.resources
+        )
+
+    def _establish(self, crd: dict[str, Any]) -> None:
+        """A created CRD: its resources are served from now on, and it reads as Established."""
+        self._declare(crd)
+        self._openapi.add(crd)
+        crd.setdefault("status", {})["conditions"] = [
+            {"type": kind, "status": "True", "reason": kind, "lastTransitionTime": _now()}
+            for kind in ("NamesAccepted", "Established")
+        ]
+
+    async def _replace(self, request: rendering.Request) -> dict[str, Any]:
+        """``PUT``: the whole object (or its status) replaced, if its resourceVersion still matches.
+
+        As the API server: identity and creation metadata are kept, a changed spec bumps the
+        generation, and a PUT of the object leaves a status subresource's status alone.
+        """
+        assert request.resource is not None
+        key = (request.resource, request.namespace, request.name)
+        body = request.data if isinstance(request.data, dict) else {}
+        async with self._lock:
+            if key not in self._objects or self._objects[key].deleted:
+                raise KubernetesObjectNotFoundError()
+            old = copy.deepcopy(self._objects[key].raw)
+            self._check_precondition(old, body)
+            if request.subresource == "status":
+                new = {**old, "status": copy.deepcopy(body.get("status"))}
+            else:
+                new = copy.deepcopy(body)
+                if "status" in self.resources[request.resource].subresources:
+                    new["status"] = old.get("status")
+            new = {k: v for k, v in new.items() if v is not None}
+            meta = new.setdefault("metadata", {})
+            for field in ("name", "namespace", "uid", "creationTimestamp", "generation"):
+                if field in old.get("metadata", {}):
+                    meta[field] = old["metadata"][field]
+            meta["resourceVersion"] = str(next(self._versions))
+            if old.get("spec") != new.get("spec"):
+                meta["generation"] = int(meta.get("generation", 1)) + 1
+            self._objects[key].patch(_full_replacement(old, new))
+            raw = copy.deepcopy(self._objects[key].raw)
+            await self._buses[request.resource].put({"type": "MODIFIED", "object": raw})
+        return raw
+
+    @staticmethod
+    def _check_precondition(old: dict[str, Any], body: dict[str, Any]) -> None:
+        """A resourceVersion in the body is a precondition of the write: 409 when it is stale."""
+        wanted = (body.get("metadata") or {}).get("resourceVersion")
+        current = old.get("metadata", {}).get("resourceVersion")
+        if wanted is not None and wanted != current:
+            raise KubernetesError(
+                status=409,
+                reason="Conflict",
+                message=f"the object has been modified (resourceVersion {current}, "
+                f"not {wanted}); please apply your changes to the latest version",
+            )
 
     def _strictly_unknown(self, request: rendering.Request) -> list[str]:
         """Undeclared fields of a create or update sent with ``fieldValidation=Strict``."""
@@ -337,17 +511,7 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             if key not in self._objects or self._objects[key].deleted:
                 return  # kmock answers 404
             old = copy.deepcopy(self._objects[key].raw)
-            # As the API server: a resourceVersion in the body is a precondition of the write.
-            data = request.data if isinstance(request.data, dict) else {}
-            wanted = (data.get("metadata") or {}).get("resourceVersion")
-            current = old.get("metadata", {}).get("resourceVersion")
-            if wanted is not None and wanted != current:
-                raise KubernetesError(
-                    status=409,
-                    reason="Conflict",
-                    message=f"the object has been modified (resourceVersion {current}, "
-                    f"not {wanted}); please apply your changes to the latest version",
-                )
+            self._check_precondition(old, request.data if isinstance(request.data, dict) else {})
             try:
                 # Deep: kmock's merge shares unchanged sub-dicts with `old`.
                 new = copy.deepcopy(dict(dicts.patch_dict(old, request.data)))
@@ -362,6 +526,12 @@ class ClusterEmulator(kmock.KubernetesEmulator):
             # Replace the request's patch with the stamped result: kmock's merge of it is a no-op
             # for unchanged keys and sets the new metadata, and its broadcast sees the final body.
             object.__setattr__(request, "data", _full_replacement(old, new))
+
+    async def _serve_server_version(self, request: rendering.Request) -> rendering.Payload:
+        payload = await super()._serve_server_version(request)
+        assert isinstance(payload, dict)
+        payload.update(major="1", minor="34", gitVersion=KUBERNETES_VERSION)
+        return payload
 
     async def _serve_list(self, request: rendering.Request) -> rendering.Payload:
         payload = await super()._serve_list(request)
@@ -451,12 +621,20 @@ class EmulatorThread:
     """The emulator served on 127.0.0.1 from its own thread and event loop.
 
     Synchronous callers (kubectl, the Kubernetes client, tests, the benchmark) talk to it over
-    HTTP like to a cluster. Seeds a namespace and kopf's peering object, so that peering works.
+    HTTP like to a cluster. Seeds a namespace, and kopf's peering object (with its resource) only
+    when ``peering`` names one: the operator elects its leader on a built-in Lease instead. ``crd_files`` replaces the project's CRDs: KFP's alone, for one, is
+    what a fresh cluster with KFP serves.
     """
 
-    def __init__(self, namespace: str = "default", peering: str = "flywheel-retraining") -> None:
+    def __init__(
+        self,
+        namespace: str = "default",
+        peering: str | None = None,
+        crd_files: list[Path] | None = None,
+    ) -> None:
         self.namespace = namespace
         self.peering = peering
+        self.crd_files = crd_files
         self.emulator: ClusterEmulator | None = None
         self.url = ""
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -482,17 +660,23 @@ class EmulatorThread:
         self._loop = asyncio.get_running_loop()
         self._stop = asyncio.Event()
         try:
-            async with ClusterEmulator() as emulator, kmock.Server(emulator) as server:
+            files = {} if self.crd_files is None else {"crd_files": self.crd_files}
+            extra = KOPF_PEERING if self.peering else {}
+            async with (
+                ClusterEmulator(extra_resources=extra, **files) as emulator,
+                kmock.Server(emulator) as server,
+            ):
                 emulator.add("v1/namespaces", None, {"metadata": {"name": self.namespace}})
-                emulator.add(
-                    "kopf.dev/v1/kopfpeerings",
-                    self.namespace,
-                    {
-                        "apiVersion": "kopf.dev/v1",
-                        "kind": "KopfPeering",
-                        "metadata": {"name": self.peering},
-                    },
-                )
+                if self.peering:
+                    emulator.add(
+                        "kopf.dev/v1/kopfpeerings",
+                        self.namespace,
+                        {
+                            "apiVersion": "kopf.dev/v1",
+                            "kind": "KopfPeering",
+                            "metadata": {"name": self.peering},
+                        },
+                    )
                 self.emulator = emulator
                 self.url = str(server.url).rstrip("/")
                 self._ready.set()

@@ -25,7 +25,9 @@ from typing import Any
 
 import kfp
 from kfp.client import ServiceAccountTokenVolumeCredentials
+from kfp_server_api.exceptions import ApiException
 
+from flywheel.operators.decision import DELETED_STATE
 from flywheel.operators.policy import PipelineRef
 
 log = logging.getLogger(__name__)
@@ -36,6 +38,8 @@ PAGE_SIZE = 100
 # (connect, read) seconds for every KFP call: kfp.Client sends none, and a hung call would
 # hold its worker thread, and so the policy, for good.
 KFP_TIMEOUT = (5.0, 30.0)
+# Connections kept open to KFP: one per worker thread of the operator's KFP pool.
+KFP_CONNECTIONS = 16
 
 
 class PipelineNotFound(LookupError):
@@ -75,12 +79,15 @@ def connect(
 
 
 def _bound_calls(client: kfp.Client, timeout: tuple[float, float]) -> None:
-    """Give every request of the client a timeout; its API methods cannot pass one through.
+    """Give every request of the client a timeout (its API methods cannot pass one through),
+    and a connection per worker thread.
 
     All of the client's service APIs share one generated ``ApiClient`` and so one REST client.
     """
     rest = client._run_api.api_client.rest_client
     request = rest.request
+    # The generated client keeps ten; more threads would open and drop connections per call.
+    rest.pool_manager.connection_pool_kw["maxsize"] = KFP_CONNECTIONS
 
     def bounded(*args: Any, _request_timeout: Any = None, **kwargs: Any) -> Any:
         return request(*args, _request_timeout=_request_timeout or timeout, **kwargs)
@@ -103,6 +110,15 @@ def pipelines_namespace() -> str | None:
     """The profile namespace that holds the pipelines in multi-user KFP; None in standalone KFP,
     where pipelines are looked up without a namespace (KFP answers from its own)."""
     return os.environ.get("KFP_PIPELINES_NAMESPACE") or None
+
+
+def pins_signature(path: Path | None) -> tuple[int, int, int] | None:
+    """What changes when the pinned versions file does (kubelet swaps a ConfigMap's files)."""
+    try:
+        stat = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size) if stat is not None else None
 
 
 def read_pinned_versions(path: Path | None) -> dict[str, str]:
@@ -232,6 +248,16 @@ class RunLauncher:
         existing = self.find(run_name)
         if existing is not None:
             return existing, False
+        return self.create(run_name, pipeline, parameters, service_account), True
+
+    def create(
+        self,
+        run_name: str,
+        pipeline: ResolvedPipeline,
+        parameters: dict[str, Any],
+        service_account: str | None,
+    ) -> str:
+        """Create the run, without looking first: the caller has (see :meth:`ensure`)."""
         run = self.client.run_pipeline(
             experiment_id=pipeline.experiment_id,
             job_name=run_name,
@@ -240,16 +266,27 @@ class RunLauncher:
             version_id=pipeline.version_id,
             service_account=service_account,
         )
-        return str(run.run_id), True
+        return str(run.run_id)
 
     def state(self, run_id: str) -> RunState:
-        run = self.client.get_run(run_id)
+        """The run's state; ``DELETED`` when KFP no longer has it (someone deleted it)."""
+        try:
+            run = self.client.get_run(run_id)
+        except ApiException as exc:
+            if exc.status == 404:
+                return RunState(DELETED_STATE, None)
+            raise
         finished = run.finished_at
         terminal = str(run.state) in {"SUCCEEDED", "SKIPPED", "FAILED", "CANCELED"}
         return RunState(str(run.state), _rfc3339(finished) if terminal and finished else None)
 
     def terminate(self, run_id: str) -> None:
-        self.client.terminate_run(run_id)
+        """Terminate the run; one KFP no longer has is as ended as it gets."""
+        try:
+            self.client.terminate_run(run_id)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
 
 def _rfc3339(value: datetime | str) -> str:

@@ -32,13 +32,16 @@ class OpenApi:
         for path in crd_files:
             for doc in yaml.safe_load_all(path.read_text()):
                 if doc and doc.get("kind") == "CustomResourceDefinition":
-                    self._add(doc["spec"])
+                    self.add(doc)
 
-    def _add(self, spec: dict[str, Any]) -> None:
+    def add(self, crd: dict[str, Any]) -> None:
+        """Serve one more CRD's schemas and paths: a CRD file's, or one created through the API."""
+        spec = crd["spec"]
         group, names = spec["group"], spec["names"]
-        reverse = ".".join(reversed(group.split(".")))
+        reverse = ".".join(reversed(group.split("."))) if group else "io.k8s.api.core"
         for version in spec["versions"]:
-            schemas, paths = self.groups.setdefault(f"{group}/{version['name']}", ({}, {}))
+            group_version = f"{group}/{version['name']}" if group else version["name"]
+            schemas, paths = self.groups.setdefault(group_version, ({}, {}))
             schema = copy.deepcopy(version.get("schema", {}).get("openAPIV3Schema", {}))
             schema.setdefault("properties", {}).update(
                 apiVersion={"type": "string", "description": "APIVersion of the object."},
@@ -55,7 +58,7 @@ class OpenApi:
                 "x-kubernetes-preserve-unknown-fields": True,
             }
             scope = "/namespaces/{namespace}" if spec["scope"] == "Namespaced" else ""
-            base = f"/apis/{group}/{version['name']}{scope}/{names['plural']}"
+            base = f"/{_prefix(group_version)}/{group_version}{scope}/{names['plural']}"
             body = {
                 "content": {
                     "application/json": {"schema": {"$ref": f"#/components/schemas/{schema_name}"}}
@@ -73,17 +76,39 @@ class OpenApi:
                 "delete": _operation("delete", WRITE_PARAMETERS[:1], body, gvk),
             }
 
+    def add_builtin(self, group_version: str, plural: str, kind: str, namespaced: bool) -> None:
+        """Serve a built-in kind: its paths, with the write parameters, and an open schema.
+
+        kubectl reads a kind's PATCH operation to learn that the server validates fields itself
+        (``fieldValidation``), and then needs no schema of its own for the kind.
+        """
+        group, _, version = group_version.rpartition("/")
+        schema = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        self.add(
+            {
+                "spec": {
+                    "group": group,
+                    "names": {"kind": kind, "plural": plural},
+                    "scope": "Namespaced" if namespaced else "Cluster",
+                    "versions": [{"name": version, "schema": {"openAPIV3Schema": schema}}],
+                }
+            }
+        )
+
     def document(self, path: str) -> dict[str, Any] | None:
         """The answer to ``GET path`` under ``/openapi/``; ``None`` for an unknown path."""
         if path.rstrip("/") == "/openapi/v3":
             return {
                 "paths": {
-                    f"apis/{gv}": {"serverRelativeURL": f"/openapi/v3/apis/{gv}?hash={_hash(gv)}"}
+                    f"{_prefix(gv)}/{gv}": {
+                        "serverRelativeURL": f"/openapi/v3/{_prefix(gv)}/{gv}?hash={_hash(gv)}"
+                    }
                     for gv in self.groups
                 }
             }
-        if path.startswith("/openapi/v3/apis/"):
-            found = self.groups.get(path.removeprefix("/openapi/v3/apis/").rstrip("/"))
+        if path.startswith(("/openapi/v3/apis/", "/openapi/v3/api/")):
+            relative = path.removeprefix("/openapi/v3/").rstrip("/")
+            found = self.groups.get(relative.split("/", 1)[1])
             if found is None:
                 return None
             schemas, paths = found
@@ -131,6 +156,11 @@ def _v2(schema: Any) -> Any:
     if isinstance(schema, list):
         return [_v2(v) for v in schema]
     return schema
+
+
+def _prefix(group_version: str) -> str:
+    """``api`` for the core group (``v1``), ``apis`` for every named group."""
+    return "apis" if "/" in group_version else "api"
 
 
 def _hash(text: str) -> str:

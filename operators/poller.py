@@ -19,8 +19,14 @@ from typing import Any
 
 from flywheel.operators import metrics
 from flywheel.operators.batching import Coalescer
+from flywheel.operators.clock import CHECK_SECONDS, StepWatch
 from flywheel.operators.decision import parse_ts, ts
-from flywheel.operators.kfp_runs import PipelineNotFound, RunLauncher
+from flywheel.operators.kfp_runs import (
+    KFP_CONNECTIONS,
+    PipelineNotFound,
+    RunLauncher,
+    pins_signature,
+)
 from flywheel.operators.kube import PolicyStore
 from flywheel.operators.policy import (
     CloudWatchSource,
@@ -39,11 +45,19 @@ from flywheel.operators.sources import (
 
 PIPELINE_RECHECK_SECONDS = 300  # a found pipeline can be deleted; look again now and then
 MAX_SOURCE_BACKOFF_SECONDS = 3600
+# A time in status later than now by more than this was written before a backward clock step
+# (stamps have whole seconds, and replicas' clocks differ a little).
+FUTURE_TOLERANCE_SECONDS = 1.0
+# How long a create decided but not yet recorded is left to the handler before ticks prompt it.
+LAUNCH_GRACE_SECONDS = 5.0
 
 
-# Worker threads per kind of outside service: a hung KFP must not stop source reads.
-POOL_SIZES = {"kfp": 8, "aws": 8, "prometheus": 4, "kube": 4}
-# Calls one policy may have in flight at once: one hung policy never holds a whole pool.
+# Worker threads per kind of outside service: a hung KFP must not stop source reads. Many
+# policies act at once (a hundred breaches together): each call waits on its server, not on
+# the CPU, so the pools are wide.
+POOL_SIZES = {"kfp": KFP_CONNECTIONS, "aws": 8, "prometheus": 4, "kube": 16}
+# Calls of one kind one policy may have in flight at once: one hung policy never holds a whole
+# pool, and a hung KFP call never holds the policy's Kubernetes writes.
 CALLS_PER_POLICY = 2
 # How long a source read waits for others of the same source to share its call. Daemons of
 # policies due at the same time wake within milliseconds; the pipeline check before the read
@@ -63,17 +77,49 @@ class Services:
     # unchanged answer then costs no write, and a restart simply looks everything up once.
     pipeline_checks: dict[str, datetime] = field(default_factory=dict)
     batches: Coalescer = field(default_factory=lambda: Coalescer(BATCH_WINDOW_SECONDS))
+    # Steps of the clock seen so far, and per policy the count its last observation saw.
+    steps: StepWatch | None = None
+    _steps_seen: dict[str, int] = field(default_factory=dict)
+    # The pinned versions file as last seen, and per policy as its last pipeline check saw it.
+    _pins: Any = None
+    _pins_seen: dict[str, Any] = field(default_factory=dict)
+    _background: asyncio.Task[None] | None = None
     _pools: dict[str, ThreadPoolExecutor] = field(default_factory=dict)
-    _policy_slots: dict[str, asyncio.Semaphore] = field(default_factory=dict)
+    _policy_slots: dict[tuple[str, str], asyncio.Semaphore] = field(default_factory=dict)
 
     async def call(self, kind: str, policy_uid: str, fn: Callable[..., Any], *args: Any) -> Any:
-        """Run a blocking client call on the worker pool of its kind, bounded per policy.
+        """Run a blocking client call on the worker pool of its kind, bounded per policy and kind.
 
         Every client call has its own connect and read timeouts, so a slot is always given back.
         """
-        slots = self._policy_slots.setdefault(policy_uid, asyncio.Semaphore(CALLS_PER_POLICY))
+        key = (kind, policy_uid)
+        slots = self._policy_slots.setdefault(key, asyncio.Semaphore(CALLS_PER_POLICY))
         async with slots:
             return await self._run(kind, fn, *args)
+
+    def start_background(self, wake_all: Callable[[], None]) -> None:
+        """Once per operator: wake every poller when the clock steps or the pins file changes.
+
+        A poller sleeps until a moment computed on the clock it read; after a step it must
+        decide again now, not an hour later. A new pin (a GitOps sync, a revert) is looked up
+        at once.
+        """
+        if self._background is not None:
+            return
+        self.steps = StepWatch(self.clock)
+        self.steps.check()
+        self._pins = pins_signature(getattr(self.launcher, "pins", None))
+
+        async def watch() -> None:
+            while True:
+                await asyncio.sleep(CHECK_SECONDS)
+                pins = pins_signature(getattr(self.launcher, "pins", None))
+                stepped = self.steps is not None and self.steps.check()
+                if stepped or pins != self._pins:
+                    self._pins = pins
+                    wake_all()
+
+        self._background = asyncio.get_running_loop().create_task(watch())
 
     async def read_shared(
         self,
@@ -98,6 +144,8 @@ class Services:
 
     def close(self) -> None:
         """Stop the worker pools and close the Kubernetes connections."""
+        if self._background is not None:
+            self._background.cancel()
         for pool in self._pools.values():
             pool.shutdown(wait=False, cancel_futures=True)
         self._pools.clear()
@@ -107,16 +155,37 @@ class Services:
     def forget(self, policy_uid: str) -> None:
         """Drop what is held in memory for a deleted policy."""
         self.pipeline_checks.pop(policy_uid, None)
-        self._policy_slots.pop(policy_uid, None)
+        self._steps_seen.pop(policy_uid, None)
+        self._pins_seen.pop(policy_uid, None)
+        for key in [k for k in self._policy_slots if k[1] == policy_uid]:
+            del self._policy_slots[key]
+
+    def clock_stepped(self, policy_uid: str) -> bool:
+        """Whether the clock stepped since this policy's last observation."""
+        steps = self.steps.steps if self.steps is not None else 0
+        before = self._steps_seen.get(policy_uid, steps)
+        self._steps_seen[policy_uid] = steps
+        return before != steps
 
 
-def _source_due_at(seen: Mapping[str, Any], period: float) -> datetime | None:
+def widen_connection_pool(rest_client: Any, size: int) -> None:
+    """Keep up to ``size`` connections of a generated API client open (the Kubernetes and KFP
+    clients keep ten): with a wider worker pool, urllib3 would drop and reopen the rest."""
+    pool_manager = rest_client.pool_manager
+    pool_manager.connection_pool_kw["maxsize"] = max(
+        size, pool_manager.connection_pool_kw.get("maxsize") or 1
+    )
+
+
+def _source_due_at(seen: Mapping[str, Any], period: float, now: datetime) -> datetime | None:
     """When a source is next due: once its period has passed; after errors, exponentially later.
 
-    ``None``: it was never read, so it is due now.
+    ``None``: it was never read, or the reading is stamped in the future (taken before the
+    clock was stepped back), so it is due now: waiting for the stamp would stop the source for
+    the size of the step.
     """
     last = parse_ts(seen.get("evaluatedAt"))
-    if last is None:
+    if last is None or last > now + timedelta(seconds=FUTURE_TOLERANCE_SECONDS):
         return None
     errors = int(seen.get("errorCount", 0))
     wait = min(period * 2 ** min(errors, 16), MAX_SOURCE_BACKOFF_SECONDS) if errors else period
@@ -124,7 +193,7 @@ def _source_due_at(seen: Mapping[str, Any], period: float) -> datetime | None:
 
 
 def _source_due(seen: Mapping[str, Any], period: float, now: datetime) -> bool:
-    due = _source_due_at(seen, period)
+    due = _source_due_at(seen, period, now)
     return due is None or now >= due
 
 
@@ -137,8 +206,7 @@ def seconds_until_due(
     """
     observations: Mapping[str, Any] = status.get("observations") or {}
     active = status.get("active") or []
-    unfinished = any(not e.get("runId") or e.get("replaced") for e in active)
-    if active or unfinished or status.get("observedGeneration") != generation:
+    if active or status.get("observedGeneration") != generation:
         return tick  # run states to follow, launches or terminates to retry, a first decision
     due: list[datetime] = []
     for trigger in policy.triggers:
@@ -152,7 +220,7 @@ def seconds_until_due(
             else None
         )
         if period is not None:
-            due.append(_source_due_at(seen, max(period, tick)) or now)
+            due.append(_source_due_at(seen, max(period, tick), now) or now)
     wake = parse_ts(status.get("nextWakeTime"))
     if wake is not None:
         due.append(wake)
@@ -165,38 +233,67 @@ def seconds_until_due(
 async def observe(
     policy: Policy, status: Mapping[str, Any], *, uid: str, generation: int, services: Services
 ) -> dict[str, Any]:
-    """New observations, as a merge patch of ``status.observations`` (empty: nothing new)."""
+    """New observations, as a merge patch of ``status.observations`` (empty: nothing new).
+
+    The pipeline, every source and every run are read at once: a hung call to one of them
+    delays none of the others.
+    """
     now = services.clock()
     observations: Mapping[str, Any] = status.get("observations") or {}
     patch: dict[str, Any] = {}
-    pipeline = await _check_pipeline(
-        policy, observations.get("pipeline"), uid, generation, now, services
+    seen_triggers = observations.get("triggers") or {}
+    pipeline, runs_and_kfp, *readings = await asyncio.gather(
+        _check_pipeline(policy, observations.get("pipeline"), uid, generation, now, services),
+        _read_runs(status, observations.get("runs") or {}, uid, services),
+        *(
+            _read_trigger(
+                trigger, seen_triggers.get(trigger.name) or {}, status, uid, now, services
+            )
+            for trigger in policy.triggers
+        ),
     )
     if pipeline is not None:
         patch["pipeline"] = pipeline
-    triggers: dict[str, Any] = {}
-    for trigger in policy.triggers:
-        seen = (observations.get("triggers") or {}).get(trigger.name) or {}
-        reading = await _read_trigger(trigger, seen, status, uid, now, services)
-        if reading is not None:
-            triggers[trigger.name] = reading
+    triggers = {
+        t.name: reading for t, reading in zip(policy.triggers, readings, strict=True) if reading
+    }
     if triggers:
         patch["triggers"] = triggers
-    runs, kfp = await _read_runs(status, observations.get("runs") or {}, uid, services)
+    runs, kfp = runs_and_kfp
     if runs:
         patch["runs"] = runs
     if kfp is not None and kfp != observations.get("kfp"):
         patch["kfp"] = kfp
     wake = parse_ts(status.get("nextWakeTime"))
-    unfinished = any(not e.get("runId") or e.get("replaced") for e in status.get("active") or [])
+    unfinished = any(_unfinished(e, now) for e in status.get("active") or [])
     undecided = status.get("observedGeneration") != generation
-    due = (wake is not None and wake <= now) or unfinished or undecided
+    stepped = services.clock_stepped(uid)
+    due = (wake is not None and wake <= now) or unfinished or undecided or stepped
     if due and observations.get("tick") != ts(now):
         # A tick is how the clock becomes an observation: the decision runs again on it, and
         # the handler retries what is not done yet (a launch, a terminate of a replaced run, a
         # decision on this generation of the spec that never got written).
         patch["tick"] = ts(now)
     return patch
+
+
+def _unfinished(entry: Mapping[str, Any], now: datetime) -> bool:
+    """Whether the handler should be prompted about an active entry now: a create that failed
+    (one KFP refused only once its back-off ends) or seems stuck, or a replaced run.
+
+    A create decided moments ago is under way (its end decides again by itself): a tick now
+    would only cost a write.
+    """
+    if entry.get("replaced"):
+        return True
+    if entry.get("runId"):
+        return False
+    error = entry.get("launchError")
+    if error is None:
+        decided = parse_ts(entry.get("decidedTime"))
+        return decided is None or now >= decided + timedelta(seconds=LAUNCH_GRACE_SECONDS)
+    retry = parse_ts(error.get("retryTime"))
+    return retry is None or retry <= now
 
 
 async def _check_pipeline(
@@ -207,13 +304,25 @@ async def _check_pipeline(
     now: datetime,
     services: Services,
 ) -> dict[str, Any] | None:
-    """The pipeline's ids, looked up now and then; ``None`` when there is nothing new."""
+    """The pipeline's ids, looked up now and then; ``None`` when there is nothing new.
+
+    Looked up again at once when the pinned versions file changed, or a PipelineVersion event
+    dropped the last check (:mod:`operators.pipeline_versions`).
+    """
     last = services.pipeline_checks.get(uid)
-    if seen and seen.get("generation") == generation and last is not None:
+    pins = services._pins_seen.get(uid)
+    if (
+        seen
+        and seen.get("generation") == generation
+        and last is not None
+        and pins == services._pins
+    ):
         wait = PIPELINE_RECHECK_SECONDS if seen.get("ok") else PIPELINE_RECHECK_SECONDS / 10
-        if now < last + timedelta(seconds=wait):
+        # A check stamped in the future (before a backward clock step) is due now.
+        if last <= now < last + timedelta(seconds=wait):
             return None
     services.pipeline_checks[uid] = now
+    services._pins_seen[uid] = services._pins
     result = await _resolve_pipeline(policy, generation, uid, services)
     if seen and all(seen.get(k) == v for k, v in result.items()):
         return None
@@ -333,12 +442,18 @@ async def _read_runs(
     active = {e["runKey"]: e for e in status.get("active") or [] if e.get("runId")}
     patch: dict[str, Any] = {key: None for key in seen if key not in active}
     kfp: dict[str, Any] | None = None
-    for key, entry in active.items():
+
+    async def state_of(run_id: str) -> Any:
         try:
-            state = await services.call("kfp", uid, services.launcher.state, entry["runId"])
+            return await services.call("kfp", uid, services.launcher.state, run_id)
         except Exception as exc:  # KFP down: keep the last known state, try next tick
+            return exc
+
+    states = await asyncio.gather(*(state_of(e["runId"]) for e in active.values()))
+    for key, state in zip(active, states, strict=True):
+        if isinstance(state, Exception):
             metrics.ERRORS.labels("kfp").inc()
-            kfp = {"ok": False, "reason": "KfpUnreachable", "message": describe_error(exc)}
+            kfp = {"ok": False, "reason": "KfpUnreachable", "message": describe_error(state)}
             continue
         kfp = kfp or {"ok": True}
         # No nulls: the API server drops them, and the next comparison would differ forever.

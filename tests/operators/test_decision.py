@@ -692,3 +692,97 @@ def test_replace_keeps_at_most_one_live_run_and_terminates_every_run_it_replaces
         status = copy.deepcopy(decision.status)
     assert len(keys) == len(set(keys))
     assert len(keys) == nonces
+
+
+# -- a bad day: runs deleted in KFP, clock steps, nonces overwritten, refused creates -----------
+
+
+def test_a_run_deleted_in_kfp_is_recorded_as_gone_with_an_event_and_frees_the_policy() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Forbid")
+    first = run(spec, ready(), nonce="n1")
+    deleted = run(spec, observed(first, "DELETED"), nonce="n1")
+    assert deleted.status["active"] == []
+    assert [r["state"] for r in deleted.status["recentRuns"]] == ["Deleted"]
+    assert "RunDeleted" in [e.reason for e in deleted.events]
+    assert condition(deleted, "Running")["status"] == "False"
+    assert deleted.status.get("consecutiveFailures", 0) == 0  # not the pipeline's failure
+    assert len(run(spec, then(deleted), nonce="n2").launches) == 1
+
+
+def test_a_schedule_keeps_firing_after_the_clock_steps_back_an_hour() -> None:
+    spec = make_spec(schedule("*/5 * * * *"))
+    ahead = NOW + timedelta(hours=1)  # the clock ran an hour fast: slot 11:05 fired
+    start = run(spec, ready(), now=ahead.replace(minute=1))
+    fired = run(spec, then(start), now=ahead.replace(minute=5, second=20))
+    assert [e["fireKey"] for e in fired.launches] == ["2026-03-02T11:05:00Z"]
+    back = NOW.replace(minute=5, second=40)  # corrected: 10:05:40, slot 11:05 "in the future"
+    stepped = run(spec, finished(fired, "SUCCEEDED", at=back), now=back)
+    assert stepped.status["nextScheduleTime"] == "2026-03-02T10:10:00Z"
+    at_slot = run(spec, then(stepped), now=NOW.replace(minute=10, second=10))
+    assert [e["fireKey"] for e in at_slot.launches] == ["2026-03-02T10:10:00Z"]
+
+
+def test_a_cooldown_stamped_before_a_backward_clock_step_ends_on_the_new_clock() -> None:
+    spec = make_spec(METRIC, cooldown={"afterSuccessSeconds": 60})
+    status = ready(**metric_obs(0.9, 0.9, 0.9))
+    status["lastSuccessTime"] = "2026-03-02T11:00:00Z"  # an hour ahead of NOW
+    held = run(spec, status)
+    assert held.launches == [] and held.status["lastSuccessTime"] == "2026-03-02T10:00:30Z"
+    later = then(held, **metric_obs(0.9, 0.9, 0.9))
+    assert len(run(spec, later, now=NOW + timedelta(seconds=61)).launches) == 1
+
+
+def test_nonces_overwritten_before_a_decision_each_fire() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Allow")
+    earlier = {"flywheel.dev/run-nonce": ["n1", "n2"]}
+    decision = decide(
+        parse_policy(spec),
+        ready(),
+        annotations={"flywheel.dev/run-nonce": "n3"},
+        now=NOW,
+        generation=1,
+        uid=UID,
+        name="churn",
+        earlier_nonces=earlier,
+    )
+    assert [e["reason"] for e in decision.launches] == [
+        "manual nonce n1",
+        "manual nonce n2",
+        "manual nonce n3",
+    ]
+    assert trigger_state(decision, "by-hand")["recentNonces"] == ["n1", "n2", "n3"]
+
+
+def test_nonces_overwritten_under_forbid_are_skipped_with_an_event_never_silently() -> None:
+    spec = make_spec(MANUAL, concurrencyPolicy="Forbid")
+    decision = decide(
+        parse_policy(spec),
+        ready(),
+        annotations={"flywheel.dev/run-nonce": "n2"},
+        now=NOW,
+        generation=1,
+        uid=UID,
+        name="churn",
+        earlier_nonces={"flywheel.dev/run-nonce": ["n1"]},
+    )
+    assert [e["reason"] for e in decision.launches] == ["manual nonce n1"]
+    assert any(e.reason == "Skipped" and "n2" in e.message for e in decision.events)
+
+
+def test_a_create_refused_by_kfp_shows_as_run_created_false_kfp_refused() -> None:
+    first = run(make_spec(MANUAL), ready(), nonce="n1")
+    assert condition(first, "RunCreated")["reason"] == "Creating"
+    status = then(first)
+    status["active"][0]["launchError"] = {
+        "reason": "KfpRefused",
+        "message": "ApiException: (403) Forbidden",
+        "time": "2026-03-02T10:00:30Z",
+        "attempts": 1,
+        "retryTime": "2026-03-02T10:00:40Z",
+        "generation": 1,
+    }
+    refused = condition(run(make_spec(MANUAL), status, nonce="n1"), "RunCreated")
+    assert (refused["status"], refused["reason"]) == ("False", "KfpRefused")
+    assert "next at 2026-03-02T10:00:40Z or on a change of the spec" in refused["message"]
+    created = condition(run(make_spec(MANUAL), running(first), nonce="n1"), "RunCreated")
+    assert (created["status"], created["reason"]) == ("True", "RunsCreated")
