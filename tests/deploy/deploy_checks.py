@@ -35,7 +35,6 @@ CLUSTER_SCOPED = {
     "CustomResourceDefinition",
     "ClusterRole",
     "ClusterRoleBinding",
-    "ClusterKopfPeering",
 }
 # Kinds whose CRD is neither ours nor KFP's; the tests check what matters about them by hand.
 UNVALIDATED_KINDS = {("monitoring.coreos.com/v1", "ServiceMonitor")}

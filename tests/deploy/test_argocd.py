@@ -118,6 +118,44 @@ def test_retrain_policy_health_follows_its_conditions(obj: dict[str, Any], expec
     assert message
 
 
+def test_a_run_kfp_refuses_to_create_is_degraded_not_progressing() -> None:
+    """KFP answered 400/403: retried every tick, it never lands until someone fixes the policy."""
+    refused = policy(("Ready", "True"), ("RunCreated", "False"), ("Running", "False"), active=1)
+    refused["status"]["conditions"][1].update(
+        reason="KfpRefused", message="nightly-abc123: 400 unknown parameter trigger_reason"
+    )
+    assert health(refused) == (
+        "Degraded",
+        "KfpRefused: nightly-abc123: 400 unknown parameter trigger_reason",
+    )
+
+
+def test_a_launch_failure_reported_on_running_is_degraded_too() -> None:
+    failed = policy(("Ready", "True"), ("Running", "False"), active=1)
+    failed["status"]["conditions"][1].update(reason="LaunchFailed", message="nightly-abc: 403")
+    assert health(failed) == ("Degraded", "LaunchFailed: nightly-abc: 403")
+
+
+def test_kfp_unreachable_while_launching_stays_progressing() -> None:
+    waiting = policy(("Ready", "True"), ("Running", "False"), active=1)
+    waiting["status"]["conditions"][1].update(reason="KfpUnreachable", message="timed out")
+    assert health(waiting)[0] == "Progressing"
+    created = policy(("Ready", "True"), ("RunCreated", "True"), ("Running", "True"), active=1)
+    assert health(created)[0] == "Progressing"
+
+
+def test_applications_never_change_a_live_pipeline_versions_version_name() -> None:
+    """KFP 2.14-2.16 to 2.17: live versions keep their spec; KFP 2.17 refuses a changed one."""
+    for app in _applications():
+        spec = app["spec"]
+        assert {
+            "group": "pipelines.kubeflow.org",
+            "kind": "PipelineVersion",
+            "jsonPointers": ["/spec/versionName"],
+        } in spec["ignoreDifferences"]
+        assert "RespectIgnoreDifferences=true" in spec["syncPolicy"]["syncOptions"]
+
+
 def test_degraded_health_carries_the_operator_reason() -> None:
     assert health(policy(("SourceError", "True")))[1] == "SourceErrorReason"
 

@@ -67,16 +67,20 @@ def test_crds_are_release_templates_kept_on_uninstall_not_install_once_files() -
     # Helm installs a chart's crds/ folder once and never upgrades it.
     assert not (CHART / "crds").exists()
     crds = _crds(helm_template())
-    assert set(crds) == {
-        "retrainpolicies.flywheel.dev",
-        "kopfpeerings.kopf.dev",
-        "clusterkopfpeerings.kopf.dev",
-    }
+    assert set(crds) == {"retrainpolicies.flywheel.dev"}
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not _crds(helm_template("--set", "crds.install=false"))
     kept = _crds(helm_template("--set", "crds.keep=false"))["retrainpolicies.flywheel.dev"]
     assert "helm.sh/resource-policy" not in kept["metadata"]["annotations"]
+
+
+def test_the_release_renders_no_kopf_peering_object_and_no_crd_of_one() -> None:
+    """Leader election uses a built-in Lease: nothing the release applies needs a CRD first."""
+    for args in ([], ["--set", "operator.watchNamespaces={a,b}"]):
+        docs = helm_template(*args)
+        assert not [doc for doc in docs if doc["apiVersion"].startswith("kopf.dev/")]
+        assert "kopfpeerings.kopf.dev" not in _crds(docs)
 
 
 def test_a_changed_crd_reaches_the_release_manifest_that_helm_upgrade_applies(
@@ -188,7 +192,7 @@ def test_irsa_without_a_chart_made_account_is_refused_not_dropped() -> None:
     assert "irsa.enabled needs serviceAccount.create=true" in error
 
 
-def test_operator_rbac_cannot_write_anything_but_policies() -> None:
+def test_operator_rbac_cannot_write_anything_but_policies_events_and_its_lease() -> None:
     roles = of_kind(helm_template(), "ClusterRole") + of_kind(
         helm_template("--set", "operator.watchNamespaces={a}"), "Role"
     )
@@ -200,11 +204,14 @@ def test_operator_rbac_cannot_write_anything_but_policies() -> None:
                     "retrainpolicies",
                     "retrainpolicies/status",
                     "events",
-                    "clusterkopfpeerings" if role["kind"] == "ClusterRole" else "kopfpeerings",
+                    "leases",
                 }, rule
                 assert "delete" not in rule["verbs"] and "*" not in rule["verbs"], rule
-            # KFP is reached through its API; the operator reads none of its resources.
-            assert "pipelines.kubeflow.org" not in rule["apiGroups"], rule
+            # Single-user KFP is reached through its API; of its resources the operator only
+            # watches PipelineVersions, to re-resolve a policy's version when git changes them.
+            if "pipelines.kubeflow.org" in rule["apiGroups"]:
+                assert rule["resources"] == ["pipelineversions"], rule
+                assert set(rule["verbs"]) <= {"list", "watch"}, rule
 
 
 def test_service_monitor_scrapes_the_metrics_service() -> None:
@@ -250,6 +257,23 @@ BAD_VALUES = {
     "keeping more versions than compile writes": (
         ["--set", "pipelines.keepVersions=9"],
         r"keepVersions",
+    ),
+    "cpu request above its limit": (
+        ["--set", "operator.resources.requests.cpu=2", "--set", "operator.resources.limits.cpu=1"],
+        r"operator\.resources\.requests\.cpu \(2\) is above operator\.resources\.limits\.cpu",
+    ),
+    "memory request above its limit": (
+        [
+            "--set",
+            "operator.resources.requests.memory=1Gi",
+            "--set",
+            "operator.resources.limits.memory=512Mi",
+        ],
+        r"operator\.resources\.requests\.memory \(1Gi\) is above",
+    ),
+    "multi-user kfp in kfp's own namespace": (
+        ["--set", "kfp.multiUser=true"],
+        r"kfp\.multiUser=true needs kfp\.namespace",
     ),
 }
 

@@ -39,7 +39,11 @@ def test_overlay_puts_the_operator_in_its_namespace_and_the_pipelines_where_kfp_
         name = f"{doc['kind']}/{doc['metadata']['name']}"
         if doc["kind"] in CLUSTER_SCOPED:
             assert "namespace" not in doc["metadata"], name
-        elif doc["apiVersion"].startswith("pipelines.kubeflow.org/"):
+        elif doc["apiVersion"].startswith("pipelines.kubeflow.org/") or (
+            doc["kind"] in {"Role", "RoleBinding"}
+            and doc["metadata"]["name"].endswith("-pipeline-versions")
+        ):
+            # KFP's objects, and the operator's read-only grant on its PipelineVersions there.
             assert doc["metadata"]["namespace"] == KFP_NAMESPACE, name
         else:
             assert doc["metadata"]["namespace"] == namespace, name
@@ -50,7 +54,7 @@ def test_overlay_puts_the_operator_in_its_namespace_and_the_pipelines_where_kfp_
     }
     assert env["KFP_NAMESPACE"] == KFP_NAMESPACE
     for binding in of_kind(docs, "ClusterRoleBinding") + of_kind(docs, "RoleBinding"):
-        assert binding["subjects"][0]["namespace"] == namespace
+        assert binding["subjects"][0]["namespace"] == namespace, binding["metadata"]["name"]
 
 
 def test_overlay_kfp_namespace_follows_the_operator_setting(tmp_path: Path) -> None:
@@ -76,46 +80,39 @@ def test_overlay_kfp_namespace_follows_the_operator_setting(tmp_path: Path) -> N
     assert kfp_objects and {doc["metadata"]["namespace"] for doc in kfp_objects} == {"team-a"}
 
 
-def test_dev_overlay_serves_only_its_namespace_so_it_can_share_a_cluster_with_prod() -> None:
+def test_dev_overlay_serves_only_its_namespace_and_shares_no_object_with_prod() -> None:
     dev = kustomize(MANIFESTS / "overlays" / "dev")
     prod = kustomize(MANIFESTS / "overlays" / "prod")
-    assert not of_kind(dev, "ClusterRole") and not of_kind(dev, "ClusterKopfPeering")
+    assert not of_kind(dev, "ClusterRole") and not of_kind(dev, "ClusterRoleBinding")
     (deployment,) = of_kind(dev, "Deployment")
     assert (
         "--namespace=flywheel-dev"
         in deployment["spec"]["template"]["spec"]["containers"][0]["args"]
     )
-    (peering,) = of_kind(dev, "KopfPeering")
-    assert peering["metadata"]["namespace"] == "flywheel-dev"
-    # Objects both apply: identical (CRDs, the pipelines in git), never two owners of one name.
-    shared = {_key(doc): doc for doc in prod}
-    for doc in dev:
-        if _key(doc) in shared:
-            assert doc["kind"] in {"CustomResourceDefinition", "Pipeline", "PipelineVersion"}, _key(
-                doc
-            )
+    # Both applied to one cluster: 0 objects of one kind, namespace and name, cluster-scoped
+    # ones included; prod owns the CRD and the pipelines.
+    assert not {_key(doc) for doc in dev} & {_key(doc) for doc in prod}
+    assert of_kind(prod, "CustomResourceDefinition") and of_kind(prod, "PipelineVersion")
+    (pins,) = of_kind(dev, "ConfigMap")
+    assert pins["metadata"]["namespace"] == "flywheel-dev"
 
 
 def _key(doc: dict) -> tuple[str, str | None, str]:
     return doc["kind"], doc["metadata"].get("namespace"), doc["metadata"]["name"]
 
 
-@pytest.mark.parametrize("overlay", OVERLAYS)
-def test_overlay_ships_crds_operator_and_the_current_version_of_every_pipeline(
-    overlay: str,
-) -> None:
-    docs = kustomize(MANIFESTS / "overlays" / overlay)
+def test_prod_overlay_ships_the_crd_operator_and_the_current_version_of_every_pipeline() -> None:
+    docs = kustomize(MANIFESTS / "overlays" / "prod")
     crds = {doc["metadata"]["name"] for doc in of_kind(docs, "CustomResourceDefinition")}
-    assert "retrainpolicies.flywheel.dev" in crds
-    assert of_kind(docs, "Deployment")
-    assert of_kind(docs, "ClusterRole" if overlay == "prod" else "Role")
+    assert crds == {"retrainpolicies.flywheel.dev"}
+    assert of_kind(docs, "Deployment") and of_kind(docs, "ClusterRole")
     versions = {doc["metadata"]["name"] for doc in of_kind(docs, "PipelineVersion")}
     for pipeline in PIPELINES.values():
         _, current = kubernetes_manifests.current_documents(pipeline)
         assert current["metadata"]["name"] in versions
 
 
-def test_prod_overlay_runs_peered_replicas_with_irsa() -> None:
+def test_prod_overlay_runs_leader_elected_replicas_with_irsa() -> None:
     docs = kustomize(MANIFESTS / "overlays" / "prod")
     (deployment,) = of_kind(docs, "Deployment")
     (account,) = of_kind(docs, "ServiceAccount")
@@ -123,7 +120,12 @@ def test_prod_overlay_runs_peered_replicas_with_irsa() -> None:
     assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
         "arn:aws:iam::"
     )
-    assert of_kind(docs, "ClusterKopfPeering") and of_kind(docs, "PodDisruptionBudget")
+    assert of_kind(docs, "PodDisruptionBudget")
+    (lease_role,) = [
+        doc for doc in of_kind(docs, "Role") if doc["metadata"]["name"].endswith("-leader-election")
+    ]
+    assert lease_role["metadata"]["namespace"] == "flywheel"
+    assert {rule["resources"][0] for rule in lease_role["rules"]} == {"leases"}
 
 
 def test_pipelines_folder_is_a_kustomization_that_kubectl_apply_f_skips() -> None:

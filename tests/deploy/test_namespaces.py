@@ -69,15 +69,25 @@ def _watched(docs: list[dict[str, Any]]) -> set[str]:
 
 
 def _belongs_to_kfp(doc: dict[str, Any]) -> bool:
-    """KFP's resources, and multi-user KFP's grant to our accounts in the profile namespace."""
+    """KFP's resources, the operator's read-only grant on its PipelineVersions, and multi-user
+    KFP's grants to our accounts in the profile namespace."""
     if doc["apiVersion"].startswith("pipelines.kubeflow.org/"):
         return True
-    return doc["kind"] == "RoleBinding" and doc["roleRef"]["name"] == "kubeflow-edit"
+    return doc["kind"] in {"Role", "RoleBinding"} and doc["metadata"]["name"].endswith(
+        ("-kfp-operator", "-kfp-client", "-pipeline-versions")
+    )
+
+
+def _leader_election(doc: dict[str, Any]) -> bool:
+    return doc["kind"] in {"Role", "RoleBinding"} and doc["metadata"]["name"].endswith(
+        "-leader-election"
+    )
 
 
 def assert_placed(docs: list[dict[str, Any]], release_namespace: str) -> None:
     """Cluster-scoped: no namespace. KFP's objects and the multi-user binding: the KFP namespace
-    the operator is given. Roles and peerings: the watched namespaces. The rest: the release's."""
+    the operator is given. Policy Roles: the watched namespaces. The rest (the leader-election
+    Role among them): the release's."""
     kfp_namespace = _operator_env(docs)["KFP_NAMESPACE"]
     watched = _watched(docs)
     for doc in docs:
@@ -88,11 +98,16 @@ def assert_placed(docs: list[dict[str, Any]], release_namespace: str) -> None:
             assert "namespace" not in meta, where
         elif _belongs_to_kfp(doc):
             assert meta["namespace"] == kfp_namespace, where
-        elif kind in {"Role", "RoleBinding", "KopfPeering"}:
+        elif kind in {"Role", "RoleBinding"} and not _leader_election(doc):
             assert meta["namespace"] in watched, where
         else:
             assert meta["namespace"] == release_namespace, where
-    assert bool(watched) == bool(of_kind(docs, "Role")) != bool(of_kind(docs, "ClusterRole"))
+    policy_roles = [
+        doc
+        for doc in of_kind(docs, "Role")
+        if not _leader_election(doc) and not _belongs_to_kfp(doc)
+    ]
+    assert bool(watched) == bool(policy_roles) != bool(of_kind(docs, "ClusterRole"))
 
 
 @pytest.mark.parametrize("args", COMBINATIONS.values(), ids=COMBINATIONS.keys())
@@ -124,15 +139,14 @@ def test_one_kfp_namespace_value_moves_pipelines_operator_and_multi_user_binding
     for container in registering:
         assert f"--namespace={namespace}" in container["args"]
     assert {doc["metadata"]["namespace"] for doc in of_kind(docs, "PipelineVersion")} == {namespace}
-    (binding,) = of_kind(docs, "RoleBinding")
-    assert binding["metadata"]["namespace"] == namespace
-    assert binding["roleRef"] == {
-        "apiGroup": "rbac.authorization.k8s.io",
-        "kind": "ClusterRole",
-        "name": "kubeflow-edit",
-    }
+    bindings = [doc for doc in of_kind(docs, "RoleBinding") if _belongs_to_kfp(doc)]
+    assert {doc["metadata"]["namespace"] for doc in bindings} == {namespace}
+    for binding in bindings:
+        # Roles of the chart's own, never Kubeflow's kubeflow-edit.
+        assert binding["roleRef"]["kind"] == "Role"
+        assert binding["roleRef"]["name"] == binding["metadata"]["name"]
     accounts = {doc["metadata"]["name"] for doc in of_kind(docs, "ServiceAccount")}
-    assert {subject["name"] for subject in binding["subjects"]} == accounts
+    assert {s["name"] for b in bindings for s in b["subjects"]} == accounts
 
 
 @pytest.mark.parametrize("name", ARGOCD_SOURCES)
@@ -172,8 +186,8 @@ def test_names_and_label_values_fit_63_characters_for_the_longest_release_name(
         for value in (doc["metadata"].get("labels") or {}).values():
             assert len(value) <= 63, (doc["metadata"]["name"], value)
     (deployment,) = of_kind(docs, "Deployment")
-    peering = _operator_env(docs)["FLYWHEEL_PEERING"]
-    assert peering == deployment["metadata"]["name"]
+    lease = _operator_env(docs)["FLYWHEEL_LEASE_NAME"]
+    assert lease == deployment["metadata"]["name"]
 
 
 def _identity(doc: dict[str, Any]) -> tuple[str, str | None, str]:

@@ -6,12 +6,16 @@ those parts are generated (tests/tools/render_values_schema.py), never copied by
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import zoneinfo
 from pathlib import Path
 
+import celpy
 import pytest
-from deploy_checks import helm_template, helm_template_error, of_kind, tool
+import yaml
+from deploy_checks import MANIFESTS, helm_template, helm_template_error, of_kind, tool
 
 POLICY_SPEC = {
     "pipeline": {"name": "flywheel-training"},
@@ -122,6 +126,69 @@ BAD_VALUES = {
         _json("operator.watchNamespaces", ["Team-A"]),
         r"/operator/watchNamespaces/0",
     ),
+    "toleration with an unknown effect": (
+        _json("operator.tolerations", [{"key": "gpu", "effect": "NoScheduling"}]),
+        r"/operator/tolerations/0/effect",
+    ),
+    "toleration with an unknown operator": (
+        _json("operator.tolerations", [{"key": "gpu", "operator": "Equals", "value": "x"}]),
+        r"/operator/tolerations/0/operator",
+    ),
+    "negative cpu": (
+        _json("operator.resources.requests.cpu", -1),
+        r"/operator/resources/requests/cpu",
+    ),
+    "negative memory": (
+        _json("operator.resources.limits.memory", -256),
+        r"/operator/resources/limits/memory",
+    ),
+    "negative cpu as text": (
+        _json("operator.resources.limits.cpu", "-1"),
+        r"/operator/resources/limits/cpu",
+    ),
+    "quantity with two dots": (
+        _json("operator.resources.requests.cpu", "1.2.3"),
+        r"/operator/resources/requests/cpu",
+    ),
+    "quantity without digits": (
+        _json("operator.resources.limits.memory", ".Gi"),
+        r"/operator/resources/limits/memory",
+    ),
+    "kfp endpoint port above 65535": (
+        _json("kfp.endpoint", "http://ml-pipeline.kubeflow:99999"),
+        r"/kfp/endpoint",
+    ),
+    "empty env var name": (
+        _json("operator.extraEnv", [{"name": "", "value": "x"}]),
+        r"/operator/extraEnv/0/name",
+    ),
+    "env var name with '='": (
+        _json("operator.extraEnv", [{"name": "A=B", "value": "x"}]),
+        r"/operator/extraEnv/0/name",
+    ),
+    "common label that duplicates a selector label": (
+        _json("commonLabels", {"app.kubernetes.io/name": "other"}),
+        r"/commonLabels",
+    ),
+    "policy cron minute 61": (
+        _policy(
+            pipeline={"name": "x"}, triggers=[{"name": "t", "schedule": {"cron": "61 * * * *"}}]
+        ),
+        r"/policies/0/spec/triggers/0/schedule/cron",
+    ),
+    "policy cron of letters": (
+        _policy(
+            pipeline={"name": "x"}, triggers=[{"name": "t", "schedule": {"cron": "a b c d e"}}]
+        ),
+        r"/policies/0/spec/triggers/0/schedule/cron",
+    ),
+    "policy time zone that does not exist": (
+        _policy(
+            pipeline={"name": "x"},
+            triggers=[{"name": "t", "schedule": {"cron": "0 3 * * *", "timeZone": "Mars/Olympus"}}],
+        ),
+        r"/policies/0/spec/triggers/0/schedule/timeZone",
+    ),
 }
 
 
@@ -167,6 +234,29 @@ GOOD_VALUES = {
         *_json("operator.image.tag", "0.1.0-rc.1"),
     ],
     "a full policy": _policy(**POLICY_SPEC, concurrencyPolicy="Forbid", suspend=False),
+    "quantities in every form": [
+        *_json("operator.resources.requests", {"cpu": "250m", "memory": "1e8"}),
+        *_json("operator.resources.limits", {"cpu": 0.5, "memory": "1Gi"}),
+    ],
+    "tolerations, env names and ports as Kubernetes takes them": [
+        *_json(
+            "operator.tolerations",
+            [{"key": "a", "operator": "Equal", "value": "b", "effect": "NoExecute"}],
+        ),
+        *_json("operator.extraEnv", [{"name": "my.var-1", "value": "x"}, {"name": "_X"}]),
+        *_json("kfp.endpoint", "https://kfp.example.com:65535/pipeline"),
+    ],
+    "crons and time zones the operator takes": _policy(
+        pipeline={"name": "x"},
+        triggers=[
+            {
+                "name": "a",
+                "schedule": {"cron": "*/15 9-17 * * MON-FRI", "timeZone": "Europe/Berlin"},
+            },
+            {"name": "b", "schedule": {"cron": "0 0 L * ?", "timeZone": "America/Argentina/Salta"}},
+            {"name": "c", "schedule": {"cron": "30 2 1,15 jan,jul 1#2", "timeZone": "UTC"}},
+        ],
+    ),
 }
 
 
@@ -191,9 +281,54 @@ def test_policy_spec_schema_is_the_crds_and_list_items_are_kubernetes_own() -> N
         spec["properties"].keys()
         == renderer.crd_property("retrainpolicies.flywheel.dev.yaml#spec")["properties"].keys()
     )
-    toleration = schema["properties"]["operator"]["properties"]["tolerations"]["items"]
+    # Kubernetes' own schema, narrowed by the enums Kubernetes checks in code (effect, operator).
+    toleration = schema["properties"]["operator"]["properties"]["tolerations"]["items"]["allOf"][0]
     assert toleration[renderer.MARKER] == "kubernetes:toleration-v1"
     assert toleration["additionalProperties"] is False
     # Only definitions the generated types reach, and each of them present.
     refs = set(re.findall(r'"\$ref": "#/\$defs/([^"]+)"', Path(renderer.TARGET).read_text()))
     assert refs <= set(schema["$defs"])
+
+
+def test_the_time_zones_the_values_schema_takes_are_the_crds_and_exist() -> None:
+    """One closed list, in the CRD's CEL rule and in the values schema; each one a zone the
+    operator's zoneinfo loads, so nothing admitted is refused later."""
+    renderer = tool("render_values_schema")
+    schema = json.loads(renderer.TARGET.read_text())
+    crd = yaml.safe_load((MANIFESTS / "crds" / "retrainpolicies.flywheel.dev.yaml").read_text())
+    versions = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    schedule = versions["properties"]["spec"]["properties"]["triggers"]["items"]["properties"]
+    (rule,) = schedule["schedule"]["properties"]["timeZone"]["x-kubernetes-validations"]
+    listed = ast.literal_eval(rule["rule"].removeprefix("self in "))
+    assert listed == schema["$defs"]["timeZone"]["enum"]
+    assert "Mars/Olympus" not in listed and {"UTC", "Europe/Berlin"} <= set(listed)
+    assert set(listed) <= zoneinfo.available_timezones()
+
+
+CRD_CASES = {
+    "cron minute 61": ({"cron": "61 * * * *"}, "cron"),
+    "cron of letters": ({"cron": "a b c d e"}, "cron"),
+    "time zone that does not exist": (
+        {"cron": "0 3 * * *", "timeZone": "Mars/Olympus"},
+        "timeZone",
+    ),
+}
+
+
+@pytest.mark.parametrize("schedule,field", CRD_CASES.values(), ids=CRD_CASES.keys())
+def test_the_crd_refuses_bad_schedules_applied_without_helm(
+    schedule: dict[str, str], field: str
+) -> None:
+    """kubectl apply of a RetrainPolicy: the API server's schema, then its CEL rules."""
+    crd = yaml.safe_load((MANIFESTS / "crds" / "retrainpolicies.flywheel.dev.yaml").read_text())
+    schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+    props = schema["properties"]["spec"]["properties"]["triggers"]["items"]["properties"]
+    field_schema = props["schedule"]["properties"][field]
+    value = schedule[field]
+    pattern_ok = re.search(field_schema.get("pattern", ""), value) is not None
+    cel = celpy.Environment()
+    rules_ok = all(
+        bool(cel.program(cel.compile(r["rule"])).evaluate({"self": celpy.json_to_cel(value)}))
+        for r in field_schema.get("x-kubernetes-validations", [])
+    )
+    assert not (pattern_ok and rules_ok)

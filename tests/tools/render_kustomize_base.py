@@ -15,12 +15,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "flywheel"
 # Each base and the chart values it is rendered with. The namespaced base serves the namespace the
-# overlay puts it in (kustomize's namespace transformer moves the Role and the KopfPeering too).
+# overlay puts it in (kustomize's namespace transformer moves its Roles too), and ships no CRD: it
+# shares a cluster with the cluster-wide base, which owns the CRD, without sharing an object.
 TARGETS = {
     ROOT / "manifests" / "base" / "flywheel.yaml": (),
     ROOT / "manifests" / "base-namespaced" / "flywheel.yaml": (
         "--set",
         "operator.watchNamespaces={flywheel}",
+        "--set",
+        "crds.install=false",
     ),
 }
 # The operator and what it needs; pipelines come from manifests/pipelines/, tests need Helm.
@@ -30,12 +33,11 @@ TEMPLATES = (
     "templates/operator/service.yaml",
     "templates/operator/deployment.yaml",
     "templates/operator/poddisruptionbudget.yaml",
-    "templates/operator/peering.yaml",
     "templates/networkpolicy.yaml",
 )
 HEADER = (
     "# Generated from helm/flywheel by tests/tools/render_kustomize_base.py; do not edit.\n"
-    "# The CRDs (manifests/crds/), then the retraining operator with its RBAC.\n"
+    "# The CRDs (manifests/crds/) unless crds.install=false, then the operator with its RBAC.\n"
 )
 
 
@@ -50,7 +52,7 @@ def helm_binary() -> str:
 
 
 def render(*values: str) -> str:
-    """A base's YAML: every CRD file, then the chart's operator templates."""
+    """A base's YAML: every CRD file (unless ``crds.install=false``), then the operator templates."""
     show_only = [arg for template in TEMPLATES for arg in ("--show-only", template)]
     operator = subprocess.run(
         [
@@ -68,6 +70,8 @@ def render(*values: str) -> str:
         text=True,
     ).stdout
     crds = [path.read_text() for path in sorted((ROOT / "manifests" / "crds").glob("*.yaml"))]
+    if "crds.install=false" in values:
+        crds = []
     return HEADER + "".join(f"---\n{crd}" for crd in crds) + operator
 
 

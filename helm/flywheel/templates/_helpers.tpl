@@ -29,6 +29,12 @@
 {{- include "flywheel.suffixedName" (dict "root" . "suffix" "operator") -}}
 {{- end -}}
 
+{{/* The leader-election Lease in the release namespace: named after the release, so two releases
+     in one namespace never share a leader. */}}
+{{- define "flywheel.leaseName" -}}
+{{- include "flywheel.operatorName" . -}}
+{{- end -}}
+
 {{/* The upload Job's and the helm test pods' account: KFP calls only, no IAM role. */}}
 {{- define "flywheel.kfpClientServiceAccountName" -}}
 {{- include "flywheel.suffixedName" (dict "root" . "suffix" "kfp-client") -}}
@@ -113,6 +119,18 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{- if and .Values.irsa.enabled (not .Values.irsa.roleArn) -}}
 {{- fail "irsa.roleArn is required when irsa.enabled is true: set it to the operator's IAM role ARN (arn:aws:iam::<account>:role/<name>), or set irsa.enabled=false" -}}
 {{- end -}}
+{{- if and .Values.kfp.multiUser (eq .Values.kfp.namespace "kubeflow") -}}
+{{- fail "kfp.multiUser=true needs kfp.namespace set to the Kubeflow profile namespace the pipelines and runs belong to (e.g. kubeflow-user-example-com), not KFP's own \"kubeflow\": the chart grants the operator and the upload Job their KFP rights there" -}}
+{{- end -}}
+{{- range $field := list "cpu" "memory" -}}
+{{- $request := get $.Values.operator.resources.requests $field -}}
+{{- $limit := get $.Values.operator.resources.limits $field -}}
+{{- if and (not (kindIs "invalid" $request)) (not (kindIs "invalid" $limit)) -}}
+{{- if gt (include "flywheel.quantity" $request | float64) (include "flywheel.quantity" $limit | float64) -}}
+{{- fail (printf "operator.resources.requests.%s (%v) is above operator.resources.limits.%s (%v): the API server refuses a request above its limit" $field $request $field $limit) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- if not (has .Values.pipelines.mode (list "kubernetes" "api" "none")) -}}
 {{- fail (printf "pipelines.mode must be \"kubernetes\", \"api\" or \"none\", not %q" (toString .Values.pipelines.mode)) -}}
 {{- end -}}
@@ -122,6 +140,20 @@ argocd.argoproj.io/sync-options: SkipDryRunOnMissingResource=true
 {{- fail (printf "policies[%d].name %q is already used by policies[%d]; policy names must be unique" $index $policy.name (get $seen $policy.name)) -}}
 {{- end -}}
 {{- $_ := set $seen $policy.name $index -}}
+{{- end -}}
+{{- end -}}
+
+{{/* A Kubernetes quantity (values.schema.json has checked its form) as a plain number, to compare
+     a request with its limit: "100m" is 0.1, "1Gi" 1073741824, "1e3" 1000. */}}
+{{- define "flywheel.quantity" -}}
+{{- $text := toString . -}}
+{{- $number := regexFind "^[+-]?([0-9]+(\\.[0-9]*)?|\\.[0-9]+)" $text -}}
+{{- $suffix := trimPrefix $number $text -}}
+{{- if regexMatch "^[eE][-+]?[0-9.]" $suffix -}}
+{{- float64 $text -}}
+{{- else -}}
+{{- $scales := dict "" 1.0 "m" 0.001 "k" 1e3 "M" 1e6 "G" 1e9 "T" 1e12 "P" 1e15 "E" 1e18 "Ki" 1024.0 "Mi" 1048576.0 "Gi" 1073741824.0 "Ti" 1099511627776.0 "Pi" 1125899906842624.0 "Ei" 1152921504606846976.0 -}}
+{{- mulf (float64 $number) (get $scales $suffix) -}}
 {{- end -}}
 {{- end -}}
 
@@ -253,9 +285,32 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["flywheel.dev"]
   resources: ["retrainpolicies/status"]
-  verbs: ["get", "patch"]
+  verbs: ["patch"]
 # kopf posts a Kubernetes event per state change.
 - apiGroups: ["", "events.k8s.io"]
   resources: ["events"]
   verbs: ["create"]
+{{- end -}}
+
+{{/* Multi-user KFP: what the operator's KFP calls are authorized against (operators/kfp_runs.py):
+     look up pipelines and their versions, find or create the experiment, find, create, follow and
+     terminate runs. KFP checks pipeline versions as "pipelines". */}}
+{{- define "flywheel.kfpOperatorRules" -}}
+- apiGroups: ["pipelines.kubeflow.org"]
+  resources: ["pipelines"]
+  verbs: ["list"]
+- apiGroups: ["pipelines.kubeflow.org"]
+  resources: ["experiments"]
+  verbs: ["list", "create"]
+- apiGroups: ["pipelines.kubeflow.org"]
+  resources: ["runs"]
+  verbs: ["list", "get", "create", "terminate"]
+{{- end -}}
+
+{{/* Multi-user KFP: the upload Job and `helm test` (flywheel.pipelines.register): look pipelines and
+     versions up, upload them, and remove the version KFP makes implicitly with a new pipeline. */}}
+{{- define "flywheel.kfpClientRules" -}}
+- apiGroups: ["pipelines.kubeflow.org"]
+  resources: ["pipelines"]
+  verbs: ["list", "create", "delete"]
 {{- end -}}
