@@ -3,14 +3,13 @@
 Batches are the unit of "new data arrives": batch 0..k-1 train the first model, and each later
 batch can be replayed as fresh labelled data for evaluation and retraining. Everything here works
 on Arrow record batches as they stream from ``components.data.tables``, so a ten-million-row table
-never becomes ten million Python objects; only ``read_table`` (for a step's own small CSV
+never becomes ten million Python objects; only ``components.data.rows`` (a step's own small CSV
 artifacts) hands out rows as dicts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -18,18 +17,11 @@ import pyarrow.compute as pc
 
 from flywheel.components.contract.workload import DataColumns
 from flywheel.components.data import tables
+
+# read_table and write_table are still importable from here; steps that only read rows import
+# them from ``rows``, which imports no compute kernels.
+from flywheel.components.data.rows import Row, read_table, text_table, write_table  # noqa: F401
 from flywheel.components.errors import InvalidSpecError
-
-Row = dict[str, str]
-
-
-def read_table(source: str) -> tuple[list[str], list[Row]]:
-    """Header and rows of a small table, every value as text (``""`` for a missing one)."""
-    stream = tables.open_table(source)
-    table = stream.read()
-    text = pa.schema([(name, pa.string()) for name in table.column_names])
-    rows = table.cast(text).to_pylist()
-    return stream.columns, [{k: "" if v is None else v for k, v in row.items()} for row in rows]
 
 
 def check_columns(source: str, header: Sequence[str], columns: DataColumns) -> None:
@@ -53,8 +45,7 @@ def check_table(
     check_columns(source, header, columns)
     if not rows:
         raise InvalidSpecError("source", f"{source} has no rows")
-    text = pa.schema([(name, pa.string()) for name in header])
-    check_rows(source, pa.Table.from_pylist(list(rows), schema=text), columns, task=task)
+    check_rows(source, text_table(header, rows), columns, task=task)
 
 
 def check_rows(
@@ -294,12 +285,3 @@ def split_train_test(table: pa.Table, test_fraction: float, seed: int) -> tuple[
 
 def batch_file_name(index: int) -> str:
     return f"batch-{index:03d}.csv"
-
-
-def write_table(path: Path, header: Sequence[str], rows: Sequence[Row]) -> Path:
-    """Rows as CSV with ``header`` (columns not in it are left out)."""
-    text = pa.schema([(name, pa.string()) for name in header])
-    table = pa.Table.from_pylist(
-        [{name: row.get(name) for name in header} for row in rows], schema=text
-    )
-    return tables.write_csv(path, table)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from flywheel.components.data.rows import text_table
 from flywheel.components.errors import InvalidSpecError
 
 CHEMBL_ASSAYS = ("CHEMBL2321810",)
@@ -45,7 +46,7 @@ def load_chembl(assay: str) -> pa.Table:
             for record in csv.DictReader(handle)
             if record["Name"] in smiles_by_id
         ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([(c, pa.string()) for c in COLUMNS]))
+    return text_table(COLUMNS, rows)
 
 
 def load_builtin(name: str) -> pa.Table:

@@ -10,7 +10,7 @@ from typing import Any
 
 from flywheel.components.compute.backend import LogSink
 from flywheel.components.contract.workload import load_workload
-from flywheel.components.data import batches as data
+from flywheel.components.data.rows import read_table
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring import scores as evaluation
 from flywheel.components.steps.scoring import transform_rows
@@ -34,9 +34,13 @@ def evaluate_model(
     test_path: Path,
     log: LogSink = print,
 ) -> Evaluation:
+    # The checks need pyarrow's compute kernels: imported here, as score-champion imports this
+    # module before it knows whether there is a champion to evaluate.
+    from flywheel.components.data import batches
+
     workload = load_workload(workload_path)
-    header, rows = data.read_table(str(test_path))
-    data.check_table(str(test_path), header, rows, workload.columns, task=workload.task)
+    header, rows = read_table(str(test_path))
+    batches.check_table(str(test_path), header, rows, workload.columns, task=workload.task)
     if workload.evaluation is not None:
         metrics, page = evaluate_with_script(
             workload=workload,

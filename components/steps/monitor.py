@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flywheel.components.contract.workload import load_workload
-from flywheel.components.data import batches as data
+from flywheel.components.data.rows import read_table
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.monitoring import scores as evaluation
 from flywheel.components.monitoring.thresholds import ClassificationReport, classification_report
@@ -25,7 +25,7 @@ def monitor_performance(
     *, workload_path: str, batch_path: Path, prediction_paths: Sequence[Path], title: str
 ) -> MonitorResult:
     workload = load_workload(workload_path)
-    _, rows = data.read_table(str(batch_path))
+    _, rows = read_table(str(batch_path))
     columns = workload.columns
     scored = read_scored(prediction_paths)
     unscored = [row[columns.id] for row in rows if row[columns.id] not in scored]

@@ -26,7 +26,6 @@ from flywheel.components.contract.processing import (
     check_spec,
 )
 from flywheel.components.contract.workload import is_builtin, workload_file
-from flywheel.components.data import tables
 from flywheel.components.data.bundles import is_bundle
 from flywheel.components.errors import InvalidSpecError
 
@@ -92,6 +91,9 @@ def materialised(inputs: Sequence[ProcessingInput], scratch: Path) -> tuple[Proc
 
     The job's name is computed from the inputs as given, so this changes nothing it depends on.
     """
+    # pyarrow only when this runs: evaluation imports this module whether or not it has a script.
+    from flywheel.components.data import tables
+
     staged = []
     for item in inputs:
         if item.source.startswith(tables.BUILTIN_PREFIX):

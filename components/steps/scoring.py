@@ -11,8 +11,8 @@ from typing import Any
 from flywheel.components.compute import backend_for
 from flywheel.components.compute.backend import LogSink, TransformJobSpec
 from flywheel.components.contract.workload import Workload, load_workload
-from flywheel.components.data import batches as data
 from flywheel.components.data import payloads
+from flywheel.components.data.rows import Row, read_table
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.train import job_name_for
 
@@ -21,7 +21,7 @@ def plan_shards(*, batch_path: Path, rows_per_shard: int) -> list[int]:
     """Shard indexes for a batch: one shard per ``rows_per_shard`` rows, at least one."""
     if rows_per_shard < 1:
         raise InvalidSpecError("rows_per_shard", f"must be at least 1, got {rows_per_shard}")
-    _, rows = data.read_table(str(batch_path))
+    _, rows = read_table(str(batch_path))
     return list(range(max(1, math.ceil(len(rows) / rows_per_shard))))
 
 
@@ -31,7 +31,7 @@ def transform_rows(
     compute: str,
     compute_config: Mapping[str, Any] | None,
     model_path: Path,
-    rows: Sequence[data.Row],
+    rows: Sequence[Row],
     job_name: str,
     log: LogSink = print,
 ) -> list[str]:
@@ -102,7 +102,7 @@ def score_shard(
 ) -> int:
     """Score rows ``shard::shard_count`` of the batch; writes ``id,prediction`` lines, returns the count."""
     workload = load_workload(workload_path)
-    _, rows = data.read_table(str(batch_path))
+    _, rows = read_table(str(batch_path))
     mine = rows[shard::shard_count]
     predictions = transform_rows(
         workload=workload,

@@ -18,7 +18,7 @@ from flywheel.components.compute.backend import LogSink
 from flywheel.components.contract.channels import write_channel
 from flywheel.components.contract.processing import ProcessingInput, ProcessingOutput
 from flywheel.components.contract.workload import Workload
-from flywheel.components.data.batches import Row
+from flywheel.components.data.rows import Row
 from flywheel.components.monitoring import reports
 from flywheel.components.monitoring.scores import metrics_page
 from flywheel.components.steps.process import run_processing

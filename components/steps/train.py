@@ -21,7 +21,7 @@ from flywheel.components.contract.packaging import (
     pack_folder,
 )
 from flywheel.components.contract.workload import Workload, load_workload
-from flywheel.components.data import batches as data
+from flywheel.components.data.rows import read_table
 
 
 @dataclass(frozen=True)
@@ -53,7 +53,7 @@ def lay_out_channels(workload: Workload, splits: Mapping[str, Path], root: Path)
     """
     channels: dict[str, str] = {}
     tables = {split: path for split, path in splits.items() if not path.is_dir()}
-    rows_by_split = {split: data.read_table(str(path))[1] for split, path in tables.items()}
+    rows_by_split = {split: read_table(str(path))[1] for split, path in tables.items()}
     for layout in workload.channels:
         split = splits[layout.split]
         if split.is_dir():
