@@ -68,6 +68,7 @@ def register_model(
     from flywheel.components.monitoring.scores import logged_metrics
     from flywheel.components.steps.register import register_model as register
     from flywheel.components.steps.runtime import reported_step
+    from flywheel.components.steps.tuning_rounds import tuning_lineage
 
     def dataset(artifact) -> dict:
         return {
@@ -110,6 +111,12 @@ def register_model(
                 "run": {"id": run_id, "name": run_name}
                 if run_id
                 else {"name": Path(model.path).parents[1].name},
+                # A tuned model's search: the tuning run, the winning trial and its parameters.
+                **(
+                    {"tuning": tuning_lineage(model.metadata["tuning"], spec)}
+                    if "tuning" in model.metadata
+                    else {}
+                ),
             },
         )
     verb = "registered" if registration.created else "already registered as"

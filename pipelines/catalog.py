@@ -19,12 +19,15 @@ def _pipelines() -> dict[str, GraphComponent]:
     from flywheel.examples.qsar.processing_pipeline import preprocess_train_evaluate
     from flywheel.pipelines.evaluation import evaluation_pipeline
     from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
+    from flywheel.pipelines.tuning import build_tuning_pipeline
 
     return {
         "training": training_pipeline,
         # The same pipeline with the train task placed on EKS GPU nodes by the default placement.
         "training-eks-gpu": eks_training_pipeline(load_placement(DEFAULT_PLACEMENT_FILE)),
         "evaluation": evaluation_pipeline,
+        # Rounds and parallelism unrolled from builtin:qsar-tuning's search (pipelines/tuning.py).
+        "tuning": build_tuning_pipeline(),
         # The example a user composes from the public components (README: "Compose your own
         # pipeline"): preprocess, train, evaluate with evaluation.json, condition, register.
         "qsar-processing": preprocess_train_evaluate,

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 # Only what --help needs is imported here; KFP, boto3 and the runners load with their command.
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
-from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, Home
+from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, TUNING_WORKLOAD, Home
 from flywheel.pipelines.interrupts import Interrupted, interrupts_handled
 from flywheel.pipelines.loop_cli import (
     add_demo_options,
@@ -104,6 +104,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=TrainingRequest().training_batches,
         help="how many leading batches train the model",
     )
+    tuning = pipelines.add_parser(
+        "tuning",
+        help="search the workload's hyperparameters (its tuning section), then evaluate, "
+        "register and gate the best trial",
+    )
+    _add_training_options(tuning)
+    tuning.add_argument(
+        "--training-batches",
+        type=_positive_int,
+        default=TrainingRequest().training_batches,
+        help="how many leading batches train the model",
+    )
+    tuning.set_defaults(workload=TUNING_WORKLOAD)
     evaluation = pipelines.add_parser(
         "evaluation",
         help="score batch N with the champion; retrain if quality breaches the threshold",
@@ -316,6 +329,18 @@ def _run_training(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _run_tuning(args: argparse.Namespace, console: Console) -> int:
+    from flywheel.pipelines.tuning_run import run_tuning, summary_table, trials_table
+
+    report_dir = Home.resolve(args.home).report
+    result = run_tuning(
+        training_request(args), verbose=args.verbose, console=console, report_dir=report_dir
+    )
+    console.print(trials_table(result.trials, result.objective))
+    console.print(summary_table(result))
+    return 0
+
+
 def _submit(args: argparse.Namespace, console: Console) -> int:
     from flywheel.pipelines.submit import submit  # the KFP API client is only needed here
 
@@ -414,6 +439,8 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
 
     if args.command == "run" and args.pipeline == "training":
         return _run_training(args, console)
+    if args.command == "run" and args.pipeline == "tuning":
+        return _run_tuning(args, console)
     if args.command == "run" and args.pipeline == "pipeline":
         return _run_pipeline(args, home, console)
     if args.command == "run":

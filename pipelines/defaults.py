@@ -13,6 +13,8 @@ from pathlib import Path
 # The QSAR example ships inside the package, so these work from any folder.
 DEFAULT_WORKLOAD = "builtin:qsar"
 GPU_WORKLOAD = "builtin:qsar-torch"
+# The QSAR example with a tiny search in its ``tuning`` section: ``flywheel run tuning``'s default.
+TUNING_WORKLOAD = "builtin:qsar-tuning"
 DEFAULT_SOURCE = "builtin:chembl-CHEMBL2321810"
 DEFAULT_THRESHOLD = "rmse above 1.0"
 HOME_ENVIRONMENT_VARIABLE = "FLYWHEEL_HOME"
@@ -56,5 +58,5 @@ class Home:
 
 
 # Every pipeline Flywheel ships (pipelines/catalog.py builds them); compiled IR is kept beside.
-PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation", "qsar-processing")
+PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation", "tuning", "qsar-processing")
 COMPILED_DIR = Path(__file__).parent / "compiled"

@@ -32,7 +32,7 @@ def run_named_pipeline(
     """Run the catalog's pipeline ``name`` locally; its outputs, run folder and log."""
     from flywheel.pipelines.catalog import PIPELINES
     from flywheel.pipelines.local_runner import run_locally
-    from flywheel.pipelines.preflight import check_processing_tasks
+    from flywheel.pipelines.preflight import check_processing_tasks, check_tuning_rounds
     from flywheel.pipelines.submit import pipeline_arguments
 
     pipeline = PIPELINES.get(name)
@@ -40,6 +40,7 @@ def run_named_pipeline(
         raise InvalidSpecError("pipeline", f"{name!r} is not one of {', '.join(PIPELINES)}")
     arguments = pipeline_arguments(pipeline, parameters)
     check_processing_tasks(pipeline)
+    check_tuning_rounds(pipeline, arguments)
     declared = pipeline.pipeline_spec.root.input_definitions.parameters
     if "registry" in declared and "registry" not in arguments:
         arguments["registry"] = str(home.registry.resolve())

@@ -6,6 +6,10 @@ preprocessing and training have run; checked here, against the same rules every 
 (``contract.processing.check_spec``), it is one line naming the task and the field, before the
 first task starts. Values that arrive at run time (a pipeline parameter, another task's output)
 are left to the task.
+
+A tuning pipeline's rounds are unrolled when it is built, and its first ``suggest_trials`` task
+holds them as constants: a workload whose search does not fill them is refused here too, naming
+``tuning.max_jobs``, before the run is started (``check_tuning_rounds``).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ if TYPE_CHECKING:
 
 # ``run_processing``, and the ``-2``, ``-3``... KFP gives its further uses in one pipeline.
 _PROCESSING_COMPONENT = re.compile(r"^comp-run-processing(-\d+)?$")
+_SUGGEST_COMPONENT = re.compile(r"^comp-suggest-trials(-\d+)?$")
 _ARTIFACT_DEFAULTS = {"data": f"{PROCESSING_ROOT}/input/data", "model": f"{PROCESSING_ROOT}/model"}
 
 
@@ -108,3 +113,52 @@ def check_processing_tasks(pipeline: GraphComponent) -> None:
                 check_spec(job)
         except InvalidSpecError as error:
             raise InvalidSpecError(f"{display}: {error.field}", error.problem) from None
+
+
+def compiled_rounds(pipeline: GraphComponent) -> tuple[int, int] | None:
+    """The rounds a tuning pipeline was built for and their size, from its first
+    ``suggest_trials`` task's constants; None for a pipeline that has none."""
+    spec = pipeline.pipeline_spec
+    for _, task in _tasks(spec, spec.root.dag):
+        if not _SUGGEST_COMPONENT.match(task.component_ref.name):
+            continue
+        given = _constants(spec.components[task.component_ref.name], task)
+        if int(given.get("rounds", 0)) > 0:
+            return int(given["rounds"]), int(given.get("round_size", 0))
+    return None
+
+
+def check_tuning_rounds(pipeline: GraphComponent, arguments: Mapping[str, Any]) -> None:
+    """Refuse, naming ``tuning.max_jobs``, a run whose workload's search does not fill the rounds
+    the tuning pipeline was built for (``tuning_rounds.check_compiled_rounds``).
+
+    Only a workload readable here (built in, or a local file) is checked; a bundle in S3, or a
+    path that exists only in the task's image, is left to the first ``suggest_trials`` task,
+    which checks the same. A run on SageMaker tunes in one job and has no rounds.
+    """
+    from pathlib import Path
+
+    from flywheel.components.contract.workload import BUILTIN_PREFIX, load_workload
+    from flywheel.components.steps.tuning_rounds import check_compiled_rounds
+
+    built = compiled_rounds(pipeline)
+    if built is None:
+        return
+    defaults = {
+        name: definition["defaultValue"]
+        for name, definition in json_format.MessageToDict(
+            pipeline.pipeline_spec.root.input_definitions
+        )
+        .get("parameters", {})
+        .items()
+        if "defaultValue" in definition
+    }
+    given = {**defaults, **arguments}
+    workload = str(given.get("workload", ""))
+    if given.get("compute") == "sagemaker":
+        return
+    if not workload or not (workload.startswith(BUILTIN_PREFIX) or Path(workload).exists()):
+        return
+    search = load_workload(workload).tuning
+    if search is not None:  # none is refused by the task, naming ``tuning``
+        check_compiled_rounds(search, *built)

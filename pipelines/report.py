@@ -365,3 +365,106 @@ def write_report(
     html_path = output_dir / f"{model_name}-quality.html"
     html_path.write_text(page(report, png))
     return png, html_path
+
+
+# A tuning run's report: ``flywheel run tuning`` draws it beside the quality report.
+
+
+def best_so_far(
+    trials: Sequence[Mapping[str, Any]], maximize: bool
+) -> list[tuple[int, float | None, float | None]]:
+    """Each trial in the order it was numbered: ``(number, objective, best objective so far)``;
+    a trial with no objective (failed, pruned) carries the best so far on unchanged."""
+    rows: list[tuple[int, float | None, float | None]] = []
+    best: float | None = None
+    for trial in sorted(trials, key=lambda t: int(t["number"])):
+        value = trial.get("objective")
+        if value is not None and (best is None or (value > best if maximize else value < best)):
+            best = float(value)
+        rows.append((int(trial["number"]), value, best))
+    return rows
+
+
+def tuning_figure(trials: Sequence[Mapping[str, Any]], objective: str, maximize: bool) -> Figure:
+    """The objective by trial, with the best so far as a step line and the winner marked; every
+    drawn element carries a ``gid`` naming what it shows."""
+    from matplotlib.figure import Figure
+
+    rows = best_so_far(trials, maximize)
+    scored = [(n, v) for n, v, _ in rows if v is not None]
+    figure = Figure(figsize=(8, 4), dpi=120, layout="constrained")
+    panel = figure.subplots()
+    panel.plot(
+        [n for n, _ in scored],
+        [v for _, v in scored],
+        marker="o",
+        linestyle="none",
+        color=PALETTE[0],
+        label="trial",
+        gid="trials",
+    )
+    steps = [(n, b) for n, _, b in rows if b is not None]
+    panel.step(
+        [n for n, _ in steps],
+        [b for _, b in steps],
+        where="post",
+        color=PALETTE[1],
+        linewidth=1.8,
+        label="best so far",
+        gid="best-so-far",
+    )
+    winner = next((t for t in trials if t.get("best")), None)
+    if winner is not None:
+        panel.plot(
+            int(winner["number"]),
+            winner["objective"],
+            marker="*",
+            markersize=16,
+            color=PALETTE[2],
+            linestyle="none",
+            label=f"best: trial {int(winner['number'])}",
+            gid="best",
+        )
+    panel.set_xlabel("trial")
+    panel.set_ylabel(objective)
+    panel.set_xticks([n for n, _, _ in rows])
+    panel.set_title(f"{objective} by trial ({'maximized' if maximize else 'minimized'})")
+    panel.legend(loc="best")
+    return figure
+
+
+def write_tuning_report(
+    trials: Sequence[Mapping[str, Any]],
+    *,
+    model_name: str,
+    objective: str,
+    maximize: bool,
+    output_dir: Path,
+) -> tuple[Path, Path]:
+    """Write ``<model>-tuning.png`` and ``<model>-tuning.html``: the plot and the trial table."""
+    png = output_dir / f"{model_name}-tuning.png"
+    png.parent.mkdir(parents=True, exist_ok=True)
+    tuning_figure(trials, objective, maximize).savefig(png)
+    names = sorted({name for t in trials for name in t.get("hyperparameters", {})})
+    header = "".join(f"<th>{html.escape(name)}</th>" for name in names)
+    rows = "".join(
+        f"<tr><td>{'best' if t.get('best') else ''}</td><td>{int(t['number'])}</td>"
+        + "".join(f"<td>{html.escape(str(t['hyperparameters'].get(n, '')))}</td>" for n in names)
+        + f"<td>{'' if t.get('objective') is None else format(t['objective'], '.4f')}</td>"
+        f"<td>{html.escape(str(t.get('state', '')).lower())}</td></tr>"
+        for t in trials
+    )
+    name = html.escape(model_name)
+    picture = base64.b64encode(png.read_bytes()).decode()
+    page_path = output_dir / f"{model_name}-tuning.html"
+    page_path.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'>"
+        f"<title>{name}: tuning</title>"
+        "<style>body{font-family:sans-serif;margin:1.5em}table{border-collapse:collapse}"
+        "th,td{padding:4px 12px;border-bottom:1px solid #ddd;text-align:left}</style></head><body>"
+        f"<h2>{name}: {html.escape(objective)} by trial</h2>"
+        f"<img alt='{html.escape(objective)} by trial' src='data:image/png;base64,{picture}'>"
+        f"<table><tr><th></th><th>trial</th>{header}<th>{html.escape(objective)}</th>"
+        f"<th>state</th></tr>{rows}</table></body></html>"
+    )
+    return png, page_path

@@ -26,7 +26,7 @@ from flywheel.components.errors import FlywheelError, InvalidSpecError
 from flywheel.operators.kfp_runs import connect, equals_filter
 from flywheel.pipelines import kubernetes_manifests
 from flywheel.pipelines.catalog import PIPELINES
-from flywheel.pipelines.preflight import check_processing_tasks
+from flywheel.pipelines.preflight import check_processing_tasks, check_tuning_rounds
 
 
 class KfpApiError(FlywheelError):
@@ -177,6 +177,7 @@ def submit(
         )
     arguments = pipeline_arguments(pipeline, parameters)
     check_processing_tasks(pipeline)
+    check_tuning_rounds(pipeline, {**arguments, **({"workload": workload} if workload else {})})
     if workload:
         if "workload" in arguments:
             raise InvalidSpecError("--workload", "give the workload once, not also as --param")

@@ -430,6 +430,7 @@ BUILTIN_WORKLOADS = {
     "qsar": "qsar/workload.yaml",
     "qsar-torch": "qsar/workload-torch.yaml",
     "qsar-processing": "qsar/workload-processing.yaml",
+    "qsar-tuning": "qsar/workload-tuning.yaml",
 }
 
 

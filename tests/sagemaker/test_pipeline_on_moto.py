@@ -82,6 +82,10 @@ def placeholder_model(tmp_path: Path) -> Path:
     return model
 
 
+def names(summaries: list[dict], kind: str) -> set[str]:
+    return {summary[f"{kind}JobName"] for summary in summaries}
+
+
 @pytest.mark.e2e
 def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_path):
     registry = f"sagemaker://us-east-1/{BUCKET}/registry?image={IMAGE}&endpoint_url={aws}"
@@ -95,11 +99,18 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     )
 
     sagemaker = boto3.client("sagemaker", endpoint_url=aws)
-    models_before = sagemaker.list_models()["Models"]  # moto's state is per process
+    # moto's state is per process, shared with the test files run before this one
+    models_before = sagemaker.list_models()["Models"]
+    jobs_before = names(sagemaker.list_training_jobs()["TrainingJobSummaries"], "Training")
+    transforms_before = names(sagemaker.list_transform_jobs()["TransformJobSummaries"], "Transform")
 
     outcome = run_training(request)
 
-    jobs = sagemaker.list_training_jobs()["TrainingJobSummaries"]
+    jobs = [
+        job
+        for job in sagemaker.list_training_jobs()["TrainingJobSummaries"]
+        if job["TrainingJobName"] not in jobs_before
+    ]
     assert len(jobs) == 1
     described = sagemaker.describe_training_job(TrainingJobName=jobs[0]["TrainingJobName"])
     hyperparameters = described["HyperParameters"]
@@ -110,7 +121,8 @@ def test_training_pipeline_trains_evaluates_and_registers_on_sagemaker(aws, tmp_
     assert hyperparameters["n_estimators"] == "200"
     assert {c["ChannelName"] for c in described["InputDataConfig"]} == {"train", "test"}
     assert {c.get("ContentType") for c in described["InputDataConfig"]} == {"text/csv"}
-    assert len(sagemaker.list_transform_jobs()["TransformJobSummaries"]) == 1
+    transforms = names(sagemaker.list_transform_jobs()["TransformJobSummaries"], "Transform")
+    assert len(transforms - transforms_before) == 1
     assert sagemaker.list_models()["Models"] == models_before, "the transform's model is deleted"
     assert outcome.version.version == 1
     assert outcome.version.metrics["rmse"] > 0
