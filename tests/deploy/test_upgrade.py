@@ -1,4 +1,4 @@
-"""``helm upgrade`` from the chart at git HEAD to this one: no object changes a field it cannot.
+"""``helm upgrade`` from the previous chart version in git to this one: no object changes a field it cannot.
 
 An upgrade applies the new manifest over the old release's objects. Kubernetes refuses a change of
 an immutable field (a Deployment's selector, a binding's roleRef), and KFP's webhook refuses any
@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from deploy_checks import CHART, ROOT, binary, documents, helm_template
 
 Key = tuple[str, str | None, str]
@@ -55,17 +56,31 @@ def changed_immutable_fields(old: list[dict[str, Any]], new: list[dict[str, Any]
     ]
 
 
+def _git(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=False)
+
+
+def _previous_release() -> str | None:
+    """The newest commit of the chart while it had another version: what users run today."""
+    chart = "helm/flywheel/Chart.yaml"
+    current = yaml.safe_load((ROOT / chart).read_text())["version"]
+    for commit in _git("log", "--format=%H", "--", "helm/flywheel").stdout.decode().split():
+        shown = _git("show", f"{commit}:{chart}")
+        if shown.returncode == 0 and yaml.safe_load(shown.stdout)["version"] != current:
+            return commit
+    return None
+
+
 @pytest.fixture(scope="module")
 def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chart as committed at HEAD: the version users run today."""
+    """The chart of the previous release (the last committed chart version before this one)."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
+    commit = _previous_release()
+    if commit is None:
+        pytest.skip("no earlier chart version in the git history")
     target = tmp_path_factory.mktemp("previous")
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", "HEAD", "helm/flywheel"],
-        capture_output=True,
-        check=False,
-    )
+    archive = _git("archive", commit, "helm/flywheel")
     if archive.returncode != 0:
         pytest.skip(f"no git history: {archive.stderr.decode()}")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
