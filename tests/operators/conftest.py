@@ -77,14 +77,15 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 @pytest.fixture
 def start_operator(
     cluster: Cluster, kfp_api: KfpStandIn, aws: str
-) -> Iterator[Callable[[], OperatorThread]]:
-    """Start the operator (again, after a stop); every started one is stopped at teardown."""
+) -> Iterator[Callable[..., OperatorThread]]:
+    """Start the operator (again, after a stop), with KFP at ``kfp_url`` (a fault proxy's) or the
+    stand-in's; every started one is stopped at teardown."""
     started: list[OperatorThread] = []
 
-    def start() -> OperatorThread:
+    def start(kfp_url: str = "") -> OperatorThread:
         # Each operator gets its own clients: a restarted process shares nothing with the dead one.
         services = Services(
-            launcher=RunLauncher(connect(kfp_api.url, namespace=NAMESPACE), NAMESPACE),
+            launcher=RunLauncher(connect(kfp_url or kfp_api.url, namespace=NAMESPACE), NAMESPACE),
             aws_client=lambda service, _region: aws_client(aws, service),
             clock=lambda: datetime.now(tz=UTC),
         )

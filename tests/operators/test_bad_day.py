@@ -69,24 +69,9 @@ def reasons_of_runs(kfp: KfpStandIn) -> list[str]:
 
 
 @pytest.fixture
-def start_through(cluster: Cluster, aws: str) -> Iterator[Callable[[str], OperatorThread]]:
+def start_through(start_operator: Callable[..., OperatorThread]) -> Callable[[str], OperatorThread]:
     """Start kopf in a thread with KFP at the URL given (a fault proxy's)."""
-    started: list[OperatorThread] = []
-
-    def start(kfp_url: str) -> OperatorThread:
-        services = Services(
-            launcher=RunLauncher(connect(kfp_url, namespace=NAMESPACE), NAMESPACE),
-            aws_client=lambda service, _region: aws_client(aws, service),
-            clock=lambda: datetime.now(tz=UTC),
-        )
-        operator = OperatorThread(services).start()
-        started.append(operator)
-        return operator
-
-    yield start
-    for operator in started:
-        if operator._thread.is_alive():
-            operator.stop()
+    return start_operator
 
 
 class Process:
