@@ -147,6 +147,31 @@ def report(what: str, results: list[dict[str, Any]]) -> None:
             out.write(line + "\n")
 
 
+def trial_result(
+    cluster: Cluster,
+    kfp_api: KfpStandIn,
+    replicas: Replicas,
+    leader: OperatorProcess,
+    name: str,
+    duplicates_before: int,
+) -> dict[str, object]:
+    """After a trial's fault: its duplicate runs, whether the old leader stopped, and whether
+    the replicas acted in turn; the trial's policy is deleted."""
+    settle(cluster, name, f"{name}-after")
+    result = {
+        "dups": duplicates(kfp_api) - duplicates_before,
+        "stopped": stopped_leading(leader),
+        "in_turn": acted_in_turn(replicas, name),
+    }
+    cluster.delete(name)
+    return result
+
+
+def assert_no_replica_acted_twice(label: str, results: list[dict[str, object]]) -> None:
+    report(label, results)
+    assert [(r["dups"], r["stopped"], r["in_turn"]) for r in results] == [(0, True, True)] * TRIALS
+
+
 def test_an_api_outage_of_30_seconds_never_lets_two_replicas_act(
     cluster: Cluster, kfp_api: KfpStandIn, replicas: Replicas
 ) -> None:
@@ -163,17 +188,8 @@ def test_an_api_outage_of_30_seconds_never_lets_two_replicas_act(
             # kopf peering resumed the standby some 10 s after the API came back, while the
             # leader went on: runs asked for then were launched by both.
             time.sleep(OUTAGE_SECONDS + 15)
-        settle(cluster, name, f"{name}-after")
-        results.append(
-            {
-                "dups": duplicates(kfp_api) - before,
-                "stopped": stopped_leading(leader),
-                "in_turn": acted_in_turn(replicas, name),
-            }
-        )
-        cluster.delete(name)
-    report("API outage", results)
-    assert [(r["dups"], r["stopped"], r["in_turn"]) for r in results] == [(0, True, True)] * TRIALS
+        results.append(trial_result(cluster, kfp_api, replicas, leader, name, before))
+    assert_no_replica_acted_twice("API outage", results)
 
 
 def test_a_leader_frozen_for_25_seconds_never_acts_again_after_the_standby_took_over(
@@ -192,17 +208,8 @@ def test_a_leader_frozen_for_25_seconds_never_acts_again_after_the_standby_took_
             time.sleep(FREEZE_SECONDS)
             leader.thaw()
             leader.process.wait(timeout=15)  # it exits: it stopped leading
-        settle(cluster, name, f"{name}-after")
-        results.append(
-            {
-                "dups": duplicates(kfp_api) - before,
-                "stopped": stopped_leading(leader),
-                "in_turn": acted_in_turn(replicas, name),
-            }
-        )
-        cluster.delete(name)
-    report("leader frozen", results)
-    assert [(r["dups"], r["stopped"], r["in_turn"]) for r in results] == [(0, True, True)] * TRIALS
+        results.append(trial_result(cluster, kfp_api, replicas, leader, name, before))
+    assert_no_replica_acted_twice("leader frozen", results)
 
 
 def test_a_leader_frozen_between_lookup_and_create_never_creates_the_run_again(
@@ -235,14 +242,5 @@ def test_a_leader_frozen_between_lookup_and_create_never_creates_the_run_again(
         time.sleep(FREEZE_SECONDS)
         leader.thaw()
         leader.process.wait(timeout=15)  # it exits: it stopped leading
-        settle(cluster, name, f"{name}-after")
-        results.append(
-            {
-                "dups": duplicates(kfp_api) - before,
-                "stopped": stopped_leading(leader),
-                "in_turn": acted_in_turn(replicas, name),
-            }
-        )
-        cluster.delete(name)
-    report("frozen between lookup and create", results)
-    assert [(r["dups"], r["stopped"], r["in_turn"]) for r in results] == [(0, True, True)] * TRIALS
+        results.append(trial_result(cluster, kfp_api, replicas, leader, name, before))
+    assert_no_replica_acted_twice("frozen between lookup and create", results)
