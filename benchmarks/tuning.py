@@ -1,9 +1,8 @@
 """What does a tuning trial cost on kfp.local, and how many trials an hour does a local search run?
 
 Prints, from one run on this machine:
-* a trial through kfp.local (its ``train_model`` and ``score_trial`` tasks, one trial at a time)
-  against the same train and score steps called directly in one process, per trial, and their
-  ratio. Goal: at most 1.3x. The pipeline's per-trial time is marginal, (N trials - 1 trial) /
+* a trial through kfp.local (its ``train_model`` task, one trial at a time) against the same
+  train step called directly in one process, per trial, and their ratio. Goal: at most 1.3x. The pipeline's per-trial time is marginal, (N trials - 1 trial) /
   (N - 1), so kfp.local's start-up and ``prepare_data`` drop out; the direct one is the mean of N
   calls;
 * trials per hour of ``flywheel run tuning`` with ``max_parallel_jobs: 2``, also marginal: a
@@ -114,10 +113,10 @@ def trial_list(count: int) -> list[dict[str, Any]]:
 
 
 def trials_pipeline() -> Any:
-    """Prepare the data, then each trial's two tasks, one trial at a time."""
+    """Prepare the data, then each trial's task, one trial at a time."""
     from kfp import dsl
 
-    from flywheel.components import prepare_data, score_trial, train_model
+    from flywheel.components import prepare_data, train_model
     from flywheel.pipelines.defaults import DEFAULT_SOURCE
 
     @dsl.pipeline(name="tuning-trials-benchmark")
@@ -136,7 +135,7 @@ def trials_pipeline() -> Any:
             code_fingerprint="",
         )
         with dsl.ParallelFor(trials, parallelism=1) as trial:
-            trained = train_model(
+            train_model(
                 workload=workload,
                 compute="local",
                 compute_config={},
@@ -144,12 +143,6 @@ def trials_pipeline() -> Any:
                 code_fingerprint="",
                 train=prepared.outputs["train"],
                 test=prepared.outputs["test"],
-            )
-            score_trial(
-                workload=workload,
-                number=trial.number,
-                hyperparameters=trial.hyperparameters,
-                model=trained.outputs["model"],
             )
 
     return pipeline
@@ -179,10 +172,9 @@ def per_trial_on_kfp_local(scratch: Path, workload: str, count: int) -> float:
 
 
 def per_trial_directly(scratch: Path, workload: str, count: int) -> float:
-    """Seconds per trial of the train and score steps, called in this process."""
+    """Seconds per trial of the train step, called in this process."""
     from flywheel.components.steps.prepare import prepare_data
     from flywheel.components.steps.train import train_model
-    from flywheel.components.steps.tuning_rounds import score_trial
     from flywheel.pipelines.defaults import DEFAULT_SOURCE
 
     train, test = scratch / "train.csv", scratch / "test.csv"
@@ -200,7 +192,7 @@ def per_trial_directly(scratch: Path, workload: str, count: int) -> float:
     )
     started = time.perf_counter()
     for trial in trial_list(count):
-        trained = train_model(
+        train_model(
             workload_path=workload,
             compute="local",
             hyperparameters=trial["hyperparameters"],
@@ -208,13 +200,6 @@ def per_trial_directly(scratch: Path, workload: str, count: int) -> float:
             test_path=test,
             model_path=scratch / f"model-{trial['number']}.tar.gz",
             log=lambda _line: None,
-        )
-        score_trial(
-            workload_path=workload,
-            number=trial["number"],
-            hyperparameters=trial["hyperparameters"],
-            training_metrics=trained.training_metrics,
-            job_name=trained.job_name,
         )
     return (time.perf_counter() - started) / count
 
@@ -276,7 +261,7 @@ def main() -> None:
     per_hour = 3600 * added / (runs["large"] - runs["small"])
     ideal = 3600 / TRIAL_SECONDS * PARALLEL
     print(f"trial script: {TRIAL_SECONDS:g} s of one core")
-    print(f"trial on kfp.local (train + score tasks):        {through_kfp:6.2f} s")
+    print(f"trial on kfp.local (its train task):            {through_kfp:6.2f} s")
     print(f"same steps called directly in one process:      {direct:6.2f} s")
     print(
         f"ratio kfp.local / direct, per trial:            {ratio:6.2f}x "

@@ -32,7 +32,6 @@ _EXPORTS: dict[str, str] = {
     "plan_training": "planning",
     "train_model": "training",
     "suggest_trials": "tuning",
-    "score_trial": "tuning",
     "record_trials": "tuning",
     "tune_on_sagemaker": "tuning",
     "evaluate_model": "scoring",

@@ -6,7 +6,7 @@ line naming the step.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Model, Output
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
 from flywheel.components.images import RUNTIME_IMAGE
 
@@ -22,6 +22,7 @@ def train_model(
     test: Input[Dataset],
     model: Output[Model],
     output_data: Output[Dataset],
+    metrics: Output[Metrics],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
 ):
     """Train a model: run the workload's training script on the chosen compute.
@@ -55,7 +56,11 @@ def train_model(
             metrics files, plots), packed as SageMaker packs it, ``output.tar.gz``; on SageMaker,
             the job's ``<S3OutputPath>/<job>/output/output.tar.gz``. An empty archive when the
             script wrote nothing; metadata: job_name, compute, empty.
+        metrics: The final value of each metric the script logged (the workload's
+            ``metric_definitions``), for the Kubeflow UI's run comparison; the file holds
+            ``{"job_name", "series"}``, each metric's ``[step, value]`` pairs in log order.
     """
+    import json
     from pathlib import Path
 
     from flywheel.components.steps.runtime import reported_step
@@ -95,3 +100,8 @@ def train_model(
     )
     if not trained.output_data_written:
         output_data.metadata["note"] = "the script wrote nothing to SM_OUTPUT_DATA_DIR"
+    for name, value in trained.training_metrics.items():
+        metrics.log_metric(name, value)
+    Path(metrics.path).write_text(
+        json.dumps({"job_name": trained.job_name, "series": trained.metric_series})
+    )

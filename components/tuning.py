@@ -2,9 +2,9 @@
 
 Public KFP components (``from flywheel.components import ...``). Locally and on EKS the search is
 rounds of KFP tasks: ``suggest_trials`` asks Optuna for a round's trials, a ``train_model`` task
-per trial runs inside ``dsl.ParallelFor(..., parallelism=max_parallel_jobs)``, ``score_trial``
-logs each trial's objective, and ``record_trials`` tells the study the outcomes and carries the
-best model on. The study is Optuna's journal file, handed from round to round as an artifact. On
+per trial runs inside ``dsl.ParallelFor(..., parallelism=max_parallel_jobs)`` (its ``metrics``
+output shows the trial's metrics in the Kubeflow UI), and ``record_trials`` reads each trial's
+objective from what its job logged, tells the study the outcomes and carries the best model on. The study is Optuna's journal file, handed from round to round as an artifact. On
 SageMaker, ``tune_on_sagemaker`` runs the whole search as one Automatic Model Tuning job.
 
 Each component only declares typed inputs and outputs and hands paths to a plain function in
@@ -70,57 +70,10 @@ def suggest_trials(
 
 
 @dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
-def score_trial(
-    workload: str,
-    number: int,
-    hyperparameters: dict,
-    model: Input[Model],
-    metrics: Output[Metrics],
-) -> dict:
-    """Score a trial: its objective, as its training job logged it, shown in the Kubeflow UI.
-
-    Args:
-        workload: The workload whose ``tuning.objective`` names the metric.
-        number: The trial's number in the study.
-        hyperparameters: The values the trial trained with.
-        model: The trial's model (from ``train_model``), whose metadata holds the logged metrics.
-
-    Returns:
-        metrics: The trial's objective (``objective``) and every metric its job logged.
-        Output: ``{"number", "hyperparameters", "objective", "metric", "job_name"}`` for
-            ``record_trials``; ``objective`` is None when the metric never appeared.
-    """
-    from flywheel.components.steps.runtime import reported_step
-    from flywheel.components.steps.tuning_rounds import score_trial as score
-
-    logged = dict(model.metadata.get("metrics", {}))
-    with reported_step("score-trial"):
-        outcome = score(
-            workload_path=workload,
-            number=number,
-            hyperparameters=hyperparameters,
-            training_metrics=logged,
-            job_name=model.metadata.get("job_name", ""),
-        )
-    for name, value in logged.items():
-        metrics.log_metric(name, float(value))
-    if outcome["objective"] is not None:
-        metrics.log_metric("objective", outcome["objective"])
-    metrics.metadata["trial"] = outcome["number"]
-    objective = outcome["objective"]
-    print(
-        f"trial {outcome['number']}: {outcome['metric']}="
-        f"{'none' if objective is None else format(objective, 'g')}",
-        flush=True,
-    )
-    return outcome
-
-
-@dsl.component(base_image=RUNTIME_IMAGE, install_kfp_package=False)
 def record_trials(
     workload: str,
-    results: list,
     models: Input[List[Model]],  # noqa: UP006 - KFP reads a list of artifacts from typing
+    metrics: Input[List[Metrics]],  # noqa: UP006 - KFP reads a list of artifacts from typing
     journal: Input[Artifact],
     study: Output[Artifact],
     trials: Output[Artifact],
@@ -131,12 +84,15 @@ def record_trials(
 ) -> list:
     """Record a round: tell the study each trial's outcome and keep the best model so far.
 
-    A trial recorded before (a retried round) is not told again.
+    Each model is matched to its trial by the values searched; its objective is the final value
+    its job logged, and with early stopping the pruner judges the objective's series. A trial
+    recorded before (a retried round) is not told again.
 
     Args:
         workload: The workload whose ``tuning`` section is searched.
-        results: The round's ``score_trial`` outputs (``dsl.Collected``).
         models: The round's trained models (``dsl.Collected`` of ``train_model``'s ``model``).
+        metrics: The round's ``train_model`` ``metrics`` (``dsl.Collected``), whose files hold
+            each metric's series.
         journal: The study as this round's ``suggest_trials`` left it.
         run: The pipeline run, recorded in the tuning lineage; empty takes the run's folder
             name (a local run, cached by its inputs).
@@ -154,14 +110,14 @@ def record_trials(
     from pathlib import Path
 
     from flywheel.components.steps.runtime import reported_step
-    from flywheel.components.steps.tuning_rounds import TrialModel
+    from flywheel.components.steps.tuning_rounds import TrialCurves, TrialModel
     from flywheel.components.steps.tuning_rounds import record_trials as record
 
     with reported_step("record-trials"):
         recorded = record(
             workload_path=workload,
-            results=results,
             models=[TrialModel(Path(m.path), dict(m.metadata)) for m in models],
+            curves=[TrialCurves.read(Path(m.path)) for m in metrics],
             journal_in=Path(journal.path),
             journal_out=Path(study.path),
             best_in=TrialModel(Path(best_so_far.path), dict(best_so_far.metadata))

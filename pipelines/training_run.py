@@ -48,10 +48,11 @@ class TrainingOutcome:
     scored: bool = True
 
 
-def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
+def pipeline_arguments(request: TrainingRequest, *, tunes: bool = False) -> dict[str, Any]:
     """Check everything that can be checked before a task starts, and build the run's arguments.
 
-    Paths are made absolute so tasks find them whatever their working folder.
+    Paths are made absolute so tasks find them whatever their working folder. ``tunes`` (the
+    tuning pipeline) checks the tuning job's calls too, on SageMaker.
     """
     workload = load_workload(request.workload)
     hyperparameters = {
@@ -74,7 +75,11 @@ def pipeline_arguments(request: TrainingRequest) -> dict[str, Any]:
         )
 
         # The registry's calls too, on its own region, bucket and model package group.
-        uses = RunUses(registry=request.registry, model_name=request.model_name or workload.name)
+        uses = RunUses(
+            registry=request.registry,
+            model_name=request.model_name or workload.name,
+            tuning=tunes,
+        )
         check_caller_permissions(SageMakerConfig.from_mapping(compute_config), uses)
     if not 1 <= request.training_batches <= request.batch_count:
         raise InvalidSpecError(

@@ -2,8 +2,8 @@
 
 On SageMaker the search is one Automatic Model Tuning job (``tune_on_sagemaker``). Elsewhere
 (``local``, ``eks-gpu``) KFP is the engine: rounds of ``suggest_trials`` → one ``train_model``
-task per trial in ``dsl.ParallelFor(parallelism=max_parallel_jobs)`` → ``score_trial`` →
-``record_trials``, the Optuna journal handed from round to round. Either way the best trial's
+task per trial in ``dsl.ParallelFor(parallelism=max_parallel_jobs)`` → ``record_trials``, the
+Optuna journal handed from round to round. Either way the best trial's
 model then goes through what the training pipeline does after training: evaluate, register
 (its lineage naming the tuning run, the trial and its parameters), score the champion on the
 same rows, and promote only if the quality gate says so.
@@ -37,7 +37,6 @@ from flywheel.components import (
     record_trials,
     register_model,
     score_champion,
-    score_trial,
     suggest_trials,
     train_model,
     tune_on_sagemaker,
@@ -228,16 +227,10 @@ def build_tuning_pipeline(
                         test=prepared.outputs["test"],
                     ).set_display_name("trial")
                     place_training(trained)
-                    scored = score_trial(
-                        workload=workload,
-                        number=trial.number,
-                        hyperparameters=trial.hyperparameters,
-                        model=trained.outputs["model"],
-                    ).set_display_name("score trial")
                 recorded = record_trials(
                     workload=workload,
-                    results=dsl.Collected(scored.outputs["Output"]),
                     models=dsl.Collected(trained.outputs["model"]),
+                    metrics=dsl.Collected(trained.outputs["metrics"]),
                     journal=suggested.outputs["study"],
                     run=run_name,
                     **({} if best is None else {"best_so_far": best}),

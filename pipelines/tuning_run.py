@@ -3,7 +3,7 @@
 The request is checked as ``flywheel run training`` checks it (``training_run.pipeline_arguments``),
 and the workload must declare a ``tuning`` section. The pipeline is built for that workload's
 search (its rounds and parallelism are unrolled when the pipeline is built). While it runs, each
-trial prints one line as it is scored; the run ends with every trial, best objective first.
+trial prints one line as its training finishes; the run ends with every trial, best objective first.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.registry import ModelVersion, open_registry
 from flywheel.components.steps.register import as_declared
-from flywheel.components.steps.tuning_rounds import TRIAL_EVENTS_VARIABLE, tuning_of
+from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE
+from flywheel.components.steps.tuning_rounds import trial_of, tuning_of
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
@@ -53,20 +54,49 @@ def trial_line(event: Mapping[str, Any]) -> str:
     return f"trial {event['number']}: {parameters} → {event['metric']}={shown}"
 
 
+class _TrialLines:
+    """Turns the tasks' events into trial lines: ``suggest_trials`` records the trials it asked,
+    each training what it trained with and logged, and a training is its trial's line."""
+
+    def __init__(self, searched: frozenset[str]) -> None:
+        self._searched = searched
+        self._asked: list[dict[str, Any]] = []
+        self._metric = ""
+
+    def line_for(self, event: Mapping[str, Any]) -> str | None:
+        if event.get("event") == "asked":
+            self._asked.extend(event["trials"])
+            self._metric = event["metric"]
+            return None
+        trained_with = event["hyperparameters"]
+        number = trial_of(trained_with, self._asked, self._searched)
+        if number is None:  # not a trial of this search
+            return None
+        self._asked = [trial for trial in self._asked if int(trial["number"]) != number]
+        shown = {k: v for k, v in trained_with.items() if k in self._searched}
+        value = event["metrics"].get(self._metric)
+        return trial_line(
+            {"number": number, "hyperparameters": shown, "metric": self._metric, "objective": value}
+        )
+
+
 @contextmanager
 def _live_trials(events: Path, console: Console, searched: frozenset[str]) -> Iterator[None]:
     """Print a line per trial the tasks record in ``events``, while the run goes on."""
     stop = threading.Event()
     printed = 0
+    lines_for = _TrialLines(searched)
 
     def drain() -> None:
         nonlocal printed
-        lines = events.read_text().splitlines() if events.is_file() else []
-        for line in lines[printed:]:
-            event = json.loads(line)
-            shown = {k: v for k, v in event["hyperparameters"].items() if k in searched}
-            console.print(trial_line({**event, "hyperparameters": shown}), highlight=False)
-        printed = len(lines)
+        text = events.read_text() if events.is_file() else ""
+        # A line still being written (no newline yet) is read on the next pass.
+        complete = text.splitlines() if text.endswith("\n") else text.splitlines()[:-1]
+        for line in complete[printed:]:
+            shown = lines_for.line_for(json.loads(line))
+            if shown is not None:
+                console.print(shown, highlight=False)
+        printed = len(complete)
 
     def follow() -> None:
         while not stop.wait(_POLL_SECONDS):
@@ -110,7 +140,7 @@ def run_tuning(
             f"hyperparameters.{fixed[0]}",
             "is searched (tuning.ranges); a --hp value would be ignored",
         )
-    arguments = pipeline_arguments(request)
+    arguments = pipeline_arguments(request, tunes=True)
     arguments.pop("channels")
     model_name = request.model_name or workload.name
     registry = open_registry(arguments["registry"])

@@ -7,7 +7,7 @@ choosing compute is one argument, and the user's script never changes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -61,12 +61,14 @@ class TrainingJobSpec:
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What a finished job left behind: the packed model, the final metrics and its logs' tail."""
+    """What a finished job left behind: the packed model, the final metrics, each metric's
+    series as its log showed it (``(step, value)`` pairs), and what it wrote as output data."""
 
     job_name: str
     model_artifact: str
     metrics: Mapping[str, float]
     output_data_artifact: str | None = None
+    metric_series: Mapping[str, Sequence[tuple[int, float]]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

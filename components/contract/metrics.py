@@ -1,7 +1,10 @@
 """Metric definitions: regexes over a job's log lines, as SageMaker's ``MetricDefinitions``.
 
 The final value of each metric is the last match, which is what SageMaker reports as
-``FinalMetricDataList``; the same rule applies to every backend.
+``FinalMetricDataList``; the same rule applies to every backend. Every match is kept too, as the
+metric's series (its learning curve), each value at a step: the number after ``step`` or
+``epoch`` on the same line when there is one (``epoch 3: loss=0.41``, ``step=200 loss=...``),
+else the step after the metric's previous one (0 for its first).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ from flywheel.components.errors import InvalidSpecError
 # SageMaker's limits for MetricDefinitions.
 MAX_METRIC_NAME_LENGTH = 255
 MAX_REGEX_LENGTH = 500
+# An explicit step on a metric's line: ``step 3``, ``step=3``, ``Epoch: 3``, ``epoch 3/10``.
+_STEP = re.compile(r"\b(?:step|epoch)\b\s*[=:]?\s*(\d+)", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -66,15 +71,28 @@ class MetricDefinition:
         return cls(name=name, regex=regex)
 
 
+def step_in(line: str) -> int | None:
+    """The step or epoch a log line names, or None when it names none."""
+    match = _STEP.search(line)
+    return int(match.group(1)) if match else None
+
+
 class MetricCollector:
-    """Reads log lines as they stream and keeps the last value of each defined metric."""
+    """Reads log lines as they stream; keeps each defined metric's last value and its series."""
 
     def __init__(self, definitions: Iterable[MetricDefinition]) -> None:
         self._definitions = tuple(definitions)
         self.final: dict[str, float] = {}
+        # Metric name to its ``(step, value)`` pairs, in log order.
+        self.series: dict[str, list[tuple[int, float]]] = {}
 
     def observe(self, line: str) -> None:
         for definition in self._definitions:
             value = definition.value_in(line)
             if value is not None:
                 self.final[definition.name] = value
+                points = self.series.setdefault(definition.name, [])
+                step = step_in(line)
+                if step is None:  # the step after the previous one, 0 for the first
+                    step = points[-1][0] + 1 if points else 0
+                points.append((step, value))

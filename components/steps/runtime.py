@@ -11,16 +11,22 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from flywheel.components.errors import FlywheelError
 
 EVENTS_VARIABLE = "FLYWHEEL_EVENTS"
+# ``flywheel run tuning`` sets this to a file: ``suggest_trials`` appends the trials it asked and
+# each training appends what it trained with and logged, so the command prints a line per trial
+# as it finishes. Unset on a cluster: nothing is written.
+TRIAL_EVENTS_VARIABLE = "FLYWHEEL_TRIAL_EVENTS"
 
 
-def record_event(event: dict[str, str]) -> None:
-    target = os.environ.get(EVENTS_VARIABLE)
+def record_event(event: Mapping[str, Any], variable: str = EVENTS_VARIABLE) -> None:
+    """Append ``event`` as a JSON line to the file ``variable`` names, if it names one."""
+    target = os.environ.get(variable)
     if target:
         with Path(target).open("a") as events:
             events.write(json.dumps(event) + "\n")

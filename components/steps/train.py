@@ -8,7 +8,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from flywheel.components.contract.packaging import (
 )
 from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.data.rows import read_table
+from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE, record_event
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,8 @@ class TrainedModel:
     entry_point: str
     # Whether the script wrote anything to SM_OUTPUT_DATA_DIR (else output.tar.gz is empty).
     output_data_written: bool = False
+    # Each metric's ``(step, value)`` pairs as the log showed them: its learning curve.
+    metric_series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
 
 
 def job_name_for(workload_name: str, *parts: object) -> str:
@@ -124,7 +127,7 @@ def train_model(
         shutil.move(result.model_artifact, model_path)
         if output_data_path is not None:
             keep_output_data(result.output_data_artifact, output_data_path, Path(scratch))
-    return TrainedModel(
+    trained = TrainedModel(
         # The backend's own job name: on SageMaker it names the training job in the console.
         job_name=result.job_name,
         compute=compute,
@@ -133,7 +136,18 @@ def train_model(
         code_sha256=code_sha256,
         entry_point=workload.entry_point,
         output_data_written=result.output_data_artifact is not None,
+        metric_series={name: list(points) for name, points in result.metric_series.items()},
     )
+    record_event(
+        {
+            "event": "trained",
+            "job_name": trained.job_name,
+            "hyperparameters": resolved,
+            "metrics": trained.training_metrics,
+        },
+        TRIAL_EVENTS_VARIABLE,
+    )
+    return trained
 
 
 def keep_output_data(artifact: str | None, target: Path, scratch: Path) -> None:

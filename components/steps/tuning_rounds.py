@@ -1,9 +1,9 @@
 """One round of a local or EKS search, as the tuning components run it: plain functions of paths.
 
 A round is ``suggest`` (the journal asks Optuna for up to ``max_parallel_jobs`` trials), one
-``train_model`` task per trial, ``score`` (each trial's objective, read from the metrics its
-training job logged) and ``record`` (the journal told every outcome, and the best model so far
-carried on). The journal travels as a KFP artifact from round to round: each step copies the one
+``train_model`` task per trial, and ``record``: each trial's objective read from the metrics its
+training job logged (the series too, for early stopping), the journal told every outcome, and
+the best model so far carried on. The journal travels as a KFP artifact from round to round: each step copies the one
 it was given and works on the copy, so a retried task starts from the same file and the artifact it
 read stays as it was.
 
@@ -15,20 +15,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel.components.contract.tuning import TuningSpec
 from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.errors import InvalidSpecError, JobFailedError
+from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE, record_event
 
-# ``flywheel run tuning`` sets this to a file; each scored trial appends one JSON line to it, so
-# the command prints a line per trial as it finishes. Unset on a cluster: nothing is written.
-TRIAL_EVENTS_VARIABLE = "FLYWHEEL_TRIAL_EVENTS"
+if TYPE_CHECKING:  # Optuna is imported by the steps that use it, not by every task
+    from flywheel.components.steps.tuning_study import TrialOutcome
 
 
 def tuning_of(workload: Workload) -> TuningSpec:
@@ -99,40 +98,41 @@ def suggest_trials(
     workload.resolve_hyperparameters(hyperparameters)  # refuses unknown names and bad values
     static = {k: v for k, v in hyperparameters.items() if k not in spec.tuned}
     copy_journal(journal_in, journal_out)
-    return [
+    trials = [
         {"number": trial["number"], "hyperparameters": {**static, **trial["hyperparameters"]}}
         for trial in suggest_round(journal_out, spec, spec.max_parallel_jobs)
     ]
+    record_event(
+        {"event": "asked", "metric": spec.objective_metric, "trials": trials},
+        TRIAL_EVENTS_VARIABLE,
+    )
+    return trials
 
 
-def score_trial(
-    *,
-    workload_path: str,
-    number: int,
+def _same_value(left: Any, right: Any) -> bool:
+    numbers = (int, float)
+    if isinstance(left, numbers) and isinstance(right, numbers):
+        return math.isclose(float(left), float(right), rel_tol=1e-9, abs_tol=1e-12)
+    return left == right
+
+
+def trial_of(
     hyperparameters: Mapping[str, Any],
-    training_metrics: Mapping[str, Any],
-    job_name: str,
-) -> dict[str, Any]:
-    """A trial's outcome: its objective as its training job logged it (None when the metric
-    never appeared, which fails the trial), with what identifies its model."""
-    from flywheel.components.steps.register import as_declared
+    asked: Sequence[Mapping[str, Any]],
+    searched: frozenset[str],
+) -> int | None:
+    """The number of the first trial in ``asked`` that searched exactly these values, or None.
 
-    workload = load_workload(workload_path)
-    spec = tuning_of(workload)
-    value = training_metrics.get(spec.objective_metric)
-    outcome = {
-        "number": int(number),
-        # Typed again: KFP hands a loop item's numbers over as floats (``n_estimators: 80.0``).
-        "hyperparameters": as_declared(hyperparameters, workload.hyperparameters),
-        "objective": None if value is None else float(value),
-        "metric": spec.objective_metric,
-        "job_name": job_name,
-    }
-    target = os.environ.get(TRIAL_EVENTS_VARIABLE)
-    if target:
-        with Path(target).open("a") as events:
-            events.write(json.dumps(outcome) + "\n")
-    return outcome
+    A train task knows its hyperparameters, not its trial number, so a trained model is matched
+    to its trial by what was searched. KFP's protobuf Struct may have turned an integer into a
+    float on the way (``80`` into ``80.0``), so numbers compare by value. Two trials asked with
+    the same values trained the same configuration, so either one's model stands for both.
+    """
+    for trial in asked:
+        values = trial["hyperparameters"]
+        if all(_same_value(hyperparameters.get(name), values.get(name)) for name in searched):
+            return int(trial["number"])
+    return None
 
 
 @dataclass(frozen=True)
@@ -141,6 +141,20 @@ class TrialModel:
 
     path: Path
     metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialCurves:
+    """A trial's ``train_model`` ``metrics`` file: its job's name and each metric's
+    ``[step, value]`` pairs in log order."""
+
+    job_name: str
+    series: Mapping[str, Sequence[Sequence[float]]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> TrialCurves:
+        raw = json.loads(path.read_text()) if path.is_file() and path.stat().st_size else {}
+        return cls(str(raw.get("job_name", "")), dict(raw.get("series", {})))
 
 
 @dataclass(frozen=True)
@@ -170,22 +184,47 @@ def _tuning_lineage(spec: TuningSpec, row: Any, trial_count: int, run: str) -> d
     }
 
 
-def _winner_model(
-    number: int,
-    results: Sequence[Mapping[str, Any]],
+def _round_models(
+    spec: TuningSpec,
     models: Sequence[TrialModel],
-    best_in: TrialModel | None,
+    curves: Sequence[TrialCurves],
+    asked: Sequence[Mapping[str, Any]],
+) -> tuple[dict[int, TrialModel], dict[int, TrialOutcome]]:
+    """Each of this round's models and outcomes by trial number: a model is matched to the
+    trial that searched its hyperparameters (``trial_of``; unfinished trials first), its objective is the final
+    value its job logged, and its series, from its ``metrics`` file (matched by job name), are
+    the intermediate values the pruner judges."""
+    from flywheel.components.steps.tuning_study import outcome_from_metrics
+
+    by_job = {curve.job_name: curve for curve in curves}
+    unmatched = list(asked)
+    matched: dict[int, TrialModel] = {}
+    outcomes: dict[int, TrialOutcome] = {}
+    for model in models:
+        trained_with = model.metadata.get("hyperparameters", {})
+        number = trial_of(trained_with, unmatched, spec.tuned)
+        if number is None:
+            shown = {k: v for k, v in trained_with.items() if k in spec.tuned}
+            raise InvalidSpecError(
+                "models",
+                f"a model trained with {shown} (job {model.metadata.get('job_name')}) matches "
+                "no trial the study asked",
+            )
+        unmatched = [trial for trial in unmatched if int(trial["number"]) != number]
+        matched[number] = model
+        value = model.metadata.get("metrics", {}).get(spec.objective_metric)
+        curve = by_job.get(str(model.metadata.get("job_name")), TrialCurves(""))
+        steps = [float(v) for _step, v in curve.series.get(spec.objective_metric, [])]
+        outcomes[number] = outcome_from_metrics(steps, None if value is None else float(value))
+    return matched, outcomes
+
+
+def _winner_model(
+    number: int, matched: Mapping[int, TrialModel], best_in: TrialModel | None
 ) -> TrialModel:
-    """The winning trial's model: this round's, matched by its training job's name, or the one
-    carried on from an earlier round."""
-    result = next((r for r in results if int(r["number"]) == number), None)
-    if result is not None:
-        by_job = {m.metadata.get("job_name"): m for m in models}
-        if result["job_name"] in by_job:
-            return by_job[result["job_name"]]
-        raise InvalidSpecError(
-            "models", f"no model of trial {number} (job {result['job_name']}) among the round's"
-        )
+    """The winning trial's model: this round's, or the one carried on from an earlier round."""
+    if number in matched:
+        return matched[number]
     carried = (best_in.metadata.get("tuning") or {}) if best_in is not None else {}
     if best_in is None or int(carried.get("trial", -1)) != number:
         raise InvalidSpecError(
@@ -197,8 +236,8 @@ def _winner_model(
 def record_trials(
     *,
     workload_path: str,
-    results: Sequence[Mapping[str, Any]],
     models: Sequence[TrialModel],
+    curves: Sequence[TrialCurves],
     journal_in: Path,
     journal_out: Path,
     best_in: TrialModel | None,
@@ -208,15 +247,16 @@ def record_trials(
     """Tell the journal the round's outcomes and keep the best model so far in ``best_out``.
 
     A trial recorded before (a retried round) is not told again. The best so far is this
-    round's winner if it beats ``best_in``, which is carried on otherwise; models are matched to
-    trials by their training job's name, since KFP does not promise the order of collected
-    outputs on a cluster.
+    round's winner if it beats ``best_in``, which is carried on otherwise. Models are matched to
+    trials by the values searched (``trial_of``), not by their order, since KFP does not promise
+    the order of collected outputs on a cluster.
     """
-    from flywheel.components.steps.tuning_study import record_round, trials_table
+    from flywheel.components.steps.tuning_study import asked_trials, record_round, trials_table
 
     spec = tuning_of(load_workload(workload_path))
     copy_journal(journal_in, journal_out)
-    record_round(journal_out, spec, {int(r["number"]): r.get("objective") for r in results})
+    matched, outcomes = _round_models(spec, models, curves, asked_trials(journal_out, spec))
+    record_round(journal_out, spec, outcomes)
     rows = trials_table(journal_out)
     trials = [
         {
@@ -238,7 +278,7 @@ def record_trials(
                 "(check the metric_definitions regex against the training log)",
             )
         return RecordedRound(trials, None, remaining)
-    chosen = _winner_model(winner.number, results, models, best_in)
+    chosen = _winner_model(winner.number, matched, best_in)
     best_out.parent.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(chosen.path, best_out)
     metadata = {

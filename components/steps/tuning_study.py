@@ -31,7 +31,8 @@ inside ``Study.optimize``, and rounds ask and tell instead.
 
 ``early_stopping: Auto`` is a ``MedianPruner``: Katib's ``medianstop`` early stopping, and the
 rule SageMaker documents for its own Auto (a trial whose objective is worse than the median of
-the earlier trials' running averages at the same step is stopped).
+the earlier trials' running averages at the same step is stopped). As Katib's ``medianstop``,
+it judges nothing until 3 trials have finished (its ``min_trials_required``).
 
 Samplers and pruners are not stored in the journal, so each call builds them again from the spec.
 A seeded sampler would then draw the same "random" points every round; its seed is therefore the
@@ -67,6 +68,8 @@ SEARCH_ATTR = "search"
 # that spans at least two orders of magnitude, where a linear scale would almost never try the
 # small end, and linearly otherwise.
 AUTO_LOG_SPAN = 100.0
+# Katib's medianstop default: no trial is stopped before this many have finished.
+KATIB_MEDIANSTOP_MIN_TRIALS = 3
 _FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -166,7 +169,7 @@ def _pruner(spec: TuningSpec) -> optuna.pruners.BasePruner:
             min_resource=spec.min_resource or 1, max_resource=spec.max_resource or "auto"
         )
     if spec.early_stopping == "Auto":
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.MedianPruner(n_startup_trials=KATIB_MEDIANSTOP_MIN_TRIALS)
     return optuna.pruners.NopPruner()
 
 
@@ -219,6 +222,15 @@ def _enqueue_next_grid_point(study: optuna.Study, spec: TuningSpec) -> None:
 
 def _suggestion(trial: FrozenTrial) -> dict[str, Any]:
     return {"number": trial.number, "hyperparameters": dict(trial.user_attrs[HYPERPARAMETERS_ATTR])}
+
+
+def asked_trials(journal_path: Path, spec: TuningSpec) -> list[dict[str, Any]]:
+    """Every trial asked, ``{"number", "hyperparameters"}`` each with its searched values only,
+    the unfinished (``RUNNING``) ones first: what a round's trained models are matched to. The
+    finished ones come after them for a retried record step, whose journal already told them."""
+    trials = _study(Path(journal_path), spec).get_trials(deepcopy=False)
+    running = [t for t in trials if t.state == TrialState.RUNNING]
+    return [_suggestion(t) for t in [*running, *(t for t in trials if t not in running)]]
 
 
 def suggest_round(journal_path: Path, spec: TuningSpec, round_size: int) -> list[dict[str, Any]]:

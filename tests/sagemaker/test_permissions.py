@@ -240,6 +240,24 @@ def test_a_registry_and_an_endpoint_are_checked_when_the_run_uses_them():
     assert not any("ModelPackage" in a or "Endpoint" in a for a in plain)
 
 
+def test_a_tuning_run_is_checked_for_the_tuning_jobs_calls_and_a_training_run_is_not():
+    def asked(uses: RunUses) -> set[tuple[str, str]]:
+        return {
+            (action, resource)
+            for (who, resource, _), actions in simulation_plan(
+                base_config(), "us-east-1", ACCOUNT, uses
+            )
+            for action in actions
+            if who == "caller"
+        }
+
+    tuning_job = f"arn:aws:sagemaker:us-east-1:{ACCOUNT}:hyper-parameter-tuning-job/*"
+    tuned = asked(RunUses(tuning=True))
+    assert ("sagemaker:CreateHyperParameterTuningJob", tuning_job) in tuned
+    assert ("sagemaker:StopHyperParameterTuningJob", tuning_job) in tuned
+    assert not any("HyperParameterTuning" in action for action, _ in asked(RunUses()))
+
+
 def test_rollback_alarms_the_execution_role_may_not_read_are_named_with_that_role(clients):
     sts, iam, iam_stub = clients
     uses = RunUses(endpoint_name="qsar-prod", rollback_alarms=("qsar-5xx",))

@@ -1,5 +1,7 @@
 """What a script writes to ``SM_OUTPUT_DATA_DIR`` outlives the step: ``train_model``'s
-``output_data`` artifact is its ``output.tar.gz``, empty but valid when it wrote nothing."""
+``output_data`` artifact is its ``output.tar.gz``, empty but valid when it wrote nothing. What it
+logs becomes the step's ``metrics``: final values for the Kubeflow UI, each metric's series in
+the file."""
 
 from __future__ import annotations
 
@@ -24,11 +26,22 @@ WRITES_ONLY_THE_MODEL = """
 import os, pathlib
 pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
 """
+LOGS_A_LEARNING_CURVE = """
+import os, pathlib
+for epoch, loss in ((1, 0.9), (2, 0.5), (3, 0.25)):
+    print(f"epoch {epoch}: loss={loss}", flush=True)
+print("loss=0.2 (after the last epoch)", flush=True)
+pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
+"""
 
 
-def run_component(workload: Path, table: Path, tmp_path: Path) -> dsl.Dataset:
+def run_component(
+    workload: Path, table: Path, tmp_path: Path, metrics: dsl.Metrics | None = None
+) -> dsl.Dataset:
     """``train_model``'s own body, as a KFP task runs it, with artifacts at local paths."""
     output_data = dsl.Dataset(uri=str(tmp_path / "artifacts" / "output_data"))
+    metrics = metrics or dsl.Metrics(uri=str(tmp_path / "artifacts" / "metrics"))
+    (tmp_path / "artifacts").mkdir(exist_ok=True)
     train_model.python_func(
         workload=str(workload),
         compute="local",
@@ -39,6 +52,7 @@ def run_component(workload: Path, table: Path, tmp_path: Path) -> dsl.Dataset:
         test=dsl.Dataset(uri=str(table)),
         model=dsl.Model(uri=str(tmp_path / "artifacts" / "model")),
         output_data=output_data,
+        metrics=metrics,
     )
     return output_data
 
@@ -63,3 +77,15 @@ def test_a_script_that_writes_no_output_data_still_gives_a_valid_empty_archive(
         assert archive.getnames() == []
     assert output_data.metadata["empty"] is True
     assert "wrote nothing to SM_OUTPUT_DATA_DIR" in output_data.metadata["note"]
+
+
+def test_what_the_script_logged_is_the_steps_metrics_with_each_series_in_its_file(
+    make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
+) -> None:
+    metrics = dsl.Metrics(uri=str(tmp_path / "artifacts" / "metrics"))
+    run_component(make_workload(LOGS_A_LEARNING_CURVE), toy_table, tmp_path, metrics)
+    assert metrics.metadata == {"loss": 0.2}  # the last value, as SageMaker's final metric
+    curves = json.loads(Path(metrics.path).read_text())
+    assert curves["job_name"].startswith("toy-model-")
+    # The epoch on the line is the step; a line with none takes the step after the previous one.
+    assert curves["series"] == {"loss": [[1, 0.9], [2, 0.5], [3, 0.25], [4, 0.2]]}

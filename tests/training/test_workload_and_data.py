@@ -3,7 +3,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from flywheel.components.contract.metrics import MetricCollector, MetricDefinition
+from flywheel.components.contract.metrics import MetricCollector, MetricDefinition, step_in
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.data import batches as data
 from flywheel.components.data import tables
@@ -133,6 +133,22 @@ def test_metric_definition_without_a_group_is_refused() -> None:
     for line in ("loss=0.9", "noise", "loss=0.4"):
         collector.observe(line)
     assert collector.final == {"loss": 0.4}
+    assert collector.series == {"loss": [(0, 0.9), (1, 0.4)]}  # no step named: 0, 1, ...
+
+
+@pytest.mark.parametrize(
+    ("line", "step"),
+    [
+        ("Epoch 3/10 loss=0.4", 3),
+        ("step=200 loss=0.4", 200),
+        ("[step: 7] loss=0.4", 7),
+        ("epoch: 12, loss=0.4", 12),
+        ("loss=0.4 steps taken", None),
+        ("stepwise loss=0.4", None),
+    ],
+)
+def test_a_metric_line_names_its_step_or_epoch(line: str, step: int | None) -> None:
+    assert step_in(line) == step
 
 
 def test_gate_promotes_only_a_candidate_better_by_the_margin() -> None:

@@ -118,17 +118,15 @@ def test_a_round_with_no_trials_carries_the_best_model_on_unchanged(tmp_path: Pa
         workload_path=workload, hyperparameters={}, journal_in=None, journal_out=tmp_path / "s1"
     )
     models = []
-    for trial in trials:
+    for trial, objective in zip(trials, (0.8, 0.3), strict=True):
         path = tmp_path / f"model-{trial['number']}.tar.gz"
         path.write_text(f"model of trial {trial['number']}")
-        models.append(TrialModel(path, {"job_name": f"job-{trial['number']}", "seed": 7}))
+        metadata = {"job_name": f"job-{trial['number']}", "metrics": {"test_rmse": objective}}
+        models.append(TrialModel(path, {**metadata, "hyperparameters": trial["hyperparameters"]}))
     first = record_trials(
         workload_path=workload,
-        results=[
-            {"number": t["number"], "objective": o, "job_name": f"job-{t['number']}"}
-            for t, o in zip(trials, (0.8, 0.3), strict=True)
-        ],
         models=models,
+        curves=[],
         journal_in=tmp_path / "s1",
         journal_out=tmp_path / "r1",
         best_in=None,
@@ -148,8 +146,8 @@ def test_a_round_with_no_trials_carries_the_best_model_on_unchanged(tmp_path: Pa
     )
     carried = record_trials(
         workload_path=workload,
-        results=[],
         models=[],
+        curves=[],
         journal_in=tmp_path / "s2",
         journal_out=tmp_path / "r2",
         best_in=first.best,

@@ -161,4 +161,5 @@ class LocalTrainer:
             model_artifact=str(model_artifact),
             metrics=dict(collector.final),
             output_data_artifact=output_artifact,
+            metric_series=dict(collector.series),
         )

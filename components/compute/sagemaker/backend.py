@@ -164,6 +164,7 @@ class SageMakerBackend:
             model_artifact=model_artifact,
             metrics=metrics,
             output_data_artifact=self._output_data(stager, request, name, spec.output_location),
+            metric_series=dict(collector.series),
         )
 
     @staticmethod

@@ -48,9 +48,12 @@ class RunUses:
     endpoint_name: str = ""  # deploy_endpoint's endpoint
     rollback_alarms: tuple[str, ...] = ()  # deploy_endpoint's auto-rollback alarms
     metrics_namespace: str = ""  # the evaluation's CloudWatch namespace
+    tuning: bool = False  # a SageMaker Automatic Model Tuning job (``tune_on_sagemaker``)
 
     def scopes(self) -> list[Scope]:
         scopes: list[Scope] = ["jobs"]
+        if self.tuning:
+            scopes.append("tuning")
         if self.registry.startswith(_REGISTRY_SCHEME):
             scopes.append("registry")
         if self.endpoint_name:
