@@ -10,8 +10,16 @@ import json
 import boto3
 import pytest
 
-from flywheel.components.compute.sagemaker.approvals import APPROVED_AT, APPROVED_BY
+from flywheel.components.compute.sagemaker.approvals import (
+    APPROVED_AT,
+    APPROVED_BY,
+    ApprovalTrails,
+    properties_with,
+)
+from flywheel.components.compute.sagemaker.s3 import S3Uri
+from flywheel.components.compute.sagemaker.validation import fits
 from flywheel.components.errors import InvalidSpecError, RegistryError
+from flywheel.pipelines.cli import main
 
 from .moto_sagemaker import moto_account, placeholder_model_archive
 from .test_registry_and_deploy_on_moto import BUCKET, registry_at
@@ -158,3 +166,46 @@ def test_decisions_made_outside_flywheel_read_from_the_package(model, endpoint_u
     assert [(a["status"], a["note"]) for a in version.approvals] == [
         ("Rejected", "replaced by version 2")
     ]
+
+
+def test_flywheel_approve_and_show_on_sagemaker_name_the_aws_caller(model, endpoint_url, capsys):
+    registry, name = model
+    caller = boto3.client("sts", endpoint_url=endpoint_url).get_caller_identity()["Arn"]
+
+    assert main(["approve", name, "2", "--registry", registry.uri, "--note", "signed off"]) == 0
+    assert registry.champion(name).approvals[-1]["by"] == caller
+    capsys.readouterr()
+    assert main(["registry", "show", name, "2", "--registry", registry.uri]) == 0
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0].startswith(f"{name} version 2: champion, Approved; rmse=0.9000")
+    assert shown[1].endswith(f" Approved by {caller}: signed off")
+
+
+def test_two_decisions_at_once_cannot_lose_a_trail_entry(model, endpoint_url):
+    registry, name = model
+    registry.set_approval(name, 1, "Approved", by="hana")
+    trails = ApprovalTrails(
+        boto3.client("s3", endpoint_url=endpoint_url), S3Uri(BUCKET, "models/approvals")
+    )
+    entries, etag = trails.read(name, 1)
+    registry.set_approval(name, 1, "Rejected", by="ivan")  # the other person, in between
+
+    with pytest.raises(RegistryError, match="another approval was recorded at the same moment"):
+        trails.write(name, 1, [*entries, {"status": "Approved", "by": "me"}], etag)
+    assert [a["by"] for a in registry.get(name, 1).approvals] == ["hana", "ivan"]
+
+
+def test_who_and_when_fit_sagemakers_property_limits_even_on_a_full_package():
+    full = {f"metric.m{i:02d}": "1.0" for i in range(48)} | {"model_sha256": "ab", "x": "y"}
+    entry = {
+        "status": "Approved",
+        "by": "Jane Doe (ops), on call",
+        "at": "2026-12-06T10:00:00.5+00:00",
+        "note": "",
+    }
+
+    merged = properties_with(full, entry, room=50)
+
+    assert len(merged) == 50 and merged[APPROVED_BY] == "Jane Doe _ops__ on call"
+    assert "metric.m47" not in merged and "metric.m46" not in merged and "model_sha256" in merged
+    assert fits("sagemaker", "CustomerMetadataMap", merged)

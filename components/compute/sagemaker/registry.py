@@ -137,6 +137,7 @@ class SageMakerModelRegistry:
         image: str | None = None,
         uri: str = "",
         timing: ClaimTiming | None = None,
+        endpoint_url: str | None = None,
         log: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -149,6 +150,7 @@ class SageMakerModelRegistry:
         self._sleep = sleep
         self._image = image
         self.uri = uri
+        self._endpoint_url = endpoint_url
 
     @classmethod
     def from_uri(cls, uri: str) -> SageMakerModelRegistry:
@@ -164,8 +166,16 @@ class SageMakerModelRegistry:
                 "registry", f"{uri}: name a region, sagemaker://<region>/<bucket>/<prefix>"
             )
         staging = parse_s3_uri("registry", f"s3:/{parts.path}")
-        clients = AwsClients.connect(region, query.get("endpoint_url"))
-        return cls(clients, staging, image=query.get("image"), uri=uri)
+        endpoint_url = query.get("endpoint_url")
+        clients = AwsClients.connect(region, endpoint_url)
+        return cls(clients, staging, image=query.get("image"), uri=uri, endpoint_url=endpoint_url)
+
+    def caller(self) -> str:
+        """Who is deciding, as AWS knows them: the caller identity's ARN (no grant needed)."""
+        from flywheel.components.compute.aws import aws_client
+
+        sts = aws_client("sts", self._clients.region, self._endpoint_url or "")
+        return str(sts.get_caller_identity()["Arn"])
 
     # -- reads ---------------------------------------------------------------------------------
 
