@@ -154,3 +154,11 @@ def test_version_files_written_before_approvals_read_as_the_gate_left_them():
     assert ModelVersion.from_dict({**old, "stage": "champion"}).approval == "Approved"
     pending = ModelVersion.from_dict({**old, "stage": "candidate"})
     assert (pending.approval, list(pending.approvals)) == ("PendingManualApproval", [])
+
+
+def test_a_decision_changes_the_state_the_registry_steps_are_cached_by(tmp_path):
+    registry = _registry_with(tmp_path, 2)
+    before = registry.state_fingerprint("qsar")
+    registry.set_approval("qsar", 1, "Rejected", by="hal", note="n")
+    assert registry.champion("qsar") is None  # the champion did not move: only the approval
+    assert registry.state_fingerprint("qsar") != before
