@@ -117,10 +117,10 @@ class LocalModelRegistry:
         return self.root / validate_model_name(name)
 
     def _read_version(self, folder: Path, entry: Mapping[str, Any] | None) -> ModelVersion:
-        raw = json.loads((folder / VERSION_FILE).read_text())
-        record = ModelVersion.from_dict(raw)
+        written = ModelVersion.from_dict(json.loads((folder / VERSION_FILE).read_text()))
+        # A decision committed in champion.json counts before recover copies it into the file.
         record = ModelVersion.from_dict(
-            _with_decision(record.to_dict(), _decision_for(entry, record.version))
+            _with_decision(written.to_dict(), _decision_for(entry, written.version))
         )
         champion = None if entry is None else entry["version"]
         return replace(record, stage=_stage(record, champion))
