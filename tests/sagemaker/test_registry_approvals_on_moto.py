@@ -21,8 +21,8 @@ from flywheel.components.compute.sagemaker.validation import fits
 from flywheel.components.errors import InvalidSpecError, RegistryError
 from flywheel.pipelines.cli import main
 
-from .moto_sagemaker import moto_account, placeholder_model_archive
-from .test_registry_and_deploy_on_moto import BUCKET, registry_at
+from .moto_sagemaker import moto_account
+from .test_registry_and_deploy_on_moto import BUCKET, IMAGE, registry_at
 
 _groups = itertools.count()
 
@@ -34,17 +34,32 @@ def endpoint_url():
 
 
 @pytest.fixture
-def model(endpoint_url, tmp_path):
-    """A registry holding three pending versions of a model group of this test's own."""
-    registry = registry_at(endpoint_url)
+def model(endpoint_url):
+    """Three pending packages in a group of this test's own, as a registration leaves them.
+
+    They are created directly (registering uploads archives and reports, which approvals never
+    read): the registry sees a group as SageMaker holds it, whoever made it.
+    """
     name = f"approvals-{next(_groups)}"
+    sagemaker = boto3.client("sagemaker", endpoint_url=endpoint_url)
+    sagemaker.create_model_package_group(ModelPackageGroupName=name)
     for index in range(3):
-        archive = tmp_path / f"{index}.tar.gz"
-        archive.write_bytes(placeholder_model_archive() + bytes([index]))
-        registry.register(
-            name, str(archive), metrics={"rmse": 1.0 - index / 10}, hyperparameters={}, lineage={}
+        sagemaker.create_model_package(
+            ModelPackageGroupName=name,
+            ModelApprovalStatus="PendingManualApproval",
+            InferenceSpecification={
+                "Containers": [
+                    {"Image": IMAGE, "ModelDataUrl": f"s3://{BUCKET}/models/{index}/model.tar.gz"}
+                ],
+                "SupportedContentTypes": ["text/csv"],
+                "SupportedResponseMIMETypes": ["text/csv"],
+            },
+            CustomerMetadataProperties={
+                "model_sha256": f"{index:064x}",
+                "metric.rmse": repr(1.0 - index / 10),
+            },
         )
-    return registry, name
+    return registry_at(endpoint_url), name
 
 
 def _package(endpoint_url: str, name: str, version: int) -> dict:
