@@ -24,6 +24,16 @@ from kfp.dsl.graph_component import GraphComponent
 
 from flywheel.components.errors import InvalidSpecError
 
+# libyaml's safe loader where PyYAML was built with it (its wheels are): the manifests carry
+# whole compiled pipelines, several versions each, and the pure-Python reader takes seconds.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def yaml_documents(text: str) -> list[Any]:
+    """Every YAML document of ``text``, as ``yaml.safe_load_all`` reads them."""
+    return list(yaml.load_all(text, Loader=_LOADER))
+
+
 API_VERSION = "pipelines.kubeflow.org/v2beta1"
 HISTORY_LIMIT = 5
 HASH_LENGTH = 10
@@ -63,7 +73,7 @@ def _kfp_documents(pipeline: GraphComponent, name: str) -> list[dict[str, Any]]:
             kubernetes_manifest_options=options,
             kubernetes_manifest_format=True,
         )
-        return list(yaml.safe_load_all(target.read_text()))
+        return yaml_documents(target.read_text())
 
 
 def current_documents(pipeline: GraphComponent) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -86,7 +96,7 @@ def render(pipeline: GraphComponent, previous: str | None) -> str:
     pipeline_doc, version_doc = current_documents(pipeline)
     older = [
         doc
-        for doc in (yaml.safe_load_all(previous) if previous else [])
+        for doc in (yaml_documents(previous) if previous else [])
         if doc.get("kind") == "PipelineVersion"
         and doc["metadata"]["name"] != version_doc["metadata"]["name"]
     ]
@@ -117,7 +127,7 @@ def pinned_versions(manifest_texts: Iterable[str]) -> dict[str, str]:
     pins = {}
     for text in manifest_texts:
         version = next(
-            doc for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "PipelineVersion"
+            doc for doc in yaml_documents(text) if doc and doc["kind"] == "PipelineVersion"
         )
         pins[version["spec"]["pipelineName"]] = version["metadata"]["name"]
     return dict(sorted(pins.items()))

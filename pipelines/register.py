@@ -65,7 +65,9 @@ class CompiledVersion:
 
 def newest_version(manifest_text: str) -> CompiledVersion:
     """The newest version in a manifest file written by ``flywheel compile``."""
-    documents = list(yaml.safe_load_all(manifest_text))
+    # libyaml where PyYAML has it: the file holds whole compiled pipelines.
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    documents = list(yaml.load_all(manifest_text, Loader=loader))
     version = next(doc for doc in documents if doc and doc.get("kind") == "PipelineVersion")
     spec = version["spec"]
     package = [spec["pipelineSpec"]] + ([spec["platformSpec"]] if "platformSpec" in spec else [])

@@ -3,6 +3,7 @@ creates, and a sample policy that names a pipeline the shipped manifests create.
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 from typing import Any
@@ -44,21 +45,32 @@ def _operator_account(docs: list[dict[str, Any]]) -> tuple[str, dict[str, Any] |
     return f"system:serviceaccount:{namespace}:{name}", accounts[0] if accounts else None
 
 
-def _paths() -> dict[str, list[dict[str, Any]]]:
-    paths = {"helm-default": helm_template()}
-    paths |= {f"argocd-{name}": _render_argocd(spec) for name, spec in ARGOCD_SOURCES.items()}
-    paths |= {f"overlay-{o}": kustomize(MANIFESTS / "overlays" / o) for o in ("dev", "prod")}
-    return paths
+OVERLAYS = ("dev", "prod")
+# Every shipped path, named here and rendered only when a test asks: rendering at import would
+# cost every pytest worker the renderings at collection, whichever worker runs these tests.
+PATHS = [
+    "helm-default",
+    *(f"argocd-{name}" for name in ARGOCD_SOURCES),
+    *(f"overlay-{overlay}" for overlay in OVERLAYS),
+]
 
 
-PATHS = _paths()
+@functools.cache
+def rendered(path: str) -> list[dict[str, Any]]:
+    """The objects one shipped path creates."""
+    kind, _, name = path.partition("-")
+    if kind == "helm":
+        return helm_template()
+    if kind == "argocd":
+        return _render_argocd(ARGOCD_SOURCES[name])
+    return kustomize(MANIFESTS / "overlays" / name)
 
 
 @pytest.mark.parametrize("name", PATHS)
 def test_every_operator_account_a_shipped_path_creates_is_in_an_irsa_trust_policy(
     name: str,
 ) -> None:
-    subject, account = _operator_account(PATHS[name])
+    subject, account = _operator_account(rendered(name))
     trusted = trusted_subjects()
     assert any(subject in subjects for subjects in trusted.values()), subject
     arn = ((account or {}).get("metadata", {}).get("annotations") or {}).get(ROLE_ANNOTATION)
