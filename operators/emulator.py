@@ -43,6 +43,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp.test_utils
 import aiohttp.web
 import attrs
 import jsonpatch
@@ -617,6 +618,22 @@ def write_kubeconfig(path: Path, server: str, namespace: str = "default") -> Pat
     return path
 
 
+# How long a stopping emulator waits for open requests, watches among them, before it cuts them.
+# A real API server's restart cuts them too, and clients watch again; aiohttp's own 60 s would
+# hold every test that stops an emulator under an open watch.
+SHUTDOWN_GRACE_SECONDS = 0.5
+
+
+class _PromptlyStoppedServer(aiohttp.test_utils.RawTestServer):
+    """kmock's aiohttp test server, with a short grace for open requests on shutdown."""
+
+    async def _make_runner(self, debug: bool = True, **kwargs: Any) -> aiohttp.web.ServerRunner:
+        server = aiohttp.web.Server(self._handler, loop=self._loop, debug=debug, **kwargs)
+        return aiohttp.web.ServerRunner(
+            server, debug=debug, shutdown_timeout=SHUTDOWN_GRACE_SECONDS, **kwargs
+        )
+
+
 class EmulatorThread:
     """The emulator served on 127.0.0.1 from its own thread and event loop.
 
@@ -664,7 +681,7 @@ class EmulatorThread:
             extra = KOPF_PEERING if self.peering else {}
             async with (
                 ClusterEmulator(extra_resources=extra, **files) as emulator,
-                kmock.Server(emulator) as server,
+                kmock.Server(emulator, server_cls=_PromptlyStoppedServer) as server,
             ):
                 emulator.add("v1/namespaces", None, {"metadata": {"name": self.namespace}})
                 if self.peering:
