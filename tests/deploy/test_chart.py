@@ -67,7 +67,7 @@ def test_crds_are_release_templates_kept_on_uninstall_not_install_once_files() -
     # Helm installs a chart's crds/ folder once and never upgrades it.
     assert not (CHART / "crds").exists()
     crds = _crds(helm_template())
-    assert set(crds) == {"retrainpolicies.flywheel.dev"}
+    assert set(crds) == {"retrainpolicies.flywheel.dev", "modeldeployments.flywheel.dev"}
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not _crds(helm_template("--set", "crds.install=false"))
@@ -203,6 +203,8 @@ def test_operator_rbac_cannot_write_anything_but_policies_events_and_its_lease()
                 assert set(rule["resources"]) <= {
                     "retrainpolicies",
                     "retrainpolicies/status",
+                    "modeldeployments",
+                    "modeldeployments/status",
                     "events",
                     "leases",
                 }, rule

@@ -279,12 +279,12 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 
 {{/* RBAC rules of the operator in the namespaces it serves, cluster-wide or not. */}}
 {{- define "flywheel.policyRules" -}}
-# The policies it reconciles, and their status it writes (with a finalizer, hence patch).
+# The policies and model deployments it reconciles, and their status it writes (with a finalizer, hence patch).
 - apiGroups: ["flywheel.dev"]
-  resources: ["retrainpolicies"]
+  resources: ["retrainpolicies", "modeldeployments"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["flywheel.dev"]
-  resources: ["retrainpolicies/status"]
+  resources: ["retrainpolicies/status", "modeldeployments/status"]
   verbs: ["patch"]
 # kopf posts a Kubernetes event per state change.
 - apiGroups: ["", "events.k8s.io"]
