@@ -260,14 +260,14 @@ class KfpStandIn:
             "created_at": _now(),
             "_started": time.monotonic(),
         }
+        if self.executor is not None:  # a stored run runs, whatever its creator heard
+            threading.Thread(
+                target=self._execute, args=(run_id,), name=f"run-{run_id}", daemon=True
+            ).start()
         if self.crash_after_next_create:
             self.crash_after_next_create = False
             self.down = self.down_after_crash
             return 500, {"error": "simulated crash after the run was stored"}
-        if self.executor is not None:
-            threading.Thread(
-                target=self._execute, args=(run_id,), name=f"run-{run_id}", daemon=True
-            ).start()
         return 200, self._refresh(self.runs[run_id])
 
     def _execute(self, run_id: str) -> None:

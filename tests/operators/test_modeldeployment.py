@@ -9,12 +9,22 @@ auto-rollback rules from ``blue_green.py``. Approvals are SageMaker's (UpdateMod
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 from blue_green import Updates
-from operator_harness import NAMESPACE, REGION, Cluster, OperatorThread, aws_client, wait_for
+from operator_harness import (
+    NAMESPACE,
+    REGION,
+    Cluster,
+    OperatorThread,
+    aws_client,
+    replica_group,
+    wait_for,
+)
 
 from flywheel.components.compute.sagemaker import AwsClients, SageMakerConfig
 from flywheel.components.compute.sagemaker.endpoint import deploy_model_package
@@ -209,8 +219,6 @@ def test_approval_staging_prod_rollback_and_revert(
     rolled = deployments.wait_stage("churn", "staging", "RolledBack", served=1)
     assert "rolled back" in rolled["message"] and ALARM in rolled["message"]
     wait_for(lambda: len(runs_for(kfp, "staging")) == 2, what="the rollout of version 2")
-    import time
-
     time.sleep(1.5)  # five ticks: a loop would have launched again
     assert len(runs_for(kfp, "staging")) == 2
     assert deployments.stage("churn", "prod")["servedVersion"] == 1
@@ -232,3 +240,30 @@ def test_approval_staging_prod_rollback_and_revert(
     assert len(runs_for(kfp, "prod")) == 3
     blue_green = [r for r in updates.requests if r["EndpointName"] == "churn-prod"]
     assert len(blue_green) == 2  # to 3, then back to 1; the first deploy created the endpoint
+
+
+def test_two_replicas_deploy_each_change_once_through_a_lost_create_and_a_failover(
+    world: tuple[Deployments, KfpStandIn, Updates],
+    cluster: Cluster,
+    aws: str,
+    tmp_path: Path,
+) -> None:
+    deployments, kfp, _ = world
+    staging_only = spec(aws, prod_version=1)
+    staging_only["stages"] = staging_only["stages"][:1]
+    with replica_group(cluster, kfp.url, aws, tmp_path) as replicas:
+        replicas.start("replica-a")
+        replicas.start("replica-b")  # both at once: one takes the Lease, the other stands by
+        leader, standby = replicas.settled(cluster)
+        deployments.apply("churn", staging_only)
+        # KFP stores the first create but its answer is lost: the retry must adopt that run.
+        kfp.crash_after_next_create = True
+        deployments.approve(1)
+        deployments.wait_stage("churn", "staging", "Deployed", served=1)
+        assert len(runs_for(kfp, "staging")) == 1
+        leader.kill()  # the leader dies; the standby takes the Lease and the next change
+        deployments.approve(2)
+        wait_for(standby.leading, timeout=30, what="the standby to lead")
+        deployments.wait_stage("churn", "staging", "Deployed", served=2)
+    names = [r["display_name"] for r in runs_for(kfp, "staging")]
+    assert len(names) == len(set(names)) == 2
