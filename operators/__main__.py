@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import kopf
@@ -63,6 +64,7 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     """Start the local stand-ins; yields the environment the operator should run with."""
     from moto.server import ThreadedMotoServer
 
+    from flywheel.operators import dev_serving
     from flywheel.operators.emulator import EmulatorThread, write_kubeconfig
     from flywheel.operators.kfp_standin import KfpStandIn
 
@@ -71,7 +73,14 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     try:
         with EmulatorThread() as cluster, KfpStandIn(finish_after_seconds=30) as kfp:
             kfp.add_pipeline("flywheel-training", "v1")
+            kfp.add_pipeline(dev_serving.DEPLOY_PIPELINE, "v1")
+            kfp.executor = dev_serving.run_deploy_task
             host, port = moto.get_host_and_port()
+            # The registry reads credentials from the environment; these are moto's.
+            with mock.patch.dict(
+                os.environ, {"AWS_ACCESS_KEY_ID": "dev", "AWS_SECRET_ACCESS_KEY": "dev"}
+            ):
+                dev_serving.seed(f"http://{host}:{port}")
             # The sample policy watches this bucket; an empty one reads as "no new data yet".
             boto3.client(
                 "s3",
@@ -106,7 +115,15 @@ Flywheel retraining operator, dev mode. In another shell:
   kubectl annotate rp churn-model flywheel.dev/run-nonce="$(date +%s)" --overwrite
   kubectl get rp churn-model -o yaml      # status: conditions, triggers, active, recentRuns
 
-KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s): {env["KF_PIPELINES_ENDPOINT"]}
+  # Serving: churn-model versions 1 and 2 are registered, PendingManualApproval.
+  kubectl apply -f {root / "manifests/deployments/modeldeployment-sample.yaml"}
+  aws sagemaker update-model-package --model-approval-status Approved \
+      --model-package-arn arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-model/1
+  kubectl get md churn-model -w           # staging deploys 1; prod waits for its soak, then you:
+  kubectl annotate md churn-model flywheel.dev/approve.prod=1 --overwrite
+
+KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s; "flywheel-deployment" runs
+deploy_endpoint on moto): {env["KF_PIPELINES_ENDPOINT"]}
 Press Ctrl+C to stop.
 """,
         flush=True,

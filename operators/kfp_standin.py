@@ -65,8 +65,9 @@ class KfpStandIn:
     down: bool = False
     refuse_terminates: int = 0  # answer 500 to this many terminate calls
     # Executes a created run: called in a thread of its own with the run's display name and
-    # parameters; the state it returns ends the run (the --dev world deploys on moto with it).
-    executor: Callable[[str, dict[str, Any]], str] | None = None
+    # parameters; the state it returns ends the run, ``None`` leaves it to the timer (the --dev
+    # world deploys on moto with it).
+    executor: Callable[[str, dict[str, Any]], str | None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -278,7 +279,8 @@ class KfpStandIn:
             state = self.executor(run["display_name"], parameters)
         except Exception:  # a failed task fails its run, as in KFP
             state = "FAILED"
-        self.finish(run_id, state)
+        if state is not None:
+            self.finish(run_id, state)
 
 
 def _handler_for(state: KfpStandIn) -> type[BaseHTTPRequestHandler]:

@@ -1,0 +1,44 @@
+"""The README's serving walkthrough on ``python -m flywheel.operators --dev``: what it needs is
+there (registered versions waiting for approval, the soak alarm OK, the deploy pipeline in the
+KFP stand-in), and the stand-in's deploy task serves the sample's staging stage on moto.
+The rollout itself (approval, staging, prod) is test_modeldeployment.py's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from flywheel.operators.__main__ import _dev_world
+from flywheel.operators.deployment_handlers import run_parameters
+from flywheel.operators.deployment_spec import parse_deployment
+from flywheel.operators.dev_serving import MODEL, REGION, SOAK_ALARMS, run_deploy_task
+from flywheel.operators.serving_reads import served, target
+
+SAMPLE = Path(__file__).resolve().parents[2] / "manifests/deployments/modeldeployment-sample.yaml"
+
+
+def test_the_dev_world_serves_the_walkthrough(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    deployment = parse_deployment(yaml.safe_load(SAMPLE.read_text())["spec"])
+    staging = deployment.stages[0]
+    with _dev_world(tmp_path) as env:
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        sagemaker = boto3.client("sagemaker", region_name=REGION)
+        cloudwatch = boto3.client("cloudwatch", region_name=REGION)
+        assert target(sagemaker, MODEL, staging)["reason"] == "NoApprovedVersion"
+        states = cloudwatch.describe_alarms(AlarmNames=list(SOAK_ALARMS))["MetricAlarms"]
+        assert [a["StateValue"] for a in states] == ["OK"]
+        # The walkthrough's approval, as the AWS CLI (or `flywheel approve`) sends it.
+        arn = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/{MODEL}/1"
+        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
+        found = target(sagemaker, MODEL, staging)
+        assert (found["version"], found["arn"]) == (1, arn)
+        parameters = run_parameters(deployment, "staging", arn)
+        assert run_deploy_task("churn-model-staging-x", parameters) == "SUCCEEDED"
+        assert served(sagemaker, staging.endpoint_name)["servedVersion"] == 1
+        assert run_deploy_task("churn-model-x", {"pipeline": "training"}) is None
