@@ -13,6 +13,7 @@ from deploy_checks import (
     CHART,
     COMBINATIONS,
     MANIFESTS,
+    MODEL_DEPLOYMENT,
     POLICY,
     ROLE_ARN,
     binary,
@@ -230,6 +231,10 @@ def test_policies_from_values_become_retrain_policies() -> None:
     (policy,) = of_kind(docs, "RetrainPolicy")
     assert policy["metadata"]["name"] == "nightly"
     assert policy["spec"] == POLICY["spec"]
+    (deployment,) = of_kind(docs, "ModelDeployment")
+    assert deployment["metadata"]["name"] == "churn-model"
+    assert deployment["spec"] == MODEL_DEPLOYMENT["spec"]
+    assert deployment["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "3"
 
 
 BAD_VALUES = {
@@ -254,6 +259,32 @@ BAD_VALUES = {
     "two policies with one name": (
         ["--set-json", f"policies=[{json.dumps(POLICY)},{json.dumps(POLICY)}]"],
         r'policies\[1\]\.name "nightly" is already used by policies\[0\]',
+    ),
+    "a model deployment with 11 rollback alarms": (
+        [
+            "--set-json",
+            "modelDeployments="
+            + json.dumps(
+                [
+                    {
+                        **MODEL_DEPLOYMENT,
+                        "spec": {
+                            **MODEL_DEPLOYMENT["spec"],
+                            "stages": [
+                                {
+                                    **MODEL_DEPLOYMENT["spec"]["stages"][0],
+                                    "endpoint": {
+                                        "name": "e",
+                                        "rollbackAlarms": [f"a{i}" for i in range(11)],
+                                    },
+                                }
+                            ],
+                        },
+                    }
+                ]
+            ),
+        ],
+        r"rollbackAlarms",
     ),
     "typo in a key": (["--set", "operator.replica=2"], r"replica"),
     "keeping more versions than compile writes": (
