@@ -9,7 +9,9 @@ auto-rollback rules from ``blue_green.py``. Approvals are SageMaker's (UpdateMod
 
 from __future__ import annotations
 
+import json
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -42,6 +44,7 @@ class Deployments:
 
     def __init__(self, cluster: Cluster, aws: str) -> None:
         self.api = cluster.api
+        self.url = cluster.url
         self.sagemaker = aws_client(aws, "sagemaker")
 
     def apply(self, name: str, spec: dict[str, Any]) -> None:
@@ -240,6 +243,21 @@ def test_approval_staging_prod_rollback_and_revert(
     assert len(runs_for(kfp, "prod")) == 3
     blue_green = [r for r in updates.requests if r["EndpointName"] == "churn-prod"]
     assert len(blue_green) == 2  # to 3, then back to 1; the first deploy created the endpoint
+    # `kubectl get md` asks for a Table: the printer columns show each stage.
+    table = json.load(
+        urllib.request.urlopen(
+            urllib.request.Request(
+                f"{deployments.url}/apis/{GROUP}/{VERSION}/namespaces/{NAMESPACE}/{PLURAL}",
+                headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"},
+            ),
+            timeout=10,
+        )
+    )
+    names = [c["name"] for c in table["columnDefinitions"]]
+    (row,) = table["rows"]
+    cells = dict(zip(names, row["cells"], strict=True))
+    assert cells["Stages"] == "staging=3 (Deployed), prod=1 (Deployed)"
+    assert cells["Ready"] == "True"
 
 
 def test_two_replicas_deploy_each_change_once_through_a_lost_create_and_a_failover(
