@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 # Only what --help needs is imported here; KFP, boto3 and the runners load with their command.
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
+from flywheel.pipelines import approval_cli
 from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, TUNING_WORKLOAD, Home
 from flywheel.pipelines.interrupts import Interrupted, interrupts_handled
 from flywheel.pipelines.loop_cli import (
@@ -178,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     bundle.add_argument(
         "--to", required=True, metavar="S3_PREFIX", help="e.g. s3://my-bucket/flywheel/bundles"
     )
+
+    approval_cli.add_approval_commands(commands, _OneLineParser)
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
     compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
@@ -453,6 +456,10 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
         return _submit(args, console)
     if args.command == "bundle":
         return _bundle(args)
+    if args.command in ("approve", "reject"):
+        return approval_cli.decide_command(args, home, console)
+    if args.command == "registry":
+        return approval_cli.show_command(args, home, console)
     return _compile(args, console)
 
 
