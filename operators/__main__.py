@@ -102,10 +102,13 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
         moto.stop()
 
 
-def _print_dev_help(env: dict[str, str]) -> None:
+def _dev_help(env: dict[str, str]) -> str:
+    """What to do next in dev mode, with this world's addresses."""
+    from flywheel.operators.dev_serving import MODEL, registry_uri
+
     root = Path(__file__).resolve().parent.parent
-    print(
-        f"""
+    registry = registry_uri(env["AWS_ENDPOINT_URL"])
+    return f"""
 Flywheel retraining operator, dev mode. In another shell:
 
   export KUBECONFIG={env["KUBECONFIG"]}
@@ -117,17 +120,15 @@ Flywheel retraining operator, dev mode. In another shell:
 
   # Serving: churn-model versions 1 and 2 are registered, PendingManualApproval.
   kubectl apply -f {root / "manifests/deployments/modeldeployment-sample.yaml"}
-  aws sagemaker update-model-package --model-approval-status Approved \
-      --model-package-arn arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-model/1
+  export FLYWHEEL_DEV_REGISTRY='{registry}'
+  flywheel approve {MODEL} 1 --note "looks good" --registry "$FLYWHEEL_DEV_REGISTRY"
   kubectl get md churn-model -w           # staging deploys 1; prod waits for its soak, then you:
   kubectl annotate md churn-model flywheel.dev/approve.prod=1 --overwrite
 
 KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s; "flywheel-deployment" runs
 deploy_endpoint on moto): {env["KF_PIPELINES_ENDPOINT"]}
 Press Ctrl+C to stop.
-""",
-        flush=True,
-    )
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -158,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             env = stack.enter_context(_dev_world(workdir))
             os.environ.update(env)
             namespaces = namespaces or ["default"]
-            _print_dev_help(env)
+            print(_dev_help(env), flush=True)
         # Imported here: the handlers' settings read the environment prepared above.
         import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
 

@@ -11,11 +11,18 @@ import boto3
 import pytest
 import yaml
 
-from flywheel.operators.__main__ import _dev_world
+from flywheel.operators.__main__ import _dev_help, _dev_world
 from flywheel.operators.deployment_handlers import run_parameters
 from flywheel.operators.deployment_spec import parse_deployment
-from flywheel.operators.dev_serving import MODEL, REGION, SOAK_ALARMS, run_deploy_task
+from flywheel.operators.dev_serving import (
+    MODEL,
+    REGION,
+    SOAK_ALARMS,
+    registry_uri,
+    run_deploy_task,
+)
 from flywheel.operators.serving_reads import served, target
+from flywheel.pipelines import cli
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests/deployments/modeldeployment-sample.yaml"
 
@@ -33,9 +40,12 @@ def test_the_dev_world_serves_the_walkthrough(
         assert target(sagemaker, MODEL, staging)["reason"] == "NoApprovedVersion"
         states = cloudwatch.describe_alarms(AlarmNames=list(SOAK_ALARMS))["MetricAlarms"]
         assert [a["StateValue"] for a in states] == ["OK"]
-        # The walkthrough's approval, as the AWS CLI (or `flywheel approve`) sends it.
+        # The walkthrough's approval: `flywheel approve` on the dev registry the help prints.
+        registry = registry_uri(env["AWS_ENDPOINT_URL"])
+        assert registry in _dev_help(env)
+        approve = ["approve", MODEL, "1", "--note", "canary looked fine", "--registry", registry]
+        assert cli.main(approve) == 0
         arn = f"arn:aws:sagemaker:{REGION}:123456789012:model-package/{MODEL}/1"
-        sagemaker.update_model_package(ModelPackageArn=arn, ModelApprovalStatus="Approved")
         found = target(sagemaker, MODEL, staging)
         assert (found["version"], found["arn"]) == (1, arn)
         parameters = run_parameters(deployment, "staging", arn)
