@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 from blue_green import Updates
+from moto.moto_api._internal.models import moto_api_backend
 from operator_harness import (
     NAMESPACE,
     REGION,
@@ -147,6 +148,8 @@ def world(
     )
     cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="quiet")
     yield deployments, kfp_api, updates
+    # moto's state is per process: leave no endpoints to a later test that counts them.
+    moto_api_backend.reset()
 
 
 def spec(aws: str, prod_version: int) -> dict[str, Any]:

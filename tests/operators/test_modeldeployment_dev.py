@@ -5,11 +5,13 @@ The rollout itself (approval, staging, prod) is test_modeldeployment.py's."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
 import pytest
 import yaml
+from moto.moto_api._internal.models import moto_api_backend
 
 from flywheel.operators.__main__ import _dev_help, _dev_world
 from flywheel.operators.deployment_handlers import run_parameters
@@ -27,6 +29,16 @@ from flywheel.pipelines import cli
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests/deployments/modeldeployment-sample.yaml"
 
 
+@pytest.fixture
+def fresh_moto() -> Iterator[None]:
+    """moto keeps its state per process, not per server: the dev world starts from nothing and
+    leaves nothing to the next test."""
+    moto_api_backend.reset()
+    yield
+    moto_api_backend.reset()
+
+
+@pytest.mark.usefixtures("fresh_moto")
 def test_the_dev_world_serves_the_walkthrough(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
