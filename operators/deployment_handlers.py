@@ -20,13 +20,13 @@ import copy
 import functools
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import kopf
 
 from flywheel.operators import metrics
-from flywheel.operators.decision import Event, invalid, parse_ts, ts
+from flywheel.operators.decision import Event, invalid, parse_ts
 from flywheel.operators.deployment_spec import (
     GROUP,
     PLURAL,
@@ -86,14 +86,16 @@ async def observe_stages(
     sagemaker = services.aws_client("sagemaker", deployment.region)
     entries = {s.get("name"): s for s in status.get("stages") or []}
     stages: dict[str, Any] = {}
-    for stage in deployment.stages:
+    for index, stage in enumerate(deployment.stages):
         entry = entries.get(stage.name) or {}
         seen: dict[str, Any] = {}
         rollout = entry.get("rollout") or {}
         if rollout.get("runId"):
             state = await services.call("kfp", uid, services.launcher.state, rollout["runId"])
             seen["runs"] = {rollout["runKey"]: {"state": state.state}}
-        seen["target"] = await services.call("aws", uid, target, sagemaker, deployment.model, stage)
+        seen["target"] = await services.call(
+            "aws", uid, target, sagemaker, deployment.model, stage, f"spec.stages[{index}]"
+        )
         seen["endpoint"] = await services.call("aws", uid, served, sagemaker, stage.endpoint_name)
         if stage.soak_alarms:
             cloudwatch = services.aws_client("cloudwatch", deployment.region)
@@ -112,15 +114,10 @@ def _soaked(
     done = []
     for stage in deployment.stages:
         earlier = entries.get(stage.promote_from or "") or {}
-        deployed = earlier.get("deployedTime")
-        if deployed and ts(now) >= _plus_minutes(deployed, stage.soak_minutes):
+        deployed = parse_ts(earlier.get("deployedTime"))
+        if deployed is not None and now >= deployed + timedelta(minutes=stage.soak_minutes):
             done.append(stage.name)
     return done
-
-
-def _plus_minutes(stamp: str, minutes: int) -> str:
-    moment = parse_ts(stamp) or datetime.min.replace(tzinfo=UTC)
-    return ts(moment + timedelta(minutes=minutes))
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)

@@ -30,13 +30,14 @@ def _version_of(arn: str) -> int:
     return int(arn.rsplit("/", 1)[1])
 
 
-def target(sagemaker: Any, group: str, stage: Stage) -> dict[str, Any]:
+def target(sagemaker: Any, group: str, stage: Stage, field: str = "") -> dict[str, Any]:
     """The stage's target: ``{ok, version, arn}``, or ``{ok: False, reason, message}``.
 
     Only Approved versions are served, pinned or followed: a pinned version that is missing, or
-    not Approved, is reported and nothing is deployed.
+    not Approved, is reported and nothing is deployed. ``field`` is the stage's path in the spec
+    (``spec.stages[1]``), for the message.
     """
-    field = f"stage {stage.name}"
+    field = field or f"stage {stage.name}"
     try:
         approved = {_version_of(s["ModelPackageArn"]): s for s in _approved(sagemaker, group)}
     except ClientError as error:
@@ -66,14 +67,14 @@ def target(sagemaker: Any, group: str, stage: Stage) -> dict[str, Any]:
             "ok": False,
             "reason": "NotApproved",
             "version": stage.version,
-            "message": f"{field}: version {stage.version} of {group} is "
+            "message": f"{field}.version: version {stage.version} of {group} is "
             f"{every[stage.version]}; only Approved versions are deployed",
         }
     return {
         "ok": False,
         "reason": "VersionNotFound",
         "version": stage.version,
-        "message": f"spec.stages[{stage.name}].version: {group} has no version {stage.version} "
+        "message": f"{field}.version: {group} has no version {stage.version} "
         f"(versions: {', '.join(map(str, sorted(every))) or 'none'})",
     }
 

@@ -5,6 +5,7 @@ The rollout itself (approval, staging, prod) is test_modeldeployment.py's."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,6 +51,16 @@ def test_the_dev_world_serves_the_walkthrough(
         sagemaker = boto3.client("sagemaker", region_name=REGION)
         cloudwatch = boto3.client("cloudwatch", region_name=REGION)
         assert target(sagemaker, MODEL, staging)["reason"] == "NoApprovedVersion"
+        # A pinned version the registry lacks is refused in one line naming the field.
+        missing = dataclasses.replace(deployment.stages[1], version=9)
+        assert target(sagemaker, MODEL, missing, "spec.stages[1]") == {
+            "ok": False,
+            "reason": "VersionNotFound",
+            "version": 9,
+            "message": "spec.stages[1].version: churn-model has no version 9 (versions: 1, 2)",
+        }
+        pending = target(sagemaker, MODEL, deployment.stages[1], "spec.stages[1]")
+        assert pending["reason"] == "NotApproved"
         states = cloudwatch.describe_alarms(AlarmNames=list(SOAK_ALARMS))["MetricAlarms"]
         assert [a["StateValue"] for a in states] == ["OK"]
         # The walkthrough's approval: `flywheel approve` on the dev registry the help prints.

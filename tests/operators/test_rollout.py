@@ -174,7 +174,7 @@ def test_a_pinned_version_missing_from_the_registry_fails_the_stage_naming_it() 
     missing = {
         "ok": False,
         "reason": "VersionNotFound",
-        "message": "spec.stages[prod].version: churn-model has no version 3",
+        "message": "spec.stages[1].version: churn-model has no version 3 (versions: 1, 2)",
     }
     decision = decide(
         observed(staging={"target": target(2), "endpoint": serving(2)}, prod={"target": missing})
