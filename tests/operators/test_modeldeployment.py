@@ -195,6 +195,7 @@ def runs_for(kfp: KfpStandIn, stage: str) -> list[dict[str, Any]]:
 
 def test_approval_staging_prod_rollback_and_revert(
     world: tuple[Deployments, KfpStandIn, Updates],
+    cluster: Cluster,
     start_operator: Callable[..., OperatorThread],
     aws: str,
 ) -> None:
@@ -261,6 +262,8 @@ def test_approval_staging_prod_rollback_and_revert(
     cells = dict(zip(names, row["cells"], strict=True))
     assert cells["Stages"] == "staging=3 (Deployed), prod=1 (Deployed)"
     assert cells["Ready"] == "True"
+    reasons = set(cluster.event_reasons("churn"))
+    assert {"Deploying", "Launched", "Deployed", "RolledBack"} <= reasons
 
 
 def test_two_replicas_deploy_each_change_once_through_a_lost_create_and_a_failover(

@@ -24,7 +24,7 @@ from flywheel.operators.dev_serving import (
     registry_uri,
     run_deploy_task,
 )
-from flywheel.operators.serving_reads import served, target
+from flywheel.operators.serving_reads import alarms_ok, served, target
 from flywheel.pipelines import cli
 
 SAMPLE = Path(__file__).resolve().parents[2] / "manifests/deployments/modeldeployment-sample.yaml"
@@ -61,8 +61,16 @@ def test_the_dev_world_serves_the_walkthrough(
         }
         pending = target(sagemaker, MODEL, deployment.stages[1], "spec.stages[1]")
         assert pending["reason"] == "NotApproved"
-        states = cloudwatch.describe_alarms(AlarmNames=list(SOAK_ALARMS))["MetricAlarms"]
-        assert [a["StateValue"] for a in states] == ["OK"]
+        assert alarms_ok(cloudwatch, list(SOAK_ALARMS)) == {
+            "ok": True,
+            "message": "all soak alarms OK",
+        }
+        assert alarms_ok(cloudwatch, [*SOAK_ALARMS, "no-such-alarm"]) == {
+            "ok": False,
+            "message": "alarms not found: no-such-alarm",
+        }
+        cloudwatch.set_alarm_state(AlarmName=SOAK_ALARMS[0], StateValue="ALARM", StateReason="5xx")
+        assert alarms_ok(cloudwatch, list(SOAK_ALARMS))["ok"] is False
         # The walkthrough's approval: `flywheel approve` on the dev registry the help prints.
         registry = registry_uri(env["AWS_ENDPOINT_URL"])
         assert registry in _dev_help(env)
