@@ -349,9 +349,13 @@ def test_notes_tell_the_user_how_to_start_a_run_and_watch_a_policy() -> None:
         "--dry-run=client",
         "--set-json",
         f"policies=[{json.dumps(POLICY)}]",
+        "--set-json",
+        f"modelDeployments=[{json.dumps(MODEL_DEPLOYMENT)}]",
     )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "flywheel.dev/run-nonce" in notes
+    assert "get modeldeployment churn-model -o yaml" in notes
+    assert "flywheel.dev/approve.<stage>=<version>" in notes
     assert "get retrainpolicies -w" in notes
     assert "describe retrainpolicy nightly" in notes
