@@ -20,6 +20,7 @@ def deploy_endpoint(
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
     rollback_alarms: list = [],  # noqa: B006 - KFP defaults are compiled, never mutated
+    traffic_routing: dict = {},  # noqa: B006 - KFP defaults are compiled, never mutated
 ):
     """Deploy a registered model package to a SageMaker endpoint, and wait until it serves.
 
@@ -35,6 +36,11 @@ def deploy_endpoint(
         instance_type: The instance type that serves.
         instance_count: How many instances serve.
         rollback_alarms: Names of CloudWatch alarms that roll the update back when they fire.
+        traffic_routing: How an update shifts traffic: ``type`` (``ALL_AT_ONCE``, the default,
+            ``CANARY`` or ``LINEAR``), ``canarySize`` or ``linearStepSize`` as ``{"type":
+            "CAPACITY_PERCENT" | "INSTANCE_COUNT", "value": n}``, ``waitIntervalSeconds`` (the
+            bake time between steps) and ``terminationWaitSeconds`` (both 0 to 3600, 300 by
+            default); checked against SageMaker's DeploymentConfig.
 
     Returns:
         endpoint: The endpoint; metadata: endpoint_arn, endpoint_config, model_package_arn and
@@ -59,6 +65,7 @@ def deploy_endpoint(
             instance_type=instance_type,
             instance_count=instance_count,
             rollback_alarms=tuple(rollback_alarms),
+            traffic_routing=traffic_routing,
         )
     endpoint.metadata.update(
         {

@@ -15,6 +15,7 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from unittest import mock
 
 import boto3
 import kopf
@@ -63,6 +64,7 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     """Start the local stand-ins; yields the environment the operator should run with."""
     from moto.server import ThreadedMotoServer
 
+    from flywheel.operators import dev_serving
     from flywheel.operators.emulator import EmulatorThread, write_kubeconfig
     from flywheel.operators.kfp_standin import KfpStandIn
 
@@ -71,7 +73,14 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
     try:
         with EmulatorThread() as cluster, KfpStandIn(finish_after_seconds=30) as kfp:
             kfp.add_pipeline("flywheel-training", "v1")
+            kfp.add_pipeline(dev_serving.DEPLOY_PIPELINE, "v1")
+            kfp.executor = dev_serving.run_deploy_task
             host, port = moto.get_host_and_port()
+            # The registry reads credentials from the environment; these are moto's.
+            with mock.patch.dict(
+                os.environ, {"AWS_ACCESS_KEY_ID": "dev", "AWS_SECRET_ACCESS_KEY": "dev"}
+            ):
+                dev_serving.seed(f"http://{host}:{port}")
             # The sample policy watches this bucket; an empty one reads as "no new data yet".
             boto3.client(
                 "s3",
@@ -93,10 +102,13 @@ def _dev_world(workdir: Path) -> Iterator[dict[str, str]]:
         moto.stop()
 
 
-def _print_dev_help(env: dict[str, str]) -> None:
+def _dev_help(env: dict[str, str]) -> str:
+    """What to do next in dev mode, with this world's addresses."""
+    from flywheel.operators.dev_serving import MODEL, registry_uri
+
     root = Path(__file__).resolve().parent.parent
-    print(
-        f"""
+    registry = registry_uri(env["AWS_ENDPOINT_URL"])
+    return f"""
 Flywheel retraining operator, dev mode. In another shell:
 
   export KUBECONFIG={env["KUBECONFIG"]}
@@ -106,11 +118,17 @@ Flywheel retraining operator, dev mode. In another shell:
   kubectl annotate rp churn-model flywheel.dev/run-nonce="$(date +%s)" --overwrite
   kubectl get rp churn-model -o yaml      # status: conditions, triggers, active, recentRuns
 
-KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s): {env["KF_PIPELINES_ENDPOINT"]}
+  # Serving: churn-model versions 1 and 2 are registered, PendingManualApproval.
+  kubectl apply -f {root / "manifests/deployments/modeldeployment-sample.yaml"}
+  export FLYWHEEL_DEV_REGISTRY='{registry}'
+  flywheel approve {MODEL} 1 --note "looks good" --registry "$FLYWHEEL_DEV_REGISTRY"
+  kubectl get md churn-model -w           # staging deploys 1; prod waits for its soak, then you:
+  kubectl annotate md churn-model flywheel.dev/approve.prod=1 --overwrite
+
+KFP stand-in (pipeline "flywheel-training", runs succeed after 30 s; "flywheel-deployment" runs
+deploy_endpoint on moto): {env["KF_PIPELINES_ENDPOINT"]}
 Press Ctrl+C to stop.
-""",
-        flush=True,
-    )
+"""
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -141,7 +159,7 @@ def main(argv: list[str] | None = None) -> None:
             env = stack.enter_context(_dev_world(workdir))
             os.environ.update(env)
             namespaces = namespaces or ["default"]
-            _print_dev_help(env)
+            print(_dev_help(env), flush=True)
         # Imported here: the handlers' settings read the environment prepared above.
         import flywheel.operators.handlers  # noqa: F401 - registers the handlers with kopf
 

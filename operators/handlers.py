@@ -494,7 +494,7 @@ async def _reconcile_once(
     known = memo.launched.get(meta["uid"], {})
     for key in [k for k in known if k not in keys]:
         del known[key]  # its run is recorded as finished: nothing will ask again
-    _record(obj, decision.events)
+    record_events(obj, decision.events)
     cached = memo.policies.get(meta["uid"])
     if cached is not None and isinstance(cached[1], Policy):
         _forget_taken_nonces(memo, cached[1], meta["uid"], decision.status)
@@ -586,7 +586,7 @@ def _settle_keyed_runs(
                 error["reason"],
                 error["message"],
             ):
-                _record(
+                record_events(
                     body,
                     [Event("Warning", error["reason"], f"{entry['runName']}: {error['message']}")],
                 )
@@ -610,7 +610,7 @@ def _settle_keyed_runs(
         if decided is not None:
             metrics.LAUNCH_LATENCY.observe(max(0.0, (now - decided).total_seconds()))
         message = f"{entry['runName']} ({outcome_name}) run {outcome.run_id}: {entry['reason']}"
-        _record(body, [Event("Normal", "Launched", message)])
+        record_events(body, [Event("Normal", "Launched", message)])
         logger.info(
             "Run %s %s as %s: %s", entry["runName"], outcome_name, outcome.run_id, entry["reason"]
         )
@@ -767,11 +767,11 @@ async def _terminate(run_id: str, uid: str, body: Mapping[str, Any], services: S
     except Exception as exc:
         metrics.ERRORS.labels("kfp").inc()
         message = f"run {run_id}: {describe_error(exc)}; retrying"
-        _record(body, [Event("Warning", "TerminateFailed", message)])
+        record_events(body, [Event("Warning", "TerminateFailed", message)])
     return Outcome(run_id)
 
 
-def _record(body: Mapping[str, Any], events: list[Event]) -> None:
+def record_events(body: Mapping[str, Any], events: list[Event]) -> None:
     """Post events on the policy and log them, once the status they describe is written."""
     meta = body["metadata"]
     for event in events:
@@ -798,3 +798,8 @@ def status_changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, 
     changes = {k: v for k, v in new.items() if old.get(k) != v}
     changes.update({k: None for k in old if k not in new and k != "observations"})
     return {k: v for k, v in changes.items() if not (v is None and old.get(k) is None)}
+
+
+# ModelDeployments share this process, its Lease, its clients and its KFP machinery; their
+# handlers register with kopf when this module is imported, after the ones above.
+from flywheel.operators import deployment_handlers  # noqa: E402, F401

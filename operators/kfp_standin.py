@@ -14,7 +14,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -64,6 +64,10 @@ class KfpStandIn:
     down_after_crash: bool = False  # with it: answer 503 to everything after that crash
     down: bool = False
     refuse_terminates: int = 0  # answer 500 to this many terminate calls
+    # Executes a created run: called in a thread of its own with the run's display name and
+    # parameters; the state it returns ends the run, ``None`` leaves it to the timer (the --dev
+    # world deploys on moto with it).
+    executor: Callable[[str, dict[str, Any]], str | None] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     _server: ThreadingHTTPServer | None = None
     _thread: threading.Thread | None = None
@@ -257,11 +261,26 @@ class KfpStandIn:
             "created_at": _now(),
             "_started": time.monotonic(),
         }
+        if self.executor is not None:  # a stored run runs, whatever its creator heard
+            threading.Thread(
+                target=self._execute, args=(run_id,), name=f"run-{run_id}", daemon=True
+            ).start()
         if self.crash_after_next_create:
             self.crash_after_next_create = False
             self.down = self.down_after_crash
             return 500, {"error": "simulated crash after the run was stored"}
         return 200, self._refresh(self.runs[run_id])
+
+    def _execute(self, run_id: str) -> None:
+        assert self.executor is not None
+        run = self.runs[run_id]
+        parameters = (run["runtime_config"] or {}).get("parameters") or {}
+        try:
+            state = self.executor(run["display_name"], parameters)
+        except Exception:  # a failed task fails its run, as in KFP
+            state = "FAILED"
+        if state is not None:
+            self.finish(run_id, state)
 
 
 def _handler_for(state: KfpStandIn) -> type[BaseHTTPRequestHandler]:

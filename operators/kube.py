@@ -76,17 +76,19 @@ def api_from_environment() -> kubernetes.client.CustomObjectsApi:
 
 @dataclass
 class PolicyStore:
-    """RetrainPolicy reads and conditional status writes; blocking, call from a worker thread."""
+    """Reads and conditional status writes of one flywheel.dev resource (RetrainPolicies unless
+    ``plural`` says otherwise); blocking, call from a worker thread."""
 
     api: kubernetes.client.CustomObjectsApi
     timeout: tuple[float, float] = KUBE_TIMEOUT
+    plural: str = PLURAL
 
     def read(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The object as stored now; ``None`` once it is gone."""
         return _answer(
             f"reading {namespace}/{name}",
             lambda: self.api.get_namespaced_custom_object(
-                GROUP, VERSION, namespace, PLURAL, name, _request_timeout=self.timeout
+                GROUP, VERSION, namespace, self.plural, name, _request_timeout=self.timeout
             ),
         )
 
@@ -107,7 +109,7 @@ class PolicyStore:
         return _answer(
             f"writing {namespace}/{name}",
             lambda: self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
+                GROUP, VERSION, namespace, self.plural, name, body, _request_timeout=self.timeout
             ),
             conflict=f"{namespace}/{name} changed since resourceVersion {resource_version}",
         )
@@ -124,7 +126,7 @@ class PolicyStore:
         return _answer(
             f"writing {namespace}/{name}",
             lambda: self.api.patch_namespaced_custom_object_status(
-                GROUP, VERSION, namespace, PLURAL, name, body, _request_timeout=self.timeout
+                GROUP, VERSION, namespace, self.plural, name, body, _request_timeout=self.timeout
             ),
             conflict=f"{namespace}/{name} changed since resourceVersion {resource_version}",
         )

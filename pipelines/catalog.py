@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 def _pipelines() -> dict[str, GraphComponent]:
     from flywheel.components.compute.eks import DEFAULT_PLACEMENT_FILE, load_placement
     from flywheel.examples.qsar.processing_pipeline import preprocess_train_evaluate
+    from flywheel.pipelines.deployment import deployment_pipeline
     from flywheel.pipelines.evaluation import evaluation_pipeline
     from flywheel.pipelines.training import eks_training_pipeline, training_pipeline
     from flywheel.pipelines.tuning import build_tuning_pipeline
@@ -31,6 +32,8 @@ def _pipelines() -> dict[str, GraphComponent]:
         # The example a user composes from the public components (README: "Compose your own
         # pipeline"): preprocess, train, evaluate with evaluation.json, condition, register.
         "qsar-processing": preprocess_train_evaluate,
+        # The ModelDeployment operator's rollout of one stage: the public deploy_endpoint.
+        "deployment": deployment_pipeline,
     }
 
 

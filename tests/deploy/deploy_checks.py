@@ -49,6 +49,13 @@ POLICY = {
         "triggers": [{"name": "nightly", "schedule": {"cron": "0 3 * * *"}}],
     },
 }
+# The shipped sample ModelDeployment, as a chart value.
+MODEL_DEPLOYMENT = {
+    "name": "churn-model",
+    "spec": yaml.safe_load((MANIFESTS / "deployments" / "modeldeployment-sample.yaml").read_text())[
+        "spec"
+    ],
+}
 ENVIRONMENTS = sorted((MANIFESTS / "argocd" / "values").glob("*.yaml"))
 # Every combination values.yaml documents; each must render valid, hardened manifests.
 COMBINATIONS = {
@@ -85,7 +92,12 @@ COMBINATIONS = {
         "--set",
         "serviceAccount.name=existing",
     ],
-    "policies": ["--set-json", f"policies=[{json.dumps(POLICY)}]"],
+    "policies": [
+        "--set-json",
+        f"policies=[{json.dumps(POLICY)}]",
+        "--set-json",
+        f"modelDeployments=[{json.dumps(MODEL_DEPLOYMENT)}]",
+    ],
     **{f"argocd-{path.stem}": ["-f", str(path)] for path in ENVIRONMENTS},
 }
 

@@ -3,6 +3,7 @@ health check judges RetrainPolicies the way the operator's conditions mean."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import lupa
@@ -205,3 +206,80 @@ def test_sync_waves_apply_operator_then_pipelines_then_versions_then_policies() 
         # Until KFP's (or our) CRD exists, the dry run must not fail the whole sync.
         options = doc["metadata"]["annotations"]["argocd.argoproj.io/sync-options"]
         assert "SkipDryRunOnMissingResource=true" in options
+
+
+# ModelDeployment: the Lua reads the statuses the operator's own decision writes.
+def _deployment_status(
+    staging: dict[str, Any], *, annotations: dict[str, str] | None = None
+) -> dict:
+    from flywheel.operators.deployment_spec import parse_deployment
+    from flywheel.operators.rollout import decide_rollout
+
+    sample = yaml.safe_load((MANIFESTS / "deployments" / "modeldeployment-sample.yaml").read_text())
+    arn = "arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-model/{}"
+    stages = {"staging": staging}
+    if staging.get("endpoint", {}).get("servedVersion") == 3:
+        stages["prod"] = {
+            "target": {"ok": True, "version": 3, "arn": arn.format(3)},
+            "endpoint": {"servedVersion": 3},
+        }
+    decision = decide_rollout(
+        parse_deployment(sample["spec"]),
+        {"observations": {"stages": stages}},
+        annotations=annotations or {},
+        now=datetime(2026, 12, 6, tzinfo=UTC),
+        generation=1,
+        uid="u",
+        name="churn-model",
+    )
+    return {"metadata": {"name": "churn-model", "generation": 1}, "status": decision.status}
+
+
+def _target(version: int) -> dict[str, Any]:
+    arn = f"arn:aws:sagemaker:us-east-1:123456789012:model-package/churn-model/{version}"
+    return {"ok": True, "version": version, "arn": arn}
+
+
+def test_model_deployment_health_follows_the_rollout() -> None:
+    kind = "flywheel.dev_ModelDeployment"
+    deploying = _deployment_status({"target": _target(3), "endpoint": {"servedVersion": 2}})
+    assert health(deploying, kind)[0] == "Progressing"
+    deployed = _deployment_status({"target": _target(3), "endpoint": {"servedVersion": 3}})
+    assert health(deployed, kind) == ("Healthy", "every stage serves its target version")
+    missing = {"ok": False, "reason": "VersionNotFound", "message": "no version 9"}
+    failed = _deployment_status({"target": missing})
+    assert health(failed, kind) == ("Degraded", "Failed: staging: no version 9")
+    assert health({"metadata": {"name": "x", "generation": 1}}, kind)[0] == "Progressing"
+
+
+def test_a_rolled_back_model_deployment_is_degraded() -> None:
+    obj = _deployment_status({"target": _target(3), "endpoint": {"servedVersion": 2}})
+    staging = obj["status"]["stages"][0]
+    staging["rollout"]["runId"] = "r"
+    observations = {
+        "stages": {
+            "staging": {
+                "target": _target(3),
+                "endpoint": {"servedVersion": 2, "failureReason": "Alarm 5xx went off"},
+                "runs": {staging["rollout"]["runKey"]: {"state": "FAILED"}},
+            }
+        }
+    }
+    from flywheel.operators.deployment_spec import parse_deployment
+    from flywheel.operators.rollout import decide_rollout
+
+    sample = yaml.safe_load((MANIFESTS / "deployments" / "modeldeployment-sample.yaml").read_text())
+    after = decide_rollout(
+        parse_deployment(sample["spec"]),
+        {**obj["status"], "observations": observations},
+        annotations={},
+        now=datetime(2026, 12, 6, 0, 5, tzinfo=UTC),
+        generation=1,
+        uid="u",
+        name="churn-model",
+    )
+    status, message = health(
+        {"metadata": obj["metadata"], "status": after.status}, "flywheel.dev_ModelDeployment"
+    )
+    assert status == "Degraded"
+    assert message.startswith("RolledBack: staging: version 3 was rolled back (Alarm 5xx went off)")

@@ -13,6 +13,7 @@ from deploy_checks import (
     CHART,
     COMBINATIONS,
     MANIFESTS,
+    MODEL_DEPLOYMENT,
     POLICY,
     ROLE_ARN,
     binary,
@@ -67,7 +68,7 @@ def test_crds_are_release_templates_kept_on_uninstall_not_install_once_files() -
     # Helm installs a chart's crds/ folder once and never upgrades it.
     assert not (CHART / "crds").exists()
     crds = _crds(helm_template())
-    assert set(crds) == {"retrainpolicies.flywheel.dev"}
+    assert set(crds) == {"retrainpolicies.flywheel.dev", "modeldeployments.flywheel.dev"}
     for crd in crds.values():
         assert crd["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert not _crds(helm_template("--set", "crds.install=false"))
@@ -203,6 +204,8 @@ def test_operator_rbac_cannot_write_anything_but_policies_events_and_its_lease()
                 assert set(rule["resources"]) <= {
                     "retrainpolicies",
                     "retrainpolicies/status",
+                    "modeldeployments",
+                    "modeldeployments/status",
                     "events",
                     "leases",
                 }, rule
@@ -228,6 +231,10 @@ def test_policies_from_values_become_retrain_policies() -> None:
     (policy,) = of_kind(docs, "RetrainPolicy")
     assert policy["metadata"]["name"] == "nightly"
     assert policy["spec"] == POLICY["spec"]
+    (deployment,) = of_kind(docs, "ModelDeployment")
+    assert deployment["metadata"]["name"] == "churn-model"
+    assert deployment["spec"] == MODEL_DEPLOYMENT["spec"]
+    assert deployment["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "3"
 
 
 BAD_VALUES = {
@@ -252,6 +259,32 @@ BAD_VALUES = {
     "two policies with one name": (
         ["--set-json", f"policies=[{json.dumps(POLICY)},{json.dumps(POLICY)}]"],
         r'policies\[1\]\.name "nightly" is already used by policies\[0\]',
+    ),
+    "a model deployment with 11 rollback alarms": (
+        [
+            "--set-json",
+            "modelDeployments="
+            + json.dumps(
+                [
+                    {
+                        **MODEL_DEPLOYMENT,
+                        "spec": {
+                            **MODEL_DEPLOYMENT["spec"],
+                            "stages": [
+                                {
+                                    **MODEL_DEPLOYMENT["spec"]["stages"][0],
+                                    "endpoint": {
+                                        "name": "e",
+                                        "rollbackAlarms": [f"a{i}" for i in range(11)],
+                                    },
+                                }
+                            ],
+                        },
+                    }
+                ]
+            ),
+        ],
+        r"rollbackAlarms",
     ),
     "typo in a key": (["--set", "operator.replica=2"], r"replica"),
     "keeping more versions than compile writes": (
@@ -316,9 +349,13 @@ def test_notes_tell_the_user_how_to_start_a_run_and_watch_a_policy() -> None:
         "--dry-run=client",
         "--set-json",
         f"policies=[{json.dumps(POLICY)}]",
+        "--set-json",
+        f"modelDeployments=[{json.dumps(MODEL_DEPLOYMENT)}]",
     )
     assert result.returncode == 0, result.stderr
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "flywheel.dev/run-nonce" in notes
+    assert "get modeldeployment churn-model -o yaml" in notes
+    assert "flywheel.dev/approve.<stage>=<version>" in notes
     assert "get retrainpolicies -w" in notes
     assert "describe retrainpolicy nightly" in notes

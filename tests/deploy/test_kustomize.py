@@ -104,7 +104,7 @@ def _key(doc: dict) -> tuple[str, str | None, str]:
 def test_prod_overlay_ships_the_crd_operator_and_the_current_version_of_every_pipeline() -> None:
     docs = kustomize(MANIFESTS / "overlays" / "prod")
     crds = {doc["metadata"]["name"] for doc in of_kind(docs, "CustomResourceDefinition")}
-    assert crds == {"retrainpolicies.flywheel.dev"}
+    assert crds == {"retrainpolicies.flywheel.dev", "modeldeployments.flywheel.dev"}
     assert of_kind(docs, "Deployment") and of_kind(docs, "ClusterRole")
     versions = {doc["metadata"]["name"] for doc in of_kind(docs, "PipelineVersion")}
     for pipeline in PIPELINES.values():

@@ -22,6 +22,7 @@ Grant = tuple[str, str, str, str]  # (namespace or "*", apiGroup, resource, verb
 PROFILE = "kubeflow-user-example-com"
 KFP_GROUP = "pipelines.kubeflow.org"
 POLICIES = "retrainpolicies"
+DEPLOYMENTS = "modeldeployments"
 
 # Each kfp.Client method the code calls, and the (resource, verb) KFP checks for it.
 KFP_RBAC = {
@@ -62,6 +63,11 @@ IMPLICIT = {
     ("served", "flywheel.dev", POLICIES, "patch"),
     # kopf writes handler results into status through the status subresource.
     ("served", "flywheel.dev", f"{POLICIES}/status", "patch"),
+    # The same for ModelDeployments, served by the same kopf operator.
+    ("served", "flywheel.dev", DEPLOYMENTS, "list"),
+    ("served", "flywheel.dev", DEPLOYMENTS, "watch"),
+    ("served", "flywheel.dev", DEPLOYMENTS, "patch"),
+    ("served", "flywheel.dev", f"{DEPLOYMENTS}/status", "patch"),
     # kopf.event posts an Event per state change (core or events.k8s.io, by cluster version).
     ("served", "", "events", "create"),
     ("served", "events.k8s.io", "events", "create"),
@@ -112,13 +118,22 @@ def kube_calls(texts: list[str]) -> set[tuple[str, str, str]]:
     calls = set()
     for text in texts:
         group, plural = _custom_resource(text)
+        # operators/kube.py's store serves ModelDeployments too (``plural=`` in
+        # operators/deployment_handlers.py).
+        plurals = [plural, DEPLOYMENTS] if "plural: str = PLURAL" in text else [plural]
+        for verb, kind in re.findall(pattern, text):
+            for each in plurals:
+                resources = {
+                    "custom_object": (group, each),
+                    "custom_object_status": (group, f"{each}/status"),
+                    "lease": ("coordination.k8s.io", "leases"),
+                }
+                calls.add((*resources[kind], KUBE_VERBS[verb]))
         resources = {
             "custom_object": (group, plural),
             "custom_object_status": (group, f"{plural}/status"),
             "lease": ("coordination.k8s.io", "leases"),
         }
-        for verb, kind in re.findall(pattern, text):
-            calls.add((*resources[kind], KUBE_VERBS[verb]))
         # kubernetes.watch streams a list function: a watch of that resource.
         for kind in re.findall(
             r"\.stream\(\s*self\.api\.list_(?:namespaced_|cluster_)?(\w+),", text
@@ -139,6 +154,9 @@ def test_the_scan_finds_the_calls_the_code_makes() -> None:
     calls = kube_calls(_operator_modules())
     assert ("flywheel.dev", f"{POLICIES}/status", "patch") in calls
     assert ("coordination.k8s.io", "leases", "update") in calls
+    assert ("flywheel.dev", f"{DEPLOYMENTS}/status", "patch") in calls
+    handlers = (ROOT / "operators" / "deployment_handlers.py").read_text()
+    assert "PolicyStore(memo.services.store.api, plural=PLURAL)" in handlers
 
 
 def expected(watched: list[str], multi_user: bool, release_namespace: str) -> dict[str, set[Grant]]:

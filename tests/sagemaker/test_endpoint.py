@@ -11,7 +11,7 @@ from flywheel.components.compute.sagemaker.endpoint import (
     deploy,
     endpoint_config_request,
 )
-from flywheel.components.errors import JobFailedError
+from flywheel.components.errors import InvalidSpecError, JobFailedError
 
 from .conftest import NOW, ROLE
 from .moto_sagemaker import moto_sagemaker
@@ -164,3 +164,59 @@ def test_deploy_applies_its_update_once_another_change_has_settled(stubbed, cloc
 
     assert result["EndpointConfigName"] == name
     stubbed.verify()
+
+
+def test_canary_and_linear_shifts_build_sagemakers_deployment_config():
+    from flywheel.components.compute.sagemaker.endpoint import deployment_config, traffic_settings
+    from flywheel.components.compute.sagemaker.validation import check_value
+
+    canary = EndpointSpec(
+        endpoint_name="qsar",
+        model_name="qsar-model-2",
+        **traffic_settings(
+            {
+                "type": "CANARY",
+                "canarySize": {"type": "CAPACITY_PERCENT", "value": 10},
+                "waitIntervalSeconds": 600,
+            }
+        ),
+    )
+    routing = deployment_config(canary)["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]
+    assert routing == {
+        "Type": "CANARY",
+        "WaitIntervalInSeconds": 600,
+        "CanarySize": {"Type": "CAPACITY_PERCENT", "Value": 10},
+    }
+    linear = EndpointSpec(
+        endpoint_name="qsar",
+        model_name="qsar-model-2",
+        **traffic_settings(
+            {"type": "LINEAR", "linearStepSize": {"type": "INSTANCE_COUNT", "value": 1}}
+        ),
+    )
+    config = deployment_config(linear)
+    assert config["BlueGreenUpdatePolicy"]["TrafficRoutingConfiguration"]["LinearStepSize"] == {
+        "Type": "INSTANCE_COUNT",
+        "Value": 1,
+    }
+    check_value("sagemaker", "DeploymentConfig", config, "deployment_config")
+
+
+@pytest.mark.parametrize(
+    "routing,message",
+    [
+        (
+            {"type": "CANARY", "canarySize": {"type": "CAPACITY_PERCENT", "value": 101}},
+            "at most 100",
+        ),
+        ({"type": "CANARY"}, "needs a size"),
+        ({"type": "ALL_AT_ONCE", "waitIntervalSeconds": 3601}, "WaitIntervalInSeconds"),
+        ({"type": "SOMETIMES", "canarySize": {"type": "CAPACITY_PERCENT", "value": 1}}, "Type"),
+        ({"typo": 1}, "unknown keys"),
+    ],
+)
+def test_bad_traffic_routing_is_refused_before_any_call(routing, message):
+    from flywheel.components.compute.sagemaker.endpoint import traffic_settings
+
+    with pytest.raises(InvalidSpecError, match=message):
+        EndpointSpec(endpoint_name="qsar", model_name="m", **traffic_settings(routing))

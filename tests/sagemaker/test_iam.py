@@ -13,7 +13,7 @@ import yaml
 
 from flywheel.components.compute.sagemaker.grants import OPERATIONS, simulations
 
-from .boto3_calls import calls_on_the_sagemaker_path
+from .boto3_calls import calls_in, calls_on_the_sagemaker_path, operations
 
 REPO = Path(__file__).resolve().parents[2]
 IAM = REPO / "manifests" / "iam"
@@ -229,3 +229,23 @@ def test_operator_policy_lets_every_sample_data_arrival_trigger_list_its_prefix(
             )
             for s in listing
         ), trigger
+
+
+def test_operator_policy_grants_every_aws_call_the_model_deployment_reconciler_makes():
+    import botocore.session
+    from botocore import xform_name
+
+    operators = REPO / "operators"
+    calls = set()
+    for module in ("serving_reads.py", "deployment_handlers.py"):
+        calls |= calls_in((operators / module).read_text())
+    assert {"sagemaker.describe_endpoint", "cloudwatch.describe_alarms"} <= calls
+    session = botocore.session.get_session()
+    granted = {a for s in statements("operator-policy.json") for a in actions(s)}
+    for call in sorted(calls):
+        service, method = call.split(".")
+        assert method in operations()[service]
+        (operation,) = [
+            o for o in session.get_service_model(service).operation_names if xform_name(o) == method
+        ]
+        assert f"{service}:{operation}" in granted, call

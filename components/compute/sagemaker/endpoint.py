@@ -24,7 +24,7 @@ from flywheel.components.compute.sagemaker.model import ensure_model, model_requ
 from flywheel.components.compute.sagemaker.remote_runner import Watch
 from flywheel.components.compute.sagemaker.specs import SageMakerConfig, check_instance_type
 from flywheel.components.compute.sagemaker.validation import check_request, check_value
-from flywheel.components.errors import JobFailedError
+from flywheel.components.errors import InvalidSpecError, JobFailedError
 
 _SETTLING = frozenset({"Creating", "Updating", "SystemUpdating", "RollingBack"})
 
@@ -40,6 +40,8 @@ class EndpointSpec:
     rollback_alarms: tuple[str, ...] = ()
     wait_interval_seconds: int = 300
     termination_wait_seconds: int = 300
+    traffic_type: str = "ALL_AT_ONCE"  # ALL_AT_ONCE | CANARY | LINEAR
+    step: tuple[str, int] | None = None  # CANARY's canary or LINEAR's step: (size type, value)
 
     def __post_init__(self) -> None:
         naming.validate_name("endpoint_name", self.endpoint_name)
@@ -52,6 +54,53 @@ class EndpointSpec:
                 [{"AlarmName": a} for a in self.rollback_alarms],
                 "rollback_alarms",
             )
+        check_value("sagemaker", "BlueGreenUpdatePolicy", _blue_green(self), "traffic_routing")
+        if (self.step is None) != (self.traffic_type == "ALL_AT_ONCE"):
+            raise InvalidSpecError(
+                "traffic_routing", f"a {self.traffic_type} shift needs a size, ALL_AT_ONCE none"
+            )
+        if self.step is not None and self.step[0] == "CAPACITY_PERCENT" and self.step[1] > 100:
+            raise InvalidSpecError(
+                "traffic_routing", f"a CAPACITY_PERCENT size is at most 100, got {self.step[1]}"
+            )
+
+
+# The traffic_routing key that holds each shift type's size.
+_SIZE_KEYS = {"CANARY": "canarySize", "LINEAR": "linearStepSize"}
+
+
+def traffic_settings(routing: Mapping[str, Any]) -> dict[str, Any]:
+    """:class:`EndpointSpec` fields from a ``traffic_routing`` mapping (``type``,
+    ``canarySize``/``linearStepSize`` as ``{type, value}``, ``waitIntervalSeconds``,
+    ``terminationWaitSeconds``), the ModelDeployment resource's ``trafficShifting``."""
+    allowed = {"type", "waitIntervalSeconds", "terminationWaitSeconds", *_SIZE_KEYS.values()}
+    unknown = sorted(set(routing) - allowed)
+    if unknown:
+        raise InvalidSpecError(
+            "traffic_routing", f"unknown keys {unknown}; allowed: {sorted(allowed)}"
+        )
+    kind = routing.get("type", "ALL_AT_ONCE")
+    size = routing.get(_SIZE_KEYS.get(kind, ""))
+    return {
+        "traffic_type": kind,
+        "step": (size["type"], int(size["value"])) if size else None,
+        "wait_interval_seconds": int(routing.get("waitIntervalSeconds", 300)),
+        "termination_wait_seconds": int(routing.get("terminationWaitSeconds", 300)),
+    }
+
+
+def _blue_green(spec: EndpointSpec) -> dict[str, Any]:
+    routing: dict[str, Any] = {
+        "Type": spec.traffic_type,
+        "WaitIntervalInSeconds": spec.wait_interval_seconds,
+    }
+    if spec.step is not None:
+        key = "CanarySize" if spec.traffic_type == "CANARY" else "LinearStepSize"
+        routing[key] = {"Type": spec.step[0], "Value": spec.step[1]}
+    return {
+        "TrafficRoutingConfiguration": routing,
+        "TerminationWaitInSeconds": spec.termination_wait_seconds,
+    }
 
 
 def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
@@ -73,16 +122,9 @@ def endpoint_config_request(spec: EndpointSpec) -> dict[str, Any]:
 
 
 def deployment_config(spec: EndpointSpec) -> dict[str, Any]:
-    """Blue/green, all at once after a bake time; with alarms, SageMaker rolls back on any of them."""
-    config: dict[str, Any] = {
-        "BlueGreenUpdatePolicy": {
-            "TrafficRoutingConfiguration": {
-                "Type": "ALL_AT_ONCE",
-                "WaitIntervalInSeconds": spec.wait_interval_seconds,
-            },
-            "TerminationWaitInSeconds": spec.termination_wait_seconds,
-        }
-    }
+    """Blue/green: all at once, a canary, or linear steps, each after a bake time; with alarms,
+    SageMaker rolls back on any of them."""
+    config: dict[str, Any] = {"BlueGreenUpdatePolicy": _blue_green(spec)}
     if spec.rollback_alarms:
         config["AutoRollbackConfiguration"] = {
             "Alarms": [{"AlarmName": alarm} for alarm in spec.rollback_alarms]
@@ -185,6 +227,7 @@ def deploy_model_package(
     instance_type: str = "ml.m5.large",
     instance_count: int = 1,
     rollback_alarms: tuple[str, ...] = (),
+    traffic_routing: Mapping[str, Any] | None = None,
     log: LogSink = print,
     watch: Watch | None = None,
 ) -> Mapping[str, Any]:
@@ -201,6 +244,7 @@ def deploy_model_package(
         instance_type=instance_type,
         instance_count=instance_count,
         rollback_alarms=rollback_alarms,
+        **traffic_settings(traffic_routing or {}),
     )
     ensure_model(clients, model, log)
     return deploy(clients, spec, log=log, watch=watch)

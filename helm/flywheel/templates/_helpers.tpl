@@ -279,12 +279,12 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 
 {{/* RBAC rules of the operator in the namespaces it serves, cluster-wide or not. */}}
 {{- define "flywheel.policyRules" -}}
-# The policies it reconciles, and their status it writes (with a finalizer, hence patch).
+# The policies and model deployments it reconciles, and their status it writes (with a finalizer, hence patch).
 - apiGroups: ["flywheel.dev"]
-  resources: ["retrainpolicies"]
+  resources: ["retrainpolicies", "modeldeployments"]
   verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["flywheel.dev"]
-  resources: ["retrainpolicies/status"]
+  resources: ["retrainpolicies/status", "modeldeployments/status"]
   verbs: ["patch"]
 # kopf posts a Kubernetes event per state change.
 - apiGroups: ["", "events.k8s.io"]
@@ -313,4 +313,34 @@ checkov.io/skip{{ add1 $index }}: {{ $skip | quote }}
 - apiGroups: ["pipelines.kubeflow.org"]
   resources: ["pipelines"]
   verbs: ["list", "create", "delete"]
+{{- end -}}
+
+{{/* flywheel.dev objects of one kind from values (see policies.yaml): root, kind, items. */}}
+{{- define "flywheel.flywheelObjects" -}}
+{{- $root := .root }}
+{{- $kind := .kind }}
+{{- $labels := include "flywheel.labels" $root | fromYaml }}
+{{- $served := $root.Capabilities.APIVersions.Has (printf "flywheel.dev/v1alpha1/%s" $kind) }}
+{{- range .items }}
+---
+apiVersion: flywheel.dev/v1alpha1
+kind: {{ $kind }}
+metadata:
+  name: {{ .name }}
+  namespace: {{ $root.Release.Namespace }}
+  labels:
+    {{- toYaml (merge (deepCopy (default dict .labels)) $labels) | nindent 4 }}
+  annotations:
+    {{- include "flywheel.argocdAnnotations" 3 | nindent 4 }}
+    {{- if not $served }}
+    helm.sh/hook: post-install,post-upgrade
+    meta.helm.sh/release-name: {{ $root.Release.Name }}
+    meta.helm.sh/release-namespace: {{ $root.Release.Namespace }}
+    {{- end }}
+    {{- with .annotations }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+spec:
+  {{- toYaml .spec | nindent 2 }}
+{{- end }}
 {{- end -}}
