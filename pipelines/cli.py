@@ -179,6 +179,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", required=True, metavar="S3_PREFIX", help="e.g. s3://my-bucket/flywheel/bundles"
     )
 
+    from flywheel.pipelines.runs_cli import add_runs_options
+
+    add_runs_options(commands, _OneLineParser)
+
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
     compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
     compile_command.add_argument(
@@ -437,6 +441,10 @@ def _aws_credential_problem(error: Exception) -> InvalidSpecError | None:
 def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
     from flywheel.pipelines import loop_cli
 
+    if args.command in ("run", "demo"):
+        from flywheel.pipelines.tracking_setup import prepare_tracking
+
+        prepare_tracking(home, console.print)
     if args.command == "run" and args.pipeline == "training":
         return _run_training(args, console)
     if args.command == "run" and args.pipeline == "tuning":
@@ -453,6 +461,10 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
         return _submit(args, console)
     if args.command == "bundle":
         return _bundle(args)
+    if args.command == "runs":
+        from flywheel.pipelines.runs_cli import runs_command
+
+        return runs_command(args, home, console)
     return _compile(args, console)
 
 
