@@ -7,6 +7,7 @@ which metrics are shared, how the runs rank by their objective.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -60,6 +61,8 @@ class RunStore:
     def __init__(self, uri: str) -> None:
         from mlflow.tracking import MlflowClient
 
+        # MLflow logs each schema step of a new SQLite store at INFO: noise around a table.
+        logging.getLogger("mlflow").setLevel(logging.WARNING)
         self.uri = uri
         self._client = MlflowClient(uri)
 
@@ -120,8 +123,8 @@ def _rank_key(run: TrackedRun, objective: str, maximize: bool) -> tuple[int, flo
 
 
 def compare(runs: Sequence[TrackedRun]) -> Comparison:
-    """Line ``runs`` up. Runs of different workloads are compared on their shared metrics only,
-    with a warning; a metric definition that never matched is named after its run."""
+    """Line ``runs`` up (at least one). Runs of different workloads are compared on their shared
+    metrics only, with a warning; a metric definition that never matched is named after its run."""
     warnings: list[str] = []
     workloads = sorted({run.workload for run in runs})
     if len(workloads) > 1:
@@ -129,11 +132,11 @@ def compare(runs: Sequence[TrackedRun]) -> Comparison:
             f"these runs are of different workloads ({', '.join(workloads)}): "
             "only the metrics they share are compared"
         )
-    shared = set.intersection(*(set(run.metrics) for run in runs)) if runs else set()
-    metrics = sorted(shared)
+    logged = [set(run.metrics) for run in runs]
+    metrics = sorted(set.intersection(*logged) if len(workloads) > 1 else set.union(*logged))
     names = sorted({name for run in runs for name in run.hyperparameters})
     differing = [name for name in names if len({run.hyperparameters.get(name) for run in runs}) > 1]
-    objective = next((run.objective for run in runs if run.objective in shared), "")
+    objective = next((run.objective for run in runs if run.objective in metrics), "")
     goal = next((run.objective_goal for run in runs if run.objective == objective), "")
     if not objective:
         warnings.append("no objective shared by these runs: they are not ranked")

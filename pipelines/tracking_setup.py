@@ -8,6 +8,7 @@ trials do not race MLflow's schema migrations on the first write.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -39,5 +40,6 @@ def prepare_tracking(home: Home, say: Callable[[str], None]) -> str | None:
         database.parent.mkdir(parents=True, exist_ok=True)
         from mlflow.tracking import MlflowClient
 
+        logging.getLogger("mlflow").setLevel(logging.WARNING)  # each schema step, at INFO
         MlflowClient(uri).search_experiments(max_results=1)  # creates the schema
     return uri
