@@ -79,10 +79,6 @@ def register_model(
             for key in ("source", "source_fingerprint", "rows", "sha256", "columns")
         } | {"uri": artifact.uri}
 
-    if model.metadata.get("tracking_run_id"):
-        from flywheel.components.tracking import import_in_background
-
-        import_in_background()  # while the registry is written
     with reported_step("register-model"):
         spec = load_workload(workload)
         registration = register(

@@ -32,6 +32,8 @@ _HTTP_RETRIES = {
 _METRICS_PER_BATCH = 1000
 _PARAMS_PER_BATCH = 100
 TAG_PREFIX = "flywheel."
+# The thread importing mlflow ahead of time (``import_in_background``), if one was started.
+_importing: threading.Thread | None = None
 # The operating system's reason inside urllib3's message: ``[Errno 111] Connection refused``.
 _OS_ERROR = re.compile(r"\[Errno -?\d+\] [^'\")]+")
 
@@ -64,11 +66,13 @@ def import_in_background() -> None:
     """Start importing MLflow's client in a thread, when this task will track.
 
     Importing ``mlflow`` takes seconds; started while the training job runs (the task only waits
-    on the job's log), it is done by the time the run is recorded. Python's import lock makes the
-    later ``import`` wait for this one, never run it twice.
+    on the job's log), it is done by the time the run is recorded. Recording waits for this
+    thread first: two threads importing ``mlflow`` at once can see it half-initialised.
     """
-    if tracking_on():
-        threading.Thread(target=_import_client, name="import-mlflow", daemon=True).start()
+    global _importing
+    if tracking_on() and _importing is None:
+        _importing = threading.Thread(target=_import_client, name="import-mlflow", daemon=True)
+        _importing.start()
 
 
 def _import_client() -> None:
@@ -87,6 +91,8 @@ def _client(log: Callable[[str], None], uri: str = "") -> tuple[Any, str] | None
     if not tracking_installed():
         log("tracking is off: mlflow is not installed (pip install 'flywheel-mlops[tracking]')")
         return None
+    if _importing is not None:
+        _importing.join()
     for name, value in _HTTP_RETRIES.items():
         os.environ.setdefault(name, value)
     # urllib3 warns on every retry; the one line after the last try is enough.
