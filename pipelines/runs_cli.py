@@ -8,6 +8,7 @@ runs' learning curves, one panel per shared metric, one colour per run.
 from __future__ import annotations
 
 import argparse
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 
 # Hyperparameter values are short; a long one is cut so the table stays readable.
 _CELL = 24
+# Learning-curve panels per row of the plot: wide enough to read, few enough to fit a screen.
+_PANELS_PER_ROW = 3
 
 
 def add_runs_options(commands: argparse._SubParsersAction, parser_class: type) -> None:
@@ -84,13 +87,13 @@ def show(comparison: Comparison, console: Console, title: str) -> None:
     if comparison.objective:
         title += f", by {comparison.objective} ({comparison.objective_goal})"
     table = Table(title=title, title_justify="left")
-    table.add_column("run")
+    table.add_column("run", no_wrap=True)
     for name in comparison.differing:
         table.add_column(name, justify="right")
     for metric in comparison.metrics:
         marker = " *" if metric == comparison.objective else ""
         table.add_column(metric + marker, justify="right")
-    table.add_column("registered")
+    table.add_column("registered", no_wrap=True)
     for run in comparison.runs:
         table.add_row(
             run.name,
@@ -101,32 +104,57 @@ def show(comparison: Comparison, console: Console, title: str) -> None:
     console.print(table)
 
 
-def figure_for(curves: Sequence[tuple[TrackedRun, dict[str, list[tuple[int, float]]]]]) -> Figure:
-    """One panel per metric, side by side; each run one colour, the same in every panel."""
+def curve_metrics(curves: Sequence[dict[str, list[tuple[int, float]]]]) -> list[str]:
+    """The metrics worth a panel: those some run logged at more than one step (its final values
+    are in the table); all of them when none was (one point per run is still a comparison)."""
+    metrics = sorted({metric for series in curves for metric in series})
+    stepped = [m for m in metrics if any(len(series.get(m, [])) > 1 for series in curves)]
+    return stepped or metrics
+
+
+def figure_for(
+    curves: Sequence[tuple[str, dict[str, list[tuple[int, float]]]]],
+) -> Figure:
+    """One panel per metric, three to a row; each run one colour, the same in every panel, named
+    in one legend below."""
     from matplotlib.figure import Figure
 
-    metrics = sorted({metric for _, series in curves for metric in series})
-    figure = Figure(figsize=(4.2 * max(len(metrics), 1), 3.8), layout="constrained")
-    panels = figure.subplots(1, max(len(metrics), 1), squeeze=False)[0]
-    colours = [f"C{index % 10}" for index in range(len(curves))]
+    metrics = curve_metrics([series for _, series in curves])
+    columns = min(len(metrics), _PANELS_PER_ROW) or 1
+    rows = max(math.ceil(len(metrics) / columns), 1)
+    figure = Figure(figsize=(5.2 * columns, 3.6 * rows + 0.4 * len(curves)), layout="constrained")
+    panels = figure.subplots(rows, columns, squeeze=False).ravel()
     for panel, metric in zip(panels, metrics, strict=False):
-        for (run, series), colour in zip(curves, colours, strict=True):
+        for index, (label, series) in enumerate(curves):
             points = series.get(metric, [])
             if points:
                 steps, values = zip(*points, strict=True)
-                panel.plot(steps, values, marker="o", markersize=3, color=colour, label=run.name)
+                panel.plot(
+                    steps, values, marker="o", markersize=3, color=f"C{index % 10}", label=label
+                )
         panel.set_title(metric)
         panel.set_xlabel("step")
         panel.grid(alpha=0.3)
+    for unused in panels[len(metrics) :]:
+        unused.set_visible(False)
     handles, labels = panels[0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(curves), 3))
+    figure.legend(handles, labels, loc="outside lower center", ncols=1)
     return figure
+
+
+def _label(run: TrackedRun, differing: Sequence[str]) -> str:
+    """The run's name and the parameters that set it apart."""
+    values = ", ".join(f"{name}={run.hyperparameters.get(name, '')}" for name in differing)
+    return f"{run.name} ({values})" if values else run.name
 
 
 def write_plot(comparison: Comparison, store: RunStore, target: Path) -> None:
     """The compared runs' learning curves for the metrics they share, as a PNG."""
     curves = [
-        (run, {metric: store.series(run, metric) for metric in comparison.metrics})
+        (
+            _label(run, comparison.differing),
+            {metric: store.series(run, metric) for metric in comparison.metrics},
+        )
         for run in comparison.runs
     ]
     target.parent.mkdir(parents=True, exist_ok=True)

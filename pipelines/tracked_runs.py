@@ -26,7 +26,8 @@ class TrackedRun:
     metrics: dict[str, float]
     objective: str = ""
     objective_goal: str = ""
-    # ``<model> v<version>`` when a version was registered from it.
+    # ``v<version>`` when a version was registered from it (``<model> v<version>`` when the model
+    # is not named after the workload).
     version: str = ""
     unmatched: tuple[str, ...] = ()
     start_time: int = 0
@@ -49,7 +50,11 @@ def _tracked(run: Any) -> TrackedRun:
         metrics=dict(run.data.metrics),
         objective=tags.get(f"{TAG_PREFIX}objective", ""),
         objective_goal=tags.get(f"{TAG_PREFIX}objective_goal", ""),
-        version=f"{name} v{version}" if version else "",
+        version=(
+            f"v{version}" if name == tags.get(f"{TAG_PREFIX}workload") else f"{name} v{version}"
+        )
+        if version
+        else "",
         unmatched=tuple(unmatched.split(",")) if unmatched else (),
         start_time=run.info.start_time or 0,
     )

@@ -43,7 +43,7 @@ def _chart(name: str, points: Sequence[Sequence[float]]) -> str:
     bottom = _HEIGHT - _BOTTOM
     return (
         f"<figure><figcaption>{html.escape(name)}: last {_number(values[-1])} at step "
-        f"{steps[-1]:g} ({len(values)} values)</figcaption>"
+        f"{steps[-1]:g} ({len(values)} value{'s' if len(values) != 1 else ''})</figcaption>"
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{_WIDTH}" height="{_HEIGHT}" '
         f'role="img" aria-label="{html.escape(name)} by step">'
         f'<line x1="{_LEFT}" y1="{_TOP}" x2="{_LEFT}" y2="{bottom}" class="axis"/>'

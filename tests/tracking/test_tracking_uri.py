@@ -84,3 +84,13 @@ def test_without_mlflow_training_goes_on_and_one_line_says_tracking_is_off(
     assert said == [
         "tracking is off: mlflow is not installed (pip install 'flywheel-mlops[tracking]')"
     ]
+
+
+def test_a_task_without_a_tracking_uri_says_in_one_line_that_tracking_is_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    said: list[str] = []
+    record = TrainingRecord("w", "w-123", "local", {}, {}, {"loss": [(0, 1.0)]})
+    assert track_training(record, said.append) is None
+    assert said == ["tracking is off: MLFLOW_TRACKING_URI is not set"]
