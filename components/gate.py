@@ -1,4 +1,5 @@
-"""The quality gate: decide whether a candidate beats the champion, and promote it.
+"""The quality gate: decide whether a candidate beats the champion, and promote it (or ask a
+person to approve it).
 
 Public KFP components (``from flywheel.components import ...``). Each one only declares typed inputs
 and outputs and hands paths to a plain function in ``components.steps``; failures surface as one
@@ -73,16 +74,20 @@ def promote_model(
     registry_state: str,
     champion: Input[Metrics],
 ):
-    """Make the candidate the champion, unless another run replaced the champion meanwhile.
+    """Make the candidate the champion, or with the workload's ``approval: manual`` ask for approval.
 
-    The gate compared against one champion; if the registry's champion changed since, promoting
-    would skip that comparison, so the candidate is left as it is and the log says why.
+    With ``approval: auto`` (the default) the candidate is Approved and becomes the champion. With
+    ``manual`` it stays PendingManualApproval, and the workload's ``notify`` targets are sent its
+    scores against the champion's and the ``flywheel approve`` command. Neither happens if the
+    champion changed since the gate compared (promoting would skip that comparison) or if someone
+    already rejected this version; the log says why.
 
     Args:
         registry: The model registry (a folder, ``file://`` URI or ``sagemaker://`` URI, as for
             ``register_model``).
         model_name: The registered model's name; empty uses the workload's name.
-        workload: The workload, whose name is the model's when ``model_name`` is empty.
+        workload: The workload: its name is the model's when ``model_name`` is empty, and its
+            ``approval`` and ``notify`` say whether a person decides and who is told.
         version: The candidate's registered version (from ``register_model``).
         registry_state: A digest of the registry's state, given so that the cache misses when
             the registry changed; empty when caching is off.
@@ -90,18 +95,24 @@ def promote_model(
             must still be the registry's champion.
     """
     from flywheel.components.contract.workload import load_workload
+    from flywheel.components.monitoring.scores import logged_metrics
     from flywheel.components.steps.gate import promote_model as promote
     from flywheel.components.steps.runtime import reported_step
 
     with reported_step("promote-model"):
+        spec = load_workload(workload)
         compared_with = int(champion.metadata.get("version", 0)) or None
         decision = promote(
             registry_uri=registry,
-            model_name=model_name or load_workload(workload).name,
+            model_name=model_name or spec.name,
             version=version,
             compared_with=compared_with,
             reason=f"beat version {compared_with} on the same held-out rows"
             if compared_with
             else "first champion",
+            approval=spec.approval,
+            notify_target=spec.notify,
+            champion_metrics=logged_metrics(champion.metadata) if compared_with else None,
+            objective_metric=spec.objective_metric,
         )
     print(f"{'promoted' if decision.promote else 'not promoted'}: {decision.reason}", flush=True)

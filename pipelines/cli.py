@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, NoReturn
 # Only what --help needs is imported here; KFP, boto3 and the runners load with their command.
 from flywheel.components.compute import BACKENDS
 from flywheel.components.errors import FlywheelError, InvalidSpecError
+from flywheel.pipelines import approval_cli
 from flywheel.pipelines.defaults import COMPILED_DIR, PIPELINE_NAMES, TUNING_WORKLOAD, Home
 from flywheel.pipelines.interrupts import Interrupted, interrupts_handled
 from flywheel.pipelines.loop_cli import (
@@ -182,6 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
     from flywheel.pipelines.runs_cli import add_runs_options
 
     add_runs_options(commands, _OneLineParser)
+    approval_cli.add_approval_commands(commands, _OneLineParser)
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
     compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
@@ -465,6 +467,10 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
         from flywheel.pipelines.runs_cli import runs_command
 
         return runs_command(args, home, console)
+    if args.command in ("approve", "reject"):
+        return approval_cli.decide_command(args, home, console)
+    if args.command == "registry":
+        return approval_cli.show_command(args, home, console)
     return _compile(args, console)
 
 

@@ -31,6 +31,7 @@ from flywheel.components.registry import (
     open_registry,
 )
 from flywheel.components.steps.training_plan import TRAINING_ONLY
+from flywheel.pipelines.approval_cli import approval_summary
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
@@ -304,6 +305,7 @@ def summary_table(outcome: TrainingOutcome) -> Table:
     elif outcome.run.reused or "decide-promotion" in tasks.cached:
         gate += " by the earlier run of these inputs"
     table.add_row("stage", f"{version.stage} ({gate})")
+    table.add_row("approval", approval_summary(version))
     for name, value in version.metrics.items():
         table.add_row(name, f"{value:.4f}")
     table.add_row(

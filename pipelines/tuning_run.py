@@ -25,6 +25,7 @@ from flywheel.components.registry import ModelVersion, open_registry
 from flywheel.components.steps.register import as_declared
 from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE
 from flywheel.components.steps.tuning_rounds import trial_of, tuning_of
+from flywheel.pipelines.approval_cli import approval_summary
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
@@ -274,6 +275,7 @@ def summary_table(outcome: TuningOutcome) -> Table:
     tuning = version.lineage.get("tuning", {})
     gate = "promoted" if outcome.promoted else "not promoted"
     table.add_row("stage", f"{version.stage} ({gate})")
+    table.add_row("approval", approval_summary(version))
     table.add_row("trial", f"{tuning.get('trial')} of {tuning.get('trials')}")
     table.add_row("parameters", json.dumps(tuning.get("parameters", {})))
     for name, value in version.metrics.items():

@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from flywheel.components.contract.scripts import ScriptStep, evaluation_of, prep
 from flywheel.components.contract.tuning import TuningSpec, tuning_of
 from flywheel.components.data.bundles import fetch_bundle, is_bundle
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring.notify import NotifyTarget
 from flywheel.components.monitoring.scores import OBJECTIVES
 from flywheel.components.registry.local import validate_model_name
 
@@ -52,7 +53,12 @@ TOP_LEVEL_KEYS = (
     "framework",
     "dependencies",
     "tuning",
+    "approval",
+    "notify",
 )
+# Whether the quality gate's winner becomes champion at once, or waits for a person
+# (``flywheel approve``); SageMaker's ModelApprovalStatus under both.
+APPROVAL_MODES = ("auto", "manual")
 DATA_KEYS = ("id_column", "feature_columns", "label_column")
 HYPERPARAMETER_KEYS = ("type", "default", "minimum", "maximum", "choices", "help")
 METRIC_DEFINITION_KEYS = ("name", "regex", "Name", "Regex")
@@ -199,6 +205,10 @@ class Workload:
     dependencies: tuple[Path, ...] = ()
     # The ``tuning`` section (``contract.tuning``): None when the workload declares no search.
     tuning: TuningSpec | None = None
+    # ``manual``: the gate's winner waits as PendingManualApproval and ``notify`` is told.
+    approval: str = "auto"
+    # Who hears of a version waiting for approval: an SNS topic, a webhook, or both.
+    notify: NotifyTarget = field(default_factory=NotifyTarget)
 
     @property
     def serving_dependencies(self) -> tuple[Path, ...]:
@@ -523,6 +533,9 @@ def load_workload(path: str | Path) -> Workload:
         if isinstance(definition, Mapping):
             check_keys(definition, METRIC_DEFINITION_KEYS, f"metric_definitions[{index}].")
     metric_definitions = tuple(MetricDefinition.from_mapping(m) for m in definitions)
+    approval = raw.get("approval", "auto")
+    if approval not in APPROVAL_MODES:
+        raise InvalidSpecError("approval", f"{approval!r} is not one of {list(APPROVAL_MODES)}")
     return Workload(
         name=name,
         task=task,
@@ -541,4 +554,6 @@ def load_workload(path: str | Path) -> Workload:
         framework=framework,
         dependencies=dependencies_of(raw, path.parent),
         tuning=tuning_of(raw, hyperparameters, (m.name for m in metric_definitions)),
+        approval=approval,
+        notify=NotifyTarget.from_config(_mapping(raw, "notify")),
     )

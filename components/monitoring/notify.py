@@ -8,7 +8,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from flywheel.components.compute.aws import aws_client
 from flywheel.components.errors import InvalidSpecError
 
 WEBHOOK_TIMEOUT_SECONDS = 10
@@ -47,6 +46,8 @@ def notify(target: NotifyTarget, subject: str, text: str) -> list[str]:
     """Send ``text`` everywhere ``target`` names; returns where it went."""
     sent = []
     if target.sns_topic_arn:
+        from flywheel.components.compute.aws import aws_client  # boto3, only when SNS is used
+
         sns = aws_client("sns", target.region, target.endpoint_url)
         sns.publish(TopicArn=target.sns_topic_arn, Subject=subject[:100], Message=text)
         sent.append(target.sns_topic_arn)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from flywheel.components.registry.base import (
+    APPROVAL_STATUSES,
     STAGES,
+    ApprovalStatus,
     ModelRegistry,
     ModelVersion,
     Registration,
@@ -30,7 +32,9 @@ def open_registry(uri: str) -> ModelRegistry:
 
 
 __all__ = [
+    "APPROVAL_STATUSES",
     "STAGES",
+    "ApprovalStatus",
     "LocalModelRegistry",
     "ModelRegistry",
     "ModelVersion",

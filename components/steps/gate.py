@@ -1,4 +1,5 @@
-"""The quality gate: promote a candidate only if it beats the champion by a margin."""
+"""The quality gate: promote a candidate only if it beats the champion by a margin, or, with
+``approval: manual``, ask a person to approve it."""
 
 from __future__ import annotations
 
@@ -7,7 +8,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from flywheel.components.errors import InvalidSpecError
+from flywheel.components.monitoring.notify import NotifyTarget
 from flywheel.components.registry import open_registry
+from flywheel.components.steps.approval import request_approval
 
 # Scores of the same model on the same rows can differ in their last bits (summation order,
 # JSON round trips); a difference this small, relative to the scores, is noise, never a win.
@@ -84,10 +87,28 @@ def decide_promotion(
     return compare(candidate_metrics, champion_metrics, metric, goal, margin)
 
 
+GATE = "flywheel quality gate"
+
+
 def promote_model(
-    *, registry_uri: str, model_name: str, version: int, compared_with: int | None, reason: str
+    *,
+    registry_uri: str,
+    model_name: str,
+    version: int,
+    compared_with: int | None,
+    reason: str,
+    approval: str = "auto",
+    notify_target: NotifyTarget | None = None,
+    champion_metrics: Mapping[str, float] | None = None,
+    objective_metric: str = "",
 ) -> GateDecision:
-    """Promote ``version`` unless the champion it was compared with has been replaced meanwhile."""
+    """Promote the gate's winner (``approval: auto``), or ask a person to (``manual``).
+
+    Neither happens if the champion it was compared with has been replaced meanwhile, or if
+    someone already rejected this version (the same model bytes trained again): the gate does
+    not overrule a person. With ``manual`` the version stays PendingManualApproval and
+    ``notify_target`` is sent its scores against the champion's and the approve command.
+    """
     registry = open_registry(registry_uri)
     current = registry.champion(model_name)
     current_version = None if current is None else current.version
@@ -96,5 +117,21 @@ def promote_model(
             False,
             f"the champion changed to version {current_version} while this run compared against {compared_with}",
         )
-    registry.promote(model_name, version, reason)
+    candidate = registry.get(model_name, version)
+    if candidate.approval == "Rejected":
+        last = candidate.approvals[-1] if candidate.approvals else {}
+        return GateDecision(
+            False, f"version {version} was Rejected by {last.get('by') or 'someone'}; left as it is"
+        )
+    if approval == "manual":
+        request_approval(
+            notify_target or NotifyTarget(),
+            registry_uri=registry_uri,
+            candidate=candidate,
+            champion_version=compared_with,
+            champion_metrics=champion_metrics,
+            objective_metric=objective_metric,
+        )
+        return GateDecision(False, f"version {version} is waiting for approval ({reason})")
+    registry.promote(model_name, version, reason, by=GATE)
     return GateDecision(True, reason)

@@ -134,6 +134,14 @@ def test_every_trial_is_tracked_and_the_winner_and_its_version_point_at_each_oth
     assert winner.data.tags["flywheel.model_version"] == "1"
     assert winner.data.tags["flywheel.registry"] == str(run.home / "registry")
     assert winner.data.metrics["rmse"] == pytest.approx(version.metrics["rmse"])
+    show = ("--home", str(run.home), "registry", "show", "qsar-pic50")
+    shown = subprocess.run(
+        [sys.executable, "-m", "flywheel.pipelines.cli", *show],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"  tracking: MLflow run {winner.info.run_id} at {run.tracking_uri}\n" in shown
 
 
 def test_runs_compare_ranks_the_trials_by_the_objective_and_plots_their_curves(

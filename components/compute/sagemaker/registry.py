@@ -1,9 +1,14 @@
 """SageMaker Model Registry behind the ``ModelRegistry`` interface.
 
-A model name is a model package group; a version is a model package in it. Stages map to the
-approval status SageMaker deployments act on: ``candidate`` is PendingManualApproval, ``champion``
-is the latest Approved package ("find latest approved"), ``archived`` is Rejected (a promotion
-rejects the previous champion, so at most one package is Approved). Metrics, hyperparameters and
+A model name is a model package group; a version is a model package in it. Its approval status
+is the package's ``ModelApprovalStatus``, and the champion is the newest Approved package: the one
+SageMaker's "latest approved" deployments pick, as the SageMaker Projects MLOps template's deploy
+pipeline does. Stages follow: ``champion`` is that package, ``candidate`` one still
+PendingManualApproval, ``archived`` any other (Rejected, or Approved and older). A promotion
+approves the package and leaves the champion it replaces Approved; promoting an older package (a
+rollback) rejects the Approved packages newer than it, saying why in their ApprovalDescription, so
+"latest approved" is the rolled-back one. Who decided, when and why is on the package and in an
+audit trail in S3 (``approvals.py``). Metrics, hyperparameters and
 lineage are kept whole in a JSON document in S3 that the package's CustomerMetadataProperties
 point to (SageMaker caps those at 50 short entries from a small character set); the metrics are
 also a ModelQuality statistics report.
@@ -42,6 +47,15 @@ from urllib.parse import parse_qs, urlsplit
 
 from botocore.exceptions import ClientError
 
+from flywheel.components.compute.sagemaker.approvals import (
+    APPROVED_AT,
+    RESERVED_PROPERTIES,
+    ApprovalTrails,
+    decided,
+    description,
+    properties_with,
+    trail_in_force,
+)
 from flywheel.components.compute.sagemaker.claims import Claim, ClaimTiming, S3Claims, next_step
 from flywheel.components.compute.sagemaker.clients import AwsClients
 from flywheel.components.compute.sagemaker.errors import (
@@ -69,15 +83,18 @@ from flywheel.components.contract.packaging import (
 )
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError, RegistryError
-from flywheel.components.registry.base import ModelVersion, Registration, Stage
+from flywheel.components.registry.base import (
+    ApprovalStatus,
+    ModelVersion,
+    Registration,
+    Stage,
+    approval_record,
+    approval_status,
+    check_approvable,
+)
 from flywheel.components.registry.local import validate_model_name
 
 SCHEME = "sagemaker://"
-_STAGES: dict[str, Stage] = {
-    "PendingManualApproval": "candidate",
-    "Approved": "champion",
-    "Rejected": "archived",
-}
 _METRIC = "metric."
 _SHA = "model_sha256"
 _METADATA = "flywheel_metadata"
@@ -91,12 +108,22 @@ def _properties(metrics: Mapping[str, float], digest: str, metadata: S3Uri) -> d
     copied here only so the console shows them, and only those SageMaker would accept.
     """
     properties = {_SHA: digest, _METADATA: str(metadata)}
-    room = service_model("sagemaker").shape_for("CustomerMetadataMap").metadata["max"]
+    room = _property_room() - RESERVED_PROPERTIES
     for name, value in sorted(metrics.items()):
         key, text = f"{_METRIC}{name}", repr(float(value))
         if len(properties) < room and fits("sagemaker", "CustomerMetadataMap", {key: text}):
             properties[key] = text
     return properties
+
+
+def _property_room() -> int:
+    return service_model("sagemaker").shape_for("CustomerMetadataMap").metadata["max"]
+
+
+def _stage(status: ApprovalStatus, number: int, champion: int | None) -> Stage:
+    if number == champion:
+        return "champion"
+    return "candidate" if status == "PendingManualApproval" else "archived"
 
 
 class SageMakerModelRegistry:
@@ -110,17 +137,20 @@ class SageMakerModelRegistry:
         image: str | None = None,
         uri: str = "",
         timing: ClaimTiming | None = None,
+        endpoint_url: str | None = None,
         log: Callable[[str], None] = print,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self._clients = clients
         self._stager = Stager(clients.s3, staging)
         self._claims = S3Claims(clients.s3, staging.child("claims"))
+        self._trails = ApprovalTrails(clients.s3, staging.child("approvals"))
         self._timing = timing or ClaimTiming()
         self._log = log
         self._sleep = sleep
         self._image = image
         self.uri = uri
+        self._endpoint_url = endpoint_url
 
     @classmethod
     def from_uri(cls, uri: str) -> SageMakerModelRegistry:
@@ -136,8 +166,16 @@ class SageMakerModelRegistry:
                 "registry", f"{uri}: name a region, sagemaker://<region>/<bucket>/<prefix>"
             )
         staging = parse_s3_uri("registry", f"s3:/{parts.path}")
-        clients = AwsClients.connect(region, query.get("endpoint_url"))
-        return cls(clients, staging, image=query.get("image"), uri=uri)
+        endpoint_url = query.get("endpoint_url")
+        clients = AwsClients.connect(region, endpoint_url)
+        return cls(clients, staging, image=query.get("image"), uri=uri, endpoint_url=endpoint_url)
+
+    def caller(self) -> str:
+        """Who is deciding, as AWS knows them: the caller identity's ARN (no grant needed)."""
+        from flywheel.components.compute.aws import aws_client
+
+        sts = aws_client("sts", self._clients.region, self._endpoint_url or "")
+        return str(sts.get_caller_identity()["Arn"])
 
     # -- reads ---------------------------------------------------------------------------------
 
@@ -189,16 +227,14 @@ class SageMakerModelRegistry:
         properties = package.get("CustomerMetadataProperties", {})
         metadata = self._metadata(properties)
         number = int(package["ModelPackageVersion"])
-        stage = _STAGES.get(package.get("ModelApprovalStatus", ""), "candidate")
-        if stage == "champion" and number != champion:
-            stage = "archived"
+        status = decided(package.get("ModelApprovalStatus", ""))
         containers = package.get("InferenceSpecification", {}).get("Containers", [])
         return ModelVersion(
             name=name,
             version=number,
             model_uri=containers[0].get("ModelDataUrl", "") if containers else "",
             model_sha256=properties.get(_SHA, ""),
-            stage=stage,
+            stage=_stage(status, number, champion),
             metrics=metadata.get("metrics")
             or {
                 key.removeprefix(_METRIC): float(value)
@@ -212,7 +248,15 @@ class SageMakerModelRegistry:
                 "document": properties.get(_METADATA, ""),
             },
             created_at=str(package.get("CreationTime", "")),
+            approval=status,
+            approvals=self._trail(name, package),
         )
+
+    def _trail(self, name: str, package: Mapping[str, Any]) -> list[dict[str, str]]:
+        version = int(package["ModelPackageVersion"])
+        decided_here = package.get("CustomerMetadataProperties", {}).get(APPROVED_AT)
+        document = self._trails.read(name, version)[0] if decided_here else []
+        return trail_in_force(package, document)
 
     def _champion_number(self, summaries: list[dict[str, Any]]) -> int | None:
         approved = [
@@ -481,31 +525,87 @@ class SageMakerModelRegistry:
             return
         self._log(f"model {name}: {arn} duplicated version {kept.version}; deleted it")
 
-    def promote(self, name: str, version: int, reason: str = "") -> ModelVersion:
-        """Approve ``version``; reject the previous champion so "latest approved" is unambiguous."""
+    def _described(self, name: str, version: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+        """The group's package summaries, and ``version``'s package described."""
         summaries = self._packages(name)
         target = next((s for s in summaries if s["ModelPackageVersion"] == version), None)
         if target is None:
-            raise RegistryError(f"model {name} has no version {version}")
-        previous = self._champion_number(summaries)
-        if previous == version:
-            return self.get(name, version)
+            known = [s["ModelPackageVersion"] for s in summaries]
+            raise RegistryError(
+                f"model {name} has no version {version}; versions: {known or 'none'}"
+            )
         package = self._clients.sagemaker.describe_model_package(
             ModelPackageName=target["ModelPackageArn"]
         )
+        return summaries, package
+
+    def _decide(
+        self, name: str, package: Mapping[str, Any], status: ApprovalStatus, by: str, note: str
+    ) -> None:
+        """One decision: the trail document first (conditionally), then the package (the commit)."""
+        version = int(package["ModelPackageVersion"])
+        document, etag = self._trails.read(name, version)
+        entry = approval_record(status, by, note)
+        self._trails.write(name, version, [*trail_in_force(package, document), entry], etag)
         self._clients.sagemaker.update_model_package(
-            ModelPackageArn=target["ModelPackageArn"],
-            ModelApprovalStatus="Approved",
-            ApprovalDescription=(reason or "promoted by Flywheel")[:1024],
-            # Sent back unchanged: SageMaker merges them, but some implementations (moto)
-            # replace them with what the update carries, which would drop the metrics.
-            CustomerMetadataProperties=package.get("CustomerMetadataProperties", {}),
+            ModelPackageArn=package["ModelPackageArn"],
+            ModelApprovalStatus=status,
+            ApprovalDescription=description(entry),
+            # Sent whole: SageMaker merges them, but some implementations (moto) replace them
+            # with what the update carries, which would drop the metrics.
+            CustomerMetadataProperties=properties_with(
+                package.get("CustomerMetadataProperties", {}), entry, _property_room()
+            ),
         )
+        self._log(f"model {name}: version {version} {status} by {by}")
+
+    def set_approval(
+        self,
+        name: str,
+        version: int,
+        status: str,
+        *,
+        by: str,
+        note: str = "",
+        force: bool = False,
+    ) -> ModelVersion:
+        """Record a decision on ``version`` (``UpdateModelPackage``); the champion, the newest
+        Approved package, follows from it."""
+        wanted = approval_status(status)
+        summaries, package = self._described(name, version)
+        current = self._as_version(name, package, self._champion_number(summaries))
+        check_approvable(current, wanted, force=force)
+        self._decide(name, package, wanted, by, note)
+        return self.get(name, version)
+
+    def promote(
+        self,
+        name: str,
+        version: int,
+        reason: str = "",
+        *,
+        by: str = "flywheel",
+        force: bool = False,
+    ) -> ModelVersion:
+        """Approve ``version``, and reject the Approved packages newer than it (a rollback), so it
+        is the newest Approved one: the champion.
+
+        The newer ones are rejected oldest first, so until the last update the champion is the
+        one being replaced, never a package in between.
+        """
+        summaries, package = self._described(name, version)
+        champion = self._champion_number(summaries)
+        current = self._as_version(name, package, champion)
+        check_approvable(current, "Approved", force=force)
+        if champion == version:
+            return current
+        self._decide(name, package, "Approved", by, reason)
+        note = f"rolled back to version {version}" + (f": {reason}" if reason else "")
         for summary in summaries:
-            if summary.get("ModelApprovalStatus") == "Approved":
-                self._clients.sagemaker.update_model_package(
-                    ModelPackageArn=summary["ModelPackageArn"],
-                    ModelApprovalStatus="Rejected",
-                    ApprovalDescription=f"replaced by version {version}",
+            newer = summary["ModelPackageVersion"] > version
+            if newer and summary.get("ModelApprovalStatus") == "Approved":
+                described = self._clients.sagemaker.describe_model_package(
+                    ModelPackageName=summary["ModelPackageArn"]
                 )
+                self._decide(name, described, "Rejected", by, note)
         return self.get(name, version)
