@@ -441,12 +441,17 @@ def _aws_credential_problem(error: Exception) -> InvalidSpecError | None:
 
 
 def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
+    if args.command in ("run", "demo"):
+        from flywheel.pipelines.tracking_setup import tracking_for_run
+
+        with tracking_for_run(home, console.print):
+            return _dispatch_command(args, home, console)
+    return _dispatch_command(args, home, console)
+
+
+def _dispatch_command(args: argparse.Namespace, home: Home, console: Console) -> int:
     from flywheel.pipelines import loop_cli
 
-    if args.command in ("run", "demo"):
-        from flywheel.pipelines.tracking_setup import prepare_tracking
-
-        prepare_tracking(home, console.print)
     if args.command == "run" and args.pipeline == "training":
         return _run_training(args, console)
     if args.command == "run" and args.pipeline == "tuning":

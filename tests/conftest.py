@@ -22,6 +22,10 @@ _STRICT = Path(__file__).parent / "strict_aws"
 os.environ["PYTHONPATH"] = os.pathsep.join(
     part for part in (str(_STRICT), os.environ.get("PYTHONPATH", "")) if part
 )
+# The suite's pipeline runs are not tracked: recording costs each train task seconds (importing
+# mlflow, opening a store). The tracking tests turn it on (tests/tracking, and the tracked runs in
+# tests/training/test_tracking.py and tests/tuning/test_run_tuning.py).
+os.environ.setdefault("FLYWHEEL_TRACKING", "off")
 # This process started before that, and may already have another sitecustomize: load ours by path.
 _spec = importlib.util.spec_from_file_location("flywheel_strict_aws", _STRICT / "sitecustomize.py")
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))

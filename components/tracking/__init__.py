@@ -13,13 +13,16 @@ from flywheel.components.tracking.record import (
     track_training,
 )
 from flywheel.components.tracking.uri import (
+    TRACKING_SWITCH_VARIABLE,
     TRACKING_URI_VARIABLE,
     check_tracking_uri,
     local_store_uri,
     tracking_installed,
+    tracking_switched_off,
 )
 
 __all__ = [
+    "TRACKING_SWITCH_VARIABLE",
     "TRACKING_URI_VARIABLE",
     "TrainingRecord",
     "check_tracking_uri",
@@ -29,4 +32,5 @@ __all__ = [
     "local_store_uri",
     "track_training",
     "tracking_installed",
+    "tracking_switched_off",
 ]

@@ -18,7 +18,12 @@ from dataclasses import dataclass, field
 from itertools import zip_longest
 from typing import Any
 
-from flywheel.components.tracking.uri import TRACKING_URI_VARIABLE, tracking_installed
+from flywheel.components.tracking.uri import (
+    TRACKING_SWITCH_VARIABLE,
+    TRACKING_URI_VARIABLE,
+    tracking_installed,
+    tracking_switched_off,
+)
 
 # MLflow's client retries an HTTP call 7 times with a doubling backoff (minutes, for rate limits);
 # a training task waits a few seconds at most, then goes on untracked.
@@ -59,7 +64,11 @@ class TrainingRecord:
 
 def tracking_on() -> bool:
     """Whether this task will track: a tracking URI is set and ``mlflow`` can be imported."""
-    return bool(os.environ.get(TRACKING_URI_VARIABLE)) and tracking_installed()
+    return (
+        bool(os.environ.get(TRACKING_URI_VARIABLE))
+        and not tracking_switched_off()
+        and tracking_installed()
+    )
 
 
 def import_in_background() -> None:
@@ -85,6 +94,9 @@ def _client(log: Callable[[str], None], uri: str = "") -> tuple[Any, str] | None
     """The MLflow client for ``uri``, else ``MLFLOW_TRACKING_URI``; None (said in one line) when
     tracking is off."""
     uri = uri or os.environ.get(TRACKING_URI_VARIABLE, "")
+    if tracking_switched_off():
+        log(f"tracking is off: {TRACKING_SWITCH_VARIABLE}=off")
+        return None
     if not uri:
         log(f"tracking is off: {TRACKING_URI_VARIABLE} is not set")
         return None

@@ -9,6 +9,7 @@ the CLI refuses a bad URI in one line before any task starts.
 from __future__ import annotations
 
 import importlib.util
+import os
 import re
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -16,6 +17,8 @@ from urllib.parse import urlsplit
 from flywheel.components.errors import InvalidSpecError
 
 TRACKING_URI_VARIABLE = "MLFLOW_TRACKING_URI"
+# ``FLYWHEEL_TRACKING=off`` records nothing, wherever the URI points.
+TRACKING_SWITCH_VARIABLE = "FLYWHEEL_TRACKING"
 # Schemes the MLflow client resolves to a store, plus the tracking server ARN that AWS's
 # sagemaker-mlflow plugin registers (SageMaker managed MLflow).
 _SERVER_SCHEMES = ("http", "https")
@@ -33,6 +36,10 @@ ALLOWED = (
 def tracking_installed() -> bool:
     """Whether the MLflow client can be imported (without importing it: that costs seconds)."""
     return importlib.util.find_spec("mlflow") is not None
+
+
+def tracking_switched_off() -> bool:
+    return os.environ.get(TRACKING_SWITCH_VARIABLE, "").lower() == "off"
 
 
 def local_store_uri(home: Path) -> str:

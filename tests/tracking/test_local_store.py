@@ -12,7 +12,7 @@ import pytest
 from flywheel.components.tracking import TrainingRecord, track_training
 from flywheel.pipelines.cli import main
 from flywheel.pipelines.defaults import Home
-from flywheel.pipelines.tracking_setup import prepare_tracking
+from flywheel.pipelines.tracking_setup import create_local_store, tracking_for_run
 
 
 def _record(job: str, rate: float, losses: list[float]) -> TrainingRecord:
@@ -34,14 +34,18 @@ def test_runs_are_tracked_in_the_homes_sqlite_store_and_listed_best_first(
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed (the dev extra installs it)")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")  # unset; restored after the test
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     monkeypatch.setenv("COLUMNS", "200")
     home = Home(tmp_path / "home")
-    uri = prepare_tracking(home, print)
-    assert uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
-    assert os.environ["MLFLOW_TRACKING_URI"] == uri  # what the run's tasks inherit
-    assert (tmp_path / "home" / "mlflow.db").is_file()  # created once, before any task
-    track_training(_record("toy-slow", 0.1, [0.9, 0.7, 0.5]))
-    track_training(_record("toy-fast", 0.3, [0.8, 0.4, 0.3]))
+    with tracking_for_run(home, print) as uri:
+        assert uri == f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}"
+        assert os.environ["MLFLOW_TRACKING_URI"] == uri  # what the run's tasks inherit
+        assert not (tmp_path / "home").exists()  # nothing written while inputs are checked
+        create_local_store()  # as the runner does before the first task
+        assert (tmp_path / "home" / "mlflow.db").is_file()
+        track_training(_record("toy-slow", 0.1, [0.9, 0.7, 0.5]))
+        track_training(_record("toy-fast", 0.3, [0.8, 0.4, 0.3]))
+    assert os.environ["MLFLOW_TRACKING_URI"] == ""  # the command's environment, as it was
     capsys.readouterr()
     assert main(["--home", str(home.root), "runs", "list"]) == 0
     listed = capsys.readouterr().out
@@ -77,6 +81,7 @@ def test_comparing_a_run_that_is_not_tracked_is_one_line(
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed (the dev extra installs it)")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     status = main(["--home", str(tmp_path / "home"), "runs", "compare", "nope"])
     assert status == 2
     assert capsys.readouterr().err.strip() == (

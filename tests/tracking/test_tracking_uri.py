@@ -60,6 +60,7 @@ def test_an_invalid_tracking_uri_is_one_line_before_any_task_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "localhost:5000")
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     status = main(["--home", str(tmp_path / "home"), "run", "training"])
     error = capsys.readouterr().err.strip()
     assert status == 2
@@ -75,6 +76,7 @@ def test_without_mlflow_training_goes_on_and_one_line_says_tracking_is_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     monkeypatch.setattr(record, "tracking_installed", lambda: False)
     said: list[str] = []
     recorded = track_training(
@@ -90,7 +92,19 @@ def test_a_task_without_a_tracking_uri_says_in_one_line_that_tracking_is_off(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     said: list[str] = []
     record = TrainingRecord("w", "w-123", "local", {}, {}, {"loss": [(0, 1.0)]})
     assert track_training(record, said.append) is None
     assert said == ["tracking is off: MLFLOW_TRACKING_URI is not set"]
+
+
+def test_flywheel_tracking_off_records_nothing_and_says_so_in_one_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")
+    monkeypatch.setenv("FLYWHEEL_TRACKING", "off")
+    said: list[str] = []
+    record = TrainingRecord("w", "w-123", "local", {}, {}, {"loss": [(0, 1.0)]})
+    assert track_training(record, said.append) is None
+    assert said == ["tracking is off: FLYWHEEL_TRACKING=off"]

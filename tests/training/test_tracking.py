@@ -25,6 +25,7 @@ def tracking(mlflow_server: str | None, monkeypatch: pytest.MonkeyPatch) -> Any:
     from mlflow.tracking import MlflowClient
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_server)
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
     return MlflowClient(mlflow_server)
 
 
@@ -104,6 +105,7 @@ def test_a_server_that_goes_down_mid_run_does_not_fail_the_training(
         # given up on.
         proxy.inject("POST", r"/runs/create$", times=100, status=503)
         monkeypatch.setenv("MLFLOW_TRACKING_URI", proxy.url)
+        monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
         outputs = run_component(make_workload(LOGS_A_LEARNING_CURVE), toy_table, tmp_path)
     assert Path(outputs.model.path).is_file()
     assert outputs.metrics.metadata == {"loss": 0.2}

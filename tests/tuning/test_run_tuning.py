@@ -34,7 +34,10 @@ class Run:
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str | None) -> Run:
     home = tmp_path_factory.mktemp("home")
-    tracking = {"MLFLOW_TRACKING_URI": mlflow_server} if mlflow_server else {}
+    environment = {**os.environ, "COLUMNS": "160"}
+    if mlflow_server:  # the suite turns tracking off; this run is tracked
+        environment["MLFLOW_TRACKING_URI"] = mlflow_server
+        environment.pop("FLYWHEEL_TRACKING", None)
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "flywheel.pipelines.cli", "--home", str(home), "run", "tuning"],
@@ -42,7 +45,7 @@ def run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str | None) -> 
         text=True,
         timeout=600,
         cwd=home,
-        env={**os.environ, "COLUMNS": "160", **tracking},
+        env=environment,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     return Run(home, done.stdout, time.monotonic() - started, mlflow_server)
