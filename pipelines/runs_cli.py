@@ -53,6 +53,11 @@ def runs_command(args: argparse.Namespace, home: Home, console: Console) -> int:
         raise InvalidSpecError(
             "runs", "mlflow is not installed (pip install 'flywheel-mlops[tracking]')"
         )
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        if args.runs_command == "list":  # nothing tracked yet; reading must not create the store
+            console.print(f"no tracked runs in {uri}")
+            return 0
+        raise InvalidSpecError("RUN", f"nothing is tracked in {uri} yet")
     store = RunStore(uri)
     if args.runs_command == "list":
         runs = store.runs(args.workload)

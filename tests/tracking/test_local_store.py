@@ -75,15 +75,22 @@ def test_runs_are_tracked_in_the_homes_sqlite_store_and_listed_best_first(
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_comparing_a_run_that_is_not_tracked_is_one_line(
+def test_listing_an_empty_home_creates_nothing_and_an_unknown_run_is_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     if importlib.util.find_spec("mlflow") is None:
         pytest.skip("mlflow is not installed (the dev extra installs it)")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "")
     monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
-    status = main(["--home", str(tmp_path / "home"), "runs", "compare", "nope"])
-    assert status == 2
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "runs", "list"]) == 0
+    assert capsys.readouterr().out.startswith("no tracked runs in sqlite:///")
+    assert main(["--home", str(home), "runs", "compare", "nope"]) == 2
+    assert "nothing is tracked in sqlite:///" in capsys.readouterr().err
+    assert not home.exists()  # reading never creates the store
+    with tracking_for_run(Home(home), print):
+        create_local_store()
+    assert main(["--home", str(home), "runs", "compare", "nope"]) == 2
     assert capsys.readouterr().err.strip() == (
         "flywheel: error: RUN: no tracked run has the id or name 'nope'"
     )
