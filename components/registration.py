@@ -56,6 +56,9 @@ def register_model(
         champion: The champion's scores on the same held-out rows (from ``score_champion``);
             optional, for a pipeline that compares in a condition of its own.
 
+    When the model's training was tracked in MLflow, the lineage keeps its tracking run, and that
+    run is tagged with this version and given the held-out scores.
+
     Returns:
         version: The candidate's version number in the registry.
         created: False when this exact model was already registered.
@@ -107,6 +110,9 @@ def register_model(
                     "compute": model.metadata.get("compute"),
                     "metrics": model.metadata.get("metrics", {}),
                     "model_artifact": model.uri,
+                    # The MLflow run that recorded the training (its series, its parameters).
+                    "tracking_run_id": model.metadata.get("tracking_run_id") or None,
+                    "tracking_uri": model.metadata.get("tracking_uri") or None,
                 },
                 "run": {"id": run_id, "name": run_name}
                 if run_id
@@ -121,6 +127,18 @@ def register_model(
         )
     verb = "registered" if registration.created else "already registered as"
     print(f"{verb} {registration.version.name} version {registration.version.version}", flush=True)
+    if model.metadata.get("tracking_run_id"):
+        from flywheel.components.tracking import link_registered_version
+
+        link_registered_version(
+            model.metadata["tracking_run_id"],
+            model_name=registration.version.name,
+            version=registration.version.version,
+            registry=registry,
+            pipeline_run_id=run_id,
+            scores=logged_metrics(metrics.metadata) if metrics is not None else {},
+            tracking_uri=model.metadata.get("tracking_uri", ""),
+        )
     registered = namedtuple("Registered", ["version", "created", "sha256"])
     return registered(
         registration.version.version, registration.created, registration.version.model_sha256

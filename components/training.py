@@ -6,7 +6,7 @@ line naming the step.
 """
 
 from kfp import dsl
-from kfp.dsl import Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
 
 from flywheel.components.images import RUNTIME_IMAGE
 
@@ -23,6 +23,7 @@ def train_model(
     model: Output[Model],
     output_data: Output[Dataset],
     metrics: Output[Metrics],
+    learning_curves: Output[HTML],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
 ):
     """Train a model: run the workload's training script on the chosen compute.
@@ -59,12 +60,29 @@ def train_model(
         metrics: The final value of each metric the script logged (the workload's
             ``metric_definitions``), for the Kubeflow UI's run comparison; the file holds
             ``{"job_name", "series"}``, each metric's ``[step, value]`` pairs in log order.
+        learning_curves: Each metric's values by step, one chart per metric, as an HTML page the
+            Kubeflow UI shows.
+
+    The run is also recorded in MLflow when ``MLFLOW_TRACKING_URI`` is set and ``mlflow`` is
+    installed (hyperparameters, compute, code and data digests, every metric's series, links to
+    these outputs); the model's metadata keeps its ``tracking_run_id``. Tracking never fails
+    training: when it cannot record, one line says so.
     """
     import json
+    import os
     from pathlib import Path
 
     from flywheel.components.steps.runtime import reported_step
     from flywheel.components.steps.train import train_model as train_step
+    from flywheel.components.tracking import (
+        TRACKING_URI_VARIABLE,
+        TrainingRecord,
+        import_in_background,
+        learning_curves_html,
+        track_training,
+    )
+
+    import_in_background()
 
     with reported_step("train-model"):
         trained = train_step(
@@ -78,8 +96,37 @@ def train_model(
             brought_channels=channels,
             output_data_path=Path(output_data.path),
         )
+    Path(learning_curves.path).write_text(
+        learning_curves_html(trained.job_name, trained.metric_series)
+    )
+    tracking_run_id = track_training(
+        TrainingRecord(
+            workload=trained.workload_name,
+            job_name=trained.job_name,
+            compute=trained.compute,
+            hyperparameters=trained.hyperparameters,
+            digests={
+                "code_sha256": trained.code_sha256,
+                "code_fingerprint": code_fingerprint,
+                "train_sha256": train.metadata.get("sha256", ""),
+                "test_sha256": test.metadata.get("sha256", ""),
+            },
+            series=trained.metric_series,
+            unmatched=trained.unmatched_metrics,
+            objective=trained.objective,
+            objective_goal=trained.objective_goal,
+            links={
+                "model": model.uri,
+                "output_data": output_data.uri,
+                "learning_curves": learning_curves.uri,
+            },
+        )
+    )
     model.metadata.update(
         {
+            # The MLflow run recording this training: the registry keeps it in the lineage.
+            "tracking_run_id": tracking_run_id or "",
+            "tracking_uri": os.environ.get(TRACKING_URI_VARIABLE, "") if tracking_run_id else "",
             "job_name": trained.job_name,
             "compute": trained.compute,
             "hyperparameters": trained.hyperparameters,

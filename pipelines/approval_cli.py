@@ -112,7 +112,8 @@ def show_command(args: argparse.Namespace, home: Home, console: Console) -> int:
 
 
 def show_lines(versions: list[ModelVersion]) -> list[str]:
-    """Each version on a line (stage, approval, metrics, when registered), its decisions below."""
+    """Each version on a line (stage, approval, metrics, when registered); below it, the MLflow run
+    that tracked its training, and its decisions."""
     lines = []
     for version in versions:
         metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(version.metrics.items()))
@@ -121,6 +122,12 @@ def show_lines(versions: list[ModelVersion]) -> list[str]:
             + (f"; {metrics}" if metrics else "")
             + (f"; registered {version.created_at}" if version.created_at else "")
         )
+        training = version.lineage.get("training", {})
+        if training.get("tracking_run_id"):  # the MLflow run that recorded its training
+            lines.append(
+                f"  tracking: MLflow run {training['tracking_run_id']} "
+                f"at {training.get('tracking_uri') or 'MLFLOW_TRACKING_URI'}"
+            )
         for entry in version.approvals:
             note = f": {entry['note']}" if entry.get("note") else ""
             lines.append(

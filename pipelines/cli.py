@@ -180,6 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--to", required=True, metavar="S3_PREFIX", help="e.g. s3://my-bucket/flywheel/bundles"
     )
 
+    from flywheel.pipelines.runs_cli import add_runs_options
+
+    add_runs_options(commands, _OneLineParser)
     approval_cli.add_approval_commands(commands, _OneLineParser)
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
@@ -438,6 +441,15 @@ def _aws_credential_problem(error: Exception) -> InvalidSpecError | None:
 
 
 def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
+    if args.command in ("run", "demo"):
+        from flywheel.pipelines.tracking_setup import tracking_for_run
+
+        with tracking_for_run(home, console.print):
+            return _dispatch_command(args, home, console)
+    return _dispatch_command(args, home, console)
+
+
+def _dispatch_command(args: argparse.Namespace, home: Home, console: Console) -> int:
     from flywheel.pipelines import loop_cli
 
     if args.command == "run" and args.pipeline == "training":
@@ -456,6 +468,10 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
         return _submit(args, console)
     if args.command == "bundle":
         return _bundle(args)
+    if args.command == "runs":
+        from flywheel.pipelines.runs_cli import runs_command
+
+        return runs_command(args, home, console)
     if args.command in ("approve", "reject"):
         return approval_cli.decide_command(args, home, console)
     if args.command == "registry":

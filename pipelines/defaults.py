@@ -56,6 +56,13 @@ class Home:
     def report(self) -> Path:
         return self.root / "report"
 
+    @property
+    def tracking_uri(self) -> str:
+        """The default MLflow store: SQLite in the home (MLflow 3's own default kind of store)."""
+        from flywheel.components.tracking import local_store_uri
+
+        return local_store_uri(self.root)
+
 
 # Every pipeline Flywheel ships (pipelines/catalog.py builds them); compiled IR is kept beside.
 PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation", "tuning", "qsar-processing")

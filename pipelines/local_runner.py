@@ -40,6 +40,7 @@ from flywheel.pipelines.catalog import task_names
 from flywheel.pipelines.failures import failure_message
 from flywheel.pipelines.run_record import LocalRun, TaskLog
 from flywheel.pipelines.task_processes import TASK_LOG, task_processes
+from flywheel.pipelines.tracking_setup import create_local_store
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _EXECUTING = re.compile(r"Executing task '([^']+)'")
@@ -182,6 +183,7 @@ def run_locally(
     previous_level = root_logger.level
     dropped = logging.NullHandler()
     previous_events = os.environ.get(EVENTS_VARIABLE)
+    create_local_store()  # every input is checked by now; the tasks are about to track
     try:
         with (
             task_processes() as processes,

@@ -22,6 +22,10 @@ _STRICT = Path(__file__).parent / "strict_aws"
 os.environ["PYTHONPATH"] = os.pathsep.join(
     part for part in (str(_STRICT), os.environ.get("PYTHONPATH", "")) if part
 )
+# The suite's pipeline runs are not tracked: recording costs each train task seconds (importing
+# mlflow, opening a store). The tracking tests turn it on (tests/tracking, and the tracked runs in
+# tests/training/test_tracking.py and tests/tuning/test_run_tuning.py).
+os.environ.setdefault("FLYWHEEL_TRACKING", "off")
 # This process started before that, and may already have another sitecustomize: load ours by path.
 _spec = importlib.util.spec_from_file_location("flywheel_strict_aws", _STRICT / "sitecustomize.py")
 _spec.loader.exec_module(importlib.util.module_from_spec(_spec))
@@ -195,3 +199,56 @@ def run_training(tmp_path: Path) -> Callable[..., int]:
         )
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str | None]:
+    """A real ``mlflow server`` on a free port of 127.0.0.1 for the session, with a SQLite store;
+    yields its URL, or None where mlflow is not installed (the dev extra installs it).
+
+    One worker and no job runner: a tracking store is all the tests need, and each extra process
+    costs seconds of start-up on a loaded machine.
+    """
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    if importlib.util.find_spec("mlflow") is None:
+        yield None
+        return
+    root = tmp_path_factory.mktemp("mlflow-server")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    # The server and its uvicorn worker share a session, so one signal stops both.
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1"),
+            *("--port", str(port), "--workers", "1"),
+            *("--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}"),
+            *("--default-artifact-root", str(root / "artifacts")),
+        ],
+        stdout=(root / "server.log").open("w"),
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 180
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                break
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                raise RuntimeError((root / "server.log").read_text()[-3000:]) from None
+            time.sleep(0.5)
+    try:
+        yield url
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)

@@ -37,6 +37,12 @@ class TrainedModel:
     output_data_written: bool = False
     # Each metric's ``(step, value)`` pairs as the log showed them: its learning curve.
     metric_series: dict[str, list[tuple[int, float]]] = field(default_factory=dict)
+    workload_name: str = ""
+    # Metric definitions that matched no line of the log: named, not left silently empty.
+    unmatched_metrics: tuple[str, ...] = ()
+    # The metric that ranks runs, and its goal (``ranking_objective``).
+    objective: str = ""
+    objective_goal: str = ""
 
 
 def job_name_for(workload_name: str, *parts: object) -> str:
@@ -127,6 +133,7 @@ def train_model(
         shutil.move(result.model_artifact, model_path)
         if output_data_path is not None:
             keep_output_data(result.output_data_artifact, output_data_path, Path(scratch))
+    objective, objective_goal = ranking_objective(workload)
     trained = TrainedModel(
         # The backend's own job name: on SageMaker it names the training job in the console.
         job_name=result.job_name,
@@ -137,7 +144,18 @@ def train_model(
         entry_point=workload.entry_point,
         output_data_written=result.output_data_artifact is not None,
         metric_series={name: list(points) for name, points in result.metric_series.items()},
+        workload_name=workload.name,
+        unmatched_metrics=tuple(
+            d.name for d in workload.metric_definitions if d.name not in result.metrics
+        ),
+        objective=objective,
+        objective_goal=objective_goal,
     )
+    if trained.unmatched_metrics:
+        log(
+            f"{trained.job_name}: no log line matched metric definition(s) "
+            f"{', '.join(trained.unmatched_metrics)}"
+        )
     record_event(
         {
             "event": "trained",
@@ -148,6 +166,15 @@ def train_model(
         TRIAL_EVENTS_VARIABLE,
     )
     return trained
+
+
+def ranking_objective(workload: Workload) -> tuple[str, str]:
+    """The metric that ranks training runs, and its goal: the tuning objective (a logged metric),
+    else the gate's (an evaluation score, recorded on the run when its model is registered)."""
+    if workload.tuning is not None:
+        goal = "maximize" if workload.tuning.maximize else "minimize"
+        return workload.tuning.objective_metric, goal
+    return workload.objective_metric, workload.objective_goal
 
 
 def keep_output_data(artifact: str | None, target: Path, scratch: Path) -> None:

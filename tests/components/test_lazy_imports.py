@@ -26,7 +26,8 @@ INTERNAL_MODULES = [
     "flywheel.components.errors",
     "flywheel.pipelines.defaults",
 ]
-HEAVY_MODULES = ("numpy", "pyarrow", "pyarrow.compute", "pandas")
+# mlflow too: the train step imports it only to record a run, in a thread while the job runs.
+HEAVY_MODULES = ("numpy", "pyarrow", "pyarrow.compute", "pandas", "mlflow")
 # The training pipeline's components whose steps need no table to be imported.
 LIGHT_COMPONENTS = [
     "plan_training",

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import tarfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from kfp import dsl
@@ -35,32 +36,43 @@ pathlib.Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text("fitted")
 """
 
 
+@dataclass(frozen=True)
+class TrainOutputs:
+    model: dsl.Model
+    output_data: dsl.Dataset
+    metrics: dsl.Metrics
+    learning_curves: dsl.HTML
+
+
 def run_component(
-    workload: Path, table: Path, tmp_path: Path, metrics: dsl.Metrics | None = None
-) -> dsl.Dataset:
+    workload: Path, table: Path, tmp_path: Path, compute: str = "local"
+) -> TrainOutputs:
     """``train_model``'s own body, as a KFP task runs it, with artifacts at local paths."""
-    output_data = dsl.Dataset(uri=str(tmp_path / "artifacts" / "output_data"))
-    metrics = metrics or dsl.Metrics(uri=str(tmp_path / "artifacts" / "metrics"))
-    (tmp_path / "artifacts").mkdir(exist_ok=True)
+    artifacts = tmp_path / "artifacts"
+    artifacts.mkdir(exist_ok=True)
+    outputs = TrainOutputs(
+        model=dsl.Model(uri=str(artifacts / "model")),
+        output_data=dsl.Dataset(uri=str(artifacts / "output_data")),
+        metrics=dsl.Metrics(uri=str(artifacts / "metrics")),
+        learning_curves=dsl.HTML(uri=str(artifacts / "learning_curves")),
+    )
     train_model.python_func(
         workload=str(workload),
-        compute="local",
+        compute=compute,
         compute_config={},
         hyperparameters={},
         code_fingerprint="test",
         train=dsl.Dataset(uri=str(table)),
         test=dsl.Dataset(uri=str(table)),
-        model=dsl.Model(uri=str(tmp_path / "artifacts" / "model")),
-        output_data=output_data,
-        metrics=metrics,
+        **vars(outputs),
     )
-    return output_data
+    return outputs
 
 
 def test_the_scripts_output_data_is_kept_as_the_steps_output_tar_gz(
     make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
 ) -> None:
-    output_data = run_component(make_workload(WRITES_OUTPUT_DATA), toy_table, tmp_path)
+    output_data = run_component(make_workload(WRITES_OUTPUT_DATA), toy_table, tmp_path).output_data
     with tarfile.open(output_data.path) as archive:
         assert sorted(archive.getnames()) == ["metrics.json", "plots", "plots/loss.txt"]
         assert json.load(archive.extractfile("metrics.json")) == {"rmse": 0.25}
@@ -72,7 +84,9 @@ def test_the_scripts_output_data_is_kept_as_the_steps_output_tar_gz(
 def test_a_script_that_writes_no_output_data_still_gives_a_valid_empty_archive(
     make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
 ) -> None:
-    output_data = run_component(make_workload(WRITES_ONLY_THE_MODEL), toy_table, tmp_path)
+    output_data = run_component(
+        make_workload(WRITES_ONLY_THE_MODEL), toy_table, tmp_path
+    ).output_data
     with tarfile.open(output_data.path) as archive:
         assert archive.getnames() == []
     assert output_data.metadata["empty"] is True
@@ -82,8 +96,7 @@ def test_a_script_that_writes_no_output_data_still_gives_a_valid_empty_archive(
 def test_what_the_script_logged_is_the_steps_metrics_with_each_series_in_its_file(
     make_workload: Callable[[str], Path], toy_table: Path, tmp_path: Path
 ) -> None:
-    metrics = dsl.Metrics(uri=str(tmp_path / "artifacts" / "metrics"))
-    run_component(make_workload(LOGS_A_LEARNING_CURVE), toy_table, tmp_path, metrics)
+    metrics = run_component(make_workload(LOGS_A_LEARNING_CURVE), toy_table, tmp_path).metrics
     assert metrics.metadata == {"loss": 0.2}  # the last value, as SageMaker's final metric
     curves = json.loads(Path(metrics.path).read_text())
     assert curves["job_name"].startswith("toy-model-")

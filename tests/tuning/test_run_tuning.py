@@ -27,11 +27,17 @@ class Run:
     home: Path
     stdout: str
     seconds: float
+    # The MLflow server the trials were tracked in; None where mlflow is not installed.
+    tracking_uri: str | None = None
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
+def run(tmp_path_factory: pytest.TempPathFactory, mlflow_server: str | None) -> Run:
     home = tmp_path_factory.mktemp("home")
+    environment = {**os.environ, "COLUMNS": "160"}
+    if mlflow_server:  # the suite turns tracking off; this run is tracked
+        environment["MLFLOW_TRACKING_URI"] = mlflow_server
+        environment.pop("FLYWHEEL_TRACKING", None)
     started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-m", "flywheel.pipelines.cli", "--home", str(home), "run", "tuning"],
@@ -39,10 +45,10 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Run:
         text=True,
         timeout=600,
         cwd=home,
-        env={**os.environ, "COLUMNS": "160"},
+        env=environment,
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    return Run(home, done.stdout, time.monotonic() - started)
+    return Run(home, done.stdout, time.monotonic() - started, mlflow_server)
 
 
 def _table_rows(stdout: str) -> list[list[str]]:
@@ -128,3 +134,65 @@ def test_the_tuned_model_beats_the_examples_default_hyperparameters_on_the_same_
     # would lose to the defaults here.
     assert best < defaults.training_metrics["test_rmse"]
     print(f"test_rmse: defaults {defaults.training_metrics['test_rmse']}, tuned {best}")
+
+
+def test_every_trial_is_tracked_and_the_winner_and_its_version_point_at_each_other(
+    run: Run,
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(run.tracking_uri or "")
+    experiment = client.get_experiment_by_name("qsar-pic50") if run.tracking_uri else None
+    if experiment is None:
+        pytest.skip("mlflow is not installed (the dev extra installs it)")
+    trials = client.search_runs([experiment.experiment_id])
+    assert len(trials) == 4  # max_jobs: 4, one tracking run each
+    printed = sorted(float(value) for _, _, value in TRIAL_LINE.findall(run.stdout))
+    assert sorted(t.data.metrics["test_rmse"] for t in trials) == pytest.approx(printed, abs=1e-4)
+    for trial in trials:
+        assert [p.step for p in client.get_metric_history(trial.info.run_id, "test_rmse")] == [0]
+        assert {"n_estimators", "min_samples_leaf", "max_features"} <= set(trial.data.params)
+        assert trial.data.tags["flywheel.objective"] == "test_rmse"
+    (winner,) = [t for t in trials if "flywheel.model_version" in t.data.tags]
+    version = LocalModelRegistry(run.home / "registry").get("qsar-pic50", 1)
+    assert version.lineage["training"]["tracking_run_id"] == winner.info.run_id
+    assert version.lineage["training"]["tracking_uri"] == run.tracking_uri
+    assert winner.data.tags["flywheel.model_version"] == "1"
+    assert winner.data.tags["flywheel.registry"] == str(run.home / "registry")
+    assert winner.data.metrics["rmse"] == pytest.approx(version.metrics["rmse"])
+    show = ("--home", str(run.home), "registry", "show", "qsar-pic50")
+    shown = subprocess.run(
+        [sys.executable, "-m", "flywheel.pipelines.cli", *show],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert f"  tracking: MLflow run {winner.info.run_id} at {run.tracking_uri}\n" in shown
+
+
+def test_runs_compare_ranks_the_trials_by_the_objective_and_plots_their_curves(
+    run: Run, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch
+) -> None:
+    if run.tracking_uri is None:
+        pytest.skip("mlflow is not installed (the dev extra installs it)")
+    from flywheel.pipelines.cli import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    listed = main(["runs", "list", "--workload", "qsar-pic50", "--tracking-uri", run.tracking_uri])
+    table = capsys.readouterr().out
+    assert listed == 0 and "4 runs in " in table and "by test_rmse (minimize)" in table
+    names = re.findall(r"^│ (qsar-pic50-\w+)", table, re.MULTILINE)
+    png = tmp_path / "curves.png"
+    status = main(
+        ["runs", "compare", *names[:3], "--plot", str(png), "--tracking-uri", run.tracking_uri]
+    )
+    compared = capsys.readouterr().out
+    assert status == 0
+    rows = [line for line in compared.splitlines() if line.startswith("│ qsar-pic50-")]
+    assert [row.split()[1] for row in rows] == names[:3]  # the list's order: best first
+    header = next(line for line in compared.splitlines() if line.startswith("┃"))
+    objective = [cell.strip() for cell in header.split("┃")].index("test_rmse *")
+    values = [float(row.split("│")[objective]) for row in rows]
+    assert values == sorted(values)
+    assert rows[0].split("│")[-2].strip() == "v1"  # the winner's registered version
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
