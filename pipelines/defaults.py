@@ -65,5 +65,12 @@ class Home:
 
 
 # Every pipeline Flywheel ships (pipelines/catalog.py builds them); compiled IR is kept beside.
-PIPELINE_NAMES = ("training", "training-eks-gpu", "evaluation", "tuning", "qsar-processing")
+PIPELINE_NAMES = (
+    "training",
+    "training-eks-gpu",
+    "evaluation",
+    "tuning",
+    "qsar-processing",
+    "deployment",
+)
 COMPILED_DIR = Path(__file__).parent / "compiled"

@@ -127,15 +127,24 @@ def test_kubectl_apply_k_maps_every_object_on_a_fresh_cluster(
     assert unmapped(kustomize(MANIFESTS / "overlays" / overlay), fresh_kinds) == []
 
 
-def test_the_release_brings_only_the_retrain_policy_crd() -> None:
-    assert crd_kinds(helm_template()) == {("flywheel.dev/v1alpha1", "RetrainPolicy")}
-    assert crd_kinds(kustomize(MANIFESTS / "overlays" / "prod")) == {
-        ("flywheel.dev/v1alpha1", "RetrainPolicy")
-    }
+FLYWHEEL_KINDS = {
+    ("flywheel.dev/v1alpha1", "RetrainPolicy"),
+    ("flywheel.dev/v1alpha1", "ModelDeployment"),
+}
+
+
+def test_the_release_brings_only_flywheels_own_crds() -> None:
+    assert crd_kinds(helm_template()) == FLYWHEEL_KINDS
+    assert crd_kinds(kustomize(MANIFESTS / "overlays" / "prod")) == FLYWHEEL_KINDS
 
 
 def test_a_crd_created_through_the_api_is_served_from_then_on() -> None:
-    (crd,) = [doc for doc in helm_template() if doc["kind"] == "CustomResourceDefinition"]
+    (crd,) = [
+        doc
+        for doc in helm_template()
+        if doc["kind"] == "CustomResourceDefinition"
+        and doc["spec"]["names"]["kind"] == "RetrainPolicy"
+    ]
     with fresh_cluster() as cluster:
         _create_crd_then_a_policy(cluster.url, crd)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,31 +61,42 @@ def _git(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=False)
 
 
-def _previous_release() -> str | None:
-    """The newest commit of the chart while it had another version: what users run today."""
+def _release(is_wanted: Callable[[str], bool]) -> str | None:
+    """The newest commit of the chart whose version ``is_wanted``."""
     chart = "helm/flywheel/Chart.yaml"
-    current = yaml.safe_load((ROOT / chart).read_text())["version"]
     for commit in _git("log", "--format=%H", "--", "helm/flywheel").stdout.decode().split():
         shown = _git("show", f"{commit}:{chart}")
-        if shown.returncode == 0 and yaml.safe_load(shown.stdout)["version"] != current:
+        if shown.returncode == 0 and is_wanted(str(yaml.safe_load(shown.stdout)["version"])):
             return commit
     return None
 
 
-@pytest.fixture(scope="module")
-def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The chart of the previous release (the last committed chart version before this one)."""
+def _chart_of(commit: str | None, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart as ``commit`` had it, extracted to a temporary folder."""
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
-    commit = _previous_release()
     if commit is None:
-        pytest.skip("no earlier chart version in the git history")
+        pytest.skip("no such chart version in the git history")
     target = tmp_path_factory.mktemp("previous")
     archive = _git("archive", commit, "helm/flywheel")
     if archive.returncode != 0:
         pytest.skip(f"no git history: {archive.stderr.decode()}")
     subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True)
     return target / "helm" / "flywheel"
+
+
+@pytest.fixture(scope="module")
+def previous_chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The chart of the previous release (the last committed chart version before this one):
+    what users run today."""
+    current = str(yaml.safe_load((ROOT / "helm/flywheel/Chart.yaml").read_text())["version"])
+    return _chart_of(_release(lambda version: version != current), tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def chart_0_1(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The last 0.1 chart: multi-user bound the pipeline runner to ``kubeflow-edit`` there."""
+    return _chart_of(_release(lambda version: version.startswith("0.1.")), tmp_path_factory)
 
 
 UPGRADES = {
@@ -104,13 +116,13 @@ def test_upgrading_from_the_previous_chart_changes_no_immutable_field(
     assert changed_immutable_fields(old, new) == []
 
 
-def test_multi_user_upgrade_replaces_the_kubeflow_edit_binding_by_new_names(
-    previous_chart: Path,
+def test_multi_user_upgrade_from_0_1_replaces_the_kubeflow_edit_binding_by_new_names(
+    chart_0_1: Path,
 ) -> None:
     """A roleRef cannot change: the least-privilege Roles come with bindings of new names, and
     Helm deletes the old kubeflow-edit binding, which the new manifest no longer has."""
     args = ["--set", "kfp.multiUser=true", "--set", "kfp.namespace=kubeflow-user-example-com"]
-    old = helm_template(*args, chart=previous_chart)
+    old = helm_template(*args, chart=chart_0_1)
     new = helm_template(*args)
     assert changed_immutable_fields(old, new) == []
     old_edit = [
@@ -128,10 +140,14 @@ def test_objects_new_to_the_release_do_not_exist_under_another_owner(
     under another kind of ownership (the old CRDs it drops stay, kept by resource-policy)."""
     old, new = _objects(helm_template(chart=previous_chart)), _objects(helm_template())
     added = new.keys() - old.keys()
-    # Compiled pipeline versions are new by name whenever a pipeline changes (hash-named, KFP's);
-    # every other added object carries the release's name.
+    # Compiled pipeline versions are new by name whenever a pipeline changes (hash-named, KFP's),
+    # and a new CRD is named by its plural and our group; every other added object carries the
+    # release's name.
     ours = {
-        key for key in added if not new[key]["apiVersion"].startswith("pipelines.kubeflow.org/")
+        key
+        for key in added
+        if not new[key]["apiVersion"].startswith("pipelines.kubeflow.org/")
+        and not (key[0] == "CustomResourceDefinition" and key[2].endswith(".flywheel.dev"))
     }
     assert all(name.startswith("flywheel-") for _, _, name in ours), ours
     dropped = old.keys() - new.keys()

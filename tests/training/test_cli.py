@@ -76,8 +76,10 @@ def test_committed_compiled_pipelines_are_fresh() -> None:
 
 def test_compile_check_catches_a_stale_file(tmp_path: Path, capsys) -> None:
     assert main(["compile", "--output-dir", str(tmp_path)]) == 0
-    compiled = sorted(tmp_path.glob("*.yaml"))
-    compiled[0].write_text(compiled[0].read_text().replace("flywheel-training", "renamed", 1))
+    training = tmp_path / "training.yaml"
+    text = training.read_text()
+    assert "flywheel-training" in text
+    training.write_text(text.replace("flywheel-training", "renamed", 1))
     assert main(["compile", "--check", "--output-dir", str(tmp_path)]) == 1
     assert "out of date" in capsys.readouterr().out
 
