@@ -1,11 +1,14 @@
 # The runtime image of every Flywheel component and of the operator:
 #   docker build -t ghcr.io/flywheel-mlops/runtime-python3.11:0.1.0 .
 # and the one EKS GPU training pods use (torch with CUDA, several GB):
-#   docker build --build-arg EXTRAS=example,gpu -t ghcr.io/flywheel-mlops/runtime-python3.11-gpu:0.1.0 .
+#   docker build --build-arg EXTRAS=example,gpu,tracking,managed-mlflow \
+#     -t ghcr.io/flywheel-mlops/runtime-python3.11-gpu:0.1.0 .
 # Components are KFP lightweight components with install_kfp_package=False, so everything they
 # import (kfp, Flywheel, the example workload's libraries) must already be in this image.
 FROM python:3.11-slim
-ARG EXTRAS=example
+# The example's libraries; Optuna for the tuning pipeline's suggest and record tasks; MLflow and
+# AWS's plugin for it, so a task tracks to a server or SageMaker's managed MLflow.
+ARG EXTRAS=example,tuning,tracking,managed-mlflow
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

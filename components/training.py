@@ -25,6 +25,7 @@ def train_model(
     metrics: Output[Metrics],
     learning_curves: Output[HTML],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
+    tracking_uri: str = "",
 ):
     """Train a model: run the workload's training script on the chosen compute.
 
@@ -49,6 +50,9 @@ def train_model(
         test: The held-out rows (from ``prepare_data``), for scripts that read a test channel;
             a folder is brought as ``train`` is.
         channels: Extra input channels brought as they are, name to a path or ``s3://`` URI.
+        tracking_uri: The MLflow tracking URI to record the run in (a server, or SageMaker's
+            managed MLflow by its ARN); empty takes the task's ``MLFLOW_TRACKING_URI``, which a
+            task pod on a cluster does not have: ``flywheel submit`` passes its own here.
 
     Returns:
         model: The packed model, ``model.tar.gz``; metadata: job_name, compute,
@@ -63,8 +67,8 @@ def train_model(
         learning_curves: Each metric's values by step, one chart per metric, as an HTML page the
             Kubeflow UI shows.
 
-    The run is also recorded in MLflow when ``MLFLOW_TRACKING_URI`` is set and ``mlflow`` is
-    installed (hyperparameters, compute, code and data digests, every metric's series, links to
+    The run is also recorded in MLflow when ``tracking_uri`` (else the task's
+    ``MLFLOW_TRACKING_URI``) names a store and ``mlflow`` is installed (hyperparameters, compute, code and data digests, every metric's series, links to
     these outputs); the model's metadata keeps its ``tracking_run_id``. Tracking never fails
     training: when it cannot record, one line says so.
     """
@@ -82,6 +86,8 @@ def train_model(
         track_training,
     )
 
+    if tracking_uri:
+        os.environ[TRACKING_URI_VARIABLE] = tracking_uri
     import_in_background()
 
     with reported_step("train-model"):

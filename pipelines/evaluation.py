@@ -54,6 +54,7 @@ def evaluation_pipeline(
     margin: float = 0.0,
     source_fingerprint: str = "",
     code_fingerprint: str = "",
+    tracking_uri: str = "",
 ):
     outcome = (
         record_outcome(
@@ -143,6 +144,7 @@ def evaluation_pipeline(
                 margin=margin,
                 source_fingerprint=source_fingerprint,
                 code_fingerprint=code_fingerprint,
+                tracking_uri=tracking_uri,
             ).set_display_name("retrain")
         with dsl.Else(name="quality-holds"):
             finalize(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -183,6 +184,7 @@ def submit(
             raise InvalidSpecError("--workload", "give the workload once, not also as --param")
         arguments["workload"] = workload_argument(pipeline, workload, bundle_to, upload)
     arguments.update(_fingerprint(pipeline, arguments))
+    arguments.update(_tracking(pipeline, arguments))
     with talking_to(host):
         client = client_factory(host, namespace)
         registered = _registered_version(client, pipeline)
@@ -228,6 +230,41 @@ def _fingerprint(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[st
     if not (wanted and source.startswith(S3_PREFIX)):
         return {}
     return {"source_fingerprint": source_fingerprint(source)}
+
+
+def _tracking(pipeline: GraphComponent, arguments: dict[str, Any]) -> dict[str, str]:
+    """``tracking_uri`` for the run's train tasks: ``--param tracking_uri``, else this shell's
+    ``MLFLOW_TRACKING_URI`` (unless ``FLYWHEEL_TRACKING=off``).
+
+    A task pod has no ``MLFLOW_TRACKING_URI`` of its own, so without this nothing a cluster run
+    trains is tracked. It must be a store the pod can reach: a server, a database or SageMaker's
+    managed MLflow, not a file on this machine.
+    """
+    from flywheel.components.tracking import (
+        TRACKING_URI_VARIABLE,
+        check_tracking_uri,
+        tracking_switched_off,
+    )
+
+    inputs = pipeline.pipeline_spec.root.input_definitions.parameters
+    if "tracking_uri" not in inputs:
+        return {}
+    given = str(arguments.get("tracking_uri") or "")
+    field = "--param tracking_uri" if given else TRACKING_URI_VARIABLE
+    uri = given or ("" if tracking_switched_off() else os.environ.get(TRACKING_URI_VARIABLE, ""))
+    if not uri:
+        return {}
+    try:
+        check_tracking_uri(uri)
+    except InvalidSpecError as error:
+        raise InvalidSpecError(field, error.problem) from None
+    if uri.split(":", 1)[0] in ("sqlite", "file"):
+        raise InvalidSpecError(
+            field,
+            f"{uri} is a store on this machine, which a task pod cannot reach; use a tracking "
+            "server (http(s)://...), a database, or a SageMaker MLflow tracking server ARN",
+        )
+    return {"tracking_uri": uri}
 
 
 def _upload(workload: str, destination: str) -> str:

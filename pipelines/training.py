@@ -83,6 +83,7 @@ def build_training_pipeline(
         source_fingerprint: str = "",
         code_fingerprint: str = "",
         registry_state: str = "",
+        tracking_uri: str = "",
     ) -> TrainingOutputs:
         prepared = prepare_data(
             source=source,
@@ -106,6 +107,7 @@ def build_training_pipeline(
             train=prepared.outputs["train"],
             test=prepared.outputs["test"],
             channels=channels,
+            tracking_uri=tracking_uri,
         ).set_display_name("train")
         place_training(trained)
 

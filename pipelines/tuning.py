@@ -108,6 +108,7 @@ def build_tuning_pipeline(
         source_fingerprint: str = "",
         code_fingerprint: str = "",
         registry_state: str = "",
+        tracking_uri: str = "",
     ) -> TuningOutputs:
         prepared = prepare_data(
             source=source,
@@ -225,6 +226,7 @@ def build_tuning_pipeline(
                         code_fingerprint=code_fingerprint,
                         train=prepared.outputs["train"],
                         test=prepared.outputs["test"],
+                        tracking_uri=tracking_uri,
                     ).set_display_name("trial")
                     place_training(trained)
                 recorded = record_trials(

@@ -45,7 +45,7 @@ class TrainOutputs:
 
 
 def run_component(
-    workload: Path, table: Path, tmp_path: Path, compute: str = "local"
+    workload: Path, table: Path, tmp_path: Path, compute: str = "local", tracking_uri: str = ""
 ) -> TrainOutputs:
     """``train_model``'s own body, as a KFP task runs it, with artifacts at local paths."""
     artifacts = tmp_path / "artifacts"
@@ -64,6 +64,7 @@ def run_component(
         code_fingerprint="test",
         train=dsl.Dataset(uri=str(table)),
         test=dsl.Dataset(uri=str(table)),
+        tracking_uri=tracking_uri,
         **vars(outputs),
     )
     return outputs

@@ -91,6 +91,44 @@ def test_bad_submission_is_refused_before_any_request(kfp_api, capsys, arguments
     assert kfp_api.create_calls == 0
 
 
+def test_submit_hands_this_shells_tracking_server_to_the_runs_train_tasks(
+    kfp_api, capsys, monkeypatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
+    status = main(["submit", "tuning", "--host", kfp_api.url, "--run-name", "tracked"])
+    assert status == 0, capsys.readouterr().err
+    (run,) = kfp_api.runs_named("tracked")
+    assert run["runtime_config"]["parameters"]["tracking_uri"] == "http://mlflow.example:5000"
+
+
+@pytest.mark.parametrize(
+    ("environment", "arguments", "message"),
+    [
+        (
+            "sqlite:///home/me/.flywheel/mlflow.db",
+            [],
+            "MLFLOW_TRACKING_URI: sqlite:///home/me/.flywheel/mlflow.db is a store on this "
+            "machine, which a task pod cannot reach",
+        ),
+        (
+            "",
+            ["--param", "tracking_uri=localhost:5000"],
+            "--param tracking_uri: 'localhost:5000' is not a tracking URI",
+        ),
+    ],
+)
+def test_a_tracking_store_a_pod_cannot_use_is_refused_before_any_request(
+    kfp_api, capsys, monkeypatch, environment, arguments, message
+) -> None:
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", environment)
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
+    status = main(["submit", "training", "--host", kfp_api.url, *arguments])
+    error = capsys.readouterr().err.strip()
+    assert status == 2 and message in error and len(error.splitlines()) == 1
+    assert kfp_api.create_calls == 0
+
+
 def test_an_unreachable_host_is_one_line_naming_it(capsys) -> None:
     with socket.socket() as probe:  # a port that was just free: nothing listens on it
         probe.bind(("127.0.0.1", 0))

@@ -63,6 +63,24 @@ def test_a_training_is_recorded_with_its_series_parameters_digests_and_links(
     assert outputs.model.metadata["tracking_uri"] == tracking.tracking_uri
 
 
+def test_a_task_with_no_tracking_uri_of_its_own_records_in_the_one_its_run_was_given(
+    tracking: Any,
+    make_workload: Callable[[str], Path],
+    toy_table: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A pod on a cluster: no MLFLOW_TRACKING_URI; the run's tracking_uri parameter names the server.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")
+    server = tracking.tracking_uri
+    outputs = run_component(
+        make_workload(LOGS_A_LEARNING_CURVE), toy_table, tmp_path, tracking_uri=server
+    )
+    run = tracking.get_run(outputs.model.metadata["tracking_run_id"])
+    assert run.info.run_name == outputs.model.metadata["job_name"]
+    assert outputs.model.metadata["tracking_uri"] == server
+
+
 def test_a_metric_definition_that_never_matches_is_named_after_the_run(
     tracking: Any,
     make_workload: Callable[[str], Path],
