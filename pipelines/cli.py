@@ -184,6 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_runs_options(commands, _OneLineParser)
     approval_cli.add_approval_commands(commands, _OneLineParser)
+    from flywheel.pipelines.deployments_cli import add_deployments_commands
+
+    add_deployments_commands(commands, _OneLineParser)
 
     compile_command = commands.add_parser("compile", help="write compiled pipeline YAML")
     compile_command.add_argument("--output-dir", type=Path, default=COMPILED_DIR)
@@ -476,6 +479,10 @@ def _dispatch_command(args: argparse.Namespace, home: Home, console: Console) ->
         return approval_cli.decide_command(args, home, console)
     if args.command == "registry":
         return approval_cli.show_command(args, home, console)
+    if args.command == "deployments":
+        from flywheel.pipelines.deployments_cli import check_command
+
+        return check_command(args, console)
     return _compile(args, console)
 
 
