@@ -16,8 +16,6 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from flywheel.components.errors import InvalidSpecError
 
 if TYPE_CHECKING:
@@ -39,6 +37,8 @@ def add_deployments_commands(commands: argparse._SubParsersAction, parser_class:
 
 
 def _deployments(path: Path) -> list[dict[str, Any]]:
+    import yaml  # not on `flywheel --help`'s import path
+
     try:
         documents = list(yaml.safe_load_all(path.read_text()))
     except OSError as error:
