@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -19,7 +20,7 @@ from kfp import dsl
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.gate import promote_model as promote_component
-from flywheel.components.monitoring.notify import NotifyTarget
+from flywheel.components.monitoring.notify import NotDeliveredError, NotifyTarget
 from flywheel.components.registry import LocalModelRegistry
 from flywheel.components.steps.gate import GATE, promote_model
 from flywheel.pipelines.approval_cli import approval_summary
@@ -221,3 +222,18 @@ def test_the_promote_component_reads_approval_and_notify_from_the_workload(
     assert registry.get("qsar", 2).stage == "candidate"
     (message,) = received
     assert "- rmse (objective): 0.7000 vs 0.9000" in message["text"]
+
+
+def test_a_notification_nobody_takes_fails_the_step_in_one_line_and_leaves_the_version_pending(
+    registry, capsys
+):
+    with socket.socket() as probe:  # a port that was just free: nothing listens on it
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/hook"
+    with pytest.raises(NotDeliveredError) as failed:
+        _gate(registry, "manual", NotifyTarget(webhook_url=url))
+    assert str(failed.value).startswith(f"notify: {url} was not reached: ")
+    assert "Connection refused" in str(failed.value)
+    assert len(str(failed.value).splitlines()) == 1
+    assert registry.get("qsar", 2).approval == "PendingManualApproval"
+    assert registry.champion("qsar").version == 1
