@@ -64,10 +64,10 @@ def runs_command(args: argparse.Namespace, home: Home, console: Console) -> int:
         if not runs:
             console.print(f"no tracked runs in {uri}")
             return 0
-        show(compare(runs), console, title=f"{len(runs)} runs in {uri}")
+        show(compare(runs), console, title=f"{_runs(len(runs))} in {uri}")
         return 0
     comparison = compare([store.find(reference) for reference in args.runs])
-    show(comparison, console, title=f"{len(comparison.runs)} runs compared")
+    show(comparison, console, title=f"{_runs(len(comparison.runs))} compared")
     if args.plot is not None:
         write_plot(comparison, store, args.plot)
         console.print(f"learning curves: {args.plot}")
@@ -164,3 +164,7 @@ def write_plot(comparison: Comparison, store: RunStore, target: Path) -> None:
     ]
     target.parent.mkdir(parents=True, exist_ok=True)
     figure_for(curves).savefig(target, dpi=110)
+
+
+def _runs(count: int) -> str:
+    return f"{count} run{'' if count == 1 else 's'}"
