@@ -44,7 +44,7 @@ from flywheel.operators.handlers import (
 from flywheel.operators.kfp_runs import ResolvedPipeline
 from flywheel.operators.kube import Conflict, PolicyStore, Unavailable
 from flywheel.operators.launching import Outcome, launch_error, may_try
-from flywheel.operators.policy import InvalidPolicy, PipelineRef
+from flywheel.operators.policy import InvalidPolicy, PipelineRef, parsed_spec
 from flywheel.operators.poller import Services, describe_error
 from flywheel.operators.rollout import decide_rollout
 from flywheel.operators.serving_reads import alarms_ok, served, target
@@ -62,17 +62,7 @@ def configure_deployments(memo: kopf.Memo, **_: Any) -> None:
 
 
 def _deployment(memo: kopf.Memo, meta: Mapping[str, Any], spec: Mapping[str, Any]) -> Deployment:
-    key = (meta["uid"], meta.get("generation", 1))
-    cached = memo.deployments.get(meta["uid"])
-    if cached is None or cached[0] != key:
-        try:
-            cached = (key, parse_deployment(spec))
-        except InvalidPolicy as exc:
-            cached = (key, exc)
-        memo.deployments[meta["uid"]] = cached
-    if isinstance(cached[1], InvalidPolicy):
-        raise cached[1]
-    return cached[1]
+    return parsed_spec(memo.deployments, meta, spec, parse_deployment)
 
 
 # ---- observations -------------------------------------------------------------------------

@@ -53,6 +53,7 @@ from flywheel.operators.policy import (
     Manual,
     Policy,
     parse_policy,
+    parsed_spec,
 )
 from flywheel.operators.poller import (
     POOL_SIZES,
@@ -241,17 +242,7 @@ ROUTINE = frozenset({"Handler 'reconcile' succeeded.", "Daemon 'poll' succeeded.
 
 def _policy(memo: kopf.Memo, meta: kopf.Meta, spec: kopf.Spec) -> Policy:
     """The parsed spec, cached per uid and generation: the poller asks for it on every wake-up."""
-    key = (meta["uid"], meta.get("generation", 1))
-    cached = memo.policies.get(meta["uid"])
-    if cached is None or cached[0] != key:
-        try:
-            cached = (key, parse_policy(spec))
-        except InvalidPolicy as exc:
-            cached = (key, exc)
-        memo.policies[meta["uid"]] = cached
-    if isinstance(cached[1], InvalidPolicy):
-        raise cached[1]
-    return cached[1]
+    return parsed_spec(memo.policies, meta, spec, parse_policy)
 
 
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=5)

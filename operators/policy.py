@@ -12,10 +12,10 @@ import enum
 import math
 import re
 import zoneinfo
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from croniter import CroniterBadDateError, croniter
 
@@ -104,12 +104,36 @@ class FieldError:
         return f"{self.field}: {self.message}"
 
 
+T = TypeVar("T")
+
+
 class InvalidPolicy(ValueError):
     """The spec cannot be acted on. Carries every error found, not only the first."""
 
     def __init__(self, errors: list[FieldError]) -> None:
         super().__init__("; ".join(str(e) for e in errors))
         self.errors = errors
+
+
+def parsed_spec(
+    cache: dict[str, Any],
+    meta: Mapping[str, Any],
+    spec: Mapping[str, Any],
+    parse: Callable[[Mapping[str, Any]], T],
+) -> T:
+    """``parse(spec)``, cached in ``cache`` per uid and generation (a poller asks on every
+    wake-up); an :class:`InvalidPolicy` is cached too, and raised again each time."""
+    key = (meta["uid"], meta.get("generation", 1))
+    cached = cache.get(meta["uid"])
+    if cached is None or cached[0] != key:
+        try:
+            cached = (key, parse(spec))
+        except InvalidPolicy as exc:
+            cached = (key, exc)
+        cache[meta["uid"]] = cached
+    if isinstance(cached[1], InvalidPolicy):
+        raise cached[1]
+    return cached[1]
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import boto3
@@ -193,34 +190,21 @@ def test_classification_report_has_the_evaluate_metrics_confusion_matrix_and_roc
     assert tpr[2] == 1.0 and fpr[2] == 0.0  # a perfect ranking reaches (0, 1)
 
 
-def test_outcome_reaches_a_slack_compatible_webhook_and_sns(moto_server: str) -> None:
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.handle_request, daemon=True)
-    thread.start()
+def test_outcome_reaches_a_slack_compatible_webhook_and_sns(
+    moto_server: str, chat_webhook: tuple[str, list[dict]]
+) -> None:
+    url, received = chat_webhook
     sns = boto3.client("sns", region_name="us-east-1", endpoint_url=moto_server)
     topic = sns.create_topic(Name="flywheel-runs")["TopicArn"]
     target = NotifyTarget.from_config(
         {
-            "webhook_url": f"http://127.0.0.1:{server.server_port}/hook",
+            "webhook_url": url,
             "sns_topic_arn": topic,
             "region": "us-east-1",
             "endpoint_url": moto_server,
         }
     )
     sent = notify(target, "Flywheel: qsar evaluation failed", "- failed: score-shard failed")
-    thread.join(timeout=10)
-    server.server_close()
     assert sent == [topic, target.webhook_url]
     assert received == [
         {"text": "*Flywheel: qsar evaluation failed*\n- failed: score-shard failed"}

@@ -32,6 +32,7 @@ from operator_harness import (
 from flywheel.components.compute.sagemaker import AwsClients, SageMakerConfig
 from flywheel.components.compute.sagemaker.endpoint import deploy_model_package
 from flywheel.operators.deployment_spec import GROUP, PLURAL, VERSION
+from flywheel.operators.dev_serving import put_quiet_alarm
 from flywheel.operators.kfp_standin import KfpStandIn
 
 MODEL = "churn-model"
@@ -135,18 +136,7 @@ def world(
     kfp_api.executor = executor(aws)
     deployments = Deployments(cluster, aws)
     register(deployments.sagemaker, 3)
-    cloudwatch = aws_client(aws, "cloudwatch")
-    cloudwatch.put_metric_alarm(
-        AlarmName=ALARM,
-        MetricName="Invocation5XXErrors",
-        Namespace="AWS/SageMaker",
-        Statistic="Sum",
-        Period=60,
-        EvaluationPeriods=1,
-        Threshold=1,
-        ComparisonOperator="GreaterThanOrEqualToThreshold",
-    )
-    cloudwatch.set_alarm_state(AlarmName=ALARM, StateValue="OK", StateReason="quiet")
+    put_quiet_alarm(aws_client(aws, "cloudwatch"), ALARM, "quiet")
     yield deployments, kfp_api, updates
     # moto's state is per process: leave no endpoints to a later test that counts them.
     moto_api_backend.reset()

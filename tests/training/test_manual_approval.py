@@ -6,11 +6,8 @@ wiring is unchanged, and the step's inputs are the workload and the registry."""
 
 from __future__ import annotations
 
-import json
 import re
 import socket
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import pytest
@@ -30,25 +27,10 @@ QSAR = load_workload("builtin:qsar")
 
 
 @pytest.fixture
-def webhook():
-    """A Slack-compatible webhook on 127.0.0.1; ``received`` holds what was posted."""
-    received: list[dict] = []
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *_args) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield NotifyTarget(webhook_url=f"http://127.0.0.1:{server.server_port}/hook"), received
-    server.shutdown()
-    server.server_close()
+def webhook(chat_webhook):
+    """The chat webhook as the workload's ``notify`` target; ``received`` holds what was posted."""
+    url, received = chat_webhook
+    return NotifyTarget(webhook_url=url), received
 
 
 @pytest.fixture
