@@ -7,6 +7,7 @@ left have that run's outcome, reported without starting anything (``pipelines.re
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -290,31 +291,47 @@ def _state(registry: ModelRegistry, model_name: str) -> str | None:
     return None
 
 
-def summary_table(outcome: TrainingOutcome) -> Table:
-    """The short table a person reads at the end of a run."""
-    version = outcome.version
+def version_table(
+    version: ModelVersion,
+    run: LocalRun,
+    *,
+    gate: str,
+    tasks: str,
+    details: Sequence[tuple[str, str]] = (),
+) -> Table:
+    """The version a run registered, as a run ends: its stage and what the gate did, approval,
+    ``details``, metrics, what ran, and where the model, artifacts and log are."""
     table = Table(
         title=f"{version.name} version {version.version}", show_header=False, title_justify="left"
     )
     table.add_column(style="bold")
     table.add_column()
+    table.add_row("stage", f"{version.stage} ({gate})")
+    table.add_row("approval", approval_summary(version))
+    for name, value in details:
+        table.add_row(name, value)
+    for name, value in version.metrics.items():
+        table.add_row(name, f"{value:.4f}")
+    table.add_row("tasks", tasks)
+    table.add_row("model", version.model_uri)
+    table.add_row("artifacts", str(run.run_dir))
+    table.add_row("log", str(run.log_file))
+    return table
+
+
+def summary_table(outcome: TrainingOutcome) -> Table:
+    """The short table a person reads at the end of a run."""
     gate = "promoted" if outcome.promoted else "not promoted"
     tasks = outcome.run.tasks
     if not outcome.scored:
         gate = "training only: not scored, so not compared with the champion"
     elif outcome.run.reused or "decide-promotion" in tasks.cached:
         gate += " by the earlier run of these inputs"
-    table.add_row("stage", f"{version.stage} ({gate})")
-    table.add_row("approval", approval_summary(version))
-    for name, value in version.metrics.items():
-        table.add_row(name, f"{value:.4f}")
-    table.add_row(
-        "tasks",
-        "none ran: the earlier run of these inputs left the registry as it is"
+    return version_table(
+        outcome.version,
+        outcome.run,
+        gate=gate,
+        tasks="none ran: the earlier run of these inputs left the registry as it is"
         if outcome.run.reused
         else f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache",
     )
-    table.add_row("model", version.model_uri)
-    table.add_row("artifacts", str(outcome.run.run_dir))
-    table.add_row("log", str(outcome.run.log_file))
-    return table

@@ -25,11 +25,10 @@ from flywheel.components.registry import ModelVersion, open_registry
 from flywheel.components.steps.register import as_declared
 from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE
 from flywheel.components.steps.tuning_rounds import trial_of, tuning_of
-from flywheel.pipelines.approval_cli import approval_summary
 from flywheel.pipelines.registry_state import STATES_FILE, RegistryStates, inputs_key
 from flywheel.pipelines.requests import TrainingRequest
 from flywheel.pipelines.run_record import LocalRun, TaskLog
-from flywheel.pipelines.training_run import _state, pipeline_arguments
+from flywheel.pipelines.training_run import _state, pipeline_arguments, version_table
 
 TUNING_PIPELINE = "flywheel-tuning"
 # How often the live trial lines are read from the events file while the run goes on.
@@ -266,27 +265,18 @@ def trials_table(trials: Sequence[Mapping[str, Any]], objective: str) -> Table:
 
 def summary_table(outcome: TuningOutcome) -> Table:
     """The registered winner, as ``flywheel run training`` ends."""
-    version = outcome.version
-    table = Table(
-        title=f"{version.name} version {version.version}", show_header=False, title_justify="left"
-    )
-    table.add_column(style="bold")
-    table.add_column()
-    tuning = version.lineage.get("tuning", {})
-    gate = "promoted" if outcome.promoted else "not promoted"
-    table.add_row("stage", f"{version.stage} ({gate})")
-    table.add_row("approval", approval_summary(version))
-    table.add_row("trial", f"{tuning.get('trial')} of {tuning.get('trials')}")
-    table.add_row("parameters", json.dumps(tuning.get("parameters", {})))
-    for name, value in version.metrics.items():
-        table.add_row(name, f"{value:.4f}")
+    tuning = outcome.version.lineage.get("tuning", {})
     tasks = outcome.run.tasks
-    table.add_row(
-        "tasks", f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache"
+    table = version_table(
+        outcome.version,
+        outcome.run,
+        gate="promoted" if outcome.promoted else "not promoted",
+        tasks=f"{len(tasks.succeeded)} ran, {len(tasks.skipped)} skipped, others from cache",
+        details=[
+            ("trial", f"{tuning.get('trial')} of {tuning.get('trials')}"),
+            ("parameters", json.dumps(tuning.get("parameters", {}))),
+        ],
     )
-    table.add_row("model", version.model_uri)
-    table.add_row("artifacts", str(outcome.run.run_dir))
-    table.add_row("log", str(outcome.run.log_file))
     if outcome.report is not None:
         table.add_row("report", f"{outcome.report} (and .png: the objective by trial)")
     return table
