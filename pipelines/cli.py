@@ -445,9 +445,11 @@ def _aws_credential_problem(error: Exception) -> InvalidSpecError | None:
 
 def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
     if args.command in ("run", "demo"):
+        from flywheel.pipelines.forked_tasks import warm_interpreter
         from flywheel.pipelines.tracking_setup import tracking_for_run
 
-        with tracking_for_run(home, console.print):
+        # The tasks' warm interpreter imports the steps while this process imports the rest.
+        with warm_interpreter(), tracking_for_run(home, console.print):
             return _dispatch_command(args, home, console)
     return _dispatch_command(args, home, console)
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from kfp.local import subprocess_task_handler
 
 from flywheel.components.compute.local.process import signal_group
+from flywheel.pipelines.forked_tasks import ForkedTask, WarmInterpreterClient, warm_interpreter
 from flywheel.pipelines.interrupts import stopping
 
 # How long a task's processes get to exit on SIGTERM before they are killed.
@@ -43,9 +44,10 @@ def task_folder(command: Sequence[str]) -> Path | None:
 class TaskProcesses:
     """Starts kfp.local's tasks in their own sessions and can stop every one still running."""
 
-    def __init__(self, scratch: Path) -> None:
+    def __init__(self, scratch: Path, warm: WarmInterpreterClient | None = None) -> None:
         self.scratch = scratch
-        self._running: dict[int, subprocess.Popen[str]] = {}
+        self.warm = warm
+        self._running: dict[int, subprocess.Popen[str] | ForkedTask] = {}
         # Re-entrant: the CLI's signal handler calls ``stop`` on the thread that may hold it.
         self._lock = threading.RLock()
         self._stopping = threading.Event()
@@ -60,17 +62,7 @@ class TaskProcesses:
             log_path.parent.mkdir(parents=True, exist_ok=True)
         environment = {**os.environ, **(env_vars or {}), "TMPDIR": str(self.scratch)}
         with (
-            subprocess.Popen(
-                full_command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                text=True,
-                errors="replace",
-                bufsize=1,
-                env=environment,
-                start_new_session=True,
-            ) as process,
+            self._start(full_command, environment, own_variables=bool(env_vars)) as process,
             log_path.open("w") if log_path else contextlib.nullcontext() as log,
         ):
             with self._lock:
@@ -90,6 +82,29 @@ class TaskProcesses:
                     self._running.pop(process.pid, None)
                 self._end(process)
 
+    def _start(
+        self, full_command: list[str], environment: dict[str, str], own_variables: bool
+    ) -> subprocess.Popen[str] | ForkedTask:
+        """Forked from the warm interpreter where it can be; else a new process, as kfp.local's.
+
+        A task with environment variables of its own starts cold: libraries the warm interpreter
+        preloaded read some variables (thread counts, say) only as they are imported.
+        """
+        forked = None
+        if self.warm is not None and not own_variables:
+            forked = self.warm.start(full_command, environment)
+        return forked or subprocess.Popen(
+            full_command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+            bufsize=1,
+            env=environment,
+            start_new_session=True,
+        )
+
     def stop(self) -> None:
         """Send SIGTERM to every running task's process group; SIGKILL follows after the grace."""
         self._stopping.set()
@@ -98,7 +113,7 @@ class TaskProcesses:
         for group in groups:
             signal_group(group, signal.SIGTERM)
 
-    def _end(self, process: subprocess.Popen[str]) -> None:
+    def _end(self, process: subprocess.Popen[str] | ForkedTask) -> None:
         """Leave nothing of a stopped task running: its leader gets the grace, then the group dies."""
         if process.poll() is None:
             signal_group(process.pid, signal.SIGTERM)
@@ -116,12 +131,13 @@ def task_processes() -> Iterator[TaskProcesses]:
     A signal stops them (``interrupts.stopping``); their temporary folder goes with the run.
     """
     scratch = Path(tempfile.mkdtemp(prefix="flywheel-run-"))
-    tasks = TaskProcesses(scratch)
     original = subprocess_task_handler.run_local_subprocess
-    subprocess_task_handler.run_local_subprocess = tasks.run
     try:
-        with stopping(tasks.stop):
-            yield tasks
+        with warm_interpreter() as warm:
+            tasks = TaskProcesses(scratch, warm)
+            subprocess_task_handler.run_local_subprocess = tasks.run
+            with stopping(tasks.stop):
+                yield tasks
     finally:
         subprocess_task_handler.run_local_subprocess = original
         shutil.rmtree(scratch, ignore_errors=True)
