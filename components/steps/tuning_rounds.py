@@ -1,9 +1,10 @@
 """One round of a local or EKS search, as the tuning components run it: plain functions of paths.
 
 A round is ``suggest`` (the journal asks Optuna for up to ``max_parallel_jobs`` trials), one
-``train_model`` task per trial, and ``record``: each trial's objective read from the metrics its
-training job logged (the series too, for early stopping), the journal told every outcome, and
-the best model so far carried on. The journal travels as a KFP artifact from round to round: each step copies the one
+``train_model`` task per trial (handed the round's journal: its pruner may stop it while it
+trains, ``steps.trial_pruning``), and ``record``: each trial's objective read from the metrics
+its training job logged (the series too, for early stopping), the journal told every outcome (a
+trial's own verdict as it was made), and the best model so far carried on. The journal travels as a KFP artifact from round to round: each step copies the one
 it was given and works on the copy, so a retried task starts from the same file and the artifact it
 read stays as it was.
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
+import tarfile
 import time
 from pathlib import Path
 
@@ -17,6 +19,7 @@ import psutil
 import pytest
 from rich.console import Console
 
+from flywheel.components.contract.tuning import ParameterRange, TuningSpec
 from flywheel.components.contract.workload import load_workload
 from flywheel.components.errors import InvalidSpecError
 from flywheel.components.steps.train import TrainedModel, train_model
@@ -29,6 +32,7 @@ from flywheel.components.steps.tuning_rounds import (
 )
 from flywheel.components.steps.tuning_study import (
     STUDY_NAME,
+    RunningTrial,
     outcome_from_metrics,
     record_round,
     suggest_round,
@@ -114,14 +118,21 @@ def round_journal(tmp_path: Path, workload: str) -> tuple[Path, int, int]:
 
 
 def _train_trial(
-    tmp_path: Path, workload: str, journal: Path, number: int, hyperparameters: dict
+    tmp_path: Path,
+    workload: str,
+    journal: Path,
+    number: int,
+    hyperparameters: dict,
+    compute: str = "local",
 ) -> tuple[TrainedModel, float]:
     table = tmp_path / "table.csv"
     table.write_text("id,x,y\n" + "".join(f"{i},{i},{2 * i + 1}\n" for i in range(20)))
     started = time.monotonic()
     trained = train_model(
         workload_path=workload,
-        compute="local",
+        compute=compute,
+        # On EKS the step runs in the trial's pod, training with one process per GPU.
+        compute_config={"gpus": 1} if compute == "eks-gpu" else {},
         hyperparameters=hyperparameters,
         train_path=table,
         test_path=table,
@@ -177,15 +188,16 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.parametrize("compute", ["local", "eks-gpu"])
 def test_a_trial_worse_than_the_completed_ones_is_stopped_while_it_trains_and_recorded_pruned(
-    tmp_path: Path, workload: str, marks: Path, round_journal: tuple[Path, int, int]
+    tmp_path: Path, workload: str, marks: Path, round_journal: tuple[Path, int, int], compute: str
 ) -> None:
     journal, number, best = round_journal
     before = journal.read_bytes()
     # 4 epochs of 10 s: 40 s if nothing stops it, and at least 10 s if it only dies on the next
     # line it prints. Its first loss, 6.0, is worse than the completed trials' 1.2 at that step.
     trained, took = _train_trial(
-        tmp_path, workload, journal, number, {"offset": 5.0, "seconds_per_epoch": 10.0}
+        tmp_path, workload, journal, number, {"offset": 5.0, "seconds_per_epoch": 10.0}, compute
     )
 
     assert trained.pruned_at_step == 1  # the log's "epoch 1"
@@ -193,6 +205,8 @@ def test_a_trial_worse_than_the_completed_ones_is_stopped_while_it_trains_and_re
     assert not (marks / "finished-5.0").exists()
     assert not _alive(int((marks / "started-5.0").read_text()))
     assert trained.metric_series == {"loss": [(1, 6.0)]}  # the series up to the stop
+    with tarfile.open(tmp_path / "out" / "model.tar.gz") as model:
+        assert model.getnames() == []  # an empty archive, never a model to deploy
     assert journal.read_bytes() == before  # judged on a private copy
 
     trials = _record(tmp_path, workload, journal, trained, best)
@@ -296,3 +310,169 @@ def test_a_trial_is_judged_only_where_its_step_can_stop_it_and_only_by_a_pruner(
     without_pruner = Path(workload).with_name("off.yaml")
     without_pruner.write_text(Path(workload).read_text().replace("Auto", "Off"))
     assert judge_for(load_workload(str(without_pruner)), "local", journal, number, tmp_path) is None
+
+
+# Grid runs ``kind``'s values in order: three good trials complete in round 1, then ``bad``, whose
+# every epoch sleeps 10 s, is judged against them in round 2.
+GRID_SCRIPT = """\
+import argparse, os, time
+from pathlib import Path
+
+parser = argparse.ArgumentParser()
+parser.add_argument("--kind", default="good-1")
+args, _ = parser.parse_known_args()
+marks = Path(os.environ["TRIAL_MARKS"])
+(marks / f"started-{args.kind}").write_text(str(os.getpid()))
+for epoch in range(1, 5):
+    loss = 5.0 + 1.0 / epoch if args.kind == "bad" else 1.0 / epoch
+    print(f"epoch {epoch}: loss={loss:.4f}", flush=True)
+    time.sleep(10 if args.kind == "bad" else 0.05)
+Path(os.environ["SM_MODEL_DIR"], "model.txt").write_text(args.kind)
+(marks / f"finished-{args.kind}").write_text("done")
+"""
+
+GRID_WORKLOAD = """\
+name: grid-trial
+entry_point: train.py
+data: {id_column: id, feature_columns: [x], label_column: y}
+hyperparameters:
+  kind: {type: str, default: good-1, choices: [good-1, good-2, good-3, bad]}
+metric_definitions:
+  - {name: loss, regex: 'loss=([0-9.eE+-]+)'}
+objective: {metric: rmse, goal: minimize}
+tuning:
+  objective: {metric: loss, type: Minimize}
+  strategy: Grid
+  ranges:
+    kind: {type: categorical, values: [good-1, good-2, good-3, bad]}
+  max_parallel_jobs: 3
+  early_stopping: Auto
+"""
+
+
+def _two_rounds(workload: str, source: str):
+    """Two rounds as the tuning pipeline chains them: suggest, a ``train_model`` task per trial
+    handed the round's study and its number, record."""
+    from kfp import dsl
+
+    from flywheel.components import prepare_data, record_trials, suggest_trials
+    from flywheel.components import train_model as train_component
+
+    def pipeline():
+        prepared = prepare_data(
+            source=source,
+            workload=workload,
+            batch_count=1,
+            training_batches=1,
+            test_fraction=0.25,
+            seed=7,
+            order_by="",
+            source_fingerprint="",
+        )
+        journal, best = None, None
+        for _ in range(2):
+            suggested = suggest_trials(
+                workload=workload,
+                hyperparameters={},
+                **({} if journal is None else {"journal": journal}),
+            )
+            with dsl.ParallelFor(suggested.outputs["Output"], parallelism=3) as trial:
+                trained = train_component(
+                    workload=workload,
+                    compute="local",
+                    compute_config={},
+                    hyperparameters=trial.hyperparameters,
+                    code_fingerprint="",
+                    train=prepared.outputs["train"],
+                    test=prepared.outputs["test"],
+                    study=suggested.outputs["study"],
+                    trial_number=trial.number,
+                )
+            recorded = record_trials(
+                workload=workload,
+                models=dsl.Collected(trained.outputs["model"]),
+                metrics=dsl.Collected(trained.outputs["metrics"]),
+                journal=suggested.outputs["study"],
+                run="test-run",
+                **({} if best is None else {"best_so_far": best}),
+            )
+            journal, best = recorded.outputs["study"], recorded.outputs["best"]
+        return recorded.outputs["Output"]
+
+    pipeline.__annotations__["return"] = list  # a type, not this module's postponed string
+    return dsl.pipeline(name="in-trial-pruning")(pipeline)
+
+
+def test_on_kfp_local_the_pruned_trial_s_task_succeeds_and_its_round_records_it_pruned(
+    tmp_path: Path, marks: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from flywheel.pipelines.local_runner import run_locally
+    from flywheel.pipelines.tuning_run import _TrialLines
+
+    folder = tmp_path / "grid-trial"
+    folder.mkdir()
+    (folder / "train.py").write_text(GRID_SCRIPT)
+    (folder / "workload.yaml").write_text(GRID_WORKLOAD)
+    source = tmp_path / "table.csv"
+    source.write_text("id,x,y\n" + "".join(f"{i},{i},{2 * i + 1}\n" for i in range(40)))
+    events = tmp_path / "trials.jsonl"
+    monkeypatch.setenv("FLYWHEEL_TRIAL_EVENTS", str(events))
+
+    run = run_locally(
+        _two_rounds(str(folder / "workload.yaml"), str(source)),
+        {},
+        pipeline_root=tmp_path / "runs",
+        cache=False,
+        console=Console(file=io.StringIO()),
+    )
+
+    rows = {row["hyperparameters"]["kind"]: row for row in run.outputs["Output"]}
+    assert {kind: row["state"] for kind, row in rows.items()} == {
+        "good-1": "COMPLETE",
+        "good-2": "COMPLETE",
+        "good-3": "COMPLETE",
+        "bad": "PRUNED",
+    }
+    assert rows["bad"]["pruned_at_step"] == 1
+    assert not (marks / "finished-bad").exists()
+    assert not _alive(int((marks / "started-bad").read_text()))
+    lines = _TrialLines(frozenset({"kind"}))
+    shown = [lines.line_for(json.loads(line)) for line in events.read_text().splitlines()]
+    assert "trial 3: kind=bad → pruned at step 1 (loss=6.0000)" in shown
+    (curves,) = [
+        json.loads(path.read_text())
+        for path in (tmp_path / "runs").rglob("metrics")
+        if path.is_file() and "6.0" in path.read_text()
+    ]
+    assert curves["series"] == {"loss": [[1, 6.0]]}  # the bad trial's metrics, up to the stop
+
+
+def test_hyperband_s_rungs_reached_while_a_trial_trained_are_recorded_for_the_trials_after_it(
+    tmp_path: Path,
+) -> None:
+    spec = TuningSpec(
+        objective_metric="loss",
+        objective_type="Minimize",
+        strategy="Hyperband",
+        ranges=(ParameterRange("x", "continuous", min=0.0, max=1.0, scaling="Linear"),),
+        max_jobs=4,
+        max_parallel_jobs=1,
+        random_seed=1,
+        min_resource=1,
+        max_resource=4,
+    )
+    journal = tmp_path / "round.journal"
+    (trial,) = suggest_round(journal, spec, 1)
+    private = tmp_path / "private.journal"
+    shutil.copyfile(journal, private)
+    running = RunningTrial(private, spec, trial["number"])
+    values = [1.0, 0.5, 0.4, 0.3]
+    stopped = [running.should_stop(value) for value in values]
+    verdict = running.verdict(None)
+    assert stopped == [False] * 4  # alone in its bracket, it is never outranked
+    assert any(key.startswith("completed_rung_") for key in verdict.pruner_attrs)
+
+    record_round(journal, spec, {trial["number"]: outcome_from_metrics(values, verdict=verdict)})
+
+    attrs = _study_trial(journal, trial["number"]).system_attrs
+    assert {key: attrs.get(key) for key in verdict.pruner_attrs} == dict(verdict.pruner_attrs)
