@@ -106,7 +106,7 @@ def record_trials(
         trials: Every trial so far as JSON, best objective first, the best marked.
         best: The best trial's model, a ``train_model`` ``model`` whose metadata adds
             ``tuning``: the run, trial number, searched parameters and objective.
-        progress: The best objective so far and the trial count.
+        progress: The best objective so far and the trial count (the file holds them too).
         Output: The ``trials`` rows, for the pipeline's own output.
     """
     import json
@@ -137,16 +137,19 @@ def record_trials(
         # No trial has completed yet; a later round may still. The placeholder says so.
         Path(best.path).write_text("")
         best.metadata["empty"] = True
-        return recorded.trials
-    best.metadata.update(recorded.best.metadata)
-    tuning = recorded.best.metadata["tuning"]
-    progress.log_metric("best_objective", tuning["objective"]["value"])
-    progress.log_metric("best_trial", tuning["trial"])
-    print(
-        f"best so far: trial {tuning['trial']} {tuning['objective']['metric']}="
-        f"{tuning['objective']['value']:g} {tuning['parameters']}",
-        flush=True,
-    )
+    else:
+        best.metadata.update(recorded.best.metadata)
+        tuning = recorded.best.metadata["tuning"]
+        progress.log_metric("best_objective", tuning["objective"]["value"])
+        progress.log_metric("best_trial", tuning["trial"])
+        print(
+            f"best so far: trial {tuning['trial']} {tuning['objective']['metric']}="
+            f"{tuning['objective']['value']:g} {tuning['parameters']}",
+            flush=True,
+        )
+    # A file, as every other output has: kfp.local's cache takes an entry whose output file is
+    # missing for a miss, and the next round's trials are keyed by this round's study.
+    Path(progress.path).write_text(json.dumps(progress.metadata))
     return recorded.trials
 
 

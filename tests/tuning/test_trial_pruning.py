@@ -406,6 +406,7 @@ def _two_rounds(workload: str, source: str):
 def test_on_kfp_local_the_pruned_trial_s_task_succeeds_and_its_round_records_it_pruned(
     tmp_path: Path, marks: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """And run again, every trial comes from the cache: each was judged against the same study."""
     from flywheel.pipelines.local_runner import run_locally
     from flywheel.pipelines.tuning_run import _TrialLines
 
@@ -418,13 +419,14 @@ def test_on_kfp_local_the_pruned_trial_s_task_succeeds_and_its_round_records_it_
     events = tmp_path / "trials.jsonl"
     monkeypatch.setenv("FLYWHEEL_TRIAL_EVENTS", str(events))
 
-    run = run_locally(
-        _two_rounds(str(folder / "workload.yaml"), str(source)),
-        {},
-        pipeline_root=tmp_path / "runs",
-        cache=False,
-        console=Console(file=io.StringIO()),
-    )
+    pipeline = _two_rounds(str(folder / "workload.yaml"), str(source))
+
+    def run_it():
+        return run_locally(
+            pipeline, {}, pipeline_root=tmp_path / "runs", console=Console(file=io.StringIO())
+        )
+
+    run = run_it()
 
     rows = {row["hyperparameters"]["kind"]: row for row in run.outputs["Output"]}
     assert {kind: row["state"] for kind, row in rows.items()} == {
@@ -445,6 +447,12 @@ def test_on_kfp_local_the_pruned_trial_s_task_succeeds_and_its_round_records_it_
         if path.is_file() and "6.0" in path.read_text()
     ]
     assert curves["series"] == {"loss": [[1, 6.0]]}  # the bad trial's metrics, up to the stop
+
+    for mark in marks.iterdir():
+        mark.unlink()
+    again = run_it()
+    assert again.outputs["Output"] == run.outputs["Output"]
+    assert list(marks.iterdir()) == []  # no trial trained again
 
 
 def test_hyperband_s_rungs_reached_while_a_trial_trained_are_recorded_for_the_trials_after_it(
