@@ -447,6 +447,14 @@ def test_on_kfp_local_the_pruned_trial_s_task_succeeds_and_its_round_records_it_
         if path.is_file() and "6.0" in path.read_text()
     ]
     assert curves["series"] == {"loss": [[1, 6.0]]}  # the bad trial's metrics, up to the stop
+    logged = [
+        artifact["metadata"]
+        for path in (tmp_path / "runs").rglob("executor_output.json")
+        for artifacts in json.loads(path.read_text()).get("artifacts", {}).values()
+        for artifact in artifacts["artifacts"]
+        if "pruned_at_step" in artifact.get("metadata", {})
+    ]
+    assert logged == [{"loss": 6.0, "pruned_at_step": 1.0}]  # the KFP UI shows where it stopped
 
     for mark in marks.iterdir():
         mark.unlink()
