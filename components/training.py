@@ -6,7 +6,7 @@ line naming the step.
 """
 
 from kfp import dsl
-from kfp.dsl import HTML, Dataset, Input, Metrics, Model, Output
+from kfp.dsl import HTML, Artifact, Dataset, Input, Metrics, Model, Output
 
 from flywheel.components.images import RUNTIME_IMAGE
 
@@ -26,6 +26,8 @@ def train_model(
     learning_curves: Output[HTML],
     channels: dict = {},  # noqa: B006 - KFP parameter defaults are compiled, never mutated
     tracking_uri: str = "",
+    study: Input[Artifact] = None,
+    trial_number: int = -1,
 ):
     """Train a model: run the workload's training script on the chosen compute.
 
@@ -53,17 +55,26 @@ def train_model(
         tracking_uri: The MLflow tracking URI to record the run in (a server, or SageMaker's
             managed MLflow by its ARN); empty takes the task's ``MLFLOW_TRACKING_URI``, which a
             task pod on a cluster does not have: ``flywheel submit`` passes its own here.
+        study: For a tuning trial (``local`` or ``eks-gpu``): its round's study, the
+            ``suggest_trials`` ``study``. With a pruner (``early_stopping: Auto``, Hyperband),
+            each value of the objective is reported to a private copy of it as the log shows it,
+            and the job is stopped when the pruner says so; the task still succeeds. None trains
+            to the end, as any training.
+        trial_number: The trial's number in ``study`` (the ``suggest_trials`` item's ``number``).
 
     Returns:
         model: The packed model, ``model.tar.gz``; metadata: job_name, compute,
-            hyperparameters, metrics the script logged, code_sha256, entry_point.
+            hyperparameters, metrics the script logged, code_sha256, entry_point; for a trial
+            judged by its pruner, ``pruning``: trial, pruned_at_step (null when it ran to its
+            end; else the model is an empty archive) and what the pruner recorded.
         output_data: What the script wrote to ``SM_OUTPUT_DATA_DIR`` (``/opt/ml/output/data``:
             metrics files, plots), packed as SageMaker packs it, ``output.tar.gz``; on SageMaker,
             the job's ``<S3OutputPath>/<job>/output/output.tar.gz``. An empty archive when the
             script wrote nothing; metadata: job_name, compute, empty.
         metrics: The final value of each metric the script logged (the workload's
             ``metric_definitions``), for the Kubeflow UI's run comparison; the file holds
-            ``{"job_name", "series"}``, each metric's ``[step, value]`` pairs in log order.
+            ``{"job_name", "series"}``, each metric's ``[step, value]`` pairs in log order (up
+            to the stop, and ``pruned_at_step`` logged, for a pruned trial).
         learning_curves: Each metric's values by step, one chart per metric, as an HTML page the
             Kubeflow UI shows.
 
@@ -101,6 +112,8 @@ def train_model(
             model_path=Path(model.path),
             brought_channels=channels,
             output_data_path=Path(output_data.path),
+            study_path=Path(study.path) if study is not None else None,
+            trial_number=trial_number,
         )
     Path(learning_curves.path).write_text(
         learning_curves_html(trained.job_name, trained.metric_series)
@@ -143,6 +156,8 @@ def train_model(
             "format": "model.tar.gz",
         }
     )
+    if trained.pruning:
+        model.metadata["pruning"] = trained.pruning
     output_data.metadata.update(
         {
             "job_name": trained.job_name,
@@ -155,6 +170,8 @@ def train_model(
         output_data.metadata["note"] = "the script wrote nothing to SM_OUTPUT_DATA_DIR"
     for name, value in trained.training_metrics.items():
         metrics.log_metric(name, value)
+    if trained.pruned_at_step is not None:
+        metrics.log_metric("pruned_at_step", trained.pruned_at_step)
     Path(metrics.path).write_text(
         json.dumps({"job_name": trained.job_name, "series": trained.metric_series})
     )

@@ -3,8 +3,9 @@
 Public KFP components (``from flywheel.components import ...``). Locally and on EKS the search is
 rounds of KFP tasks: ``suggest_trials`` asks Optuna for a round's trials, a ``train_model`` task
 per trial runs inside ``dsl.ParallelFor(..., parallelism=max_parallel_jobs)`` (its ``metrics``
-output shows the trial's metrics in the Kubeflow UI), and ``record_trials`` reads each trial's
-objective from what its job logged, tells the study the outcomes and carries the best model on. The study is Optuna's journal file, handed from round to round as an artifact. On
+output shows the trial's metrics in the Kubeflow UI; handed the round's ``study``, its pruner
+stops it while it trains), and ``record_trials`` reads each trial's objective from what its job
+logged, tells the study the outcomes and carries the best model on. The study is Optuna's journal file, handed from round to round as an artifact. On
 SageMaker, ``tune_on_sagemaker`` runs the whole search as one Automatic Model Tuning job.
 
 Each component only declares typed inputs and outputs and hands paths to a plain function in
@@ -84,9 +85,11 @@ def record_trials(
 ) -> list:
     """Record a round: tell the study each trial's outcome and keep the best model so far.
 
-    Each model is matched to its trial by the values searched; its objective is the final value
-    its job logged, and with early stopping the pruner judges the objective's series. A trial
-    recorded before (a retried round) is not told again.
+    Each model is matched to its trial (the trial its task was judged as, else by the values
+    searched); its objective is the final value its job logged. With early stopping, a trial its
+    own task judged while it trained (``train_model`` given the ``study``) is recorded as judged:
+    ``PRUNED`` at the step it was stopped at, else complete; any other is judged here, from its
+    whole series. A trial recorded before (a retried round) is not told again.
 
     Args:
         workload: The workload whose ``tuning`` section is searched.
@@ -103,7 +106,7 @@ def record_trials(
         trials: Every trial so far as JSON, best objective first, the best marked.
         best: The best trial's model, a ``train_model`` ``model`` whose metadata adds
             ``tuning``: the run, trial number, searched parameters and objective.
-        progress: The best objective so far and the trial count.
+        progress: The best objective so far and the trial count (the file holds them too).
         Output: The ``trials`` rows, for the pipeline's own output.
     """
     import json
@@ -134,16 +137,19 @@ def record_trials(
         # No trial has completed yet; a later round may still. The placeholder says so.
         Path(best.path).write_text("")
         best.metadata["empty"] = True
-        return recorded.trials
-    best.metadata.update(recorded.best.metadata)
-    tuning = recorded.best.metadata["tuning"]
-    progress.log_metric("best_objective", tuning["objective"]["value"])
-    progress.log_metric("best_trial", tuning["trial"])
-    print(
-        f"best so far: trial {tuning['trial']} {tuning['objective']['metric']}="
-        f"{tuning['objective']['value']:g} {tuning['parameters']}",
-        flush=True,
-    )
+    else:
+        best.metadata.update(recorded.best.metadata)
+        tuning = recorded.best.metadata["tuning"]
+        progress.log_metric("best_objective", tuning["objective"]["value"])
+        progress.log_metric("best_trial", tuning["trial"])
+        print(
+            f"best so far: trial {tuning['trial']} {tuning['objective']['metric']}="
+            f"{tuning['objective']['value']:g} {tuning['parameters']}",
+            flush=True,
+        )
+    # A file, as every other output has: kfp.local's cache takes an entry whose output file is
+    # missing for a miss, and the next round's trials are keyed by this round's study.
+    Path(progress.path).write_text(json.dumps(progress.metadata))
     return recorded.trials
 
 

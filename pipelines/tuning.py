@@ -227,6 +227,9 @@ def build_tuning_pipeline(
                         train=prepared.outputs["train"],
                         test=prepared.outputs["test"],
                         tracking_uri=tracking_uri,
+                        # The round's study: the trial's pruner stops it while it trains.
+                        study=suggested.outputs["study"],
+                        trial_number=trial.number,
                     ).set_display_name("trial")
                     place_training(trained)
                 recorded = record_trials(

@@ -47,11 +47,15 @@ class TuningOutcome:
 
 
 def trial_line(event: Mapping[str, Any]) -> str:
-    """One trial as it finishes: ``trial 3: n_estimators=120 max_features=log2 → test_rmse=0.61``."""
+    """One trial as it finishes: ``trial 3: n_estimators=120 max_features=log2 → test_rmse=0.61``,
+    or ``… → pruned at step 2 (test_rmse=0.93)`` for a trial its pruner stopped."""
     parameters = " ".join(f"{k}={v}" for k, v in event["hyperparameters"].items())
     value = event.get("objective")
     shown = "no objective (the metric never appeared)" if value is None else f"{value:.4f}"
-    return f"trial {event['number']}: {parameters} → {event['metric']}={shown}"
+    ended = f"{event['metric']}={shown}"
+    if event.get("pruned_at_step") is not None:
+        ended = f"pruned at step {event['pruned_at_step']} ({ended})"
+    return f"trial {event['number']}: {parameters} → {ended}"
 
 
 class _TrialLines:
@@ -76,7 +80,13 @@ class _TrialLines:
         shown = {k: v for k, v in trained_with.items() if k in self._searched}
         value = event["metrics"].get(self._metric)
         return trial_line(
-            {"number": number, "hyperparameters": shown, "metric": self._metric, "objective": value}
+            {
+                "number": number,
+                "hyperparameters": shown,
+                "metric": self._metric,
+                "objective": value,
+                "pruned_at_step": event.get("pruned_at_step"),
+            }
         )
 
 
@@ -258,9 +268,17 @@ def trials_table(trials: Sequence[Mapping[str, Any]], objective: str) -> Table:
             str(row.get("name") or row["number"]),
             *(str(row["hyperparameters"].get(name, "")) for name in names),
             "" if value is None else f"{value:.4f}",
-            str(row["state"]).lower(),
+            _state_shown(row),
         )
     return table
+
+
+def _state_shown(row: Mapping[str, Any]) -> str:
+    """``complete``, ``fail``…; ``pruned at step 2`` for a trial its own task stopped."""
+    step = row.get("pruned_at_step")
+    if step is not None:
+        return f"pruned at step {int(step)}"
+    return str(row["state"]).lower()
 
 
 def summary_table(outcome: TuningOutcome) -> Table:

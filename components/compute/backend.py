@@ -16,6 +16,16 @@ from flywheel.components.contract.processing import ProcessingJobSpec, Processin
 
 LogSink = Callable[[str], None]
 
+
+class StopJob(Exception):
+    """Raised by a log sink to stop the job whose log it follows, then and there.
+
+    The local and EKS GPU backends stop the job's every process (the script, its workers) and let
+    this exception go on to the step that raised it: a tuning trial the pruner stops
+    (``steps.trial_pruning``). The SageMaker backend does not take it; nothing asks it to.
+    """
+
+
 # One "MB" of batch transform's MaxPayloadInMB, in bytes. AWS documents the field only as "MB";
 # the serving toolkits and the SDK's local mode count 1024 * 1024. Every backend enforces the
 # smaller reading, 10^6 bytes, so a request within it is within the limit whichever unit

@@ -126,6 +126,11 @@ class TuningSpec:
         return self.objective_type == "Maximize"
 
     @property
+    def prunes(self) -> bool:
+        """Whether trials may be stopped early: Hyperband, or ``early_stopping: Auto``."""
+        return self.strategy == "Hyperband" or self.early_stopping == "Auto"
+
+    @property
     def tuned(self) -> frozenset[str]:
         """The hyperparameters the search sets; every other one keeps its static value."""
         return frozenset(r.name for r in self.ranges)

@@ -10,10 +10,15 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flywheel.components.compute import backend_for
-from flywheel.components.compute.backend import LogSink
+from flywheel.components.compute.backend import (
+    ComputeBackend,
+    LogSink,
+    TrainingJobSpec,
+    TrainingResult,
+)
 from flywheel.components.contract.channels import write_channel
 from flywheel.components.contract.packaging import (
     code_digest,
@@ -23,6 +28,9 @@ from flywheel.components.contract.packaging import (
 from flywheel.components.contract.workload import Workload, load_workload
 from flywheel.components.data.rows import read_table
 from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE, record_event
+
+if TYPE_CHECKING:  # Optuna comes with the judge, imported only for a trial handed its study
+    from flywheel.components.steps.trial_pruning import TrialJudge
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,14 @@ class TrainedModel:
     # The metric that ranks runs, and its goal (``ranking_objective``).
     objective: str = ""
     objective_goal: str = ""
+    # A tuning trial judged while it trained (``trial_pruning.Pruning.as_metadata``): its number,
+    # the log step its pruner stopped it at (None: it ran to its end). Empty when not judged.
+    pruning: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def pruned_at_step(self) -> int | None:
+        """The log step the trial's pruner stopped it at; None when it ran to its end."""
+        return self.pruning.get("pruned_at_step")
 
 
 def job_name_for(workload_name: str, *parts: object) -> str:
@@ -87,6 +103,8 @@ def train_model(
     model_path: Path,
     brought_channels: Mapping[str, str] | None = None,
     output_data_path: Path | None = None,
+    study_path: Path | None = None,
+    trial_number: int = -1,
     log: LogSink = print,
 ) -> TrainedModel:
     """Train and write the packed model to ``model_path``; hyperparameters are checked first.
@@ -94,6 +112,10 @@ def train_model(
     ``brought_channels`` (name to a local path or ``s3://`` URI) reach the script as they are,
     instead of the channel laid out from the split. ``output_data_path``, when given, receives
     ``output.tar.gz``: what the script wrote to ``SM_OUTPUT_DATA_DIR``, an empty archive if nothing.
+
+    With ``study_path`` (the round's journal) this is tuning trial ``trial_number``: while it
+    trains, its pruner may stop it (``steps.trial_pruning``). A stopped trial ends normally, its
+    model an empty archive whose ``pruning`` says the step, its metrics the series up to the stop.
     """
     brought = dict(brought_channels or {})
     workload = load_workload(workload_path)
@@ -110,29 +132,33 @@ def train_model(
         brought,
     )
     with tempfile.TemporaryDirectory(prefix="flywheel-train-") as scratch:
+        judge = _judge(workload, compute, study_path, trial_number, Path(scratch))
         channel_dirs = {
             **lay_out_channels(
                 workload, {"train": train_path, "test": test_path}, Path(scratch) / "channels"
             ),
             **brought,
         }
-        result = backend.train(
-            workload.training_job(
-                job_name=job_name,
-                channels=channel_dirs,
-                hyperparameters=resolved,
-                output_location=scratch,
-                # Dependencies travel beside the script, as in the SDK's sourcedir.tar.gz.
-                source_dir=code_with_dependencies(
-                    workload.source_dir, workload.dependencies, Path(scratch)
-                ),
+        job = workload.training_job(
+            job_name=job_name,
+            channels=channel_dirs,
+            hyperparameters=resolved,
+            output_location=scratch,
+            # Dependencies travel beside the script, as in the SDK's sourcedir.tar.gz.
+            source_dir=code_with_dependencies(
+                workload.source_dir, workload.dependencies, Path(scratch)
             ),
-            log,
         )
+        if judge is None:
+            result = backend.train(job, log)
+        else:
+            result = _judged_training(backend, job, judge, log, Path(scratch))
         model_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(result.model_artifact, model_path)
         if output_data_path is not None:
             keep_output_data(result.output_data_artifact, output_data_path, Path(scratch))
+        # Read while its private journal, in the scratch folder, is still there.
+        pruning = {} if judge is None else judge.pruning().as_metadata()
     objective, objective_goal = ranking_objective(workload)
     trained = TrainedModel(
         # The backend's own job name: on SageMaker it names the training job in the console.
@@ -150,7 +176,14 @@ def train_model(
         ),
         objective=objective,
         objective_goal=objective_goal,
+        pruning=pruning,
     )
+    if trained.pruned_at_step is not None:
+        log(
+            f"{trained.job_name}: pruned at step {trained.pruned_at_step} "
+            f"({objective}={trained.training_metrics.get(objective)}): the study's pruner stopped "
+            "the trial, its job is stopped"
+        )
     if trained.unmatched_metrics:
         log(
             f"{trained.job_name}: no log line matched metric definition(s) "
@@ -162,10 +195,46 @@ def train_model(
             "job_name": trained.job_name,
             "hyperparameters": resolved,
             "metrics": trained.training_metrics,
+            "pruned_at_step": trained.pruned_at_step,
         },
         TRIAL_EVENTS_VARIABLE,
     )
     return trained
+
+
+def _judge(
+    workload: Workload,
+    compute: str,
+    study_path: Path | None,
+    trial_number: int,
+    scratch: Path,
+) -> TrialJudge | None:
+    """The pruner's judge of a tuning trial handed its study; None for any other training."""
+    if study_path is None:
+        return None
+    from flywheel.components.steps.trial_pruning import judge_for
+
+    return judge_for(workload, compute, study_path, trial_number, scratch)
+
+
+def _judged_training(
+    backend: ComputeBackend, job: TrainingJobSpec, judge: TrialJudge, log: LogSink, scratch: Path
+) -> TrainingResult:
+    """Train with ``judge`` following the log; a job it stops leaves the metrics it logged up to
+    the stop, an empty ``model.tar.gz`` and no output data."""
+    from flywheel.components.steps.trial_pruning import TrialPruned
+
+    try:
+        return backend.train(job, judge.sink(log))
+    except TrialPruned:
+        nothing = scratch / "pruned-model"
+        nothing.mkdir()
+        return TrainingResult(
+            job_name=job.job_name,
+            model_artifact=str(pack_folder(nothing, scratch / "pruned-model.tar.gz")),
+            metrics=dict(judge.collector.final),
+            metric_series=dict(judge.collector.series),
+        )
 
 
 def ranking_objective(workload: Workload) -> tuple[str, str]:

@@ -1,9 +1,10 @@
 """One round of a local or EKS search, as the tuning components run it: plain functions of paths.
 
 A round is ``suggest`` (the journal asks Optuna for up to ``max_parallel_jobs`` trials), one
-``train_model`` task per trial, and ``record``: each trial's objective read from the metrics its
-training job logged (the series too, for early stopping), the journal told every outcome, and
-the best model so far carried on. The journal travels as a KFP artifact from round to round: each step copies the one
+``train_model`` task per trial (handed the round's journal: its pruner may stop it while it
+trains, ``steps.trial_pruning``), and ``record``: each trial's objective read from the metrics
+its training job logged (the series too, for early stopping), the journal told every outcome (a
+trial's own verdict as it was made), and the best model so far carried on. The journal travels as a KFP artifact from round to round: each step copies the one
 it was given and works on the copy, so a retried task starts from the same file and the artifact it
 read stays as it was.
 
@@ -27,7 +28,7 @@ from flywheel.components.errors import InvalidSpecError, JobFailedError
 from flywheel.components.steps.runtime import TRIAL_EVENTS_VARIABLE, record_event
 
 if TYPE_CHECKING:  # Optuna is imported by the steps that use it, not by every task
-    from flywheel.components.steps.tuning_study import TrialOutcome
+    from flywheel.components.steps.tuning_study import InTrialVerdict, TrialOutcome
 
 
 def tuning_of(workload: Workload) -> TuningSpec:
@@ -193,7 +194,8 @@ def _round_models(
     """Each of this round's models and outcomes by trial number: a model is matched to the
     trial that searched its hyperparameters (``trial_of``; unfinished trials first), its objective is the final
     value its job logged, and its series, from its ``metrics`` file (matched by job name), are
-    the intermediate values the pruner judges."""
+    the intermediate values the pruner judges. A model whose task judged it while it trained
+    (``pruning`` in its metadata) carries that verdict, to be recorded as it was made."""
     from flywheel.components.steps.tuning_study import outcome_from_metrics
 
     by_job = {curve.job_name: curve for curve in curves}
@@ -202,7 +204,9 @@ def _round_models(
     outcomes: dict[int, TrialOutcome] = {}
     for model in models:
         trained_with = model.metadata.get("hyperparameters", {})
-        number = trial_of(trained_with, unmatched, spec.tuned)
+        number = _judged_trial(model.metadata, unmatched)
+        if number is None:
+            number = trial_of(trained_with, unmatched, spec.tuned)
         if number is None:
             shown = {k: v for k, v in trained_with.items() if k in spec.tuned}
             raise InvalidSpecError(
@@ -215,8 +219,32 @@ def _round_models(
         value = model.metadata.get("metrics", {}).get(spec.objective_metric)
         curve = by_job.get(str(model.metadata.get("job_name")), TrialCurves(""))
         steps = [float(v) for _step, v in curve.series.get(spec.objective_metric, [])]
-        outcomes[number] = outcome_from_metrics(steps, None if value is None else float(value))
+        outcomes[number] = outcome_from_metrics(
+            steps, None if value is None else float(value), _verdict(model.metadata)
+        )
     return matched, outcomes
+
+
+def _judged_trial(metadata: Mapping[str, Any], asked: Sequence[Mapping[str, Any]]) -> int | None:
+    """The trial a model's task was judged as (its ``pruning``), when it is one of ``asked``."""
+    trial = (metadata.get("pruning") or {}).get("trial")
+    if trial is None or int(trial) not in {int(t["number"]) for t in asked}:
+        return None
+    return int(trial)
+
+
+def _verdict(metadata: Mapping[str, Any]) -> InTrialVerdict | None:
+    """The verdict a trial's own task reached (``train_model``'s ``pruning``), or None when
+    nothing judged it while it trained. KFP's Struct hands the step over as a float."""
+    from flywheel.components.steps.tuning_study import InTrialVerdict
+
+    pruning = metadata.get("pruning")
+    if not pruning:
+        return None
+    step = pruning.get("pruned_at_step")
+    return InTrialVerdict(
+        None if step is None else int(step), dict(pruning.get("pruner_attrs") or {})
+    )
 
 
 def _winner_model(
@@ -265,6 +293,7 @@ def record_trials(
             "hyperparameters": dict(row.hyperparameters),
             "objective": row.objective,
             "best": row.best,
+            "pruned_at_step": row.pruned_at_step,
         }
         for row in rows
     ]

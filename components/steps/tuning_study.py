@@ -34,6 +34,15 @@ rule SageMaker documents for its own Auto (a trial whose objective is worse than
 the earlier trials' running averages at the same step is stopped). As Katib's ``medianstop``,
 it judges nothing until 3 trials have finished (its ``min_trials_required``).
 
+With a pruner (``Auto``, Hyperband), a trial is judged while it trains: its ``train_model`` task
+is handed the round's journal and its trial number, and :class:`RunningTrial`, on a private copy,
+reports each value of the objective as the log shows it and asks the pruner, as Katib's
+``medianstop`` judges a running trial against the completed ones; the job is stopped when the
+pruner says so. The round's other trials are other tasks with their own copies, so a trial is
+judged against the trials finished in earlier rounds, never against its own round's.
+:func:`record_round` then records that verdict as it was made (:class:`InTrialVerdict`). A trial
+trained without the journal is judged when its round is recorded, from its whole series.
+
 Samplers and pruners are not stored in the journal, so each call builds them again from the spec.
 A seeded sampler would then draw the same "random" points every round; its seed is therefore the
 spec's ``random_seed`` combined with the number of trials so far: deterministic for a given
@@ -47,7 +56,7 @@ import itertools
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +73,8 @@ STUDY_NAME = "flywheel-tuning"
 # journal alone answers "what did trial 7 run with" (reverse-log ranges are sampled as 1 - x).
 HYPERPARAMETERS_ATTR = "hyperparameters"
 SEARCH_ATTR = "search"
+# A trial its own task stopped: the step of the log (the objective's line) it was stopped at.
+PRUNED_AT_STEP_ATTR = "pruned_at_step"
 # Auto scaling: SageMaker does not publish its rule; ours searches on a log scale a positive range
 # that spans at least two orders of magnitude, where a linear scale would almost never try the
 # small end, and linearly otherwise.
@@ -76,12 +87,24 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
 @dataclass(frozen=True)
+class InTrialVerdict:
+    """What the pruner decided while the trial trained (:class:`RunningTrial`): the step of the
+    log it stopped the trial at (None: it let the trial run to its end), and what the pruner wrote
+    on the trial meanwhile (Hyperband's rung values), which later trials are judged against."""
+
+    pruned_at_step: int | None
+    pruner_attrs: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TrialOutcome:
     """What a trial's training job reported: the objective's final value (None when the metric
-    never appeared, so the trial failed) and its values step by step, for pruning."""
+    never appeared, so the trial failed) and its values step by step, for pruning; ``verdict``
+    when the trial was judged while it trained, to be recorded as it was made."""
 
     objective: float | None
     intermediate: tuple[float, ...] = ()
+    verdict: InTrialVerdict | None = None
 
     @classmethod
     def of(cls, raw: TrialOutcome | Mapping[str, Any] | float | None) -> TrialOutcome:
@@ -260,6 +283,8 @@ def suggest_round(journal_path: Path, spec: TuningSpec, round_size: int) -> list
 
 
 def _tell(study: optuna.Study, trial: FrozenTrial, outcome: TrialOutcome) -> TrialState:
+    if outcome.verdict is not None:
+        return _tell_as_judged(study, trial, outcome, outcome.verdict)
     if outcome.objective is None:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
@@ -268,12 +293,70 @@ def _tell(study: optuna.Study, trial: FrozenTrial, outcome: TrialOutcome) -> Tri
         if step not in trial.intermediate_values:
             live.report(value, step)
         if live.should_prune():
-            # The trial has run to its end already (a KFP task is not interrupted); pruning it
-            # here tells the sampler and the pruner what a live stop would have.
+            # A trial trained without the journal has run to its end already; pruning it here
+            # tells the sampler and the pruner what a live stop would have.
             study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
             return TrialState.PRUNED
     study.tell(trial.number, outcome.objective, skip_if_finished=True)
     return TrialState.COMPLETE
+
+
+def _tell_as_judged(
+    study: optuna.Study, trial: FrozenTrial, outcome: TrialOutcome, verdict: InTrialVerdict
+) -> TrialState:
+    """Record the verdict the trial's pruner gave while it trained, never judging it again: the
+    round's other trials, recorded beside it, were not there to compare with."""
+    live = optuna.Trial(study, trial._trial_id)
+    for step, value in enumerate(outcome.intermediate):
+        if step not in trial.intermediate_values:
+            live.report(value, step)
+    for key, value in verdict.pruner_attrs.items():
+        live.storage.set_trial_system_attr(trial._trial_id, key, value)
+    if verdict.pruned_at_step is not None:
+        live.set_user_attr(PRUNED_AT_STEP_ATTR, verdict.pruned_at_step)
+        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+        return TrialState.PRUNED
+    if outcome.objective is None:
+        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+        return TrialState.FAIL
+    study.tell(trial.number, outcome.objective, skip_if_finished=True)
+    return TrialState.COMPLETE
+
+
+class RunningTrial:
+    """A trial its round asked, still ``RUNNING`` in ``journal_path`` (a private copy of the
+    round's journal), told its objective value by value while it trains, the pruner asked after
+    each: the in-trial half of early stopping.
+
+    Its step is the value's place in the objective's series (0 for the first), as
+    :func:`record_round` counts it, so both halves report the same steps.
+    """
+
+    def __init__(self, journal_path: Path, spec: TuningSpec, number: int) -> None:
+        study = _study(Path(journal_path), spec)
+        trial = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
+        if trial is None or trial.state != TrialState.RUNNING:
+            held = "never asked" if trial is None else trial.state.name
+            raise InvalidSpecError(
+                "trial_number",
+                f"trial {number} is not running in the study ({held}); pass the number "
+                "suggest_trials gave the trial",
+            )
+        self._trial = optuna.Trial(study, trial._trial_id)
+        self._attrs_before = dict(trial.system_attrs)
+        self.reported = 0
+
+    def should_stop(self, value: float) -> bool:
+        """Report the objective's next value; whether the pruner stops the trial there."""
+        self._trial.report(value, self.reported)
+        self.reported += 1
+        return self._trial.should_prune()
+
+    def verdict(self, pruned_at_step: int | None) -> InTrialVerdict:
+        """The verdict to record: the step it was stopped at, and what the pruner wrote."""
+        attrs = self._trial.storage.get_trial(self._trial._trial_id).system_attrs
+        written = {k: v for k, v in attrs.items() if self._attrs_before.get(k) != v}
+        return InTrialVerdict(pruned_at_step, written)
 
 
 def record_round(
@@ -283,8 +366,9 @@ def record_round(
 ) -> dict[int, str]:
     """Tell each trial of ``results`` (by trial number) its outcome; the state each one ended in.
 
-    With ``early_stopping: Auto`` or Hyperband, each step's value is reported first and the trial
-    is pruned where the pruner says so. A trial that is already finished is skipped, so telling a
+    With ``early_stopping: Auto`` or Hyperband, each step's value is reported first; a trial
+    judged while it trained is recorded as its verdict says, any other is pruned where the pruner
+    says so now. A trial that is already finished is skipped, so telling a
     retried round again changes nothing; a number the study never asked is refused.
     """
     study = _study(Path(journal_path), spec)
@@ -312,6 +396,8 @@ class TrialRow:
     hyperparameters: Mapping[str, Any]
     objective: float | None
     best: bool
+    # The step of the log a pruned trial's own task stopped it at (None otherwise).
+    pruned_at_step: int | None = None
 
 
 def _load(journal_path: Path) -> optuna.Study:
@@ -336,6 +422,7 @@ def trials_table(journal_path: Path) -> list[TrialRow]:
             hyperparameters=dict(t.user_attrs.get(HYPERPARAMETERS_ATTR, {})),
             objective=t.value if t.state == TrialState.COMPLETE else None,
             best=index == 0 and t.state == TrialState.COMPLETE,
+            pruned_at_step=t.user_attrs.get(PRUNED_AT_STEP_ATTR),
         )
         for index, t in enumerate([*complete, *rest])
     ]
@@ -347,9 +434,13 @@ def best_trial(journal_path: Path) -> TrialRow | None:
     return rows[0] if rows and rows[0].best else None
 
 
-def outcome_from_metrics(series: Sequence[float], objective: float | None = None) -> TrialOutcome:
+def outcome_from_metrics(
+    series: Sequence[float],
+    objective: float | None = None,
+    verdict: InTrialVerdict | None = None,
+) -> TrialOutcome:
     """A trial's outcome from the objective metric's values in log order (what the metric
     definition's regex read, line by line): the last is the final value, as on SageMaker."""
     values = tuple(float(v) for v in series if math.isfinite(float(v)))
     final = objective if objective is not None else (values[-1] if values else None)
-    return TrialOutcome(_finite(final), values)
+    return TrialOutcome(_finite(final), values, verdict)

@@ -26,8 +26,9 @@ INTERNAL_MODULES = [
     "flywheel.components.errors",
     "flywheel.pipelines.defaults",
 ]
-# mlflow too: the train step imports it only to record a run, in a thread while the job runs.
-HEAVY_MODULES = ("numpy", "pyarrow", "pyarrow.compute", "pandas", "mlflow")
+# mlflow too: the train step imports it only to record a run, in a thread while the job runs;
+# and optuna, which the train step imports only for a tuning trial handed its study.
+HEAVY_MODULES = ("numpy", "pyarrow", "pyarrow.compute", "pandas", "mlflow", "optuna")
 # The training pipeline's components whose steps need no table to be imported.
 LIGHT_COMPONENTS = [
     "plan_training",

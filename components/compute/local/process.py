@@ -9,9 +9,11 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from flywheel.components.compute.backend import LogSink
+from flywheel.components.compute.backend import LogSink, StopJob
 
 TAIL_LINES = 20
+# How long a job stopped by its step's log sink gets between SIGTERM and SIGKILL.
+STOP_GRACE_SECONDS = 2.0
 
 
 def start_process(
@@ -67,13 +69,41 @@ def stream_process(
     """Run ``command``, passing each output line to ``log`` as it appears.
 
     Returns the exit status and the last lines, which explain a crash when no failure file does.
+    When ``log`` raises ``StopJob``, ``command`` and everything it started are stopped
+    (:func:`stop_tree`) and the exception goes on; any other exception leaves them as before.
     """
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     with start_process(
         command, cwd=cwd, environment={"PYTHONUNBUFFERED": "1", **environment}
     ) as process:
-        follow_lines(process, tail, log)
+        try:
+            follow_lines(process, tail, log)
+        except StopJob:
+            stop_tree(process.pid)
+            raise
         return process.wait(), list(tail)
+
+
+def stop_tree(pid: int, grace: float = STOP_GRACE_SECONDS) -> None:
+    """SIGTERM to ``pid`` and every process it started, SIGKILL to those left after ``grace``.
+
+    The job shares its step's process group (a signal to the step reaches it, as before), so it
+    is found by descent instead: the toolkit, the script and the script's own workers.
+    """
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        tree = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return
+    for member in tree:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.terminate()
+    _gone, alive = psutil.wait_procs(tree, timeout=grace)
+    for member in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()
 
 
 def crash_reason(tail: list[str]) -> str:
