@@ -1,11 +1,12 @@
 """Start kfp.local's lightweight-component tasks by forking a warm interpreter, not cold.
 
 Every kfp.local task would start a new Python and import KFP's executor and Flywheel's steps:
-about a quarter of a second before it does anything, paid again by every tuning trial. A run
-starts one ``warm_interpreter`` that imports them once; each task that is KFP's own launch of a
-lightweight component is handed to it and forked, with the task's environment, folder and
-output, in a session of its own. Anything else (a component that installs packages, a task with
-environment variables of its own, one named with another interpreter) starts as it always did.
+about a quarter of a second before it does anything, paid again by every tuning trial. A
+``flywheel run`` starts one ``warm_interpreter`` as it begins (a run started in-process gets its
+own), which imports them once; each task that is KFP's own launch of a lightweight component is
+handed to it and forked, with the task's environment, folder and output, in a session of its own.
+Anything else (a component that installs packages, a task with environment variables of its own
+or another ``PYTHON*`` environment, one named with another interpreter) starts as it always did.
 
 Linux only: forking an interpreter that has loaded native libraries is not safe on macOS, where
 Python itself stopped defaulting to it. ``FLYWHEEL_WARM_TASKS=off`` starts every task cold.
@@ -41,6 +42,11 @@ KFP_LAUNCH = re.compile(
     r"_KFP_RUNTIME=true (?P<python>\S+) -m kfp\.dsl\.executor_main\s+"
     r'--component_module_path\s+"\$program_path/ephemeral_component\.py"\s+"\$@"\s*'
 )
+
+
+# What the launch sets for the executor (and so for everything the task starts): kfp imports no
+# client code in a task.
+LAUNCH_VARIABLES = {"_KFP_RUNTIME": "true"}
 
 
 def kfp_launch(full_command: Sequence[str]) -> tuple[str, list[str]] | None:
@@ -118,7 +124,7 @@ class WarmInterpreterClient:
 
     def __init__(self) -> None:
         self.python = sys.executable
-        self.environment = dict(os.environ)
+        self.environment = {**os.environ, **LAUNCH_VARIABLES}
         self._control, theirs = socket.socketpair()
         # Its output is nobody's: a module it cannot import fails the task that needs it, cold.
         self.process = subprocess.Popen(
@@ -131,7 +137,7 @@ class WarmInterpreterClient:
         )
         theirs.close()
         self._lock = threading.Lock()
-        self._ready: bool | None = None  # None until the interpreter says (or ends)
+        self._ready: bool | None = None  # None until first asked
 
     def start(
         self, full_command: Sequence[str], environment: Mapping[str, str]
@@ -148,7 +154,11 @@ class WarmInterpreterClient:
             with self._lock:
                 socket.send_fds(self._control, [b"T"], [theirs.fileno()])
             request = json.dumps(
-                {"arguments": launch[1], "environment": dict(environment), "cwd": os.getcwd()}
+                {
+                    "arguments": launch[1],
+                    "environment": {**environment, **LAUNCH_VARIABLES},
+                    "cwd": os.getcwd(),
+                }
             ).encode()
             socket.send_fds(ours, [LENGTH.pack(len(request))], [task_output])
             ours.sendall(request)
@@ -168,14 +178,14 @@ class WarmInterpreterClient:
         stdout = open(output, errors="replace")  # noqa: SIM115 - the task's, closed with it
         return ForkedTask(messages, int(started["pid"]), stdout)
 
-    def ready(self, timeout: float = 0) -> bool:
-        """Whether the interpreter has imported what it preloads, waiting up to ``timeout``."""
+    def ready(self, timeout: float) -> bool:
+        """Whether the interpreter has imported what it preloads, waiting up to ``timeout`` the
+        first time; one that was not ready by then is not waited for again (tasks start cold)."""
         with self._lock:
             if self._ready is None:
                 readable, _, _ = select.select([self._control], [], [], timeout)
-                if readable:
-                    self._ready = self._control.recv(1) == READY
-            return bool(self._ready)
+                self._ready = bool(readable) and self._control.recv(1) == READY
+            return self._ready
 
     def close(self) -> None:
         """End the interpreter now: every task it forked has ended, and it holds nothing to keep.

@@ -5,6 +5,8 @@ group, and a task's step starts the training script or the scoring server beneat
 sent to the CLI alone would orphan the lot. Here each task starts a new session, so its whole tree
 is one process group to signal; it gets a private temporary folder, removed with the run; and its
 output is also kept in ``task.log`` beside the task's artifacts, the log a failure points at.
+Where it can be, a task is forked from the run's warm interpreter instead of started cold
+(``forked_tasks``): the same session, folder, environment and output, without the start-up.
 """
 
 from __future__ import annotations

@@ -55,6 +55,8 @@ def observe(word: str):
                 # What ``python -m`` put first, now behind the component's folder (KFP's loader).
                 "path1": sys.path[1],
                 "variable": os.environ.get("FLYWHEEL_TEST_VARIABLE"),
+                "kfp_runtime": os.environ.get("_KFP_RUNTIME"),
+                "kfp_client_imported": "kfp.client" in sys.modules,
                 "tmpdir": tempfile.gettempdir(),
                 "stdin": sys.stdin.read(),
                 "module": sys.modules[observe.__module__].__file__,
@@ -177,8 +179,10 @@ def test_a_forked_task_sees_what_a_cold_one_sees_in_a_session_of_its_own(
     assert forked["parent"] == warm.process.pid  # really forked, not started cold
     assert forked["group"] == forked["session"] == forked["pid"]
     assert cold["group"] == cold["session"] != cold["pid"]  # sh leads, python beneath it
-    for seen in ("word", "cwd", "path1", "variable", "tmpdir", "stdin"):
+    for seen in ("word", "cwd", "path1", "variable", "kfp_runtime", "tmpdir", "stdin"):
         assert forked[seen] == cold[seen], seen
+    assert forked["kfp_runtime"] == "true"  # as the launch sets it, for all the task starts
+    assert not forked["kfp_client_imported"] and not cold["kfp_client_imported"]
     assert forked["variable"] == "set after the interpreter started"
     assert forked["tmpdir"] == str(scratch)
     # The source goes to a folder of its own under the task's TMPDIR, as ``mktemp -d`` puts it.
@@ -289,3 +293,20 @@ def _state(pid: int) -> str:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
     except OSError:
         return "Z"
+
+
+def test_an_interpreter_not_ready_in_time_is_not_waited_for_again(
+    run_task: Callable[..., tuple[int, str]], tmp_path: Path
+) -> None:
+    client = WarmInterpreterClient()
+    try:
+        assert not client.ready(timeout=0)  # its imports take longer than no time at all
+        time.sleep(0.5)
+        asked = time.monotonic()
+        assert not client.ready(timeout=60)  # the first answer stands, at once
+        assert time.monotonic() - asked < 1
+        _, output = run_task(TaskProcesses(tmp_path, client), observe, word="x")
+        assert observed(output)["parent"] != client.process.pid  # started cold
+    finally:
+        client.close()
+    assert client.process.poll() is not None
