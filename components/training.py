@@ -139,6 +139,7 @@ def train_model(
                 "output_data": output_data.uri,
                 "learning_curves": learning_curves.uri,
             },
+            pruned_at_step=trained.pruned_at_step,
         )
     )
     model.metadata.update(

@@ -60,6 +60,8 @@ class TrainingRecord:
     objective_goal: str = ""
     # Where the model and the reports are: model, output_data, learning_curves.
     links: Mapping[str, str] = field(default_factory=dict)
+    # The log step a tuning trial's pruner stopped it at; None when it ran to its end.
+    pruned_at_step: int | None = None
 
 
 def tracking_on() -> bool:
@@ -136,6 +138,9 @@ def _tags(record: TrainingRecord) -> dict[str, str]:
         f"{TAG_PREFIX}objective": record.objective,
         f"{TAG_PREFIX}objective_goal": record.objective_goal,
         f"{TAG_PREFIX}unmatched_metrics": ",".join(record.unmatched),
+        f"{TAG_PREFIX}pruned_at_step": ""
+        if record.pruned_at_step is None
+        else str(record.pruned_at_step),
     }
     tags |= {f"{TAG_PREFIX}link.{name}": uri for name, uri in record.links.items()}
     return {name: value for name, value in tags.items() if value}
@@ -176,7 +181,8 @@ def track_training(record: TrainingRecord, log: Callable[[str], None] = print) -
         param_batches = _chunks(params, _PARAMS_PER_BATCH)
         for metric_batch, param_batch in zip_longest(metric_batches, param_batches, fillvalue=[]):
             client.log_batch(run_id, metrics=metric_batch, params=param_batch)
-        client.set_terminated(run_id, "FINISHED")
+        # A trial its pruner stopped ends as MLflow's stopped runs do: KILLED, not FINISHED.
+        client.set_terminated(run_id, "FINISHED" if record.pruned_at_step is None else "KILLED")
     except Exception as error:
         log(f"tracking: {record.job_name} not recorded at {uri}: {_reason(error)}")
         return None

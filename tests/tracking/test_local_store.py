@@ -94,3 +94,24 @@ def test_listing_an_empty_home_creates_nothing_and_an_unknown_run_is_one_line(
     assert capsys.readouterr().err.strip() == (
         "flywheel: error: RUN: no tracked run has the id or name 'nope'"
     )
+
+
+def test_a_trial_its_pruner_stopped_is_recorded_killed_with_its_step(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if importlib.util.find_spec("mlflow") is None:
+        pytest.skip("mlflow is not installed (the dev extra installs it)")
+    from dataclasses import replace
+
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
+    finished = track_training(_record("toy-whole", 0.1, [0.9, 0.7, 0.5]))
+    stopped = track_training(replace(_record("toy-pruned", 0.3, [2.0]), pruned_at_step=1))
+    client = MlflowClient(uri)
+    whole, pruned = client.get_run(finished), client.get_run(stopped)
+    assert (whole.info.status, pruned.info.status) == ("FINISHED", "KILLED")
+    assert "flywheel.pruned_at_step" not in whole.data.tags
+    assert pruned.data.tags["flywheel.pruned_at_step"] == "1"
