@@ -2,8 +2,10 @@
 
 A kfp.local task is ``sh -ec`` writing the component's source to a file and running
 ``python -m kfp.dsl.executor_main`` on it: a new interpreter that imports KFP's executor and
-Flywheel's steps again, for every task and every tuning trial. This process imports them once per
-run (``PRELOADED``) and then, for each task ``forked_tasks`` hands it over a Unix socket, forks a
+Flywheel's steps again, for every task and every tuning trial. This process imports what every
+task needs once per run (``PRELOADED``, and MLflow's client when the run tracks) and, before it
+forks a task, the Flywheel modules that task's component imports (``own_imports``), so that no
+later task of the run imports them again. For each task ``forked_tasks`` hands it, it forks a
 child that does what that command would have done, in the task's own session, folder,
 environment and output pipe:
 
@@ -24,13 +26,13 @@ that everything read at interpreter start (``PYTHONPATH``, ``sitecustomize``) is
 
 from __future__ import annotations
 
+import ast
 import atexit
 import contextlib
 import gc
 import importlib
 import json
 import os
-import pkgutil
 import selectors
 import signal
 import socket
@@ -39,33 +41,60 @@ import sys
 import tempfile
 import threading
 import traceback
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-# What every task imports: KFP's executor and Flywheel's step functions (an optional extra that
-# is not installed is simply not preloaded; the task that needs it fails as it would anyway).
-EXECUTOR_MODULE = "kfp.dsl.executor_main"
-STEP_PACKAGE = "flywheel.components.steps"
-# What ``components.tracking.record`` imports as it records.
+# What every task imports: KFP's executor, the step runtime and the workload's reader.
+PRELOADED = (
+    "kfp.dsl.executor_main",
+    "flywheel.components.steps.runtime",
+    "flywheel.components.contract.workload",
+)
+EXECUTOR_MODULE = PRELOADED[0]
+# What ``components.tracking.record`` imports as it records: when the run tracks, every step that
+# records would import MLflow's client (about 2 s).
 TRACKING_MODULES = ("mlflow.tracking", "mlflow.entities")
+# Modules of a component's own imports that are imported here before it forks: Flywheel's, known
+# to start no thread as they load (a thread here would not survive into the forked tasks).
+OWN_PACKAGE = "flywheel."
 READY = b"R"  # on the control socket, once preloaded
 # A request: a 4-byte length (sent with the task's output pipe attached), then that much JSON.
 LENGTH = struct.Struct("!I")
 
 
 def preload() -> None:
-    """Import the executor and every step module, once, before any task forks; and MLflow's
-    client when the run tracks, which every step that records would import (about 2 s)."""
-    importlib.import_module(EXECUTOR_MODULE)
-    steps = importlib.import_module(STEP_PACKAGE)
-    names = [f"{STEP_PACKAGE}.{module.name}" for module in pkgutil.iter_modules(steps.__path__)]
+    """Import what every task needs, once, before any task forks."""
     from flywheel.components.tracking.uri import tracking_switched_off
 
-    if not tracking_switched_off():
-        names += TRACKING_MODULES
+    import_quietly((*PRELOADED, *(() if tracking_switched_off() else TRACKING_MODULES)))
+
+
+def import_quietly(names: Iterable[str]) -> None:
+    """Import each of ``names``; one that does not import (an optional extra not installed) is
+    left to the task that needs it, which fails as it would have cold."""
     for name in names:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    # What is loaded now stays as it is: the collector need not walk it in every child (and
+    # thereby copy its pages), as it would not in a process that had imported it fresh.
+    gc.freeze()
+
+
+def own_imports(source: str) -> list[str]:
+    """The Flywheel modules a component's source imports (its function body's ``import`` and
+    ``from ... import`` statements): imported here once, so neither this task nor any later one
+    of the run imports them again."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []  # the task reports it, as it would have cold
+    names: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.append(node.module)
+    return [name for name in names if name.startswith(OWN_PACKAGE)]
 
 
 def receive_request(connection: socket.socket) -> tuple[dict[str, Any], int]:
@@ -100,9 +129,15 @@ def _become_task(output: int, environment: Mapping[str, str], cwd: str) -> None:
     os.environ.update(environment)
     tempfile.tempdir = None  # read TMPDIR again: the task's own
     sys.path[0] = cwd  # what ``python -m`` puts first
-    if "numpy" in sys.modules:
-        # A fresh interpreter seeds numpy's global generator from the OS; forked ones would share.
-        sys.modules["numpy"].random.seed()
+    reseed_inherited_generators()
+
+
+def reseed_inherited_generators() -> None:
+    """Seed numpy's global generator from the OS, as a fresh interpreter's import does, if it came
+    loaded: forked tasks would otherwise all draw the same numbers. (Python's ``random`` reseeds
+    itself in a forked child.)"""
+    if "numpy.random" in sys.modules:
+        sys.modules["numpy.random"].seed()
 
 
 def _execute(arguments: Sequence[str]) -> int:
@@ -196,6 +231,7 @@ class WarmInterpreter:
         except (ConnectionError, OSError, ValueError):
             connection.close()
             return
+        import_quietly(own_imports(request["arguments"][0]))
         for stream in (sys.stdout, sys.stderr):
             stream.flush()
         pid = os.fork()
@@ -234,9 +270,6 @@ class WarmInterpreter:
 
 def main(control_descriptor: int) -> None:
     preload()
-    # What is loaded now stays as it is: the collector need not walk it in every child (and
-    # thereby copy its pages), as it would not in a process that had imported it fresh.
-    gc.freeze()
     WarmInterpreter(socket.socket(fileno=control_descriptor)).serve()
 
 

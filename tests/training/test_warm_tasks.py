@@ -28,6 +28,7 @@ from flywheel.pipelines.forked_tasks import (
     warm_interpreter,
 )
 from flywheel.pipelines.task_processes import TaskProcesses
+from flywheel.pipelines.warm_interpreter import own_imports
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="tasks are forked on Linux only"
@@ -67,6 +68,17 @@ def observe(word: str):
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
+def uses_the_gate():
+    """Says whether the Flywheel module it imports was loaded before its import ran."""
+    import sys
+
+    loaded = "flywheel.components.steps.gate" in sys.modules
+    from flywheel.components.steps.gate import decide_promotion  # noqa: F401
+
+    print(f"LOADED {loaded}", flush=True)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
 def end_as(how: str):
     """Ends in the way ``how`` names, with an ``atexit`` handler and a late thread to flush."""
     import atexit
@@ -85,14 +97,6 @@ def end_as(how: str):
         raise ValueError("the task's own error")
     if how == "exit":
         sys.exit(3)
-
-
-@dsl.component(base_image="python:3.11", install_kfp_package=False)
-def draw():
-    """An unseeded draw from numpy's global generator."""
-    import numpy
-
-    print(f"DRAWN {numpy.random.random()!r}", flush=True)
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
@@ -211,14 +215,32 @@ def test_a_forked_task_ends_as_the_interpreter_would(
             assert printed in output
 
 
-def test_forked_tasks_do_not_share_numpys_unseeded_draws(
-    warm: WarmInterpreterClient, run_task: Callable[..., tuple[int, str]], tmp_path: Path
-) -> None:
-    draws = set()
-    for _ in range(2):
-        _, output = run_task(TaskProcesses(tmp_path, warm), draw)
-        draws.add(next(line for line in output.splitlines() if line.startswith("DRAWN")))
-    assert len(draws) == 2
+def test_forked_children_do_not_share_numpys_unseeded_draws() -> None:
+    # numpy.random loaded before the fork, as a preloaded module could load it: without the
+    # reseed two children draw the same number; with it, as fresh interpreters, they do not.
+    script = textwrap.dedent(
+        """
+        import os
+        import numpy.random
+        from flywheel.pipelines.warm_interpreter import reseed_inherited_generators
+
+        def draw_in_child(reseed):
+            read, write = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                if reseed:
+                    reseed_inherited_generators()
+                os.write(write, repr(numpy.random.random()).encode())
+                os._exit(0)
+            os.close(write)
+            os.waitpid(pid, 0)
+            return os.read(read, 64)
+
+        print(draw_in_child(False) == draw_in_child(False), draw_in_child(True) == draw_in_child(True))
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.stdout.split() == ["True", "False"], result.stderr
 
 
 def test_tasks_start_cold_with_variables_of_their_own_or_another_python_path(
@@ -310,3 +332,28 @@ def test_an_interpreter_not_ready_in_time_is_not_waited_for_again(
     finally:
         client.close()
     assert client.process.poll() is not None
+
+
+def test_a_forked_task_finds_the_flywheel_modules_its_component_imports_already_loaded(
+    warm: WarmInterpreterClient, run_task: Callable[..., tuple[int, str]], tmp_path: Path
+) -> None:
+    _, forked = run_task(TaskProcesses(tmp_path, warm), uses_the_gate)
+    _, cold = run_task(TaskProcesses(tmp_path), uses_the_gate)
+    assert "LOADED True" in forked  # imported once, by the interpreter, before it forked
+    assert "LOADED False" in cold
+
+
+def test_own_imports_are_the_flywheel_modules_a_component_imports_and_nothing_else() -> None:
+    source = textwrap.dedent(
+        """
+        import json
+        from kfp import dsl
+        def step():
+            import flywheel.components.errors
+            from flywheel.components.steps.gate import decide_promotion
+            from . import nearby
+            import numpy
+        """
+    )
+    assert own_imports(source) == ["flywheel.components.errors", "flywheel.components.steps.gate"]
+    assert own_imports("def broken(:") == []
