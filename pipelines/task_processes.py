@@ -25,7 +25,7 @@ from pathlib import Path
 
 from kfp.local import subprocess_task_handler
 
-from flywheel.components.compute.local.process import signal_group
+from flywheel.components.compute.local.process import signal_group, start_process
 from flywheel.pipelines.forked_tasks import ForkedTask, WarmInterpreterClient, warm_interpreter
 from flywheel.pipelines.interrupts import stopping
 
@@ -95,17 +95,7 @@ class TaskProcesses:
         forked = None
         if self.warm is not None and not own_variables:
             forked = self.warm.start(full_command, environment)
-        return forked or subprocess.Popen(
-            full_command,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            errors="replace",
-            bufsize=1,
-            env=environment,
-            start_new_session=True,
-        )
+        return forked or start_process(full_command, environment=environment, own_group=True)
 
     def stop(self) -> None:
         """Send SIGTERM to every running task's process group; SIGKILL follows after the grace."""
