@@ -70,10 +70,10 @@ def preload() -> None:
 
 
 def import_quietly(names: Iterable[str]) -> None:
-    """Import each of ``names``; one that does not import (an optional extra not installed) is
-    left to the task that needs it, which fails as it would have cold."""
+    """Import each of ``names``; one that does not import (an optional extra not installed, an
+    error as it loads) is left to the task that needs it, which fails as it would have cold."""
     for name in names:
-        with contextlib.suppress(ImportError):
+        with contextlib.suppress(Exception):
             importlib.import_module(name)
     # What is loaded now stays as it is: the collector need not walk it in every child (and
     # thereby copy its pages), as it would not in a process that had imported it fresh.
