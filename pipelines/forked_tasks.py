@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import IO, Any
 
+from flywheel.components.errors import InvalidSpecError
 from flywheel.pipelines.warm_interpreter import LENGTH, READY
 
 WARM_VARIABLE = "FLYWHEEL_WARM_TASKS"
@@ -198,6 +199,17 @@ class WarmInterpreterClient:
         self.process.wait()
 
 
+def warm_tasks_switched_on() -> bool:
+    """``FLYWHEEL_WARM_TASKS``: ``on`` (the default, also when unset or empty) or ``off``;
+    anything else is refused in one line before the command starts anything."""
+    switch = os.environ.get(WARM_VARIABLE, "").strip().lower() or "on"
+    if switch not in ("on", "off"):
+        raise InvalidSpecError(
+            WARM_VARIABLE, f"must be on or off, got {os.environ[WARM_VARIABLE]!r}"
+        )
+    return switch == "on"
+
+
 _RUNNING: list[WarmInterpreterClient] = []  # this process's, while a block holds one
 
 
@@ -206,7 +218,7 @@ def warm_interpreter() -> Iterator[WarmInterpreterClient | None]:
     """This process's warm interpreter for the block: the one already running (the CLI starts one
     before its own imports, so that it is ready by the first task), else a new one, ended with the
     block; None where tasks start cold (switched off, or not Linux)."""
-    if os.environ.get(WARM_VARIABLE, "").lower() == "off" or not sys.platform.startswith("linux"):
+    if not warm_tasks_switched_on() or not sys.platform.startswith("linux"):
         yield None
         return
     if _RUNNING:

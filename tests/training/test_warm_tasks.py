@@ -161,7 +161,10 @@ def test_kfp_lightweight_launch_is_recognised_and_any_other_command_is_not(
     assert (
         arguments[0].lstrip().startswith("import kfp")
     )  # the component's source, then its arguments
-    assert arguments[1:3] == ["--executor_input", arguments[2]]
+    assert arguments[1] == "--executor_input" and json.loads(arguments[2])["inputs"] == {
+        "parameterValues": {"word": "x"}
+    }
+    assert arguments[3:] == ["--function_to_execute", "observe"]
     assert kfp_launch(command_for(installs_packages, tmp_path)) is None  # pip first: cold
     assert kfp_launch(["sh", "-ec", "echo hello", "x"]) is None
 
@@ -357,3 +360,17 @@ def test_own_imports_are_the_flywheel_modules_a_component_imports_and_nothing_el
     )
     assert own_imports(source) == ["flywheel.components.errors", "flywheel.components.steps.gate"]
     assert own_imports("def broken(:") == []
+
+
+def test_a_warm_tasks_switch_that_is_neither_on_nor_off_is_refused_before_anything_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flywheel.pipelines.cli import EXIT_BAD_INPUT, main
+
+    monkeypatch.setenv(WARM_VARIABLE, "of")
+    home = tmp_path / "home"
+    assert main(["--home", str(home), "run", "training"]) == EXIT_BAD_INPUT
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "flywheel: error: FLYWHEEL_WARM_TASKS: must be on or off, got 'of'"
+    ]
+    assert not home.exists()  # nothing written, no task started
