@@ -283,42 +283,32 @@ def suggest_round(journal_path: Path, spec: TuningSpec, round_size: int) -> list
 
 
 def _tell(study: optuna.Study, trial: FrozenTrial, outcome: TrialOutcome) -> TrialState:
-    if outcome.verdict is not None:
-        return _tell_as_judged(study, trial, outcome, outcome.verdict)
-    if outcome.objective is None:
+    """Tell the study how ``trial`` ended. A verdict its pruner gave while it trained is recorded
+    as it was made, never judged again: the round's other trials, recorded beside it, were not
+    there to compare with. A trial trained without the journal is judged here, step by step."""
+    verdict = outcome.verdict
+    if verdict is None and outcome.objective is None:
         study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
         return TrialState.FAIL
     live = optuna.Trial(study, trial._trial_id)
     for step, value in enumerate(outcome.intermediate):
         if step not in trial.intermediate_values:
             live.report(value, step)
-        if live.should_prune():
-            # A trial trained without the journal has run to its end already; pruning it here
-            # tells the sampler and the pruner what a live stop would have.
+        if verdict is None and live.should_prune():
+            # The trial has run to its end already; pruning it here tells the sampler and the
+            # pruner what a live stop would have.
             study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
             return TrialState.PRUNED
-    study.tell(trial.number, outcome.objective, skip_if_finished=True)
-    return TrialState.COMPLETE
-
-
-def _tell_as_judged(
-    study: optuna.Study, trial: FrozenTrial, outcome: TrialOutcome, verdict: InTrialVerdict
-) -> TrialState:
-    """Record the verdict the trial's pruner gave while it trained, never judging it again: the
-    round's other trials, recorded beside it, were not there to compare with."""
-    live = optuna.Trial(study, trial._trial_id)
-    for step, value in enumerate(outcome.intermediate):
-        if step not in trial.intermediate_values:
-            live.report(value, step)
-    for key, value in verdict.pruner_attrs.items():
-        live.storage.set_trial_system_attr(trial._trial_id, key, value)
-    if verdict.pruned_at_step is not None:
-        live.set_user_attr(PRUNED_AT_STEP_ATTR, verdict.pruned_at_step)
-        study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
-        return TrialState.PRUNED
-    if outcome.objective is None:
-        study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
-        return TrialState.FAIL
+    if verdict is not None:
+        for key, value in verdict.pruner_attrs.items():
+            live.storage.set_trial_system_attr(trial._trial_id, key, value)
+        if verdict.pruned_at_step is not None:
+            live.set_user_attr(PRUNED_AT_STEP_ATTR, verdict.pruned_at_step)
+            study.tell(trial.number, state=TrialState.PRUNED, skip_if_finished=True)
+            return TrialState.PRUNED
+        if outcome.objective is None:
+            study.tell(trial.number, state=TrialState.FAIL, skip_if_finished=True)
+            return TrialState.FAIL
     study.tell(trial.number, outcome.objective, skip_if_finished=True)
     return TrialState.COMPLETE
 
