@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
@@ -449,7 +450,8 @@ def _dispatch(args: argparse.Namespace, home: Home, console: Console) -> int:
         from flywheel.pipelines.tracking_setup import tracking_for_run
 
         # The tasks' warm interpreter imports the steps while this process imports the rest.
-        with warm_interpreter(), tracking_for_run(home, console.print):
+        # Its lines are plain text ("flywheel-mlops[tracking]" is not rich markup).
+        with warm_interpreter(), tracking_for_run(home, partial(console.print, markup=False)):
             return _dispatch_command(args, home, console)
     return _dispatch_command(args, home, console)
 

@@ -108,3 +108,21 @@ def test_flywheel_tracking_off_records_nothing_and_says_so_in_one_line(
     record = TrainingRecord("w", "w-123", "local", {}, {}, {"loss": [(0, 1.0)]})
     assert track_training(record, said.append) is None
     assert said == ["tracking is off: FLYWHEEL_TRACKING=off"]
+
+
+def test_the_command_prints_the_extra_to_install_when_mlflow_is_missing(
+    tmp_path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from flywheel.pipelines import tracking_setup
+    from flywheel.pipelines.cli import EXIT_BAD_INPUT, main
+
+    monkeypatch.delenv("FLYWHEEL_TRACKING", raising=False)
+    monkeypatch.setattr(tracking_setup, "tracking_installed", lambda: False)
+    # Bad input ends the command right after the line; the line must come through whole.
+    assert (
+        main(["--home", str(tmp_path), "run", "training", "--hp", "n_bits=100"]) == EXIT_BAD_INPUT
+    )
+    assert (
+        "tracking is off: mlflow is not installed (pip install 'flywheel-mlops[tracking]')"
+        in capsys.readouterr().out
+    )
